@@ -1,0 +1,39 @@
+# Two commands on a fresh machine: `make test` and `make demo`.
+PYTHON ?= python3.11
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: test demo install data-check baseline clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+# Reinstall only when the dependency list changes.
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[distill,export,tui,dev]"
+	touch $(STAMP)
+
+install: $(STAMP)  ## create .venv and install CrisisLens with every extra (pinned)
+
+test: $(STAMP)  ## set everything up and run the test suite
+	$(BIN)/python -m pytest -q
+
+data-check: $(STAMP)  ## check the training data under ../shared/data
+	$(BIN)/crisislens data check
+
+baseline: $(STAMP)  ## train and evaluate the TF-IDF baseline -> reports/baseline.{json,md}
+	$(BIN)/crisislens eval baseline
+
+demo: $(STAMP)  ## the main job (for now: data check + the baseline evaluation)
+	$(BIN)/crisislens data check
+	$(BIN)/crisislens eval baseline
+
+clean:  ## remove the virtual environment and caches
+	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

@@ -1,0 +1,1 @@
+"""CrisisLens export stage (see the issues for what it will hold)."""

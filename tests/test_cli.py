@@ -1,0 +1,44 @@
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from crisislens.runtime.cli import EXIT_MISSING_DEPENDENCY, EXIT_USAGE, Cli, CliError, main, require
+
+
+def _tree() -> tuple[argparse.ArgumentParser, list[str]]:
+    calls: list[str] = []
+    parser = argparse.ArgumentParser(prog="t")
+    parser.set_defaults(_handler=None, _group_parser=parser)
+    cli = Cli(parser)
+    cli.command("hello", "say hello", lambda a: calls.append("hello") or 0)
+    group = cli.group("eval", "evaluate")
+    group.command("baseline", "the baseline", lambda a: calls.append("baseline") or 0)
+    assert cli.group("eval", "again") is group  # a second stage adds to the same group
+    return parser, calls
+
+
+def test_nested_commands_dispatch():
+    parser, calls = _tree()
+    args = parser.parse_args(["eval", "baseline"])
+    assert args._handler(args) == 0 and calls == ["baseline"]
+
+
+def test_duplicate_command_is_refused():
+    parser = argparse.ArgumentParser()
+    cli = Cli(parser)
+    cli.command("x", "x", lambda a: 0)
+    with pytest.raises(ValueError, match="registered twice"):
+        cli.command("x", "x", lambda a: 0)
+
+
+def test_group_without_subcommand_prints_help_and_exits_2(capsys):
+    assert main(["eval"]) == EXIT_USAGE
+    assert "baseline" in capsys.readouterr().err
+
+
+def test_require_names_the_extra():
+    with pytest.raises(CliError, match=r"crisislens\[tui\]") as info:
+        require("surely_not_installed_module_xyz", "tui")
+    assert info.value.code == EXIT_MISSING_DEPENDENCY

@@ -1,0 +1,1 @@
+"""CrisisLens tui stage (see the issues for what it will hold)."""
