@@ -125,4 +125,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    # Run the imported module's main, not this __main__ copy: stages raise *its* CliError.
+    from crisislens.runtime.cli import main as _main
+
+    sys.exit(_main())
