@@ -28,6 +28,19 @@ def _git_commit() -> str | None:
     return out.stdout.strip() or None
 
 
+def _git_dirty() -> bool | None:
+    """True when tracked code (outside reports/) differs from the commit: the number is then
+    not exactly reproducible from `git_commit` alone."""
+    try:
+        out = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
+            capture_output=True, text=True, timeout=5,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return bool(out.stdout.strip()) if out.returncode == 0 else None
+
+
 def _cpu_model() -> str:
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -59,6 +72,7 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     return {
         "command": command or " ".join(["crisislens", *sys.argv[1:]]),
         "git_commit": _git_commit(),
+        "git_dirty": _git_dirty(),
         "created": _dt.datetime.now(_dt.timezone.utc).replace(microsecond=0).isoformat(),
         "environment": environment(),
     }
