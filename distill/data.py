@@ -24,7 +24,7 @@ import io
 import os
 import re
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -296,6 +296,22 @@ def _header(path: Path, rows: Iterable[tuple[int, list[str]]], required: Sequenc
     return columns, it
 
 
+def _records(path: Path, report: LoadReport, strict: bool, *, tsv: bool, required: Sequence[str],
+             strip: bool = False) -> Iterator[tuple[int, dict[str, str]]]:
+    """(line, {column: value}) per data row; blank lines skipped, rows of the wrong width
+    dropped (or raised when strict) with the file and line named, every row counted."""
+    columns, rows = _header(path, _rows(path, report, tsv=tsv), required)
+    kind = "tab-separated columns" if tsv else "columns"
+    for line, fields in rows:
+        if not fields or fields == [""]:
+            continue
+        report.rows += 1
+        if len(fields) != len(columns):
+            _fail(report, strict, f"{path}:{line}: expected {len(columns)} {kind}, got {len(fields)}", "malformed_row")
+            continue
+        yield line, {name: (fields[i].strip() if strip else fields[i]) for name, i in columns.items()}
+
+
 def _clean_text(value: str) -> str | None:
     value = value.strip()
     return value or None
@@ -359,18 +375,9 @@ def load_crisismmd(
     if not path.is_file():
         raise DataError(f"{path}: CrisisMMD {split} file not found")
     report.files.append(str(path))
-    columns, rows = _header(path, _rows(path, report, tsv=True), CRISISMMD_COLUMNS)
-    width = len(columns)
     out: list[Example] = []
     seen: set[str] = set()
-    for line, fields in rows:
-        if not fields or fields == [""]:
-            continue
-        report.rows += 1
-        if len(fields) != width:
-            _fail(report, strict, f"{path}:{line}: expected {width} tab-separated columns, got {len(fields)}", "malformed_row")
-            continue
-        row = {name: fields[i] for name, i in columns.items()}
+    for line, row in _records(path, report, strict, tsv=True, required=CRISISMMD_COLUMNS):
         raw = row["label"].strip()
         try:
             label = to_humanitarian5(raw)
@@ -446,15 +453,9 @@ def load_humaid(
                 _fail(report, strict, f"{path}: HumAID file not found", "missing_file")
                 continue
             report.files.append(str(path))
-            _, rows = _header(path, _rows(path, report, tsv=True), ("tweet_id", "tweet_text", "class_label"))
-            for line, fields in rows:
-                if not fields or fields == [""]:
-                    continue
-                report.rows += 1
-                if len(fields) != 3:
-                    _fail(report, strict, f"{path}:{line}: expected 3 tab-separated columns, got {len(fields)}", "malformed_row")
-                    continue
-                tweet_id, text, raw = (f.strip() for f in fields)
+            records = _records(path, report, strict, tsv=True, required=("tweet_id", "tweet_text", "class_label"), strip=True)
+            for line, row in records:
+                tweet_id, text, raw = row["tweet_id"], row["tweet_text"], row["class_label"]
                 try:
                     label = humaid_label(raw)
                 except KeyError:
@@ -526,17 +527,9 @@ def load_rationales(
     for event in _choose(events, sorted(available), "rationale"):
         path = available[event]
         report.files.append(str(path))
-        columns, rows = _header(path, _rows(path, report, tsv=False),
-                                ("tweet_id", "tweet_text", "corrected_label", "informative_content"))
         seen: set[str] = set()
-        for line, fields in rows:
-            if not fields or fields == [""]:
-                continue
-            report.rows += 1
-            if len(fields) != len(columns):
-                _fail(report, strict, f"{path}:{line}: expected {len(columns)} columns, got {len(fields)}", "malformed_row")
-                continue
-            row = {name: fields[i] for name, i in columns.items()}
+        required = ("tweet_id", "tweet_text", "corrected_label", "informative_content")
+        for line, row in _records(path, report, strict, tsv=False, required=required):
             raw = row["corrected_label"].strip()
             try:
                 label = rationale_label(raw)
@@ -619,18 +612,10 @@ def load_labelled_images(
         raise DataError(f"{path}: image label file not found")
     report.files.append(str(path))
     eval_images, eval_tweets = crisismmd_eval_images(root) if exclude_crisismmd_eval else ({}, set())
-    columns, rows = _header(path, _rows(path, report, tsv=True),
-                            ("relpath", "event", "medic_humanitarian", "crisismmd_humanitarian_image"))
+    required = ("relpath", "event", "medic_humanitarian", "crisismmd_humanitarian_image")
     out: list[Example] = []
     seen: set[str] = set()
-    for line, fields in rows:
-        if not fields or fields == [""]:
-            continue
-        report.rows += 1
-        if len(fields) != len(columns):
-            _fail(report, strict, f"{path}:{line}: expected {len(columns)} tab-separated columns, got {len(fields)}", "malformed_row")
-            continue
-        row = {name: fields[i].strip() for name, i in columns.items()}
+    for line, row in _records(path, report, strict, tsv=True, required=required, strip=True):
         relpath = row["relpath"]
         medic, mmd = row["medic_humanitarian"], row["crisismmd_humanitarian_image"]
         if not medic and not mmd:
@@ -660,7 +645,7 @@ def load_labelled_images(
             if in_eval:
                 report.dropped["crisismmd_eval_image"] += 1
                 continue
-        meta = {k: row[k] for k in columns if k.startswith(("medic_", "crisismmd_")) and row[k]}
+        meta = {k: row[k] for k in row if k.startswith(("medic_", "crisismmd_")) and row[k]}
         meta.update(relpath=relpath, source_dataset=row.get("source_dataset") or None,
                     label_from="crisismmd" if mmd else "medic")
         out.append(Example(id=relpath, text=None, image=image, label=label, source="images",
@@ -695,16 +680,8 @@ def load_crisislex(
     for event in _choose(events, sorted(available), "CrisisLexT26"):
         path = available[event]
         report.files.append(str(path))
-        columns, rows = _header(path, _rows(path, report, tsv=False),
-                                ("Tweet ID", "Tweet Text", "Information Type", "Informativeness"))
-        for line, fields in rows:
-            if not fields or fields == [""]:
-                continue
-            report.rows += 1
-            if len(fields) != len(columns):
-                _fail(report, strict, f"{path}:{line}: expected {len(columns)} columns, got {len(fields)}", "malformed_row")
-                continue
-            row = {name: fields[i].strip() for name, i in columns.items()}
+        required = ("Tweet ID", "Tweet Text", "Information Type", "Informativeness")
+        for line, row in _records(path, report, strict, tsv=False, required=required, strip=True):
             info_type, informativeness = row["Information Type"], row["Informativeness"]
             try:
                 label = crisislex_label(info_type, informativeness)
