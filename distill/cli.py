@@ -66,6 +66,130 @@ def register(cli: Cli) -> None:
     )
     _training_args(e)
     e.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    e.add_argument("--render-only", action="store_true",
+                   help="rewrite <reports>/teacher.md from the numbers already in <reports>/teacher.json")
+
+    o = distill.command(
+        "teacher-outputs",
+        "run the teacher once over every example distillation uses -> compressed .npz (no text)",
+        _teacher_outputs,
+        description=(
+            "Per example (keyed source:id): the teacher's class log-probabilities, token rationale scores\n"
+            "and hard rationale, transferred patch scores and top-k patches. Distillation reads this file\n"
+            "instead of running the teacher."
+        ),
+    )
+    _student_args(o)
+    s = distill.command(
+        "student",
+        "distil the teacher into the small one-pass student",
+        _train_student,
+        description=(
+            "Train the student (first MiniLM layers + EfficientNet-Lite0 + one fusion layer, rationale-\n"
+            "weighted prediction) on the teacher's cached outputs and the gold labels. Seeded; resumes\n"
+            "from <out>/last.pt unless --restart; selects on CrisisMMD dev Macro-F1.\n"
+            "--ablation no-rationale trains the same student without the rationale loss terms."
+        ),
+    )
+    _student_args(s)
+    s.add_argument("--epochs", type=int, default=None, help="epochs (default 5)")
+    s.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this time")
+    s.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
+    s.add_argument("--ablation", choices=["no-rationale"], default=None,
+                   help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
+    v = distill.command(
+        "eval-student",
+        "teacher vs student (+ ablation) -> reports/distill.{json,md}",
+        _eval_student,
+        description=(
+            "One run: CrisisMMD test per model, agreement with the teacher (labels, token rationales,\n"
+            "top-k patches), plausibility on the held-out rationale event, faithfulness, size and\n"
+            "PyTorch CPU latency of teacher and student in the same process."
+        ),
+    )
+    _student_args(v)
+    v.add_argument("--ablation-dir", type=Path, default=Path("artifacts/student_no_rationale"),
+                   help="the no-rationale-loss student, reported when present")
+    v.add_argument("--no-faithfulness", action="store_true", help="skip the (slow) faithfulness runs")
+    v.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+
+
+def _student_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--teacher", type=Path, default=Path("artifacts/teacher"), help="teacher checkpoints folder")
+    p.add_argument("--outputs", type=Path, default=None,
+                   help="teacher outputs file (default: models/teacher-outputs/outputs.npz)")
+    p.add_argument("--out", type=Path, default=None, help="student checkpoints (default: artifacts/student)")
+    p.add_argument("--cache", type=Path, default=Path("artifacts/cache"), help="feature caches (default: artifacts/cache)")
+    p.add_argument("--seed", type=int, default=13)
+
+
+def _student_config(args: argparse.Namespace):
+    from crisislens.distill.data import resolve_data_root
+    from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig
+
+    try:
+        root = resolve_data_root(args.data_root)
+    except FileNotFoundError as exc:
+        raise CliError(str(exc)) from None
+    ablation = getattr(args, "ablation", None)
+    out = args.out or Path("artifacts/student_no_rationale" if ablation else "artifacts/student")
+    config = StudentTrainConfig(data_root=str(root), teacher=str(args.teacher), outputs=str(args.outputs or DEFAULT_OUTPUTS),
+                                out=str(out), cache=str(args.cache), seed=args.seed)
+    if not (Path(config.teacher) / "best.pt").is_file():
+        raise CliError(f"{config.teacher}/best.pt: no teacher checkpoint; run `crisislens distill train-teacher` first")
+    if getattr(args, "epochs", None):
+        config.epochs = args.epochs
+    config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
+    if ablation == "no-rationale":
+        config.loss = config.loss.without_rationale_terms()
+    return config
+
+
+def _teacher_outputs(args: argparse.Namespace) -> int:
+    require("torch", "distill")
+    from crisislens.distill.train_student import export_teacher_outputs
+
+    path, store = export_teacher_outputs(_student_config(args))
+    print(f"wrote teacher outputs for {len(store)} examples to {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+def _train_student(args: argparse.Namespace) -> int:
+    require("torch", "distill")
+    from crisislens.distill.train_student import train_student
+    from crisislens.distill.teacher_outputs import TeacherOutputsError
+
+    config = _student_config(args)
+    try:
+        summary = train_student(config, resume=not args.restart)
+    except (FileNotFoundError, TeacherOutputsError) as exc:
+        raise CliError(str(exc)) from None
+    print(f"student: best dev Macro-F1 {summary['best_dev_macro_f1']:.4f} after {len(summary['history'])} epoch(s), "
+          f"{summary['train_minutes']} min; checkpoints in {config.out}")
+    return 0
+
+
+def _eval_student(args: argparse.Namespace) -> int:
+    require("torch", "distill")
+    from crisislens.distill.eval_student import evaluate, targets, to_markdown
+    from crisislens.runtime.reports import provenance, write_report
+
+    config = _student_config(args)
+    if not (Path(config.out) / "best.pt").is_file():
+        raise CliError(f"{config.out}/best.pt: no student checkpoint; run `crisislens distill student` first")
+    result = evaluate(config, args.ablation_dir, faithfulness=not args.no_faithfulness)
+    summary_path = Path(config.out) / "train_summary.json"
+    training = json.loads(summary_path.read_text()) if summary_path.is_file() else None
+    ablation_path = Path(args.ablation_dir) / "train_summary.json"
+    ablation = json.loads(ablation_path.read_text()) if ablation_path.is_file() else None
+    prov = provenance()
+    payload = {**result, "targets": targets(result), "training": training, "ablation_training": ablation,
+               "provenance": prov}
+    json_path, md_path = write_report("distill", payload, to_markdown(result, prov, training), args.reports)
+    s = result["models"]["student"]["test"]
+    print(f"student test Macro-F1 {s['macro_f1']:.4f}; wrote {json_path} and {md_path}")
+    return 0
 
 
 def _training_args(p: argparse.ArgumentParser) -> None:
@@ -107,9 +231,14 @@ def _train_teacher(args: argparse.Namespace) -> int:
 
 def _eval_teacher(args: argparse.Namespace) -> int:
     require("torch", "distill")
-    from crisislens.distill.eval_teacher import evaluate, to_markdown
-    from crisislens.runtime.reports import provenance, write_report
+    from crisislens.distill.eval_teacher import evaluate, targets, to_markdown
+    from crisislens.runtime.reports import provenance, render_again, write_report
 
+    if args.render_only:
+        json_path, md_path = render_again("teacher", args.reports,
+                                          lambda p: to_markdown(p, p["provenance"], p.get("training")))
+        print(f"rewrote {md_path} from {json_path}")
+        return 0
     config = _train_config(args)
     best = Path(config.out) / "best.pt"
     if not best.is_file():
@@ -118,7 +247,7 @@ def _eval_teacher(args: argparse.Namespace) -> int:
     summary_path = Path(config.out) / "train_summary.json"
     training = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     prov = provenance()
-    payload = {**result, "training": training, "provenance": prov}
+    payload = {**result, "targets": targets(result), "training": training, "provenance": prov}
     json_path, md_path = write_report("teacher", payload, to_markdown(result, prov, training), args.reports)
     t = result["models"]["teacher"]["test"]
     print(f"teacher test Macro-F1 {t['macro_f1']:.4f} accuracy {t['accuracy']:.4f}; wrote {json_path} and {md_path}")

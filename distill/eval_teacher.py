@@ -316,4 +316,35 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
               f"| all 5 | {z['all_classes']['macro_f1']:.4f} | {z['all_classes']['accuracy']:.4f} |",
               f"| restricted to the {len(z['classes_present'])} present | {z['restricted_to_present']['macro_f1']:.4f} | "
               f"{z['restricted_to_present']['accuracy']:.4f} |"]
+    lines += ["", "## Targets (from the teacher issue)", "", "| target | measured | met |", "|---|---|---|"]
+    for row in targets(result):
+        met = "–" if row["met"] is None else "yes" if row["met"] else f"no ({row['gap']})"
+        lines.append(f"| {row['target']} | {row['measured']} | {met} |")
     return "\n".join(lines)
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets against the measured numbers, with the gap where one is missed."""
+    m = result["models"]
+    t = m["teacher"]["test"]
+    base = m["tfidf_logreg"]["test"]["macro_f1"]
+    tok = result["plausibility"]["token_f1"]["micro_f1"]
+    faith = result["faithfulness"]
+    comp = faith["text"]["rationale"]["comprehensiveness"]
+    comp_rand = faith["text"]["random"]["comprehensiveness"]
+    ratio = comp / comp_rand if comp_rand > 0 else float("inf")
+    img = faith["image"]["rationale"]["comprehensiveness"]
+    img_rand = faith["image"]["random"]["comprehensiveness"]
+    rows = [
+        ("test Macro-F1 >= 0.72", f"{t['macro_f1']:.4f}", t["macro_f1"] >= 0.72, f"short by {0.72 - t['macro_f1']:.4f}"),
+        ("test accuracy >= 0.80", f"{t['accuracy']:.4f}", t["accuracy"] >= 0.80, f"short by {0.80 - t['accuracy']:.4f}"),
+        ("Macro-F1 >= TF-IDF + 0.05", f"{t['macro_f1'] - base:+.4f} over TF-IDF ({base:.4f})",
+         t["macro_f1"] - base >= 0.05, f"short by {0.05 - (t['macro_f1'] - base):.4f}"),
+        ("held-out token F1 >= 0.60", f"{tok:.4f}", tok >= 0.60, f"short by {0.60 - tok:.4f}"),
+        ("text comprehensiveness >= 2x random", f"{comp:.4f} vs {comp_rand:.4f} ({ratio:.2f}x)", ratio >= 2.0,
+         f"{ratio:.2f}x"),
+    ]
+    out = [{"target": a, "measured": b, "met": bool(c), "gap": d} for a, b, c, d in rows]
+    out.append({"target": "image comprehensiveness vs random (reported, no target)",
+                "measured": f"{img:.4f} vs {img_rand:.4f}", "met": None, "gap": ""})
+    return out

@@ -86,3 +86,15 @@ def write_report(name: str, payload: dict[str, Any], markdown: str, out_dir: Pat
     json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
     md_path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
     return json_path, md_path
+
+
+def render_again(name: str, out_dir: Path, render: Any) -> tuple[Path, Path]:
+    """Rewrite `<out_dir>/<name>.md` from the numbers in `<out_dir>/<name>.json` (after a change
+    to the layout only: no number is recomputed). `render(payload) -> markdown`."""
+    json_path = Path(out_dir) / f"{name}.json"
+    md_path = Path(out_dir) / f"{name}.md"
+    if not json_path.is_file():
+        raise FileNotFoundError(f"{json_path}: no report to render; run the evaluation first")
+    payload = json.loads(json_path.read_text(encoding="utf-8"))
+    md_path.write_text(render(payload).rstrip() + "\n", encoding="utf-8")
+    return json_path, md_path

@@ -1,0 +1,284 @@
+"""`crisislens distill eval-student`: teacher vs student (and the no-rationale-loss ablation),
+side by side, from one run -> reports/distill.{json,md}.
+
+Accuracy on CrisisMMD test; agreement with the teacher (labels, token rationales, top-k
+patches); plausibility on the held-out rationale event; faithfulness; size; PyTorch CPU
+latency of both models in this process, from raw inputs (token ids + 224 px pixels: every
+layer and the image tower run, nothing cached).
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crisislens.distill import data as D
+from crisislens.distill.eval_teacher import (
+    cached_batches,
+    image_faithfulness,
+    load_teacher,
+    report,
+    split_by_image,
+    teacher_outputs,
+    text_faithfulness,
+)
+from crisislens.distill.features import example_key
+from crisislens.distill.student import RationaleStudent, load_student
+from crisislens.distill.teacher import ImageTower, TeacherInputs
+from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
+from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
+from crisislens.runtime import metrics as M
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.preprocess import ImageConfig, ImageError, load_image
+
+
+def agreement(teacher: Sequence[dict[str, Any]], student: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """Label agreement, token-rationale F1 (student vs teacher hard rationales, micro over
+    content tokens) and the mean IoU of the top-k patch sets on rows with a photo."""
+    labels = float(np.mean([int(t["probs"].argmax()) == int(s["probs"].argmax()) for t, s in zip(teacher, student)]))
+    with_text = [(t, s) for t, s in zip(teacher, student) if t["content"].any()]
+    gold = [t["token_rationale"][t["content"]] for t, _ in with_text]
+    pred = [s["token_rationale"][s["content"]] for _, s in with_text]
+    ious = []
+    for t, s in zip(teacher, student):
+        if t["has_image"]:
+            a, b = t["patch_rationale"].astype(bool), s["patch_rationale"].astype(bool)
+            union = (a | b).sum()
+            ious.append(float((a & b).sum() / union) if union else 1.0)
+    return {"label_agreement": labels, "token_rationale_vs_teacher": M.token_f1(gold, pred).to_dict(),
+            "patch_topk_iou_vs_teacher": float(np.mean(ious)) if ious else None, "n": len(teacher),
+            "n_with_text": len(with_text), "n_with_image": len(ious)}
+
+
+def plausibility(rows: Sequence[D.Example], outs: Sequence[dict[str, Any]], human: Sequence[np.ndarray]) -> dict[str, Any]:
+    gold = [h[o["content"]].astype(bool) for h, o in zip(human, outs)]
+    pred = [o["token_rationale"][o["content"]] for o in outs]
+    soft = [o["token_scores"][o["content"]] for o in outs]
+    return {"n": len(rows), "token_f1": M.token_f1(gold, pred).to_dict(), "iou_f1": M.iou_f1(gold, pred),
+            "auprc": M.auprc(gold, soft)}
+
+
+def size(model: torch.nn.Module) -> dict[str, Any]:
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.pt"
+        torch.save(model.state_dict(), path)
+        mb = path.stat().st_size / 2**20
+    return {"parameters": sum(p.numel() for p in model.parameters()), "state_dict_mb": round(mb, 2)}
+
+
+# ----------------------------------------------------------------------------- latency
+
+
+def raw_inputs(rows: Sequence[D.Example], encoder: Any, with_image: bool) -> TeacherInputs:
+    """What a model sees in the field: token ids from the text and pixels from the JPEG."""
+    config = ImageConfig()
+    enc = encoder.encode_batch([e.text or "" for e in rows])
+    b = len(rows)
+    pixels = np.zeros((b, 3, config.size, config.size), np.float32)
+    present = np.zeros(b, bool)
+    if with_image:
+        for i, e in enumerate(rows):
+            if e.image is not None:
+                try:
+                    pixels[i] = load_image(e.image, config)[0]
+                    present[i] = True
+                except ImageError:
+                    pass
+    return TeacherInputs(torch.from_numpy(enc.input_ids), torch.from_numpy(enc.attention_mask),
+                         torch.from_numpy(present), pixel_values=torch.from_numpy(pixels))
+
+
+def _median_ms(fn: Any, inputs: Sequence[Any], warmup: int) -> dict[str, float]:
+    with torch.no_grad():
+        for x in inputs[:warmup]:
+            fn(x)
+        times = []
+        for x in inputs:
+            t0 = time.perf_counter()
+            fn(x)
+            times.append((time.perf_counter() - t0) * 1000)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
+
+
+def latency(models: dict[str, torch.nn.Module], test: Sequence[D.Example], encoder: Any, *, single: int = 40,
+            batches: int = 5, batch_size: int = 32, warmup: int = 5) -> dict[str, Any]:
+    """Median latency of each model on the same real posts, interleaved model by model."""
+    image_rows = [e for e in test if e.image is not None][: max(single, batch_size * batches)]
+    text_rows = [e for e in test if e.image is None][:single]
+    one_image = [raw_inputs([e], encoder, True) for e in image_rows[:single]]
+    one_text = [raw_inputs([e], encoder, False) for e in text_rows]
+    big = [raw_inputs(image_rows[i * batch_size : (i + 1) * batch_size], encoder, True) for i in range(batches)
+           if len(image_rows) >= (i + 1) * batch_size]
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "batch_size": batch_size}
+    for name, model in models.items():
+        model.eval()
+        out[name] = {
+            "batch1_text_image": _median_ms(model, one_image, warmup),
+            "batch1_text_only": _median_ms(model, one_text, warmup),
+            f"batch{batch_size}_text_image": _median_ms(model, big, 1) if big else None,
+        }
+        print(f"latency {name}: {out[name]['batch1_text_image']['median_ms']:.1f} ms (text+image, batch 1)",
+              file=sys.stderr)
+    t, s = out.get("teacher"), out.get("student")
+    if t and s:
+        out["speedup"] = {k: t[k]["median_ms"] / s[k]["median_ms"] for k in t if t[k] and s.get(k)}
+    return out
+
+
+# ----------------------------------------------------------------------------- the run
+
+
+def evaluate(config: StudentTrainConfig, ablation_dir: Path | None = None, faithfulness: bool = True) -> dict[str, Any]:
+    started = time.perf_counter()
+    root = D.resolve_data_root(config.data_root)
+    tconfig = config.teacher_config()
+    sets = assemble(root, tconfig)
+    teacher = load_teacher(Path(config.teacher) / "best.pt")
+    encoder = minilm_encoder(tconfig)
+    t_feats = build_features(sets, root, tconfig, teacher, encoder)
+    students: dict[str, RationaleStudent] = {"student": load_student(Path(config.out) / "best.pt")}
+    if ablation_dir is not None and (ablation_dir / "best.pt").is_file():
+        students["student_no_rationale_loss"] = load_student(ablation_dir / "best.pt")
+    s_feats = student_features(sets, root, config, students["student"])
+    s_batches = cached_batches(s_feats)
+
+    test = sets.test
+    gold = [e.label for e in test]
+    parts = split_by_image(test)
+    print("test ...", file=sys.stderr)
+    outs = {"teacher": teacher_outputs(teacher, cached_batches(t_feats), test)}
+    for name, model in students.items():
+        outs[name] = student_outputs(model, s_batches, test)
+    result: dict[str, Any] = {"n_test": len(test), "models": {}}
+    for name, o in outs.items():
+        probs = np.stack([x["probs"] for x in o])
+        result["models"][name] = {"test": report(gold, probs),
+                                  **{k: report([gold[i] for i in ix], probs[ix]) for k, ix in parts.items()}}
+        if name != "teacher":
+            result["models"][name]["agreement_with_teacher"] = agreement(outs["teacher"], o)
+
+    print("plausibility ...", file=sys.stderr)
+    rat_rows = [e for e in sets.rationale_eval if t_feats.text.row(example_key(e))[3]]
+    human = [t_feats.text.row(example_key(e))[2] for e in rat_rows]
+    t_rat = teacher_outputs(teacher, cached_batches(t_feats), rat_rows)
+    result["plausibility"] = {"event": tconfig.rationale_eval_event, "teacher": plausibility(rat_rows, t_rat, human)}
+    for name, model in students.items():
+        result["plausibility"][name] = plausibility(rat_rows, student_outputs(model, s_batches, rat_rows), human)
+
+    if faithfulness:
+        print("faithfulness ...", file=sys.stderr)
+        result["faithfulness"] = {"fractions": list(M.ERASER_FRACTIONS)}
+        for name, model, feats in (("teacher", teacher, t_feats), ("student", students["student"], s_feats)):
+            o = outs[name]
+            text_idx = [i for i, x in enumerate(o) if x["content"].any()]
+            image_idx = [i for i in parts["with_image"] if o[i]["has_image"]]
+            result["faithfulness"][name] = {
+                "text": text_faithfulness(model, feats, [test[i] for i in text_idx], [o[i] for i in text_idx]),  # type: ignore[arg-type]
+                "image": image_faithfulness(model, feats, [test[i] for i in image_idx], [o[i] for i in image_idx]),  # type: ignore[arg-type]
+            }
+
+    print("size and latency ...", file=sys.stderr)
+    tower = ImageTower()
+    teacher.backbone.image = tower
+    student = students["student"]
+    student.image = tower
+    result["size"] = {"teacher": size(teacher), "student": size(student)}
+    result["latency"] = latency({"teacher": teacher, "student": student}, test, encoder)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    return result
+
+
+# ----------------------------------------------------------------------------- markdown
+
+
+def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: dict[str, Any] | None) -> str:
+    m = result["models"]
+    names = [n for n in ("teacher", "student", "student_no_rationale_loss") if n in m]
+    pretty = {"teacher": "teacher", "student": "student",
+              "student_no_rationale_loss": "student, no rationale losses (ablation)"}
+    lines = ["# Distillation: teacher vs student (CrisisMMD humanitarian, 5 classes)", "",
+             f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']} · "
+             f"run time {result['seconds']} s on {provenance['environment']['cpu_count']} CPU cores."]
+    if training:
+        lines.append(f"Student training: `crisislens distill student` — {training.get('train_minutes')} min; best dev "
+                     f"Macro-F1 {training.get('best_dev_macro_f1', float('nan')):.4f} after "
+                     f"{len(training.get('history', []))} epoch(s).")
+    lines += ["", f"## CrisisMMD agreed test ({result['n_test']} posts)", "",
+              "| model | Macro-F1 | accuracy | weighted F1 | " + " | ".join(f"F1 {c}" for c in LABEL_NAMES) + " |",
+              "|---|---|---|---|" + "---|" * len(LABEL_NAMES)]
+    for n in names:
+        t = m[n]["test"]
+        per = " | ".join(f"{t['per_class'][c]['f1']:.3f}" for c in LABEL_NAMES)
+        lines.append(f"| {pretty[n]} | {t['macro_f1']:.4f} | {t['accuracy']:.4f} | {t['weighted_f1']:.4f} | {per} |")
+    lines += ["", "| model | Macro-F1 with image | n | Macro-F1 text only | n |", "|---|---|---|---|---|"]
+    for n in names:
+        w, t = m[n]["with_image"], m[n]["text_only"]
+        lines.append(f"| {pretty[n]} | {w['macro_f1']:.4f} | {w['n']} | {t['macro_f1']:.4f} | {t['n']} |")
+    lines += ["", "## Agreement with the teacher (test)", "",
+              "| model | label agreement | token-rationale P / R / F1 vs teacher | patch top-k IoU vs teacher |",
+              "|---|---|---|---|"]
+    for n in names[1:]:
+        a = m[n]["agreement_with_teacher"]
+        tr = a["token_rationale_vs_teacher"]
+        iou = a["patch_topk_iou_vs_teacher"]
+        lines.append(f"| {pretty[n]} | {a['label_agreement']:.4f} | {tr['micro_precision']:.3f} / "
+                     f"{tr['micro_recall']:.3f} / {tr['micro_f1']:.4f} | {'–' if iou is None else f'{iou:.4f}'} |")
+    p = result["plausibility"]
+    lines += ["", f"## Plausibility vs human rationales ({p['event']}, never trained on)", "",
+              "| model | token F1 (micro) | IOU-F1 | AUPRC | n |", "|---|---|---|---|---|"]
+    for n in names:
+        if n in p:
+            q = p[n]
+            lines.append(f"| {pretty[n]} | {q['token_f1']['micro_f1']:.4f} | {q['iou_f1']:.4f} | {q['auprc']:.4f} | {q['n']} |")
+    if "faithfulness" in result:
+        f = result["faithfulness"]
+        lines += ["", "## Faithfulness (AOPC over fractions " + ", ".join(str(x) for x in f["fractions"]) + ")", "",
+                  "Comprehensiveness: higher is better; sufficiency: lower is better.", "",
+                  "| model | units | scores | comprehensiveness | sufficiency | n |", "|---|---|---|---|---|---|"]
+        for n in ("teacher", "student"):
+            for unit in ("text", "image"):
+                for kind in ("rationale", "random"):
+                    r = f[n][unit][kind]
+                    lines.append(f"| {n} | {unit} | {kind} | {r['comprehensiveness']:.4f} | {r['sufficiency']:.4f} | {r['n']} |")
+    s, lat = result["size"], result["latency"]
+    bkey = f"batch{lat['batch_size']}_text_image"
+    lines += ["", f"## Size and PyTorch CPU latency ({lat['threads']} threads, same process, median after warm-up)", "",
+              "Inputs are raw: token ids and 224 px pixels, so the image tower and every text layer run.", "",
+              f"| model | parameters | state dict MB | batch 1 text+image ms | batch 1 text-only ms | batch {lat['batch_size']} text+image ms |",
+              "|---|---|---|---|---|---|"]
+    for n in ("teacher", "student"):
+        L = lat[n]
+        big = "–" if not L.get(bkey) else f"{L[bkey]['median_ms']:.1f}"
+        lines.append(f"| {n} | {s[n]['parameters']:,} | {s[n]['state_dict_mb']:.1f} | {L['batch1_text_image']['median_ms']:.1f} | "
+                     f"{L['batch1_text_only']['median_ms']:.1f} | {big} |")
+    if "speedup" in lat:
+        lines += ["", "Speed-up of the student (teacher time / student time): " + ", ".join(
+            f"{k.replace('_', ' ')} {v:.2f}x" for k, v in lat["speedup"].items()) + "."]
+    lines += ["", "## Targets (from the distillation issue)", "", "| target | measured | met |", "|---|---|---|"]
+    for row in targets(result):
+        lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'no (' + row['gap'] + ')'} |")
+    return "\n".join(lines)
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    m = result["models"]
+    t_f1, s_f1 = m["teacher"]["test"]["macro_f1"], m["student"]["test"]["macro_f1"]
+    a = m["student"]["agreement_with_teacher"]
+    tok = a["token_rationale_vs_teacher"]["micro_f1"]
+    iou = a["patch_topk_iou_vs_teacher"] or 0.0
+    speed = result["latency"].get("speedup", {}).get("batch1_text_image", 0.0)
+    rows = [
+        ("student Macro-F1 within 0.02 of the teacher", f"{s_f1:.4f} vs {t_f1:.4f} (Δ {s_f1 - t_f1:+.4f})",
+         s_f1 >= t_f1 - 0.02, f"short by {t_f1 - 0.02 - s_f1:.4f}"),
+        ("student >= 4x faster at batch 1 (text+image)", f"{speed:.2f}x", speed >= 4.0, f"short by {4.0 - speed:.2f}x"),
+        ("token-rationale F1 vs teacher >= 0.80", f"{tok:.4f}", tok >= 0.80, f"short by {0.80 - tok:.4f}"),
+        ("patch top-k IoU vs teacher >= 0.60", f"{iou:.4f}", iou >= 0.60, f"short by {0.60 - iou:.4f}"),
+    ]
+    return [{"target": t, "measured": v, "met": bool(ok), "gap": g} for t, v, ok, g in rows]

@@ -1,0 +1,317 @@
+"""The student: one pass, no optimal transport, and still explains itself.
+
+- **Text**: the first `text_layers` MiniLM layers, copied from the teacher (the lower
+  `frozen_text_layers` stay frozen so their outputs can be cached for CPU training).
+- **Image**: the same frozen EfficientNet-Lite0 tower, 7x7 grid, projected to the text width
+  with 2-D position and modality embeddings (initialised from the teacher's projection).
+- **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
+  first fusion layer).
+- **Heads**: a per-token rationale score, a per-patch rationale score and the class.
+  The class is computed *only* from rationale-weighted pooling: the text summary is the mean of
+  the fused token states weighted by their rationale scores, the image summary the same over
+  patches; the classifier sees nothing else. So the words and patches shown as evidence are the
+  evidence used, in proportion to their shown scores.
+
+Inputs are what the runtime can feed without torch: `input_ids`, `attention_mask`,
+`pixel_values` and `image_present` (see `StudentExport`).
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from crisislens.distill.ipot import DEFAULT_TOP_K, top_patches
+from crisislens.distill.teacher import (
+    CrossModalRationaleTeacher,
+    ImageTower,
+    JointEncoder,
+    TeacherInputs,
+    TextTower,
+)
+from crisislens.runtime.labels import LABEL_NAMES
+
+# ----------------------------------------------------------------------------- configuration
+
+
+@dataclass
+class StudentConfig:
+    hidden: int = 384
+    text_layers: int = 3  # MiniLM layers kept (of 6)
+    frozen_text_layers: int = 2  # cached during training; the layers above are fine-tuned
+    fusion_heads: int = 6
+    fusion_ffn: int = 1536
+    image_channels: int = 1280
+    patch_grid: int = 7
+    dropout: float = 0.1
+    num_labels: int = len(LABEL_NAMES)
+    cls_id: int = 101
+    sep_id: int = 102
+    pad_id: int = 0
+    rationale_threshold: float = 0.5  # same selection rule as the teacher
+    min_rationale_tokens: int = 2
+    top_k_patches: int = DEFAULT_TOP_K
+    pool_eps: float = 1e-4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
+        return cls(**data)
+
+
+@dataclass
+class DistillWeights:
+    """Weights of the distillation loss terms (one place; the report's ablation zeroes the
+    rationale terms)."""
+
+    temperature: float = 2.0
+    kd: float = 1.0  # KL(teacher || student) on temperature-softened class distributions, x T^2
+    ce: float = 0.5  # cross-entropy on gold labels
+    token_teacher: float = 1.0  # BCE of token scores against the teacher's token scores
+    token_human: float = 0.5  # class-weighted BCE against human rationales, where they exist
+    human_pos_weight: float = 3.0
+    patch_teacher: float = 1.0  # BCE of patch scores against the teacher's transferred scores
+    patch_rank: float = 0.5  # KL between the patch-score distributions (ranks the top-k right)
+    patch_rank_temperature: float = 0.1
+
+    def without_rationale_terms(self) -> DistillWeights:
+        return DistillWeights(self.temperature, self.kd, self.ce, 0.0, 0.0, self.human_pos_weight, 0.0, 0.0,
+                              self.patch_rank_temperature)
+
+
+@dataclass
+class StudentOutput:
+    logits: Tensor  # [B, C]
+    token_scores: Tensor  # [B, N] in [0, 1], 0 on special/padding tokens
+    token_rationale: Tensor  # [B, N] bool
+    patch_scores: Tensor  # [B, M] in [0, 1], 0 without an image
+    patch_rationale: Tensor  # [B, M] bool, top-k valid patches
+    token_logits: Tensor  # [B, N] raw (for the losses)
+    patch_logits: Tensor  # [B, M]
+
+
+# ----------------------------------------------------------------------------- model
+
+
+def truncated_bert(bert: nn.Module, layers: int) -> nn.Module:
+    """A copy of `bert` keeping its embeddings and first `layers` encoder layers."""
+    small = copy.deepcopy(bert)
+    small.encoder.layer = nn.ModuleList(list(small.encoder.layer[:layers]))
+    small.config.num_hidden_layers = layers
+    if getattr(small, "pooler", None) is not None:
+        small.pooler = None
+    return small
+
+
+class RationaleStudent(nn.Module):
+    def __init__(self, config: StudentConfig, bert: nn.Module, image_tower: nn.Module | None = None):
+        super().__init__()
+        if len(bert.encoder.layer) != config.text_layers:
+            raise ValueError(f"bert has {len(bert.encoder.layer)} layers, config says {config.text_layers}")
+        self.config = config
+        d = config.hidden
+        self.text = TextTower(bert, config.frozen_text_layers)
+        self.image = image_tower
+        self.patch_proj = nn.Sequential(nn.LayerNorm(config.image_channels), nn.Linear(config.image_channels, d))
+        self.row_embed = nn.Embedding(config.patch_grid, d)
+        self.col_embed = nn.Embedding(config.patch_grid, d)
+        self.modality = nn.Embedding(2, d)
+        self.norm = nn.LayerNorm(d)
+        self.fusion = nn.TransformerEncoderLayer(d, config.fusion_heads, config.fusion_ffn, config.dropout,
+                                                 activation="gelu", batch_first=True)
+        self.token_head = nn.Linear(d, 1)
+        self.patch_head = nn.Linear(d, 1)
+        self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
+                                        nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
+        grid = torch.arange(config.patch_grid)
+        self.register_buffer("_rows", grid.repeat_interleave(config.patch_grid), persistent=False)
+        self.register_buffer("_cols", grid.repeat(config.patch_grid), persistent=False)
+        # Training speed-up: a batch without any photo skips the 49 (all masked) patch keys.
+        # Same result; `StudentExport` turns it off so the exported graph has no branch.
+        self.skip_empty_image = True
+
+    # -- pieces ------------------------------------------------------------------------------
+
+    def content_mask(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        c = self.config
+        return attention_mask.bool() & (input_ids != c.cls_id) & (input_ids != c.sep_id) & (input_ids != c.pad_id)
+
+    def select_tokens(self, scores: Tensor, content: Tensor) -> Tensor:
+        return CrossModalRationaleTeacher.select_tokens(self, scores, content)  # type: ignore[arg-type]
+
+    def _patch_features(self, inputs: TeacherInputs) -> Tensor:
+        if inputs.image_features is not None:
+            return inputs.image_features.float()
+        if inputs.pixel_values is None or self.image is None:
+            b, m = inputs.input_ids.shape[0], self.config.patch_grid**2
+            return inputs.input_ids.new_zeros((b, m, self.config.image_channels), dtype=torch.float32)
+        return self.image(inputs.pixel_values)
+
+    # -- forward -----------------------------------------------------------------------------
+
+    def forward(self, inputs: TeacherInputs) -> StudentOutput:
+        token_mask = inputs.attention_mask.bool()
+        states = inputs.text_states.float() if inputs.text_states is not None else self.text.lower(
+            inputs.input_ids, inputs.attention_mask)
+        text = self.text.upper(states, token_mask) + self.modality.weight[0]
+        feats = self._patch_features(inputs)
+        b, m = feats.shape[:2]
+        patch_mask = inputs.image_present.bool()[:, None].expand(b, m)
+        if inputs.patch_mask is not None:
+            patch_mask = patch_mask & inputs.patch_mask.bool()
+        patches = self.patch_proj(feats) + self.row_embed(self._rows) + self.col_embed(self._cols) + self.modality.weight[1]
+        n = text.shape[1]
+        if self.skip_empty_image and not bool(patch_mask.any()):
+            tokens = self.fusion(self.norm(text), src_key_padding_mask=~token_mask)
+            patch_states = torch.zeros_like(patches)
+        else:
+            joint = self.norm(torch.cat([text, patches], dim=1))
+            fused = self.fusion(joint, src_key_padding_mask=~torch.cat([token_mask, patch_mask], dim=1))
+            tokens, patch_states = fused[:, :n], fused[:, n:]
+
+        content = self.content_mask(inputs.input_ids, inputs.attention_mask)
+        token_logits = self.token_head(tokens).squeeze(-1)
+        patch_logits = self.patch_head(patch_states).squeeze(-1)
+        token_scores = torch.sigmoid(token_logits) * content
+        patch_scores = torch.sigmoid(patch_logits) * patch_mask
+
+        # The class sees only rationale-weighted summaries of the tokens and the patches.
+        eps = self.config.pool_eps
+        text_pool = (token_scores.unsqueeze(-1) * tokens).sum(1) / (token_scores.sum(1, keepdim=True) + eps)
+        image_pool = (patch_scores.unsqueeze(-1) * patch_states).sum(1) / (patch_scores.sum(1, keepdim=True) + eps)
+        logits = self.classifier(torch.cat([text_pool, image_pool], dim=-1))
+
+        token_rationale = self.select_tokens(token_scores.detach(), content)
+        patch_rationale = top_patches(patch_scores.detach(), patch_mask, k=self.config.top_k_patches)
+        return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
+                             token_logits, patch_logits)
+
+
+def student_from_teacher(teacher: CrossModalRationaleTeacher, config: StudentConfig | None = None,
+                         image_tower: nn.Module | None = None) -> RationaleStudent:
+    """A student initialised from the teacher: its first MiniLM layers, patch projection,
+    position/modality embeddings and first fusion layer."""
+    config = config or StudentConfig()
+    enc = teacher.backbone
+    if not isinstance(enc, JointEncoder):
+        raise TypeError("the student is initialised from a JointEncoder teacher (not the ViLT backbone)")
+    student = RationaleStudent(config, truncated_bert(enc.text.bert, config.text_layers), image_tower)
+    for name in ("patch_proj", "row_embed", "col_embed", "modality", "norm"):
+        getattr(student, name).load_state_dict(getattr(enc, name).state_dict())
+    student.fusion.load_state_dict(enc.fusion.layers[0].state_dict())
+    return student
+
+
+def build_student(config: StudentConfig, bert_config: dict[str, Any], image_tower: nn.Module | None = None) -> RationaleStudent:
+    """An untrained student shaped by `config` and a BERT config dict (for loading checkpoints
+    without the MiniLM package)."""
+    from transformers import BertConfig, BertModel
+
+    bc = BertConfig.from_dict({**bert_config, "num_hidden_layers": config.text_layers})
+    return RationaleStudent(config, BertModel(bc, add_pooling_layer=False), image_tower)
+
+
+def save_student(model: RationaleStudent, path: Any, extra: dict[str, Any] | None = None) -> None:
+    state = {k: v for k, v in model.state_dict().items() if not k.startswith("image.")}
+    torch.save({"model": state, "config": model.config.to_dict(), "bert_config": model.text.bert.config.to_dict(),
+                **(extra or {})}, path)
+
+
+def load_student(path: Any, image_tower: nn.Module | None = None) -> RationaleStudent:
+    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    model = build_student(StudentConfig.from_dict(ckpt["config"]), ckpt["bert_config"], image_tower)
+    missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
+    bad = [k for k in missing if not k.startswith("image.")]
+    if bad or unexpected:
+        raise ValueError(f"{path}: checkpoint does not fit the student (missing {bad[:5]}, unexpected {unexpected[:5]})")
+    return model.eval()
+
+
+class StudentExport(nn.Module):
+    """Tensor-in, tensor-out wrapper the ONNX export and latency runs use:
+    (input_ids, attention_mask, pixel_values, image_present) -> (logits, token_scores, patch_scores)."""
+
+    def __init__(self, student: RationaleStudent):
+        super().__init__()
+        if student.image is None:
+            raise ValueError("export needs the student with its image tower (pixel_values input)")
+        self.student = student
+        self.student.skip_empty_image = False
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, image_present: Tensor):
+        out = self.student(TeacherInputs(input_ids, attention_mask, image_present.bool(), pixel_values=pixel_values))
+        return out.logits, out.token_scores, out.patch_scores
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+@dataclass
+class TeacherTargets:
+    """The teacher's cached outputs, padded to the batch: logits [B, C], token scores [B, N],
+    patch scores [B, M], has_image [B] (rows whose teacher saw a photo)."""
+
+    logits: Tensor
+    token_scores: Tensor
+    patch_scores: Tensor
+    has_image: Tensor
+
+
+def _masked_bce(scores: Tensor, target: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor | None:
+    if not bool(mask.any()):
+        return None
+    w = None if weight is None else weight[mask]
+    return F.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6)[mask], target[mask].float(), weight=w)
+
+
+def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, content: Tensor, patch_mask: Tensor,
+                 weights: DistillWeights, human: Tensor | None = None, has_human: Tensor | None = None,
+                 class_weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
+    """Sum of the weighted terms; `parts` holds each unweighted term (0 when it does not apply)."""
+    t = weights.temperature
+    parts: dict[str, float] = {}
+    total = out.logits.new_zeros(())
+
+    def add(name: str, weight: float, value: Tensor | None) -> None:
+        nonlocal total
+        parts[name] = 0.0 if value is None else float(value.detach())
+        if value is not None and weight:
+            total = total + weight * value
+
+    kd = F.kl_div(F.log_softmax(out.logits / t, -1), F.softmax(teacher.logits / t, -1), reduction="batchmean") * t * t
+    add("kd", weights.kd, kd)
+    add("ce", weights.ce, F.cross_entropy(out.logits, labels, weight=class_weights))
+    add("token_teacher", weights.token_teacher, _masked_bce(out.token_scores, teacher.token_scores, content))
+    if human is not None and has_human is not None:
+        rows = has_human.bool()[:, None] & content
+        w = torch.where(human > 0.5, weights.human_pos_weight, 1.0)
+        add("token_human", weights.token_human, _masked_bce(out.token_scores, human, rows, w))
+    else:
+        parts["token_human"] = 0.0
+    valid = patch_mask.bool() & teacher.has_image.bool()[:, None]
+    add("patch_teacher", weights.patch_teacher, _masked_bce(out.patch_scores, teacher.patch_scores, valid))
+    rows = valid.any(1)
+    if bool(rows.any()):
+        neg = torch.finfo(out.patch_logits.dtype).min
+        target = F.softmax((teacher.patch_scores / weights.patch_rank_temperature).masked_fill(~valid, neg), -1)[rows]
+        logp = F.log_softmax(out.patch_logits.masked_fill(~valid, neg), -1)[rows]
+        rank = (target * (target.clamp_min(1e-12).log() - logp)).masked_fill(~valid[rows], 0.0).sum(-1).mean()
+        add("patch_rank", weights.patch_rank, rank)
+    else:
+        parts["patch_rank"] = 0.0
+    return total, parts
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+__all__ = ["DistillWeights", "ImageTower", "RationaleStudent", "StudentConfig", "StudentExport", "StudentOutput",
+           "TeacherTargets", "build_student", "distill_loss", "load_student", "save_student", "student_from_teacher"]

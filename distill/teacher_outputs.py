@@ -1,0 +1,162 @@
+"""The teacher's outputs per example, computed once so that distillation runs without it.
+
+One compressed `.npz`, keyed by example key (`source:id`), holding no tweet text:
+
+- `logits` [N, C] float32: log-probabilities of the teacher's prediction (from rationales);
+  softmax(logits / T) is the temperature-softened distribution distillation needs.
+- token scores (float16) and the hard token rationale, flat, with `starts`/`lengths` per
+  example, on the MiniLM word pieces of `runtime.preprocess.TextEncoder` (so they line up with
+  the student's tokens; `lengths` is checked against them);
+- patch scores (float16) and the hard patch rationale [K, 49] for the K examples with a photo
+  (`patch_row[i]` = -1 without one).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+FORMAT_VERSION = 1
+
+
+class TeacherOutputsError(ValueError):
+    """The stored teacher outputs do not fit the examples they are asked about."""
+
+
+@dataclass
+class TeacherOutputStore:
+    keys: list[str]
+    logits: np.ndarray  # [N, C] float32
+    starts: np.ndarray  # [N] int64
+    lengths: np.ndarray  # [N] int32
+    token_scores: np.ndarray  # [T] float16
+    token_rationale: np.ndarray  # [T] bool
+    patch_row: np.ndarray  # [N] int32, -1 without an image
+    patch_scores: np.ndarray  # [K, M] float16
+    patch_rationale: np.ndarray  # [K, M] bool
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {k: i for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.index
+
+    def row(self, key: str) -> dict[str, Any]:
+        if key not in self.index:
+            raise TeacherOutputsError(f"no teacher outputs for example {key!r}; rebuild with "
+                                      "`crisislens distill teacher-outputs`")
+        i = self.index[key]
+        s, n = int(self.starts[i]), int(self.lengths[i])
+        p = int(self.patch_row[i])
+        m = self.patch_scores.shape[1] if self.patch_scores.ndim == 2 else 49
+        return {
+            "logits": self.logits[i],
+            "token_scores": self.token_scores[s : s + n].astype(np.float32),
+            "token_rationale": self.token_rationale[s : s + n],
+            "has_image": p >= 0,
+            "patch_scores": self.patch_scores[p].astype(np.float32) if p >= 0 else np.zeros(m, np.float32),
+            "patch_rationale": self.patch_rationale[p] if p >= 0 else np.zeros(m, bool),
+        }
+
+    @classmethod
+    def from_rows(cls, keys: Sequence[str], rows: Sequence[dict[str, Any]], meta: dict[str, Any]) -> TeacherOutputStore:
+        """From `eval_teacher.teacher_outputs`-style dicts (probs, content-aligned token arrays)."""
+        if len(keys) != len(rows):
+            raise ValueError("keys and rows differ in length")
+        if len(set(keys)) != len(keys):
+            raise ValueError("duplicate example keys")
+        lengths = np.array([len(r["token_scores"]) for r in rows], np.int32)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if len(rows) else np.zeros(0, np.int64)
+        with_image = [i for i, r in enumerate(rows) if r["has_image"]]
+        patch_row = np.full(len(rows), -1, np.int32)
+        patch_row[with_image] = np.arange(len(with_image), dtype=np.int32)
+        m = len(rows[0]["patch_scores"]) if rows else 49
+        probs = np.stack([r["probs"] for r in rows]).astype(np.float64) if rows else np.zeros((0, 5))
+        return cls(
+            keys=list(keys),
+            logits=np.log(np.clip(probs, 1e-12, None)).astype(np.float32),
+            starts=starts, lengths=lengths,
+            token_scores=np.concatenate([r["token_scores"] for r in rows]).astype(np.float16) if rows else np.zeros(0, np.float16),
+            token_rationale=np.concatenate([r["token_rationale"] for r in rows]).astype(bool) if rows else np.zeros(0, bool),
+            patch_row=patch_row,
+            patch_scores=np.stack([rows[i]["patch_scores"] for i in with_image]).astype(np.float16) if with_image else np.zeros((0, m), np.float16),
+            patch_rationale=np.stack([rows[i]["patch_rationale"] for i in with_image]).astype(bool) if with_image else np.zeros((0, m), bool),
+            meta=dict(meta),
+        )
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.meta, "format_version": FORMAT_VERSION, "keys": self.keys}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, logits=self.logits, starts=self.starts, lengths=self.lengths,
+                            token_scores=self.token_scores, token_rationale=np.packbits(self.token_rationale),
+                            n_tokens=np.array(len(self.token_rationale)), patch_row=self.patch_row,
+                            patch_scores=self.patch_scores, patch_rationale=self.patch_rationale,
+                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> TeacherOutputStore:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no teacher outputs; run `crisislens distill teacher-outputs`")
+        try:
+            with np.load(path) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("format_version") != FORMAT_VERSION:
+                    raise TeacherOutputsError(f"{path}: format {meta.get('format_version')}, this code reads {FORMAT_VERSION}")
+                n_tokens = int(z["n_tokens"])
+                return cls(keys=meta.pop("keys"), logits=z["logits"], starts=z["starts"], lengths=z["lengths"],
+                           token_scores=z["token_scores"],
+                           token_rationale=np.unpackbits(z["token_rationale"])[:n_tokens].astype(bool),
+                           patch_row=z["patch_row"], patch_scores=z["patch_scores"],
+                           patch_rationale=z["patch_rationale"], meta=meta)
+        except (KeyError, ValueError, OSError) as exc:
+            if isinstance(exc, TeacherOutputsError):
+                raise
+            raise TeacherOutputsError(f"{path}: not a teacher-outputs file ({exc})") from exc
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def compute(model: Any, batches: Callable[[Sequence[Any]], Any], examples: Sequence[Any], keys: Sequence[str],
+            meta: dict[str, Any], batch_size: int = 64) -> TeacherOutputStore:
+    """Run the teacher over `examples` (length-sorted batches) and store its outputs."""
+    from crisislens.distill.eval_teacher import teacher_outputs
+
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].text or ""))
+    rows: list[dict[str, Any] | None] = [None] * len(examples)
+    started = time.perf_counter()
+    chunk = batch_size * 8
+    for c in range(0, len(order), chunk):
+        idx = order[c : c + chunk]
+        # text-only and with-image rows apart: text-only batches skip the patch tokens
+        for group in ([i for i in idx if examples[i].image is None], [i for i in idx if examples[i].image is not None]):
+            if group:
+                for i, r in zip(group, teacher_outputs(model, batches, [examples[i] for i in group], batch_size)):
+                    rows[i] = r
+        done = min(c + chunk, len(order))
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        print(f"\rteacher outputs: {done}/{len(order)} ({rate:.0f}/s, ETA {(len(order) - done) / rate:.0f} s)",
+              end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return TeacherOutputStore.from_rows(keys, rows, meta)  # type: ignore[arg-type]

@@ -1,0 +1,290 @@
+"""Distilling the teacher into the student: cached teacher outputs, cached frozen features,
+the loop (seeded, resumable, early stopping on CrisisMMD dev Macro-F1).
+
+The data are the teacher's (`train_teacher.assemble`, same seed): CrisisMMD train, the HumAID
+pool (a fresh sample each epoch), the Nepal rationales and the labelled photos. The teacher is
+not run here: its outputs come from `crisislens distill teacher-outputs`; its weights only
+initialise the student.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from crisislens.distill import data as D
+from crisislens.distill.features import build_image_cache, build_text_cache, example_key
+from crisislens.distill.student import (
+    DistillWeights,
+    RationaleStudent,
+    StudentConfig,
+    TeacherTargets,
+    distill_loss,
+    save_student,
+    student_from_teacher,
+)
+from crisislens.distill.teacher import ImageTower, TeacherInputs
+from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore
+from crisislens.distill.train_teacher import (
+    MINILM_ID,
+    Features,
+    Sets,
+    TrainConfig,
+    _bucketed,
+    _epoch_examples,
+    assemble,
+    class_weights,
+    minilm_encoder,
+    set_seed,
+)
+from crisislens.runtime.labels import LABEL_NAMES, label_index
+from crisislens.runtime.metrics import classification_report
+
+DEFAULT_OUTPUTS = "models/teacher-outputs/outputs.npz"
+
+
+@dataclass
+class StudentTrainConfig:
+    data_root: str = "../shared/data"
+    teacher: str = "artifacts/teacher"  # best.pt initialises the student
+    outputs: str = DEFAULT_OUTPUTS
+    out: str = "artifacts/student"
+    cache: str = "artifacts/cache"
+    seed: int = 13
+    epochs: int = 5
+    patience: int = 2
+    batch_size: int = 32
+    lr_new: float = 3e-4  # fusion, projections, heads
+    lr_text: float = 5e-5  # the fine-tuned MiniLM layer(s)
+    weight_decay: float = 0.01
+    max_minutes: float = 0.0
+    loss: DistillWeights = field(default_factory=DistillWeights)
+    model: StudentConfig = field(default_factory=StudentConfig)
+
+    def teacher_config(self) -> TrainConfig:
+        """The teacher's data settings (same sets, same seed)."""
+        return TrainConfig(data_root=self.data_root, out=self.teacher, cache=self.cache, seed=self.seed)
+
+
+# ----------------------------------------------------------------------------- features + targets
+
+
+def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student: RationaleStudent) -> Features:
+    """Image grids (shared with the teacher's cache) and the student's lower-layer text states."""
+    everything = ([e for rows in sets.train.values() for e in rows] + sets.dev + sets.test + sets.rationale_eval
+                  + sets.image_heldout)
+    seen: dict[str, D.Example] = {}
+    for e in everything:
+        seen.setdefault(example_key(e), e)
+    cache = Path(config.cache)
+    images = build_image_cache(root, [e.image for e in seen.values() if e.image is not None], cache / "images",
+                               ImageTower())
+    folder = cache / f"text_l{config.model.frozen_text_layers}"
+    text = build_text_cache(list(seen.values()), folder, minilm_encoder(config.teacher_config()), student.text,
+                            model_id=MINILM_ID)
+    return Features(text, images, root)
+
+
+def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], inputs: TeacherInputs) -> TeacherTargets:
+    b, n = inputs.input_ids.shape
+    m = inputs.image_features.shape[1] if inputs.image_features is not None else 49
+    logits = np.zeros((b, len(LABEL_NAMES)), np.float32)
+    tokens = np.zeros((b, n), np.float32)
+    patches = np.zeros((b, m), np.float32)
+    has_image = np.zeros(b, bool)
+    lengths = inputs.attention_mask.sum(1).tolist()
+    for i, e in enumerate(examples):
+        r = store.row(example_key(e))
+        if len(r["token_scores"]) != lengths[i]:
+            raise TeacherOutputsError(f"{example_key(e)}: teacher outputs have {len(r['token_scores'])} tokens, the "
+                                      f"student's tokeniser gives {lengths[i]}; rebuild the teacher outputs")
+        logits[i] = r["logits"]
+        tokens[i, : lengths[i]] = r["token_scores"]
+        patches[i] = r["patch_scores"]
+        has_image[i] = r["has_image"]
+    return TeacherTargets(torch.from_numpy(logits), torch.from_numpy(tokens), torch.from_numpy(patches),
+                          torch.from_numpy(has_image))
+
+
+# ----------------------------------------------------------------------------- evaluation helpers
+
+
+@torch.no_grad()
+def student_outputs(model: RationaleStudent, batches: Any, rows: Sequence[D.Example], batch_size: int = 64) -> list[dict[str, Any]]:
+    """Per example, the same fields as `eval_teacher.teacher_outputs` (probs, tokens, patches)."""
+    model.eval()
+    out: list[dict[str, Any]] = []
+    for b in range(0, len(rows), batch_size):
+        inputs = batches(rows[b : b + batch_size])
+        o = model(inputs)
+        content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+        probs = o.logits.softmax(-1)
+        for i in range(inputs.input_ids.shape[0]):
+            n = int(inputs.attention_mask[i].sum())
+            out.append({
+                "probs": probs[i].numpy(),
+                "input_ids": inputs.input_ids[i, :n].numpy(),
+                "content": content[i, :n].numpy(),
+                "token_scores": o.token_scores[i, :n].numpy(),
+                "token_rationale": o.token_rationale[i, :n].numpy(),
+                "patch_scores": o.patch_scores[i].numpy(),
+                "patch_rationale": o.patch_rationale[i].numpy(),
+                "has_image": bool(inputs.image_present[i]),
+            })
+    return out
+
+
+def dev_scores(model: RationaleStudent, features: Features, dev: Sequence[D.Example]) -> dict[str, float]:
+    outs = student_outputs(model, lambda rows: features.batch(rows)[0], dev)
+    pred = [LABEL_NAMES[int(o["probs"].argmax())] for o in outs]
+    rep = classification_report([e.label for e in dev], pred, LABEL_NAMES)
+    return {"macro_f1": rep.macro_f1, "accuracy": rep.accuracy}
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, Any]:
+    from crisislens.distill.eval_teacher import load_teacher
+
+    started = time.perf_counter()
+    root = D.resolve_data_root(config.data_root)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    teacher_ckpt = Path(config.teacher) / "best.pt"
+    if not teacher_ckpt.is_file():
+        raise FileNotFoundError(f"{teacher_ckpt}: the student is initialised from the teacher; train it first")
+    store = TeacherOutputStore.load(Path(config.outputs))
+    print("assembling data ...", file=sys.stderr)
+    tconfig = config.teacher_config()
+    sets = assemble(root, tconfig)
+    model = student_from_teacher(load_teacher(teacher_ckpt), config.model)
+    features = student_features(sets, root, config, model)
+    missing = [example_key(e) for rows in sets.train.values() for e in rows if example_key(e) not in store]
+    if missing:
+        raise TeacherOutputsError(f"{config.outputs}: no teacher outputs for {len(missing)} training examples "
+                                  f"(first {missing[:3]}); rebuild with `crisislens distill teacher-outputs`")
+
+    text_params = [p for p in model.text.parameters() if p.requires_grad]
+    text_ids = {id(p) for p in text_params}
+    new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
+    optimizer = torch.optim.AdamW([{"params": text_params, "lr": config.lr_text},
+                                   {"params": new_params, "lr": config.lr_new}], weight_decay=config.weight_decay)
+    weights = class_weights([e.label for rows in sets.train.values() for e in rows])  # type: ignore[misc]
+    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": []}
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, weights_only=False)
+        model.load_state_dict(ckpt["model"])
+        optimizer.load_state_dict(ckpt["optimizer"])
+        state = ckpt["state"]
+        torch.set_rng_state(ckpt["torch_rng"])
+        print(f"resumed from {last} after epoch {state['epoch']}", file=sys.stderr)
+
+    steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + config.batch_size - 1) // config.batch_size
+    total_steps = steps_per_epoch * config.epochs
+    warmup = max(1, steps_per_epoch // 5)
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def lr_factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.05, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+
+    stopped_early = False
+    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
+        epoch = state["epoch"]
+        model.train()
+        batches = _bucketed(_epoch_examples(sets, tconfig, epoch), features, config.batch_size,
+                            random.Random(config.seed + epoch))
+        t0 = time.perf_counter()
+        sums: Counter[str] = Counter()
+        for step, batch in enumerate(batches):
+            for g, base in zip(optimizer.param_groups, base_lrs):
+                g["lr"] = base * lr_factor(epoch * steps_per_epoch + step)
+            inputs, human, has_human = features.batch(batch)
+            targets = teacher_targets(store, batch, inputs)
+            labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
+            o = model(inputs)
+            content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+            patch_mask = inputs.image_present[:, None].expand_as(o.patch_scores)
+            loss, parts = distill_loss(o, targets, labels, content, patch_mask, config.loss, human, has_human, weights)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            sums.update(parts)
+            sums["n"] += 1
+            if step % 20 == 0 or step == len(batches) - 1:
+                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
+                eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
+                shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher"))
+                print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} {shown} "
+                      f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        scores = dev_scores(model, features, sets.dev)
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1),
+                                 "train": {k: v / sums["n"] for k, v in sums.items() if k != "n"}, "dev": scores})
+        improved = scores["macro_f1"] > state["best"]
+        if improved:
+            state["best"], state["bad_epochs"] = scores["macro_f1"], 0
+            save_student(model, out / "best.pt", {"epoch": epoch + 1, "dev": scores, "loss": asdict(config.loss)})
+        else:
+            state["bad_epochs"] += 1
+        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                    "torch_rng": torch.get_rng_state()}, last)
+        print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f}{' *best*' if improved else ''}", file=sys.stderr)
+        if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
+            stopped_early = True
+            break
+    summary = {
+        "config": asdict(config),
+        "teacher_outputs": {"path": config.outputs, "rows": len(store), "meta": store.meta},
+        "data": {name: len(rows) for name, rows in sets.train.items()} | {"dev": len(sets.dev)},
+        "history": state["history"],
+        "best_dev_macro_f1": state["best"],
+        "stopped_by_time_limit": stopped_early,
+        "train_minutes": round((time.perf_counter() - started) / 60, 1),
+    }
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def export_teacher_outputs(config: StudentTrainConfig) -> tuple[Path, TeacherOutputStore]:
+    """Run the teacher once over every example distillation and its report use."""
+    from crisislens.distill.eval_teacher import cached_batches, load_teacher
+    from crisislens.distill.teacher_outputs import compute, file_sha256
+    from crisislens.distill.train_teacher import build_features
+
+    root = D.resolve_data_root(config.data_root)
+    tconfig = config.teacher_config()
+    set_seed(config.seed)
+    sets = assemble(root, tconfig)
+    ckpt = Path(config.teacher) / "best.pt"
+    model = load_teacher(ckpt)
+    features = build_features(sets, root, tconfig, model, minilm_encoder(tconfig))
+    rows: dict[str, D.Example] = {}
+    for e in [e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval + sets.image_heldout:
+        rows.setdefault(example_key(e), e)
+    keys = list(rows)
+    meta = {"teacher_checkpoint_sha256": file_sha256(ckpt), "tokenizer": MINILM_ID,
+            "max_length": minilm_encoder(tconfig).config.max_length, "seed": config.seed,
+            "sources": {name: len(r) for name, r in sets.train.items()}
+            | {"dev": len(sets.dev), "test": len(sets.test), "rationale_eval": len(sets.rationale_eval),
+               "image_heldout": len(sets.image_heldout)}}
+    store = compute(model, cached_batches(features), [rows[k] for k in keys], keys, meta)
+    path = Path(config.outputs)
+    store.save(path)
+    return path, store

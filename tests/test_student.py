@@ -1,0 +1,245 @@
+"""The student on tiny random models: one pass, rationale-weighted prediction, distillation loss,
+initialisation from the teacher, checkpoints, the export wrapper and the teacher-output store."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+from crisislens.distill.student import (  # noqa: E402
+    DistillWeights,
+    RationaleStudent,
+    StudentConfig,
+    StudentExport,
+    TeacherTargets,
+    distill_loss,
+    load_student,
+    save_student,
+    student_from_teacher,
+    truncated_bert,
+)
+from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore  # noqa: E402
+from tests.test_teacher import batch, tiny_bert, tiny_teacher  # noqa: E402
+
+D = 32
+
+
+def tiny_student_config(**kw) -> StudentConfig:
+    base = dict(hidden=D, text_layers=2, frozen_text_layers=1, fusion_heads=4, fusion_ffn=64, image_channels=16,
+                patch_grid=3, top_k_patches=2)
+    base.update(kw)
+    return StudentConfig(**base)
+
+
+def tiny_student(**kw) -> RationaleStudent:
+    torch.manual_seed(0)
+    return RationaleStudent(tiny_student_config(**kw), truncated_bert(tiny_bert(), 2))
+
+
+class PixelTower(torch.nn.Module):
+    """Stands in for EfficientNet: [B, 3, 6, 6] pixels -> [B, 9, 16] patch features."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 16, 2, stride=2)
+
+    def forward(self, pixel_values):
+        return self.conv(pixel_values).flatten(2).transpose(1, 2)
+
+
+def test_forward_shapes_masks_and_rationales():
+    model = tiny_student().eval()
+    with torch.no_grad():
+        out = model(batch())
+    assert out.logits.shape == (3, 5)
+    assert out.token_scores.shape == (3, 7) and out.patch_scores.shape == (3, 9)
+    # special tokens, padding and absent images never score
+    assert float(out.token_scores[:, 0].abs().max()) == 0.0
+    assert float(out.patch_scores[1].abs().max()) == 0.0
+    assert not out.patch_rationale[1].any()
+    assert out.patch_rationale[0].sum() == 2 and out.patch_rationale[2].sum() == 2
+    assert out.token_rationale[0].sum() >= 2  # the minimum rationale size
+    assert not out.token_rationale[2].any()  # no words, no word rationale
+
+
+def test_prediction_depends_only_on_rationale_weighted_pooling():
+    """Zeroing the scores of everything leaves only the classifier bias: the class is computed
+    from the weighted evidence, not from a side channel."""
+    model = tiny_student().eval()
+    inputs = batch()
+    with torch.no_grad():
+        model.token_head.bias.fill_(-1e4)
+        model.patch_head.bias.fill_(-1e4)
+        a = model(inputs).logits
+        inputs.image_features = torch.randn_like(inputs.image_features)
+        inputs.input_ids[:, 1:4] = 50
+        b = model(inputs).logits
+    assert torch.allclose(a, b, atol=1e-5)
+
+
+def test_skip_empty_image_path_matches_the_full_graph():
+    model = tiny_student().eval()
+    inputs = batch(image_present=(False, False, False))
+    with torch.no_grad():
+        fast = model(inputs)
+        model.skip_empty_image = False
+        full = model(inputs)
+    assert torch.allclose(fast.logits, full.logits, atol=1e-5)
+    assert torch.allclose(fast.token_scores, full.token_scores, atol=1e-5)
+
+
+def test_initialised_from_the_teacher():
+    teacher = tiny_teacher(text_layers=3, frozen_text_layers=2)
+    config = tiny_student_config(text_layers=2, frozen_text_layers=1)
+    student = student_from_teacher(teacher, config)
+    assert len(student.text.bert.encoder.layer) == 2
+    t_layer = teacher.backbone.text.bert.encoder.layer[1].attention.self.query.weight
+    assert torch.equal(student.text.bert.encoder.layer[1].attention.self.query.weight, t_layer)
+    assert torch.equal(student.patch_proj[1].weight, teacher.backbone.patch_proj[1].weight)
+    assert torch.equal(student.fusion.linear1.weight, teacher.backbone.fusion.layers[0].linear1.weight)
+    # the copy is independent of the teacher
+    with torch.no_grad():
+        student.text.bert.encoder.layer[1].attention.self.query.weight.add_(1.0)
+    assert not torch.equal(student.text.bert.encoder.layer[1].attention.self.query.weight, t_layer)
+
+
+def test_distill_loss_terms_and_gradients():
+    model = tiny_student().train()
+    inputs = batch()
+    out = model(inputs)
+    b, n = inputs.input_ids.shape
+    teacher = TeacherTargets(torch.randn(b, 5), torch.rand(b, n), torch.rand(b, 9), torch.tensor([True, False, True]))
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    human = torch.zeros(b, n)
+    human[0, 1:3] = 1
+    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content,
+                               inputs.image_present[:, None].expand(b, 9), DistillWeights(), human,
+                               torch.tensor([True, False, False]))
+    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank"}
+    assert all(v > 0 for v in parts.values())
+    loss.backward()
+    assert model.token_head.weight.grad is not None and model.patch_head.weight.grad is not None
+    assert float(model.token_head.weight.grad.abs().sum()) > 0
+
+
+def test_kd_term_is_zero_when_the_student_copies_the_teacher():
+    model = tiny_student().eval()
+    inputs = batch()
+    out = model(inputs)
+    b, n = inputs.input_ids.shape
+    teacher = TeacherTargets(out.logits.detach().clone(), torch.rand(b, n), torch.rand(b, 9), torch.zeros(b, dtype=torch.bool))
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, torch.zeros(b, 9, dtype=torch.bool),
+                            DistillWeights())
+    assert parts["kd"] == pytest.approx(0.0, abs=1e-6)
+    assert parts["patch_teacher"] == 0.0 and parts["patch_rank"] == 0.0  # no teacher image -> no patch loss
+
+
+def test_ablation_weights_drop_only_rationale_terms():
+    w = DistillWeights().without_rationale_terms()
+    assert w.token_teacher == w.token_human == w.patch_teacher == w.patch_rank == 0.0
+    assert w.kd == DistillWeights().kd and w.ce == DistillWeights().ce
+
+
+def test_checkpoint_round_trip(tmp_path):
+    model = tiny_student().eval()
+    path = tmp_path / "student.pt"
+    save_student(model, path)
+    loaded = load_student(path)
+    inputs = batch()
+    with torch.no_grad():
+        assert torch.allclose(model(inputs).logits, loaded(inputs).logits, atol=1e-6)
+
+
+def test_export_wrapper_runs_from_pixels():
+    torch.manual_seed(0)
+    model = RationaleStudent(tiny_student_config(), truncated_bert(tiny_bert(), 2), PixelTower()).eval()
+    wrapper = StudentExport(model)
+    inputs = batch()
+    pixels = torch.randn(3, 3, 6, 6)
+    with torch.no_grad():
+        logits, tokens, patches = wrapper(inputs.input_ids, inputs.attention_mask, pixels, inputs.image_present)
+    assert logits.shape == (3, 5) and tokens.shape == (3, 7) and patches.shape == (3, 9)
+    assert float(patches[1].abs().max()) == 0.0
+
+
+def _rows(n: int, with_image: set[int]):
+    rng = np.random.default_rng(0)
+    rows = []
+    for i in range(n):
+        k = 3 + i
+        rows.append({"probs": rng.dirichlet(np.ones(5)), "token_scores": rng.random(k).astype(np.float32),
+                     "token_rationale": rng.random(k) > 0.5, "has_image": i in with_image,
+                     "patch_scores": rng.random(49).astype(np.float32), "patch_rationale": rng.random(49) > 0.8})
+    return rows
+
+
+def test_teacher_output_store_round_trip(tmp_path):
+    rows = _rows(4, {1, 3})
+    keys = [f"crisismmd:{i}" for i in range(4)]
+    store = TeacherOutputStore.from_rows(keys, rows, {"teacher": "x"})
+    path = tmp_path / "out.npz"
+    store.save(path)
+    loaded = TeacherOutputStore.load(path)
+    assert loaded.meta["teacher"] == "x" and len(loaded) == 4
+    for key, row in zip(keys, rows):
+        got = loaded.row(key)
+        np.testing.assert_allclose(got["token_scores"], row["token_scores"], atol=1e-3)
+        np.testing.assert_array_equal(got["token_rationale"], row["token_rationale"])
+        np.testing.assert_allclose(np.exp(got["logits"]), row["probs"], rtol=1e-5)
+        assert got["has_image"] == row["has_image"]
+        if row["has_image"]:
+            np.testing.assert_allclose(got["patch_scores"], row["patch_scores"], atol=1e-3)
+            np.testing.assert_array_equal(got["patch_rationale"], row["patch_rationale"])
+        else:
+            assert not got["patch_scores"].any()
+    with pytest.raises(TeacherOutputsError, match="crisismmd:99"):
+        loaded.row("crisismmd:99")
+
+
+def test_teacher_output_store_refuses_other_files(tmp_path):
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, x=np.zeros(3))
+    with pytest.raises(TeacherOutputsError, match="bad.npz"):
+        TeacherOutputStore.load(bad)
+    with pytest.raises(FileNotFoundError, match="teacher-outputs"):
+        TeacherOutputStore.load(tmp_path / "missing.npz")
+
+
+def _out(probs, content, tokens, patches, has_image):
+    return {"probs": np.array(probs), "content": np.array(content, bool), "token_rationale": np.array(tokens, bool),
+            "patch_rationale": np.array(patches, bool), "has_image": has_image}
+
+
+def test_agreement_metrics_on_a_hand_worked_case():
+    from crisislens.distill.eval_student import agreement
+
+    teacher = [_out([0.9, 0.1], [0, 1, 1, 1, 0], [0, 1, 1, 0, 0], [1, 1, 0, 0], True),
+               _out([0.2, 0.8], [0, 1, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0], False)]
+    student = [_out([0.6, 0.4], [0, 1, 1, 1, 0], [0, 1, 0, 1, 0], [1, 0, 1, 0], True),
+               _out([0.7, 0.3], [0, 1, 1, 0, 0], [0, 1, 0, 0, 0], [0, 0, 0, 0], False)]
+    a = agreement(teacher, student)
+    assert a["label_agreement"] == 0.5
+    # teacher tokens {1,2} + {1}; student {1,3} + {1}: tp 2, fp 1, fn 1 -> F1 2/3
+    assert a["token_rationale_vs_teacher"]["micro_f1"] == pytest.approx(2 / 3)
+    # patches {0,1} vs {0,2}: IoU 1/3, only the row with an image counts
+    assert a["patch_topk_iou_vs_teacher"] == pytest.approx(1 / 3) and a["n_with_image"] == 1
+
+
+def test_targets_report_the_gap():
+    from crisislens.distill.eval_student import targets
+
+    result = {"models": {"teacher": {"test": {"macro_f1": 0.70}},
+                         "student": {"test": {"macro_f1": 0.66},
+                                     "agreement_with_teacher": {"token_rationale_vs_teacher": {"micro_f1": 0.85},
+                                                                "patch_topk_iou_vs_teacher": 0.5}}},
+              "latency": {"speedup": {"batch1_text_image": 5.0}}}
+    rows = {r["target"][:20]: r for r in targets(result)}
+    f1 = rows["student Macro-F1 wit"]
+    assert not f1["met"] and f1["gap"] == "short by 0.0200"
+    assert rows["student >= 4x faster"]["met"]
+    assert rows["token-rationale F1 v"]["met"]
+    assert not rows["patch top-k IoU vs t"]["met"]
