@@ -1,0 +1,157 @@
+"""The student as an ONNX graph, and proof that the graph computes what PyTorch computes.
+
+Inputs (all with a dynamic batch; token inputs also a dynamic sequence length up to the
+bundle's `max_length`):
+
+| name | type | shape |
+|---|---|---|
+| `input_ids` | int64 | [batch, seq] |
+| `attention_mask` | int64 | [batch, seq] |
+| `pixel_values` | float32 | [batch, 3, 224, 224] |
+| `image_present` | bool | [batch] (False: the row's pixels are ignored) |
+
+Outputs: `logits` [batch, 5], `token_scores` [batch, seq], `patch_scores` [batch, 49].
+The hard rationales (threshold/top-k) are cheap post-processing done by the runtime.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_present")
+OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
+DEFAULT_OPSET = 18
+
+
+def export_onnx(student: Any, path: Path, *, max_length: int = 64, opset: int = DEFAULT_OPSET,
+                image_size: int = 224) -> Path:
+    """Write the student (with its image tower) to `path` as a single-file ONNX model."""
+    import torch
+
+    from crisislens.distill.student import StudentExport
+
+    wrapper = StudentExport(student).eval()
+    g = torch.Generator().manual_seed(0)
+    b, n = 3, min(12, max_length)  # not 1: a size-1 example dimension would be specialised away
+    ids = torch.randint(103, 200, (b, n), generator=g)  # any ordinary word pieces
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = torch.ones(b, n, dtype=torch.long)
+    mask[1, n // 2 :] = 0
+    pixels = torch.randn(b, 3, image_size, image_size, generator=g)
+    present = torch.tensor([True, False, True][:b])
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    seq = torch.export.Dim("seq", min=2, max=max_length)
+    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}, "pixel_values": {0: batch},
+               "image_present": {0: batch}}
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        torch.onnx.export(wrapper, (ids, mask, pixels, present), str(path), dynamo=True, external_data=False,
+                          opset_version=opset, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
+                          dynamic_shapes=dynamic, verbose=False)
+    return path
+
+
+# ----------------------------------------------------------------------------- parity
+
+
+@dataclass
+class Parity:
+    """PyTorch vs ONNX Runtime on the same inputs."""
+
+    n: int
+    max_abs_logit_diff: float
+    label_agreement: float
+    max_abs_token_score_diff: float
+    token_rationale_agreement: float  # share of content tokens whose >= 0.5 decision matches
+    patch_topk_agreement: float  # share of rows with an image whose top-k patch set matches
+    by_kind: dict[str, dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def topk_sets(scores: np.ndarray, present: np.ndarray, k: int) -> list[frozenset[int]]:
+    """Top-k patch indices per row (ties to the lower index), empty without an image."""
+    out = []
+    for s, p in zip(scores, present):
+        if not p:
+            out.append(frozenset())
+            continue
+        order = np.lexsort((np.arange(len(s)), -s))
+        out.append(frozenset(order[:k].tolist()))
+    return out
+
+
+def run_torch(student: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    import torch
+
+    from crisislens.distill.student import StudentExport
+
+    wrapper = StudentExport(student).eval()
+    with torch.no_grad():
+        out = wrapper(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES))
+    return [o.numpy() for o in out]
+
+
+def compare(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Sequence[np.ndarray]],
+            feeds: Sequence[dict[str, np.ndarray]], kinds: Sequence[str], *, cls_id: int = 101, sep_id: int = 102,
+            top_k: int = 5) -> Parity:
+    """Compare two models' outputs batch by batch (`kinds` labels each batch, e.g. 'mixed')."""
+    stats: dict[str, dict[str, list[float]]] = {}
+    for ref, cand, feed, kind in zip(reference, candidate, feeds, kinds):
+        s = stats.setdefault(kind, {"logit": [], "label": [], "token": [], "tok_rat": [], "patch": [], "n": []})
+        content = (feed["attention_mask"] > 0) & (feed["input_ids"] != cls_id) & (feed["input_ids"] != sep_id)
+        s["logit"].append(float(np.abs(ref[0] - cand[0]).max()))
+        s["label"].extend((ref[0].argmax(1) == cand[0].argmax(1)).tolist())
+        s["token"].append(float(np.abs((ref[1] - cand[1])[content]).max()) if content.any() else 0.0)
+        s["tok_rat"].extend(((ref[1] >= 0.5) == (cand[1] >= 0.5))[content].tolist())
+        present = feed["image_present"].astype(bool)
+        a, b = topk_sets(ref[2], present, top_k), topk_sets(cand[2], present, top_k)
+        s["patch"].extend([x == y for x, y, p in zip(a, b, present) if p])
+        s["n"].append(len(present))
+
+    def summary(s: dict[str, list[float]]) -> dict[str, float]:
+        return {"n": int(sum(s["n"])), "max_abs_logit_diff": max(s["logit"]), "label_agreement": float(np.mean(s["label"])),
+                "max_abs_token_score_diff": max(s["token"]),
+                "token_rationale_agreement": float(np.mean(s["tok_rat"])) if s["tok_rat"] else 1.0,
+                "patch_topk_agreement": float(np.mean(s["patch"])) if s["patch"] else 1.0}
+
+    by_kind = {k: summary(v) for k, v in stats.items()}
+    allstats = {key: [x for v in stats.values() for x in v[key]] for key in ("logit", "label", "token", "tok_rat", "patch", "n")}
+    total = summary(allstats)
+    return Parity(n=int(total["n"]), max_abs_logit_diff=total["max_abs_logit_diff"], label_agreement=total["label_agreement"],
+                  max_abs_token_score_diff=total["max_abs_token_score_diff"],
+                  token_rationale_agreement=total["token_rationale_agreement"],
+                  patch_topk_agreement=total["patch_topk_agreement"], by_kind=by_kind)
+
+
+def ort_session(path: Path, threads: int | None = None) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+
+
+def run_ort(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
+    return session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in INPUT_NAMES})
+
+
+def check_parity(student: Any, onnx_path: Path, feeds: Sequence[dict[str, np.ndarray]], kinds: Sequence[str],
+                 top_k: int = 5) -> Parity:
+    session = ort_session(onnx_path)
+    ref, cand = [], []
+    for i, f in enumerate(feeds):
+        ref.append(run_torch(student, f))
+        cand.append(run_ort(session, f))
+        print(f"\rparity: batch {i + 1}/{len(feeds)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return compare(ref, cand, feeds, kinds, top_k=top_k)

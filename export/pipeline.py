@@ -1,0 +1,194 @@
+"""`crisislens export onnx`: the student to ONNX FP32, its INT8 / QDQ / FP16 variants, parity
+and accuracy of each on real CrisisMMD test posts -> reports/export.{json,md}.
+
+Every variant is scored by ONNX Runtime on the same feeds (the runtime's own preprocessing:
+`runtime.preprocess.TextEncoder` + `load_image`), against the CrisisMMD test labels and against
+the FP32 graph's labels. FP32 is compared with PyTorch on mixed, text-only and image-only batches.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crisislens.export.onnx_export import INPUT_NAMES, check_parity, export_onnx, ort_session, run_ort
+from crisislens.export.quantize import convert_fp16, quantize_dynamic, quantize_static_qdq
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
+
+
+@dataclass
+class ExportConfig:
+    data_root: str = "../shared/data"
+    student: str = "artifacts/student/best.pt"
+    out: str = "artifacts/export"
+    batch_size: int = 32
+    calibration_posts: int = 256  # CrisisMMD dev posts for the static (QDQ) ranges
+    seed: int = 13
+
+
+VARIANTS = {
+    # name: (file, precision, quantization, intended)
+    "fp32": ("model.fp32.onnx", "fp32", None, "cpu"),
+    "int8": ("model.int8.onnx", "int8", "dynamic (avx512_vnni preset)", "cpu"),
+    "int8-arm64": ("model.int8-arm64.onnx", "int8", "dynamic (arm64 preset)", "cpu-arm64"),
+    "int8-qdq": ("model.int8-qdq.onnx", "int8", "static QDQ, calibrated on CrisisMMD dev", "tensorrt"),
+    "fp16": ("model.fp16.onnx", "fp16", None, "gpu"),
+}
+
+
+def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConfig, *, text: bool = True,
+              image: bool = True) -> dict[str, np.ndarray]:
+    """One batch of model inputs from examples (`text`/`image` False drops that part)."""
+    enc = encoder.encode_batch([(e.text or "") if text else "" for e in rows])
+    b, s = len(rows), image_config.size
+    pixels = np.zeros((b, 3, s, s), np.float32)
+    present = np.zeros(b, bool)
+    if image:
+        for i, e in enumerate(rows):
+            if e.image is not None:
+                try:
+                    pixels[i] = load_image(e.image, image_config)[0]
+                    present[i] = True
+                except ImageError:
+                    pass
+    return {"input_ids": enc.input_ids.astype(np.int64), "attention_mask": enc.attention_mask.astype(np.int64),
+            "pixel_values": pixels, "image_present": present}
+
+
+def batched(rows: Sequence[Any], size: int) -> list[Sequence[Any]]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def score(session: Any, feeds: Sequence[dict[str, np.ndarray]], gold: Sequence[str]) -> tuple[dict[str, Any], np.ndarray]:
+    logits = np.concatenate([run_ort(session, f)[0] for f in feeds])
+    pred = [LABEL_NAMES[i] for i in logits.argmax(1)]
+    rep = classification_report(list(gold), pred, LABEL_NAMES)
+    return rep.to_dict(), logits
+
+
+def run(config: ExportConfig) -> dict[str, Any]:
+    import torch
+
+    from crisislens.distill import data as D
+    from crisislens.distill.student import load_student
+    from crisislens.distill.teacher import ImageTower
+    from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
+
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    root = D.resolve_data_root(config.data_root)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    student = load_student(config.student, ImageTower())
+    encoder = minilm_encoder(TrainConfig())
+    image_config = ImageConfig()
+    test = D.load_crisismmd(root, "test")
+    dev = D.load_crisismmd(root, "dev")
+    gold = [e.label for e in test]
+
+    print("exporting FP32 ...", file=sys.stderr)
+    t0 = time.perf_counter()
+    fp32 = export_onnx(student, out / VARIANTS["fp32"][0], max_length=encoder.config.max_length,
+                       image_size=image_config.size)
+    export_seconds = time.perf_counter() - t0
+
+    print("building test feeds ...", file=sys.stderr)
+    mixed = [feeds_for(b, encoder, image_config) for b in batched(test, config.batch_size)]
+    with_image = [e for e in test if e.image is not None]
+    text_only = [feeds_for(b, encoder, image_config, image=False) for b in batched(test[:256], config.batch_size)]
+    image_only = [feeds_for(b, encoder, image_config, text=False) for b in batched(with_image, config.batch_size)]
+    single = [feeds_for([e], encoder, image_config) for e in with_image[:8] + [e for e in test if e.image is None][:8]]
+    parity_feeds = mixed + text_only + image_only + single
+    kinds = ["mixed"] * len(mixed) + ["text_only"] * len(text_only) + ["image_only"] * len(image_only) + ["batch_1"] * len(single)
+    print("parity PyTorch vs ONNX Runtime ...", file=sys.stderr)
+    parity = check_parity(student, fp32, parity_feeds, kinds, top_k=student.config.top_k_patches)
+
+    print("quantising ...", file=sys.stderr)
+    rng = np.random.default_rng(config.seed)
+    calib_rows = [dev[i] for i in rng.choice(len(dev), min(config.calibration_posts, len(dev)), replace=False)]
+    calibration = []
+    for e in calib_rows:
+        f = feeds_for([e], encoder, image_config)
+        n = int(f["attention_mask"].sum())
+        calibration.append({"input_ids": f["input_ids"][0, :n], "attention_mask": f["attention_mask"][0, :n],
+                            "pixel_values": f["pixel_values"][0], "image_present": f["image_present"][0]})
+    timings = {"export_fp32": export_seconds}
+    for name, fn in (("int8", lambda p: quantize_dynamic(fp32, p, "avx512_vnni")),
+                     ("int8-arm64", lambda p: quantize_dynamic(fp32, p, "arm64")),
+                     ("int8-qdq", lambda p: quantize_static_qdq(fp32, p, calibration)),
+                     ("fp16", lambda p: convert_fp16(fp32, p))):
+        t0 = time.perf_counter()
+        fn(out / VARIANTS[name][0])
+        timings[name] = time.perf_counter() - t0
+        print(f"  {name}: {timings[name]:.1f} s", file=sys.stderr)
+
+    print("scoring variants on CrisisMMD test ...", file=sys.stderr)
+    variants: dict[str, Any] = {}
+    reference = None
+    for name, (file, precision, quant, intended) in VARIANTS.items():
+        path = out / file
+        rep, logits = score(ort_session(path), mixed, gold)
+        if reference is None:
+            reference = logits
+        variants[name] = {
+            "file": file, "precision": precision, "quantization": quant, "intended": intended,
+            "size_mb": round(os.path.getsize(path) / 2**20, 2),
+            "size_vs_fp32": round(os.path.getsize(path) / os.path.getsize(fp32), 4),
+            "test": rep,
+            "label_agreement_with_fp32": float((logits.argmax(1) == reference.argmax(1)).mean()),
+            "max_abs_logit_diff_vs_fp32": float(np.abs(logits - reference).max()),
+            "build_seconds": round(timings.get("export_fp32" if name == "fp32" else name, 0.0), 1),
+        }
+    return {"inputs": list(INPUT_NAMES), "n_test": len(test), "parity_fp32_vs_pytorch": parity.to_dict(),
+            "variants": variants, "calibration_posts": len(calibration), "seconds": round(time.perf_counter() - started, 1),
+            "student": config.student, "out": str(out)}
+
+
+def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
+    p = result["parity_fp32_vs_pytorch"]
+    v = result["variants"]
+    f32, i8 = v["fp32"]["test"]["macro_f1"], v["int8"]["test"]["macro_f1"]
+    ratio = v["int8"]["size_vs_fp32"]
+    rows = [
+        ("ONNX FP32 max |Δlogit| vs PyTorch <= 1e-3", f"{p['max_abs_logit_diff']:.2e}", p["max_abs_logit_diff"] <= 1e-3),
+        ("ONNX FP32 label agreement 100%", f"{p['label_agreement'] * 100:.2f}%", p["label_agreement"] == 1.0),
+        ("INT8 Macro-F1 within 0.01 of FP32", f"{i8:.4f} vs {f32:.4f} (Δ {i8 - f32:+.4f})", abs(i8 - f32) <= 0.01),
+        ("INT8 file <= 35% of FP32", f"{ratio * 100:.1f}%", ratio <= 0.35),
+    ]
+    return [{"target": t, "measured": m, "met": bool(ok)} for t, m, ok in rows]
+
+
+def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
+    p = result["parity_fp32_vs_pytorch"]
+    lines = ["# Export: ONNX variants of the student", "",
+             f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']} · "
+             f"run time {result['seconds']} s on {provenance['environment']['cpu_count']} CPU cores.", "",
+             f"## Parity: ONNX FP32 (ONNX Runtime CPU) vs PyTorch ({p['n']} posts)", "",
+             "| batches | posts | max abs Δlogit | label agreement | max abs Δ token score | token rationale agreement | top-k patch agreement |",
+             "|---|---|---|---|---|---|---|"]
+    for kind, s in p["by_kind"].items():
+        lines.append(f"| {kind} | {s['n']} | {s['max_abs_logit_diff']:.2e} | {s['label_agreement'] * 100:.2f}% | "
+                     f"{s['max_abs_token_score_diff']:.2e} | {s['token_rationale_agreement'] * 100:.2f}% | "
+                     f"{s['patch_topk_agreement'] * 100:.2f}% |")
+    lines += ["", f"## Variants on CrisisMMD test ({result['n_test']} posts, ONNX Runtime CPU)", "",
+              "| variant | precision | quantisation | for | size MB | vs FP32 size | Macro-F1 | accuracy | label agreement with FP32 | max abs Δlogit vs FP32 |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, v in result["variants"].items():
+        lines.append(f"| {name} | {v['precision']} | {v['quantization'] or '–'} | {v['intended']} | {v['size_mb']:.1f} | "
+                     f"{v['size_vs_fp32'] * 100:.1f}% | {v['test']['macro_f1']:.4f} | {v['test']['accuracy']:.4f} | "
+                     f"{v['label_agreement_with_fp32'] * 100:.2f}% | {v['max_abs_logit_diff_vs_fp32']:.3f} |")
+    lines += ["", "FP16 and the QDQ model are meant for GPUs / TensorRT; on this CPU ONNX Runtime runs them for the",
+              "accuracy check only (FP16 is emulated).", "",
+              "## Targets (from the export issue)", "", "| target | measured | met |", "|---|---|---|"]
+    for row in targets(result):
+        lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'no'} |")
+    return "\n".join(lines)
