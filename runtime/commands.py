@@ -41,6 +41,65 @@ def register(cli: Cli) -> None:
     p.add_argument("--strict", action="store_true", help="stop at the first problem, error or warning (exit 2)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary with every problem")
 
+    # `crisislens eval --bundle ...` is the runtime's (torch-free); stages add subcommands below
+    # it (`crisislens eval baseline`).
+    evaluate = cli.group("eval", "evaluate a model bundle on labelled posts, or (subcommands) train+evaluate models",
+                         description=EVAL_DESCRIPTION)
+    e = evaluate.parser
+    e.set_defaults(_handler=_eval_bundle)
+    e.add_argument("--bundle", type=Path, metavar="DIR", help="model bundle folder (see `crisislens export bundle`)")
+    e.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default, e.g. int8)")
+    source = e.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)")
+    source.add_argument("--dataset", metavar="NAME", help="a dataset under the data root: crisismmd:test, crisismmd:dev")
+    e.add_argument("--data-root", type=Path, default=None, help="data root for --dataset (default: $CRISISLENS_DATA, else ../shared/data)")
+    e.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
+    e.add_argument("--classes", default=None, metavar="A,B,...", help="restrict prediction to these labels (renormalised)")
+    e.add_argument("--batch-size", type=int, default=32)
+    e.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    e.add_argument("--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+EVAL_DESCRIPTION = """\
+Score a bundle variant through the runtime (no torch): the same readers, preprocessing and
+backend as a triage run. Records need a gold `label` (one of the 5 class names, or a CrisisMMD
+8-class name). Prints Macro-F1, accuracy and per-class F1.
+
+  crisislens eval --bundle models/crisislens-student --dataset crisismmd:test --json
+  crisislens eval --bundle DIR --input posts.jsonl --classes not_humanitarian,affected_individuals"""
+
+
+def _eval_bundle(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.evaluate import data_root, dataset_inputs, evaluate_bundle
+
+    if args.bundle is None:
+        args._group_parser.print_help()
+        raise CliError("--bundle DIR is needed (or a subcommand such as `crisislens eval baseline`)")
+    if not (args.input or args.dataset):
+        raise CliError("give --input FILE... or --dataset NAME")
+    classes = [c.strip() for c in args.classes.split(",") if c.strip()] if args.classes else None
+    providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
+    try:
+        if args.dataset:
+            inputs, image_root = dataset_inputs(args.dataset, data_root(args.data_root))
+            image_root = args.image_root or image_root
+        else:
+            inputs, image_root = list(args.input), args.image_root
+        result = evaluate_bundle(args.bundle, inputs, variant=args.variant, image_root=image_root, classes=classes,
+                                 batch_size=args.batch_size, threads=args.threads, providers=providers)
+    except (BundleError, FileNotFoundError, ValueError, ReadError) as exc:
+        raise CliError(_printable(str(exc))) from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['bundle']} [{result['variant']}] on {result['n']} posts: Macro-F1 {result['macro_f1']:.4f}, "
+              f"accuracy {result['accuracy']:.4f}")
+        for name, f1 in result["per_class"].items():
+            print(f"  {name:<40} F1 {f1:.4f}")
+    return EXIT_OK
+
 
 def _validate(args: argparse.Namespace) -> int:
     if args.image_root is not None and not args.image_root.is_dir():

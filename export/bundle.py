@@ -1,0 +1,74 @@
+"""`crisislens export bundle`: the ONNX variants + tokenizer + preprocessing + labels + manifest,
+as the runtime loads them (`runtime.bundle`). Each variant's metrics are the ones measured by
+`crisislens export onnx` (reports/export.json), copied into the manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crisislens.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.export.pipeline import VARIANTS
+from crisislens.runtime.bundle import VariantSpec, write_bundle
+from crisislens.runtime.preprocess import ImageConfig, TextConfig
+
+# pipeline variant -> (bundle quantization, bundle "intended")
+_BUNDLE_FIELDS = {
+    "fp32": (None, "cpu"),
+    "int8": ("dynamic", "cpu"),
+    "int8-arm64": ("dynamic", "cpu"),
+    "int8-qdq": ("static-qdq", "tensorrt"),
+    "fp16": (None, "gpu"),
+}
+METRIC_KEYS = ("size_mb", "size_vs_fp32", "label_agreement_with_fp32", "max_abs_logit_diff_vs_fp32")
+
+
+def variant_metrics(report: dict[str, Any], name: str) -> dict[str, Any]:
+    v = report["variants"][name]
+    test = v["test"]
+    metrics = {k: v[k] for k in METRIC_KEYS if k in v}
+    metrics.update({"dataset": "crisismmd:test", "macro_f1": test["macro_f1"], "accuracy": test["accuracy"],
+                    "weighted_f1": test["weighted_f1"],
+                    "per_class_f1": {c: s["f1"] for c, s in test["per_class"].items()},
+                    "quantization_detail": v.get("quantization"),
+                    "measured_by": report.get("provenance", {}).get("command", "crisislens export onnx"),
+                    "measured_at_commit": report.get("provenance", {}).get("git_commit")})
+    return metrics
+
+
+def student_info(student_path: Path) -> dict[str, Any]:
+    """What the runtime needs to know about the model (rationale rules, grid), from the checkpoint."""
+    import torch
+
+    ckpt = torch.load(student_path, weights_only=False, map_location="cpu")
+    c = ckpt["config"]
+    return {"architecture": "crisislens-rationale-student", "text_layers": c["text_layers"],
+            "fusion_layers": 1, "hidden": c["hidden"], "image_tower": "efficientnet-lite0",
+            "patch_grid": c["patch_grid"], "top_k_patches": c["top_k_patches"],
+            "rationale_threshold": c["rationale_threshold"], "min_rationale_tokens": c["min_rationale_tokens"],
+            "trained_epochs": ckpt.get("epoch"), "dev": ckpt.get("dev")}
+
+
+def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_path: Path, tokenizer_json: Path,
+                 variants: Sequence[str], default_variant: str, command: str, overwrite: bool = False) -> Path:
+    report = json.loads(Path(report_path).read_text())
+    unknown = [v for v in variants if v not in VARIANTS]
+    if unknown:
+        raise ValueError(f"unknown variant(s) {', '.join(unknown)}; known: {', '.join(VARIANTS)}")
+    missing = [v for v in variants if v not in report.get("variants", {})]
+    if missing:
+        raise ValueError(f"{report_path}: no measured metrics for {', '.join(missing)}; run `crisislens export onnx`")
+    specs = {}
+    for name in variants:
+        file, precision, _, _ = VARIANTS[name]
+        source = Path(export_dir) / file
+        if not source.is_file():
+            raise FileNotFoundError(f"{source}: variant {name} not exported; run `crisislens export onnx`")
+        quant, intended = _BUNDLE_FIELDS[name]
+        specs[name] = VariantSpec(source, precision, quant, intended, variant_metrics(report, name))
+    return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),
+                        image_config=ImageConfig(), model_info=student_info(student_path), command=command,
+                        default_variant=default_variant, inputs=INPUT_NAMES, outputs=OUTPUT_NAMES, overwrite=overwrite)

@@ -1,0 +1,152 @@
+"""Posts in, Predictions out: the bundle's preprocessing, an ONNX Runtime backend, and the
+post-processing that turns scores into words and patch grids. No torch.
+
+A post whose photo cannot be used is still classified from its text, with the reason in
+`input_warnings`; nothing in one post can stop a batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.preprocess import ImageError, TextEncoder, load_image, words_with_scores
+from crisislens.runtime.schema import Post, Prediction, TokenScore
+
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_present")
+OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
+PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
+
+
+def choose_providers(available: Sequence[str], requested: Sequence[str] | None = None) -> list[str]:
+    """TensorRT EP, then CUDA EP, then CPU, among those available; `requested` overrides (each
+    must be available)."""
+    if requested:
+        missing = [p for p in requested if p not in available]
+        if missing:
+            raise ValueError(f"execution provider(s) not available here: {', '.join(missing)}; "
+                             f"available: {', '.join(available)}")
+        return list(requested)
+    chosen = [p for p in PROVIDER_ORDER if p in available]
+    return chosen or list(available)
+
+
+class OnnxBackend:
+    """One ONNX Runtime session over a model file."""
+
+    name = "onnxruntime"
+
+    def __init__(self, path: Path, *, providers: Sequence[str] | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads:
+            options.intra_op_num_threads = int(threads)
+        self.providers = choose_providers(ort.get_available_providers(), providers)
+        self.session = ort.InferenceSession(str(path), options, providers=self.providers)
+        self.path = Path(path)
+
+    def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logits, tokens, patches = self.session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in INPUT_NAMES})
+        return logits, tokens, patches
+
+
+def softmax(logits: np.ndarray) -> np.ndarray:
+    z = logits - logits.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def restrict(probs: np.ndarray, classes: Sequence[str] | None) -> np.ndarray:
+    """Probabilities renormalised over `classes` (the others set to 0), e.g. for zero-shot use on
+    a dataset with fewer labels."""
+    if not classes:
+        return probs
+    unknown = [c for c in classes if c not in LABEL_NAMES]
+    if unknown:
+        raise ValueError(f"unknown class(es) {', '.join(unknown)}; the labels are {', '.join(LABEL_NAMES)}")
+    keep = np.array([name in set(classes) for name in LABEL_NAMES])
+    out = np.where(keep, probs, 0.0)
+    return out / np.clip(out.sum(axis=-1, keepdims=True), 1e-12, None)
+
+
+@dataclass
+class Prepared:
+    feeds: dict[str, np.ndarray]
+    cleaned: list[str]
+    offsets: list[list[tuple[int, int]]]
+    warnings: list[list[str]]
+    seconds: float
+
+
+class Engine:
+    """A bundle variant ready to predict."""
+
+    def __init__(self, bundle: Any, variant: str | None = None, *, providers: Sequence[str] | None = None,
+                 threads: int | None = None, backend: Any | None = None):
+        self.bundle = bundle
+        self.variant = bundle.variant(variant)
+        self.text_config = bundle.text_config
+        self.image_config = bundle.image_config
+        self.encoder = TextEncoder.from_file(bundle.tokenizer_path, self.text_config)
+        self.backend = backend if backend is not None else OnnxBackend(self.variant.path, providers=providers, threads=threads)
+        self.model_id = f"{bundle.sha256[:12]}:{self.variant.name}"
+        self.grid = self.image_config.patch_grid
+
+    # -- preprocessing ---------------------------------------------------------------------
+
+    def prepare(self, posts: Sequence[Post]) -> Prepared:
+        t0 = time.perf_counter()
+        batch = self.encoder.encode_batch([p.text for p in posts])
+        s = self.image_config.size
+        pixels = np.zeros((len(posts), 3, s, s), np.float32)
+        present = np.zeros(len(posts), bool)
+        warnings = [list(p.warnings) + list(w) for p, w in zip(posts, batch.warnings)]
+        for i, post in enumerate(posts):
+            if post.image is None:
+                continue
+            try:
+                pixels[i], notes = load_image(post.image, self.image_config)
+                present[i] = True
+                warnings[i].extend(notes)
+            except ImageError as exc:
+                warnings[i].append(f"image not used: {exc}")
+        feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "pixel_values": pixels,
+                 "image_present": present}
+        return Prepared(feeds, batch.cleaned, batch.offsets, warnings, time.perf_counter() - t0)
+
+    # -- prediction --------------------------------------------------------------------------
+
+    def predict(self, posts: Sequence[Post], classes: Sequence[str] | None = None) -> list[Prediction]:
+        if not posts:
+            return []
+        prep = self.prepare(posts)
+        t0 = time.perf_counter()
+        logits, token_scores, patch_scores = self.backend.run(prep.feeds)
+        model_s = time.perf_counter() - t0
+        probs = restrict(softmax(logits.astype(np.float64)), classes)
+        per_post = {"preprocess": prep.seconds * 1000 / len(posts), "model": model_s * 1000 / len(posts)}
+        out = []
+        for i, post in enumerate(posts):
+            n = int(prep.feeds["attention_mask"][i].sum())
+            words = words_with_scores(prep.cleaned[i], prep.offsets[i][:n], token_scores[i, :n].astype(float).tolist())
+            grid = None
+            if prep.feeds["image_present"][i]:
+                g = patch_scores[i].astype(float).reshape(self.grid, self.grid)
+                grid = tuple(tuple(row) for row in g.tolist())
+            label = LABEL_NAMES[int(probs[i].argmax())]
+            out.append(Prediction(
+                post_id=post.id, label=label,
+                probabilities={name: float(p) for name, p in zip(LABEL_NAMES, probs[i])},
+                token_rationale=tuple(TokenScore(w.word, w.start, w.end, round(w.score, 4)) for w in words),
+                patch_rationale=grid, timings={k: round(v, 3) for k, v in per_post.items()},
+                model_id=self.model_id, input_warnings=tuple(prep.warnings[i]),
+            ))
+        return out

@@ -1,0 +1,81 @@
+"""`crisislens eval --bundle DIR`: score a bundle variant on labelled posts, through the runtime
+(no torch): the same reader, preprocessing and backend a triage run uses.
+
+Inputs are any post files the readers take (JSONL / CSV / TSV / folders) whose records carry a
+gold `label`, or a named dataset under the data root (`crisismmd:test`, `crisismmd:dev`).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.readers import read_posts
+
+ENV_DATA_ROOT = "CRISISLENS_DATA"
+DATASETS = {
+    # name: (file under the data root, image root under the data root)
+    "crisismmd:train": ("crisismmd/task_humanitarian_text_img_agreed_lab_train.tsv", "images/crisismmd"),
+    "crisismmd:dev": ("crisismmd/task_humanitarian_text_img_agreed_lab_dev.tsv", "images/crisismmd"),
+    "crisismmd:test": ("crisismmd/task_humanitarian_text_img_agreed_lab_test.tsv", "images/crisismmd"),
+}
+
+
+def data_root(arg: str | Path | None = None) -> Path:
+    """--data-root > $CRISISLENS_DATA > ../shared/data (from the working directory)."""
+    for candidate in (arg, os.environ.get(ENV_DATA_ROOT), Path.cwd() / ".." / "shared" / "data"):
+        if candidate and Path(candidate).expanduser().is_dir():
+            return Path(candidate).expanduser().resolve()
+    raise FileNotFoundError("data root not found: pass --data-root DIR or set $CRISISLENS_DATA")
+
+
+def dataset_inputs(name: str, root: Path) -> tuple[list[Path], Path]:
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    file, images = DATASETS[name]
+    path = root / file
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: dataset file not found (data root {root})")
+    return [path], root / images
+
+
+def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | None = None,
+                    image_root: Path | None = None, classes: Sequence[str] | None = None, batch_size: int = 32,
+                    threads: int | None = None, providers: Sequence[str] | None = None) -> dict[str, Any]:
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.engine import Engine
+
+    started = time.perf_counter()
+    bundle = load_bundle(bundle_dir)
+    engine = Engine(bundle, variant, threads=threads, providers=providers)
+    report = read_posts(list(inputs), image_root=image_root)
+    posts = [p for p in report.posts if p.label is not None]
+    unlabelled = len(report.posts) - len(posts)
+    if not posts:
+        raise ValueError(f"no labelled posts in {', '.join(map(str, inputs))}: records need a gold 'label'")
+    if classes:
+        outside = sorted({p.label for p in posts if p.label not in classes})  # type: ignore[misc]
+        if outside:
+            raise ValueError(f"gold labels outside --classes: {', '.join(outside)}")
+    preds = []
+    for b in range(0, len(posts), batch_size):
+        preds.extend(engine.predict(posts[b : b + batch_size], classes=classes))
+        print(f"\reval: {min(b + batch_size, len(posts))}/{len(posts)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    labels = list(classes) if classes else list(LABEL_NAMES)
+    rep = classification_report([p.label for p in posts], [p.label for p in preds], labels)  # type: ignore[misc]
+    return {
+        "bundle": str(bundle_dir), "bundle_sha256": bundle.sha256, "variant": engine.variant.name,
+        "providers": list(getattr(engine.backend, "providers", [])), "inputs": [str(p) for p in inputs],
+        "n": len(posts), "skipped_unlabelled": unlabelled, "read_errors": len(report.errors),
+        "with_image_used": sum(1 for p in preds if p.patch_rationale is not None),
+        "classes": labels, "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "weighted_f1": rep.weighted_f1,
+        "per_class": {name: c["f1"] for name, c in rep.to_dict()["per_class"].items()},
+        "seconds": round(time.perf_counter() - started, 1),
+    }

