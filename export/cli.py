@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from crisislens.runtime.cli import Cli, CliError, require
+from crisislens.runtime.cli import EXIT_MISSING_DEPENDENCY, Cli, CliError, require
 
 DATA_ROOT_HELP = "data root (default: $CRISISLENS_DATA, else ../shared/data)"
 
@@ -49,6 +49,55 @@ def register(cli: Cli) -> None:
     b.add_argument("--reports", type=Path, default=Path("reports"), help="folder holding export.json")
     b.add_argument("--student", type=Path, default=Path("artifacts/student/best.pt"), help="student checkpoint (model info)")
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
+
+
+    t = export.command(
+        "tensorrt",
+        "build (or reuse) a TensorRT engine from an exported ONNX variant; writes the trtexec command too",
+        _tensorrt,
+        description=(
+            "Build a TensorRT engine with the tensorrt Python API: one optimisation profile per batch\n"
+            "bucket (sequence 1..max length), FP16, or INT8 from the QDQ model (explicit quantisation),\n"
+            "a timing cache, and an engine cache keyed by ONNX sha256 + TensorRT version + GPU name and\n"
+            "compute capability + precision + profiles: a mismatched engine is refused and rebuilt.\n"
+            "Always writes <onnx stem>.<precision>.trtexec.sh beside the ONNX file for Jetson users\n"
+            "(also where TensorRT is not installed, as on the development machines)."
+        ),
+    )
+    t.add_argument("--onnx", type=Path, default=None,
+                   help="ONNX file (default: artifacts/export/model.fp16.onnx, or model.int8-qdq.onnx for int8)")
+    t.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    t.add_argument("--cache-dir", type=Path, default=Path("artifacts/engines"), help="engine cache folder")
+    t.add_argument("--batch-buckets", default="1,8,32", help="comma-separated batch buckets (default 1,8,32)")
+    t.add_argument("--workspace-gb", type=float, default=2.0)
+    t.add_argument("--timing-cache", type=Path, default=Path("artifacts/engines/timing.cache"))
+    t.add_argument("--force", action="store_true", help="rebuild even when a matching engine is cached")
+
+
+def _tensorrt(args: argparse.Namespace) -> int:
+    from crisislens.export import tensorrt as T
+
+    onnx = args.onnx or Path("artifacts/export") / ("model.int8-qdq.onnx" if args.precision == "int8" else
+                                                      f"model.{args.precision}.onnx")
+    if not onnx.is_file():
+        raise CliError(f"{onnx}: ONNX file not found; run `crisislens export onnx` first")
+    try:
+        buckets = tuple(int(b) for b in args.batch_buckets.split(","))
+        profiles = T.make_profiles(batch_buckets=buckets)
+    except ValueError as exc:
+        raise CliError(f"--batch-buckets: {exc}") from None
+    script = T.write_trtexec_script(onnx, args.precision, profiles, workspace_gb=args.workspace_gb)
+    print(f"trtexec command for Jetson: {script}")
+    try:
+        result = T.build_engine(onnx, args.cache_dir, args.precision, profiles, workspace_gb=args.workspace_gb,
+                                timing_cache=args.timing_cache, force=args.force)
+    except T.TensorRTUnavailable as exc:
+        raise CliError(str(exc), EXIT_MISSING_DEPENDENCY) from None
+    except (T.EngineBuildError, T.GpuProbeError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    state = f"built in {result.seconds:.1f} s ({result.reason})" if result.rebuilt else "reused from the cache"
+    print(f"engine {result.path}: {state}")
+    return 0
 
 
 def _bundle(args: argparse.Namespace) -> int:

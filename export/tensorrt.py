@@ -1,0 +1,866 @@
+"""TensorRT engines for the ONNX student: optimisation profiles, an engine cache keyed by
+everything an engine depends on, fp32 / fp16 / int8 (QDQ) builds, a timing cache, and the
+equivalent `trtexec` command for Jetson users.
+
+A serialised engine only loads on the TensorRT version and GPU generation that built it, and only
+accepts the shapes of its optimisation profiles. So, as jetson-inference does, every engine is
+cached under a key of (ONNX sha256, TensorRT version, GPU name, compute capability, precision,
+profiles), with a JSON sidecar beside it recording those fields. When any of them differs the
+engine is rebuilt and the reason names the field ("built for TensorRT 10.3.0 on Orin (sm_87) ...,
+this is TensorRT 10.7.0 on ..."); an engine that does not match is never loaded.
+
+Profiles: one per batch bucket, each covering batch 1..bucket and sequence 1..max_seq (see
+`make_profiles` for why); `select_profile` picks the one to use for a given (batch, seq).
+
+`tensorrt` is imported inside functions only, so profiles, keys, sidecars and the trtexec command
+work on machines without it, and `build_engine` raises `TensorRTUnavailable` saying how to get it.
+Written against TensorRT 10.x; 8.6 works too (the explicit-batch network flag is the difference).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crisislens.runtime.bundle import hash_file
+from crisislens.runtime.preprocess import ImageConfig, TextConfig
+
+# ----------------------------------------------------------------------------- the model's inputs
+
+BATCH, SEQ, IMAGE = "batch", "seq", "image"  # symbolic axes of `InputLayout`
+
+
+@dataclass(frozen=True)
+class InputLayout:
+    """One ONNX input and its axes: `BATCH`, `SEQ`, `IMAGE` (the image side) or a fixed size.
+
+    Profiles are computed from these layouts, so an input renamed at export changes one line here.
+    """
+
+    name: str
+    axes: tuple[str | int, ...]
+
+    def shape(self, batch: int, seq: int, image_size: int) -> tuple[int, ...]:
+        sizes = {BATCH: batch, SEQ: seq, IMAGE: image_size}
+        dims = []
+        for axis in self.axes:
+            if isinstance(axis, int):
+                dims.append(axis)
+            elif axis in sizes:
+                dims.append(sizes[axis])
+            else:
+                raise ValueError(f"input {self.name!r}: unknown axis {axis!r} "
+                                 f"(use an int, {BATCH!r}, {SEQ!r} or {IMAGE!r})")
+        return tuple(dims)
+
+
+# The student's ONNX signature (see `crisislens.distill.student.StudentExport`).
+STUDENT_INPUTS: tuple[InputLayout, ...] = (
+    InputLayout("input_ids", (BATCH, SEQ)),  # int64
+    InputLayout("attention_mask", (BATCH, SEQ)),  # int64
+    InputLayout("pixel_values", (BATCH, 3, IMAGE, IMAGE)),  # float32
+    InputLayout("image_present", (BATCH,)),  # bool
+)
+STUDENT_OUTPUTS: tuple[str, ...] = ("logits", "token_scores", "patch_scores")
+
+DEFAULT_BATCH_BUCKETS: tuple[int, ...] = (1, 8, 32)
+DEFAULT_SEQ_BUCKETS: tuple[int, ...] = (16, 32, 64)
+DEFAULT_MAX_SEQ: int = TextConfig().max_length
+DEFAULT_IMAGE_SIZE: int = ImageConfig().size
+DEFAULT_WORKSPACE_GB: float = 2.0  # fits beside the model on an 8 GB Jetson Orin Nano
+DEFAULT_STEM = "student"
+PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
+SIDECAR_FORMAT = 1
+KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among a folder's engines
+
+# ----------------------------------------------------------------------------- errors
+
+
+class TensorRTUnavailable(ImportError):
+    """`import tensorrt` failed: says how to install it and where the trtexec fallback is."""
+
+    def __init__(self, detail: str = "", trtexec_script: Path | None = None):
+        self.detail = detail
+        self.trtexec_script = trtexec_script
+        where = f" ({trtexec_script})" if trtexec_script else ""
+        message = (
+            "TensorRT is not installed: install it from NVIDIA's index "
+            "(pip install tensorrt --extra-index-url https://pypi.nvidia.com) or on Jetson use JetPack's "
+            f"python3-libnvinfer; meanwhile use the trtexec command written beside the ONNX file{where}"
+        )
+        super().__init__(f"{message} [{detail}]" if detail else message)
+
+
+class GpuProbeError(RuntimeError):
+    """The GPU's name and compute capability could not be found (they are part of the engine key)."""
+
+
+class NoProfileFits(ValueError):
+    """No optimisation profile accepts the requested (batch, seq)."""
+
+
+class SidecarError(ValueError):
+    """An engine's JSON sidecar is missing fields or is not JSON."""
+
+
+class EngineBuildError(RuntimeError):
+    """TensorRT could not parse the ONNX model or build the engine."""
+
+
+class EngineMismatch(Exception):
+    """No usable cached engine: `differing` names the fields that changed (empty when the cache
+    is empty, or the engine or its sidecar is missing or corrupt); the message says what."""
+
+    def __init__(self, message: str, differing: Sequence[str] = ()):
+        super().__init__(message)
+        self.differing: tuple[str, ...] = tuple(differing)
+
+
+# ----------------------------------------------------------------------------- precision
+
+
+def validate_precision(precision: str) -> str:
+    """The precision, lower-cased, or a ValueError listing the valid ones."""
+    if not isinstance(precision, str) or precision.lower() not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of: {', '.join(PRECISIONS)}")
+    return precision.lower()
+
+
+def precision_flags(precision: str, has_qdq: bool) -> tuple[str, ...]:
+    """The `trt.BuilderFlag` names to set for `precision` on a model with or without Q/DQ nodes.
+
+    TensorRT 10 does int8 by explicit quantisation only: the scales come from the Q/DQ nodes of
+    a quantised ONNX model, no calibrator. INT8 is set with FP16 so the layers the quantiser left
+    unquantised run in fp16 rather than fp32. A Q/DQ model built as fp32/fp16, or a plain model
+    built as int8, is refused: either would not be the model that was asked for.
+    """
+    precision = validate_precision(precision)
+    if precision == "int8":
+        if not has_qdq:
+            raise ValueError("int8 needs an explicitly quantised (QDQ) ONNX model and this one has no "
+                             "QuantizeLinear/DequantizeLinear nodes: quantise it first, or build fp16")
+        return ("INT8", "FP16")
+    if has_qdq:
+        raise ValueError(f"this ONNX model is quantised (it has Q/DQ nodes): build it as int8, not {precision}")
+    return ("FP16",) if precision == "fp16" else ()
+
+
+def onnx_has_qdq(onnx_path: str | Path) -> bool:
+    """Whether an ONNX file has QuantizeLinear/DequantizeLinear nodes (needs the `onnx` package).
+
+    Only the graph is read (external weights are not loaded).
+    """
+    import onnx  # export extra; imported here so this module loads without it
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
+
+
+# ----------------------------------------------------------------------------- optimisation profiles
+
+Triple = tuple[int, int, int]  # (min, opt, max)
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """min/opt/max shape of one input in one profile; TensorRT tunes its kernels for `opt`."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ValueError(f"min/opt/max shapes differ in rank: {self.min}, {self.opt}, {self.max}")
+        for lo, mid, hi in zip(self.min, self.opt, self.max):
+            if not 1 <= lo <= mid <= hi:
+                raise ValueError("shapes must satisfy 1 <= min <= opt <= max per axis: "
+                                 f"{self.min}, {self.opt}, {self.max}")
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShapeRange:
+        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """One TensorRT optimisation profile: the (min, opt, max) batch and sequence length it was made
+    from, and the resulting shape range of every input (what `IOptimizationProfile.set_shape` gets)."""
+
+    batch: Triple
+    seq: Triple
+    shapes: Mapping[str, ShapeRange] = field(hash=False)
+
+    def covers(self, batch: int, seq: int) -> bool:
+        return self.batch[0] <= batch <= self.batch[2] and self.seq[0] <= seq <= self.seq[2]
+
+    def describe(self) -> str:
+        (b0, b1, b2), (s0, s1, s2) = self.batch, self.seq
+        return f"batch {b0}..{b2} (opt {b1}), seq {s0}..{s2} (opt {s1})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": list(self.batch), "seq": list(self.seq),
+                "shapes": {name: r.to_dict() for name, r in self.shapes.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileSpec:
+        b, s = tuple(data["batch"]), tuple(data["seq"])
+        if len(b) != 3 or len(s) != 3:
+            raise ValueError("batch and seq must be [min, opt, max]")
+        return cls((b[0], b[1], b[2]), (s[0], s[1], s[2]),
+                   {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()})
+
+
+def _check_buckets(what: str, buckets: Sequence[int], limit: int | None = None) -> tuple[int, ...]:
+    values = tuple(buckets)
+    if not values:
+        raise ValueError(f"{what} buckets are empty: give at least one size")
+    bad = [v for v in values if isinstance(v, bool) or not isinstance(v, int) or v < 1]
+    if bad:
+        raise ValueError(f"{what} buckets must be positive integers, got {bad} in {values}")
+    if any(a >= b for a, b in zip(values, values[1:])):
+        raise ValueError(f"{what} buckets must be strictly increasing, got {values}")
+    if limit is not None and values[-1] > limit:
+        raise ValueError(f"{what} bucket {values[-1]} exceeds the maximum sequence length {limit}")
+    return values
+
+
+def _check_positive(what: str, value: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+def make_profiles(
+    batch_buckets: Sequence[int] = DEFAULT_BATCH_BUCKETS,
+    seq_buckets: Sequence[int] = DEFAULT_SEQ_BUCKETS,
+    max_seq: int = DEFAULT_MAX_SEQ,
+    image_size: int = DEFAULT_IMAGE_SIZE,
+    *,
+    opt_seq: int | None = None,
+    inputs: Sequence[InputLayout] = STUDENT_INPUTS,
+) -> list[ProfileSpec]:
+    """One optimisation profile per batch bucket: batch 1..bucket (opt = bucket), seq 1..max_seq
+    (opt = `opt_seq`, by default the middle sequence bucket: a typical tweet's length).
+
+    Why per batch bucket and not per (batch, seq) bucket: the runtime pads a batch to its longest
+    text, so any length up to `max_seq` must run, and at <= 64 tokens the text tower's cost varies
+    little with length next to the fixed-size image tower; batch size is what changes kernel
+    choice. Three profiles build three times faster than nine and switch less at run time. Every
+    profile starts at batch 1, so each is usable alone (trtexec takes the largest) and a context
+    may keep its profile for smaller batches.
+    """
+    batches = _check_buckets("batch", batch_buckets)
+    _check_positive("max_seq", max_seq)
+    seqs = _check_buckets("sequence", seq_buckets, limit=max_seq)
+    _check_positive("image_size", image_size)
+    if opt_seq is None:
+        opt_seq = seqs[(len(seqs) - 1) // 2]
+    _check_positive("opt_seq", opt_seq)
+    if opt_seq > max_seq:
+        raise ValueError(f"opt_seq {opt_seq} exceeds the maximum sequence length {max_seq}")
+    if not inputs:
+        raise ValueError("no inputs to make profiles for")
+    profiles = []
+    for b in batches:
+        batch, seq = (1, b, b), (1, opt_seq, max_seq)
+        shapes = {
+            layout.name: ShapeRange(layout.shape(batch[0], seq[0], image_size),
+                                    layout.shape(batch[1], seq[1], image_size),
+                                    layout.shape(batch[2], seq[2], image_size))
+            for layout in inputs
+        }
+        profiles.append(ProfileSpec(batch, seq, shapes))
+    return profiles
+
+
+def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int:
+    """Index of the profile to run (batch, seq) with: the smallest that covers it, whose opt shape
+    is closest. Raises `NoProfileFits` listing the profiles when none does."""
+    _check_positive("batch", batch)
+    _check_positive("seq", seq)
+    fitting = [i for i, p in enumerate(profiles) if p.covers(batch, seq)]
+    if not fitting:
+        ranges = "; ".join(f"#{i}: {p.describe()}" for i, p in enumerate(profiles)) or "none"
+        raise NoProfileFits(f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
+                            "split the batch or rebuild the engine with larger buckets")
+    return min(fitting, key=lambda i: (profiles[i].batch[2], profiles[i].seq[2], i))
+
+
+def covering_profile(profiles: Sequence[ProfileSpec]) -> ProfileSpec:
+    """The one profile spanning all of `profiles`: elementwise smallest min and largest max, and
+    the opt of the profile with the largest max batch (the most general one).
+
+    trtexec's --minShapes/--optShapes/--maxShapes describe a single profile, so the trtexec
+    command uses this one: every (batch, seq) the profiles accept still runs, tuned for the largest.
+    """
+    if not profiles:
+        raise ValueError("no profiles to cover")
+    widest = max(profiles, key=lambda p: (p.batch[2], p.seq[2]))
+    names = list(widest.shapes)
+    for p in profiles:
+        if set(p.shapes) != set(names):
+            raise ValueError(f"profiles name different inputs: {sorted(p.shapes)} vs {sorted(names)}")
+
+    def envelope(lo: Sequence[tuple[int, ...]], opt: tuple[int, ...], hi: Sequence[tuple[int, ...]]) -> ShapeRange:
+        return ShapeRange(tuple(map(min, zip(*lo))), opt, tuple(map(max, zip(*hi))))
+
+    shapes = {n: envelope([p.shapes[n].min for p in profiles], widest.shapes[n].opt,
+                          [p.shapes[n].max for p in profiles]) for n in names}
+    batch = (min(p.batch[0] for p in profiles), widest.batch[1], max(p.batch[2] for p in profiles))
+    seq = (min(p.seq[0] for p in profiles), widest.seq[1], max(p.seq[2] for p in profiles))
+    return ProfileSpec(batch, seq, shapes)
+
+
+def check_profile_inputs(network_inputs: Sequence[str], profiles: Sequence[ProfileSpec]) -> None:
+    """Raise a ValueError naming both lists when the profiles do not give shapes for exactly the
+    network's inputs (TensorRT's own message for this is an opaque build failure)."""
+    expected = set(network_inputs)
+    for i, p in enumerate(profiles):
+        if set(p.shapes) != expected:
+            missing, extra = sorted(expected - set(p.shapes)), sorted(set(p.shapes) - expected)
+            raise ValueError(f"profile #{i} does not match the ONNX inputs {sorted(expected)}: "
+                             f"missing {missing}, not in the model {extra}")
+
+
+# ----------------------------------------------------------------------------- GPU identity
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The GPU an engine is built on; `compute_capability` as "major.minor" (e.g. "8.7" on Orin)."""
+
+    name: str
+    compute_capability: str
+
+    @property
+    def sm(self) -> str:
+        return "sm_" + self.compute_capability.replace(".", "")
+
+
+_CC = re.compile(r"^\d+\.\d+$")
+
+
+def parse_nvidia_smi(text: str, device: int = 0) -> GpuInfo:
+    """Parse `nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader` output (line `device`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if device >= len(lines):
+        raise GpuProbeError(f"nvidia-smi lists {len(lines)} GPU(s), no device {device}: {text.strip()!r}")
+    name, sep, cc = lines[device].rpartition(",")
+    name, cc = name.strip(), cc.strip()
+    if not sep or not name or not _CC.match(cc):
+        raise GpuProbeError(f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
+                            "(drivers before R510 do not report compute_cap)")
+    return GpuInfo(name, cc)
+
+
+def _gpu_from_cuda_python(device: int) -> GpuInfo:
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except ImportError:
+        try:
+            from cuda import cudart  # older cuda-python
+        except ImportError as exc:
+            raise GpuProbeError("cuda-python is not installed") from exc
+    err, props = cudart.cudaGetDeviceProperties(device)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise GpuProbeError(f"cudaGetDeviceProperties({device}) failed: {err}")
+    name = props.name
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return GpuInfo(str(name).strip(), f"{props.major}.{props.minor}")
+
+
+def _gpu_from_nvidia_smi(device: int) -> GpuInfo:
+    cmd = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GpuProbeError(f"nvidia-smi could not run: {exc}") from exc
+    if out.returncode != 0:
+        raise GpuProbeError(f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()}")
+    return parse_nvidia_smi(out.stdout, device)
+
+
+def probe_gpu(device: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA device `device`: from cuda-python if importable (works
+    on Jetson, where nvidia-smi may be missing), else from nvidia-smi. Tests monkeypatch this."""
+    problems = []
+    for probe in (_gpu_from_cuda_python, _gpu_from_nvidia_smi):
+        try:
+            return probe(device)
+        except GpuProbeError as exc:
+            problems.append(str(exc))
+    raise GpuProbeError("cannot identify the GPU (needed for the engine cache key): " + "; ".join(problems)
+                        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available.")
+
+
+# ----------------------------------------------------------------------------- cache key and sidecar
+
+FIELD_LABELS: dict[str, str] = {
+    "onnx_sha256": "ONNX model",
+    "tensorrt_version": "TensorRT version",
+    "gpu_name": "GPU",
+    "compute_capability": "compute capability",
+    "precision": "precision",
+    "profiles": "optimisation profiles",
+}
+
+
+@dataclass(frozen=True)
+class EngineFields:
+    """Everything a built engine depends on; its hash is the engine's cache key.
+
+    (The ONNX hash covers the .onnx file only: the student has no external-data weights.)
+    """
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profiles: tuple[ProfileSpec, ...] = field(hash=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"onnx_sha256": self.onnx_sha256, "tensorrt_version": self.tensorrt_version,
+                "gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
+                "precision": self.precision, "profiles": [p.to_dict() for p in self.profiles]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineFields:
+        return cls(str(data["onnx_sha256"]), str(data["tensorrt_version"]), str(data["gpu_name"]),
+                   str(data["compute_capability"]), str(data["precision"]),
+                   tuple(ProfileSpec.from_dict(p) for p in data["profiles"]))
+
+    @property
+    def key(self) -> str:
+        """Deterministic short key: sha256 of the canonical JSON of the fields."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+    def describe(self) -> str:
+        sm = "sm_" + self.compute_capability.replace(".", "")
+        batches = ",".join(str(p.batch[2]) for p in self.profiles)
+        seq = max((p.seq[2] for p in self.profiles), default=0)
+        return (f"TensorRT {self.tensorrt_version} on {self.gpu_name} ({sm}), {self.precision}, "
+                f"ONNX {self.onnx_sha256[:12]}, profiles batch<={batches} seq<={seq}")
+
+
+def engine_filename(key: str, stem: str = DEFAULT_STEM) -> str:
+    return f"{stem}.{key}.engine"
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """The JSON sidecar beside an engine: `student.<key>.engine.json`."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+@dataclass(frozen=True)
+class EngineSidecar:
+    """What the JSON beside an engine records: the key fields plus how and when it was built."""
+
+    key: str
+    engine: str  # file name, relative to the sidecar's folder
+    fields: EngineFields
+    engine_bytes: int
+    engine_sha256: str
+    built_at: str
+    build_seconds: float
+    workspace_gb: float
+    format: int = SIDECAR_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "key": self.key, "engine": self.engine, "fields": self.fields.to_dict(),
+                "engine_bytes": self.engine_bytes, "engine_sha256": self.engine_sha256, "built_at": self.built_at,
+                "build_seconds": self.build_seconds, "workspace_gb": self.workspace_gb}
+
+
+def write_sidecar(path: Path, sidecar: EngineSidecar) -> None:
+    text = json.dumps(sidecar.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
+    _atomic_write(path, text.encode("utf-8"))
+
+
+def read_sidecar(path: Path) -> EngineSidecar:
+    """The sidecar at `path`, or `SidecarError` naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SidecarError(f"{path}: cannot read the engine sidecar ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"{path}: the engine sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SidecarError(f"{path}: the engine sidecar is not a JSON object")
+    if data.get("format") != SIDECAR_FORMAT:
+        raise SidecarError(f"{path}: sidecar format {data.get('format')!r}, this CrisisLens reads {SIDECAR_FORMAT}")
+    try:
+        return EngineSidecar(key=str(data["key"]), engine=str(data["engine"]),
+                             fields=EngineFields.from_dict(data["fields"]), engine_bytes=int(data["engine_bytes"]),
+                             engine_sha256=str(data["engine_sha256"]), built_at=str(data["built_at"]),
+                             build_seconds=float(data["build_seconds"]), workspace_gb=float(data["workspace_gb"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise SidecarError(f"{path}: the engine sidecar is incomplete or malformed ({missing})") from exc
+
+
+def differing_fields(built: EngineFields, current: EngineFields) -> list[str]:
+    """Names of the `EngineFields` that differ between an engine's sidecar and this machine."""
+    a, b = built.to_dict(), current.to_dict()
+    return [name for name in FIELD_LABELS if a[name] != b[name]]
+
+
+def mismatch_message(engine_name: str, built: EngineFields, current: EngineFields) -> str:
+    names = differing_fields(built, current)
+    labels = ", ".join(FIELD_LABELS[n] for n in names) or "nothing (key mismatch)"
+    return f"{engine_name} was built for {built.describe()}; this is {current.describe()} (differs in: {labels})"
+
+
+def find_cached_engine(cache_dir: str | Path, fields: EngineFields, stem: str = DEFAULT_STEM) -> Path:
+    """The cached engine for `fields`, or `EngineMismatch` saying why there is none.
+
+    The engine is used only when its sidecar exists, parses, records exactly these fields and
+    the engine file has the recorded size. Otherwise the message compares with the newest other
+    engine in the folder, naming which field changed (TensorRT upgrade, other GPU, new ONNX ...).
+    """
+    cache_dir = Path(cache_dir)
+    engine = cache_dir / engine_filename(fields.key, stem)
+    sidecar = sidecar_path(engine)
+    if sidecar.is_file():
+        try:
+            record = read_sidecar(sidecar)
+        except SidecarError as exc:
+            raise EngineMismatch(f"{exc}; rebuilding") from exc
+        if record.fields != fields:
+            raise EngineMismatch(mismatch_message(engine.name, record.fields, fields),
+                                 differing_fields(record.fields, fields))
+        if not engine.is_file():
+            raise EngineMismatch(f"{engine}: the engine file is missing beside its sidecar; rebuilding")
+        size = engine.stat().st_size
+        if size != record.engine_bytes:
+            raise EngineMismatch(f"{engine}: {size} bytes, the sidecar records {record.engine_bytes} "
+                                 "(truncated or replaced); rebuilding")
+        return engine
+    if engine.is_file():
+        raise EngineMismatch(f"{engine}: no sidecar metadata beside it (interrupted build or a copied file); "
+                             "rebuilding")
+    others = []
+    for path in cache_dir.glob(f"{stem}.*.engine.json"):
+        try:
+            others.append((path.stat().st_mtime, path.name, read_sidecar(path)))
+        except (OSError, SidecarError):
+            continue  # a corrupt stranger says nothing about why this key is absent
+    if not others:
+        raise EngineMismatch(f"no cached {stem} engine in {cache_dir}")
+    _, _, newest = max(others, key=lambda t: (t[0], t[1]))
+    raise EngineMismatch(mismatch_message(newest.engine, newest.fields, fields),
+                         differing_fields(newest.fields, fields))
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    """Write via a temporary file and rename: a reader sees the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fout:
+            fout.write(data)
+            fout.flush()
+            os.fsync(fout.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_engine(cache_dir: str | Path, fields: EngineFields, engine: bytes, *, stem: str = DEFAULT_STEM,
+                 build_seconds: float = 0.0, workspace_gb: float = DEFAULT_WORKSPACE_GB) -> Path:
+    """Write the engine, then its sidecar (both atomically). The sidecar goes last: it is the
+    mark of a complete engine, so a crash in between leaves an engine that is never used."""
+    path = Path(cache_dir) / engine_filename(fields.key, stem)
+    _atomic_write(path, engine)
+    record = EngineSidecar(key=fields.key, engine=path.name, fields=fields, engine_bytes=len(engine),
+                           engine_sha256=hashlib.sha256(engine).hexdigest(),
+                           built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+                           build_seconds=round(build_seconds, 3), workspace_gb=workspace_gb)
+    write_sidecar(sidecar_path(path), record)
+    return path
+
+
+# ----------------------------------------------------------------------------- trtexec
+
+
+@dataclass(frozen=True)
+class TrtexecCommand:
+    """A trtexec invocation as an argument list (for subprocess) and as one shell line (for people)."""
+
+    args: list[str]
+    shell: str
+
+
+def shape_spec(profile: ProfileSpec, which: str) -> str:
+    """trtexec's shape syntax for one of "min"/"opt"/"max": `name:AxB,name:C`."""
+    if which not in ("min", "opt", "max"):
+        raise ValueError(f"which must be min, opt or max, not {which!r}")
+    return ",".join(f"{name}:{'x'.join(map(str, getattr(r, which)))}" for name, r in profile.shapes.items())
+
+
+def trtexec_command(
+    onnx_path: str | Path,
+    engine_path: str | Path,
+    precision: str,
+    profiles: Sequence[ProfileSpec],
+    *,
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    timing_cache: str | Path | None = None,
+    trtexec: str = "trtexec",
+) -> TrtexecCommand:
+    """The trtexec line that builds the same engine as `build_engine` (e.g. on a Jetson without the
+    Python bindings; trtexec is at /usr/src/tensorrt/bin/trtexec there).
+
+    trtexec takes one profile from the shape flags, so this uses `covering_profile(profiles)`.
+    int8 assumes a QDQ model (trtexec --int8 on a plain model uses placeholder scales and gives
+    wrong outputs). --memPoolSize is in MiB without a suffix, which TensorRT 8.6 and 10 both read.
+    """
+    if workspace_gb <= 0:
+        raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
+    profile = covering_profile(profiles)
+    # trtexec cannot be asked whether the model is quantised: int8 is taken to mean a QDQ model.
+    flags = precision_flags(precision, has_qdq=validate_precision(precision) == "int8")
+    args = [trtexec, f"--onnx={onnx_path}", f"--saveEngine={engine_path}",
+            f"--minShapes={shape_spec(profile, 'min')}", f"--optShapes={shape_spec(profile, 'opt')}",
+            f"--maxShapes={shape_spec(profile, 'max')}"]
+    args += [f"--{flag.lower()}" for flag in flags]
+    args.append(f"--memPoolSize=workspace:{max(1, int(workspace_gb * 1024))}")
+    if timing_cache is not None:
+        args.append(f"--timingCacheFile={timing_cache}")
+    return TrtexecCommand(args, shlex.join(args))
+
+
+def write_trtexec_script(
+    onnx_path: str | Path,
+    precision: str = "fp16",
+    profiles: Sequence[ProfileSpec] | None = None,
+    *,
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+) -> Path:
+    """Write `<stem>.<precision>.trtexec.sh` beside the ONNX file and return its path.
+
+    It uses file names relative to its own folder, so the folder can be copied to a Jetson as is.
+    The engine it writes has no sidecar: it is for running by hand, not for `build_engine`'s cache.
+    """
+    onnx_path = Path(onnx_path)
+    precision = validate_precision(precision)
+    if precision == "int8":
+        try:
+            quantised = onnx_has_qdq(onnx_path)
+        except ImportError:
+            quantised = True  # without `onnx` we cannot look; trtexec will be told int8 as asked
+        precision_flags(precision, quantised)  # raises for a plain model
+    base = onnx_path.name.removesuffix(".onnx")
+    command = trtexec_command(onnx_path.name, f"{base}.{precision}.engine", precision,
+                              profiles if profiles is not None else make_profiles(),
+                              workspace_gb=workspace_gb, timing_cache=f"{base}.timing.cache")
+    script = onnx_path.with_name(f"{base}.{precision}.trtexec.sh")
+    text = ("#!/bin/sh\n"
+            f"# Build a TensorRT {precision} engine for {onnx_path.name} (written by crisislens.export.tensorrt).\n"
+            "# On Jetson trtexec is /usr/src/tensorrt/bin/trtexec: put it on PATH or edit the line below.\n"
+            'cd "$(dirname "$0")" || exit 1\n'
+            f"exec {command.shell}\n")
+    _atomic_write(script, text.encode("utf-8"))
+    script.chmod(0o755)
+    return script
+
+
+# ----------------------------------------------------------------------------- building
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What `build_engine` did: the engine to load, its key, the build time (0 when cached),
+    whether it was (re)built and why."""
+
+    path: Path
+    key: str
+    seconds: float
+    rebuilt: bool
+    reason: str
+
+
+def import_tensorrt() -> Any:
+    """The `tensorrt` module, or `TensorRTUnavailable` (also when its native libraries are missing)."""
+    try:
+        import tensorrt
+    except (ImportError, OSError) as exc:
+        raise TensorRTUnavailable(f"import tensorrt failed: {exc}") from exc
+    return tensorrt
+
+
+def network_flags(tensorrt_version: str, explicit_batch_flag: int) -> int:
+    """`create_network` flags: TensorRT 8.x needs EXPLICIT_BATCH for ONNX; 10.x is always explicit
+    batch and deprecates the flag."""
+    major = int(tensorrt_version.split(".")[0])
+    return 0 if major >= 10 else 1 << int(explicit_batch_flag)
+
+
+def load_timing_cache(config: Any, path: Path | None) -> bool:
+    """Attach a timing cache to a builder config, from `path` when it holds one.
+
+    The timing cache remembers how fast each kernel tactic was, so a rebuild (new ONNX, new
+    profiles) skips most of the tuning: minutes instead of tens of minutes on a Jetson. TensorRT
+    refuses a cache from another GPU or version (ignore_mismatch=False); then, or when the file is
+    corrupt, an empty cache is used and `save_timing_cache` replaces the file. Returns whether a
+    saved cache was used.
+    """
+    data = path.read_bytes() if path is not None and path.is_file() else b""
+    if data:
+        cache = config.create_timing_cache(data)
+        if cache is not None and config.set_timing_cache(cache, ignore_mismatch=False):
+            return True
+    config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    return False
+
+
+def save_timing_cache(config: Any, path: Path | None) -> None:
+    """Write the builder config's timing cache (including this build's timings) to `path`."""
+    if path is not None:
+        _atomic_write(path, bytes(config.get_timing_cache().serialize()))
+
+
+def _capturing_logger(trt: Any) -> Any:
+    """A TensorRT logger that keeps warnings and errors, so a failed build can say why."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                self.lines.append(f"[{getattr(severity, 'name', severity)}] {msg}")
+
+    return _Logger()
+
+
+def _parser_error(error: Any) -> str:
+    # TensorRT 10 names the failing node; 8.6 gives only its index.
+    where = []
+    for attr in ("node_name", "node_operator"):
+        fn = getattr(error, attr, None)
+        if callable(fn) and fn():
+            where.append(str(fn()))
+    node = error.node() if callable(getattr(error, "node", None)) else -1
+    prefix = f"node {node}" if node is not None and node >= 0 else "model"
+    return f"{prefix}{' (' + ' '.join(where) + ')' if where else ''}: {error.desc()}"
+
+
+def _has_qdq_layers(trt: Any, network: Any) -> bool:
+    qdq = (trt.LayerType.QUANTIZE, trt.LayerType.DEQUANTIZE)
+    return any(network.get_layer(i).type in qdq for i in range(network.num_layers))
+
+
+def _build_serialized(trt: Any, onnx_path: Path, precision: str, profiles: Sequence[ProfileSpec],
+                      workspace_gb: float, timing_cache: Path | None) -> bytes:
+    logger = _capturing_logger(trt)
+    builder = trt.Builder(logger)
+    flags = network_flags(trt.__version__, getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", 0))
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)  # keep alive until the build: it owns the weights
+    if not parser.parse_from_file(str(onnx_path)):  # from the file, so external data would resolve
+        errors = [_parser_error(parser.get_error(i)) for i in range(parser.num_errors)] or logger.lines[-5:]
+        raise EngineBuildError(f"TensorRT could not parse {onnx_path}:\n  " + "\n  ".join(errors or ["(no details)"]))
+    check_profile_inputs([network.get_input(i).name for i in range(network.num_inputs)], profiles)
+
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    for flag in precision_flags(precision, _has_qdq_layers(trt, network)):
+        config.set_flag(getattr(trt.BuilderFlag, flag))
+    for i, spec in enumerate(profiles):
+        profile = builder.create_optimization_profile()
+        for name, r in spec.shapes.items():
+            profile.set_shape(name, r.min, r.opt, r.max)
+        if config.add_optimization_profile(profile) < 0:
+            raise EngineBuildError(f"TensorRT rejected optimisation profile #{i} ({spec.describe()})")
+    load_timing_cache(config, timing_cache)
+
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        detail = "\n  ".join(logger.lines[-10:]) or "(TensorRT logged nothing)"
+        raise EngineBuildError(f"TensorRT failed to build a {precision} engine from {onnx_path}:\n  {detail}")
+    save_timing_cache(config, timing_cache)
+    return bytes(serialized)
+
+
+def build_engine(
+    onnx_path: str | Path,
+    cache_dir: str | Path,
+    precision: str = "fp16",
+    profiles: Sequence[ProfileSpec] | None = None,
+    *,
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    timing_cache: str | Path | None = None,
+    stem: str = DEFAULT_STEM,
+    force: bool = False,
+) -> BuildResult:
+    """The engine for `onnx_path` on this GPU: the cached one when its sidecar matches every key
+    field, else a fresh build (engine + sidecar written atomically into `cache_dir`).
+
+    `profiles` defaults to `make_profiles()`. `timing_cache` is a file to load tuning results from
+    and save them to. Without TensorRT, writes the trtexec script beside the ONNX file and raises
+    `TensorRTUnavailable` pointing at it.
+    """
+    onnx_path, cache_dir = Path(onnx_path), Path(cache_dir)
+    precision = validate_precision(precision)
+    profiles = tuple(profiles) if profiles is not None else tuple(make_profiles())
+    if not profiles:
+        raise ValueError("no optimisation profiles given")
+    if workspace_gb <= 0:
+        raise ValueError(f"workspace_gb must be positive, got {workspace_gb}")
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX model not found: {onnx_path}")
+    try:
+        trt = import_tensorrt()
+    except TensorRTUnavailable as exc:
+        try:
+            script: Path | None = write_trtexec_script(onnx_path, precision, profiles, workspace_gb=workspace_gb)
+        except (OSError, ValueError):
+            script = None  # read-only folder or a plain model asked as int8: the message still helps
+        raise TensorRTUnavailable(exc.detail, trtexec_script=script) from exc
+
+    gpu = probe_gpu()
+    fields = EngineFields(hash_file(onnx_path), str(trt.__version__), gpu.name, gpu.compute_capability,
+                          precision, profiles)
+    if force:
+        reason = "rebuild forced"
+    else:
+        try:
+            path = find_cached_engine(cache_dir, fields, stem)
+            return BuildResult(path, fields.key, 0.0, False, f"cached engine matches ({fields.describe()})")
+        except EngineMismatch as exc:
+            reason = str(exc)
+    started = time.perf_counter()
+    engine = _build_serialized(trt, onnx_path, precision, profiles, workspace_gb,
+                               Path(timing_cache) if timing_cache is not None else None)
+    seconds = time.perf_counter() - started
+    path = write_engine(cache_dir, fields, engine, stem=stem, build_seconds=seconds, workspace_gb=workspace_gb)
+    return BuildResult(path, fields.key, seconds, True, reason)
+
+
+__all__ = [
+    "BATCH", "IMAGE", "PRECISIONS", "SEQ", "STUDENT_INPUTS", "STUDENT_OUTPUTS",
+    "BuildResult", "EngineBuildError", "EngineFields", "EngineMismatch", "EngineSidecar", "GpuInfo", "GpuProbeError",
+    "InputLayout", "NoProfileFits", "ProfileSpec", "ShapeRange", "SidecarError", "TensorRTUnavailable",
+    "TrtexecCommand", "build_engine", "check_profile_inputs", "covering_profile", "differing_fields",
+    "engine_filename", "find_cached_engine", "import_tensorrt", "load_timing_cache", "make_profiles",
+    "mismatch_message", "network_flags", "onnx_has_qdq", "parse_nvidia_smi", "precision_flags", "probe_gpu",
+    "read_sidecar", "save_timing_cache", "select_profile", "shape_spec", "sidecar_path", "trtexec_command",
+    "validate_precision", "write_engine", "write_sidecar", "write_trtexec_script",
+]
