@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
-from crisislens.runtime.cli import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
+from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
 
 MAX_LISTED_PROBLEMS = 100  # the human listing; --json always has them all
@@ -59,6 +60,80 @@ def register(cli: Cli) -> None:
     e.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     e.add_argument("--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
+    t = cli.command("triage", "predict cached posts into a resumable SQLite store (torch-free)", _triage,
+                    description=TRIAGE_DESCRIPTION)
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help="a .jsonl, .csv or .tsv file, or a folder of ID.txt + ID.jpg pairs")
+    t.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle folder")
+    t.add_argument("--out", type=Path, default=Path("triage.sqlite"), help="SQLite store (default: triage.sqlite)")
+    t.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
+    t.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
+    t.add_argument("--classes", default=None, metavar="A,B,...", help="restrict prediction to these labels (renormalised)")
+    t.add_argument("--batch-size", type=int, default=32)
+    t.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    t.add_argument("--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
+    x.add_argument("store", type=Path, help="triage SQLite store")
+    x.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .csv)")
+
+
+TRIAGE_DESCRIPTION = """\
+Classify cached posts with a model bundle and store every prediction (label, probabilities,
+rationale words with scores, patch score grid, warnings, latency, bundle hash) in SQLite.
+One transaction per batch: Ctrl-C or a killed process loses at most the batch in flight, and
+running the same command again resumes where it stopped (stored posts are skipped). Rows the
+readers reject are stored as errors with file and line; nothing is silently dropped.
+
+Exit codes: 0 all posts predicted, 1 some rows could not be read or predicted (see the store's
+errors), 130 interrupted (rerun to resume)."""
+
+
+def _classes_arg(value: str | None) -> list[str] | None:
+    return [c.strip() for c in value.split(",") if c.strip()] if value else None
+
+
+def _triage(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bundle import BundleError, load_bundle
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.triage import StoreError, TriageStore, triage
+
+    providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
+    try:
+        engine = Engine(load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers)
+        report = read_posts(args.inputs, image_root=args.image_root)
+        store = TriageStore(args.out)
+    except (BundleError, StoreError, FileNotFoundError, ValueError, ReadError) as exc:
+        raise CliError(_printable(str(exc))) from None
+    read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
+    with store:
+        try:
+            result = triage(engine, report.posts, store, batch_size=args.batch_size, classes=_classes_arg(args.classes),
+                            read_errors=read_errors, progress=not args.quiet)
+        except ValueError as exc:
+            raise CliError(_printable(str(exc))) from None
+        total = store.count()
+    print(f"{result.predicted} predicted ({result.posts_per_second:.1f} posts/s), {result.skipped_done} already in the "
+          f"store, {result.errors} error(s); {total} predictions in {args.out}")
+    if result.interrupted:
+        print("interrupted: run the same command again to resume", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return EXIT_PROBLEMS if result.errors else EXIT_OK
+
+
+def _export_results(args: argparse.Namespace) -> int:
+    from crisislens.runtime.triage import StoreError, TriageStore, export_results
+
+    if not args.store.is_file():
+        raise CliError(f"{args.store}: no such triage store")
+    try:
+        with TriageStore(args.store) as store:
+            n = export_results(store, args.out)
+    except (StoreError, ValueError, OSError) as exc:
+        raise CliError(_printable(str(exc))) from None
+    print(f"wrote {n} predictions to {args.out}")
+    return EXIT_OK
 
 
 EVAL_DESCRIPTION = """\

