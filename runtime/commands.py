@@ -79,6 +79,58 @@ def register(cli: Cli) -> None:
     x.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .csv)")
 
 
+    bn = cli.command("bench", "benchmark every available backend x precision -> reports/bench.{json,md,png}", _bench,
+                     description=BENCH_DESCRIPTION)
+    bn.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle with the ONNX variants")
+    bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
+    bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
+    bn.add_argument("--data-root", type=Path, default=None, help="data root (default: $CRISISLENS_DATA, else ../shared/data)")
+    bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
+    bn.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    br = cli.command("bench-row", "(internal) measure one bench row in this process and print JSON", _bench_row)
+    br.add_argument("spec", help="JSON row spec")
+
+
+BENCH_DESCRIPTION = """\
+One row per backend x precision available here: ONNX Runtime for each bundle variant, and (with
+PyTorch installed, unless --runtime-only) the PyTorch student and teacher and the "peer" — the
+same student run as a user without CrisisLens would (transformers + PyTorch eager, per post).
+Each row runs in a fresh process: size, Macro-F1 on CrisisMMD test, agreement with FP32,
+batch-1 latency p50/p90/p99 (text-only, text+image), batch-32 throughput, peak RSS, cold start."""
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bench import chart, plugin_runners, run_bench, targets, to_markdown
+    from crisislens.runtime.bundle import BundleError, load_bundle
+    from crisislens.runtime.evaluate import data_root
+    from crisislens.runtime.reports import provenance, write_report
+
+    try:
+        bundle = load_bundle(args.bundle)
+        root = data_root(args.data_root)
+    except (BundleError, FileNotFoundError) as exc:
+        raise CliError(_printable(str(exc))) from None
+    variants = [v.strip() for v in args.variants.split(",")] if args.variants else list(bundle.variants)
+    rows = [f"ort-{v}" for v in variants]
+    if not args.runtime_only:
+        rows += sorted(plugin_runners())
+    result = run_bench(args.bundle, root, rows, threads=args.threads, single=args.single)
+    prov = provenance()
+    json_path, md_path = write_report("bench", {**result, "targets": targets(result), "provenance": prov},
+                                      to_markdown(result, prov), args.reports)
+    png = chart(result, args.reports / "bench.png")
+    print(f"wrote {json_path}, {md_path} and {png}")
+    return EXIT_OK if all(r.get("status") == "ok" for r in result["rows"]) else EXIT_PROBLEMS
+
+
+def _bench_row(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bench import run_row
+
+    print(json.dumps(run_row(json.loads(args.spec))))
+    return EXIT_OK
+
+
 TRIAGE_DESCRIPTION = """\
 Classify cached posts with a model bundle and store every prediction (label, probabilities,
 rationale words with scores, patch score grid, warnings, latency, bundle hash) in SQLite.

@@ -1,0 +1,311 @@
+"""`crisislens bench`: one row per backend x precision, each measured in a fresh process.
+
+Per row: file size, Macro-F1 on CrisisMMD test, label agreement with the ONNX FP32 row, batch-1
+latency (p50/p90/p99) for text-only and text+image posts, batch-32 throughput, peak RSS and cold
+start (process start -> first prediction). Every timing is end-to-end from the post on disk:
+JPEG decode, tokenisation, model, post-processing.
+
+Rows come from *runners*. The runtime brings the ONNX Runtime rows (no torch). Other stages add
+rows through the `crisislens.bench` entry-point group (the PyTorch teacher/student and the
+"peer": the student run the way a user without CrisisLens would, transformers + PyTorch eager,
+one post at a time); `--runtime-only` skips them, and this module never imports torch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any, Protocol
+
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.schema import Post
+
+
+class Runner(Protocol):
+    name: str
+    backend: str
+    precision: str
+    size_mb: float
+
+    def predict(self, posts: Sequence[Post]) -> list[str]: ...
+
+
+@dataclass
+class Latency:
+    """Milliseconds over `count` timed runs (warm-up excluded)."""
+
+    count: int
+    mean: float
+    p50: float
+    p90: float
+    p95: float
+    p99: float
+    stdev: float
+
+    @classmethod
+    def of(cls, seconds: Sequence[float]) -> Latency:
+        if not seconds:
+            raise ValueError("no timings")
+        ms = sorted(s * 1000 for s in seconds)
+
+        def pct(q: float) -> float:
+            k = (len(ms) - 1) * q
+            lo, hi = int(k), min(int(k) + 1, len(ms) - 1)
+            return ms[lo] + (ms[hi] - ms[lo]) * (k - lo)
+
+        return cls(len(ms), statistics.fmean(ms), pct(0.5), pct(0.9), pct(0.95), pct(0.99),
+                   statistics.stdev(ms) if len(ms) > 1 else 0.0)
+
+
+# ----------------------------------------------------------------------------- runners
+
+
+class OnnxRunner:
+    """A bundle variant through the runtime engine (what `crisislens triage` runs)."""
+
+    backend = "onnxruntime"
+
+    def __init__(self, bundle_dir: Path, variant: str, threads: int | None = None):
+        from crisislens.runtime.bundle import load_bundle
+        from crisislens.runtime.engine import Engine
+
+        bundle = load_bundle(bundle_dir)
+        self.engine = Engine(bundle, variant, threads=threads)
+        v = self.engine.variant
+        self.name = f"ort-{v.name}"
+        self.precision = v.precision
+        self.size_mb = v.path.stat().st_size / 2**20
+        self.providers = list(self.engine.backend.providers)
+
+    def predict(self, posts: Sequence[Post]) -> list[str]:
+        return [p.label for p in self.engine.predict(posts)]
+
+
+def plugin_runners() -> dict[str, Callable[..., Runner]]:
+    """Row factories other stages register under the `crisislens.bench` entry-point group."""
+    found: dict[str, Callable[..., Runner]] = {}
+    for ep in entry_points(group="crisislens.bench"):
+        try:
+            found.update(ep.load()())
+        except ImportError as exc:  # e.g. torch not installed: those rows are simply absent
+            print(f"bench: rows of '{ep.name}' unavailable: {exc}", file=sys.stderr)
+    return found
+
+
+# ----------------------------------------------------------------------------- one row (child process)
+
+
+def measure(runner: Runner, test: Sequence[Post], text_posts: Sequence[Post], image_posts: Sequence[Post], *,
+            spawned_at: float | None, single: int, warmup: int, batch: int, throughput_posts: int) -> dict[str, Any]:
+    runner.predict(list(test[:1]))
+    cold = (time.time() - spawned_at) if spawned_at else None  # new process -> first prediction
+    labels: list[str] = []
+    for b in range(0, len(test), batch):
+        labels.extend(runner.predict(list(test[b : b + batch])))
+    gold = [p.label for p in test]
+    rep = classification_report(gold, labels, LABEL_NAMES)  # type: ignore[arg-type]
+
+    def one_by_one(posts: Sequence[Post]) -> Latency:
+        for p in posts[:warmup]:
+            runner.predict([p])
+        times = []
+        for p in posts[:single]:
+            t0 = time.perf_counter()
+            runner.predict([p])
+            times.append(time.perf_counter() - t0)
+        return Latency.of(times)
+
+    def throughput(posts: Sequence[Post]) -> float:
+        pool = (list(posts) * (throughput_posts // max(len(posts), 1) + 1))[:throughput_posts]
+        runner.predict(pool[:batch])  # warm-up at this batch size
+        t0 = time.perf_counter()
+        for b in range(0, len(pool), batch):
+            runner.predict(pool[b : b + batch])
+        return len(pool) / (time.perf_counter() - t0)
+
+    return {
+        "name": runner.name, "backend": runner.backend, "precision": runner.precision,
+        "size_mb": round(runner.size_mb, 2), "providers": getattr(runner, "providers", None),
+        "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "labels": labels,
+        "latency_batch1_text_only": asdict(one_by_one(text_posts)),
+        "latency_batch1_text_image": asdict(one_by_one(image_posts)),
+        f"throughput_batch{batch}_text_only": throughput(text_posts),
+        f"throughput_batch{batch}_text_image": throughput(image_posts),
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "cold_start_s": cold,
+    }
+
+
+def load_test_posts(data_root: Path) -> tuple[list[Post], list[Post], list[Post]]:
+    from crisislens.runtime.evaluate import dataset_inputs
+    from crisislens.runtime.readers import read_posts
+
+    inputs, image_root = dataset_inputs("crisismmd:test", data_root)
+    posts = read_posts(inputs, image_root=image_root).posts
+    return posts, [p for p in posts if p.image is None], [p for p in posts if p.image is not None]
+
+
+def run_row(spec: dict[str, Any]) -> dict[str, Any]:
+    """Child side: build the runner named in `spec` and measure it."""
+    if spec["row"].startswith("ort-"):
+        runner: Runner = OnnxRunner(Path(spec["bundle"]), spec["row"][4:], spec.get("threads"))
+    else:
+        factories = plugin_runners()
+        if spec["row"] not in factories:
+            raise ValueError(f"unknown bench row {spec['row']!r}; available: ort-<variant>, {', '.join(factories)}")
+        runner = factories[spec["row"]](**spec.get("options", {}))
+    test, text_posts, image_posts = load_test_posts(Path(spec["data_root"]))
+    return measure(runner, test, text_posts, image_posts, spawned_at=spec.get("spawned_at"),
+                   single=spec.get("single", 100), warmup=spec.get("warmup", 5), batch=spec.get("batch", 32),
+                   throughput_posts=spec.get("throughput_posts", 320))
+
+
+# ----------------------------------------------------------------------------- all rows (parent)
+
+
+def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
+    spec = {**spec, "spawned_at": time.time()}
+    cmd = [sys.executable, "-m", "crisislens.runtime", "bench-row", json.dumps(spec)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode != 0:
+        return {"name": spec["row"], "status": "failed", "error": out.stderr.strip().splitlines()[-1:] or ["?"]}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "status": "ok"}
+
+
+def machine() -> dict[str, Any]:
+    import onnxruntime as ort
+
+    from crisislens.runtime.reports import environment
+
+    env = environment()
+    env.update({"onnxruntime_providers": ort.get_available_providers(), "threads": os.cpu_count(),
+                "machine": platform.machine()})
+    return env
+
+
+def run_bench(bundle_dir: Path, data_root: Path, rows: Sequence[str], *, threads: int | None = None,
+              single: int = 100, batch: int = 32, throughput_posts: int = 320,
+              options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    results = []
+    for row in rows:
+        print(f"bench: {row} ...", file=sys.stderr, flush=True)
+        spec = {"row": row, "bundle": str(bundle_dir), "data_root": str(data_root), "threads": threads,
+                "single": single, "batch": batch, "throughput_posts": throughput_posts,
+                "options": (options or {}).get(row, {})}
+        r = spawn_row(spec)
+        results.append(r)
+        if r["status"] == "ok":
+            print(f"bench: {row}: Macro-F1 {r['macro_f1']:.4f}, batch-1 text+image p50 "
+                  f"{r['latency_batch1_text_image']['p50']:.1f} ms", file=sys.stderr)
+        else:
+            print(f"bench: {row}: FAILED {r['error']}", file=sys.stderr)
+    ref = next((r for r in results if r.get("name") == "ort-fp32" and r["status"] == "ok"), None)
+    for r in results:
+        if r["status"] == "ok" and ref is not None:
+            r["label_agreement_with_fp32"] = sum(a == b for a, b in zip(r["labels"], ref["labels"])) / len(ref["labels"])
+    for r in results:
+        r.pop("labels", None)
+    return {"rows": results, "machine": machine(), "batch": batch, "single": single,
+            "throughput_posts": throughput_posts}
+
+
+# ----------------------------------------------------------------------------- report
+
+
+TARGETS = {"int8_vs_peer_speedup": 3.0, "p50_text_image_ms": 30.0, "throughput_text_only": 150.0,
+           "throughput_text_image": 40.0, "peak_rss_mb": 400.0, "cold_start_s": 2.0}
+
+
+def targets(result: dict[str, Any], int8_row: str = "ort-int8", peer_row: str = "peer-transformers-eager") -> list[dict[str, Any]]:
+    rows = {r["name"]: r for r in result["rows"] if r.get("status") == "ok"}
+    b = result["batch"]
+    out: list[dict[str, Any]] = []
+    i8, peer = rows.get(int8_row), rows.get(peer_row)
+
+    def add(target: str, measured: float | None, ok: bool | None, fmt: str = "{:.2f}") -> None:
+        out.append({"target": target, "measured": None if measured is None else fmt.format(measured),
+                    "met": ok})
+
+    if i8 and peer:
+        speed = peer["latency_batch1_text_image"]["p50"] / i8["latency_batch1_text_image"]["p50"]
+        add("ORT INT8 >= 3x faster than the PyTorch-eager peer (batch 1, text+image, p50)", speed,
+            speed >= TARGETS["int8_vs_peer_speedup"], "{:.2f}x")
+    else:
+        add("ORT INT8 >= 3x faster than the PyTorch-eager peer", None, None)
+    if i8:
+        p50 = i8["latency_batch1_text_image"]["p50"]
+        add("ORT INT8 p50 batch-1 text+image <= 30 ms", p50, p50 <= TARGETS["p50_text_image_ms"], "{:.1f} ms")
+        t = i8[f"throughput_batch{b}_text_only"]
+        add("ORT INT8 throughput text-only >= 150 posts/s", t, t >= TARGETS["throughput_text_only"], "{:.1f} posts/s")
+        t = i8[f"throughput_batch{b}_text_image"]
+        add("ORT INT8 throughput with images >= 40 posts/s", t, t >= TARGETS["throughput_text_image"], "{:.1f} posts/s")
+        add("runtime (ORT INT8) peak RSS <= 400 MB", i8["peak_rss_mb"], i8["peak_rss_mb"] <= TARGETS["peak_rss_mb"],
+            "{:.0f} MB")
+        add("cold start (new process -> first prediction) <= 2 s", i8["cold_start_s"],
+            i8["cold_start_s"] is not None and i8["cold_start_s"] <= TARGETS["cold_start_s"], "{:.2f} s")
+    return out
+
+
+def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
+    m, b = result["machine"], result["batch"]
+    lines = ["# Benchmark: backends x precisions on this machine", "",
+             f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']}.",
+             f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['machine']}), Python {m['python']}; "
+             f"ONNX Runtime providers available: {', '.join(m['onnxruntime_providers'])}.",
+             "Every row runs in a fresh process; timings are end-to-end from the post on disk (JPEG decode, "
+             f"tokenisation, model, post-processing); batch-1 latency over {result['single']} posts after warm-up; "
+             f"throughput at batch {b} over {result['throughput_posts']} posts.", "",
+             f"| row | backend | precision | size MB | Macro-F1 (test) | agreement with FP32 | batch-1 text-only p50 / p90 / p99 ms | "
+             f"batch-1 text+image p50 / p90 / p99 ms | batch-{b} text-only posts/s | batch-{b} text+image posts/s | peak RSS MB | cold start s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        if r.get("status") != "ok":
+            lines.append(f"| {r['name']} | failed: {r.get('error')} |" + " |" * 10)
+            continue
+        lt, li = r["latency_batch1_text_only"], r["latency_batch1_text_image"]
+        agree = r.get("label_agreement_with_fp32")
+        cold = "–" if r["cold_start_s"] is None else f"{r['cold_start_s']:.2f}"
+        lines.append(
+            f"| {r['name']} | {r['backend']} | {r['precision']} | {r['size_mb']:.1f} | {r['macro_f1']:.4f} | "
+            f"{'–' if agree is None else f'{agree * 100:.1f}%'} | {lt['p50']:.1f} / {lt['p90']:.1f} / {lt['p99']:.1f} | "
+            f"{li['p50']:.1f} / {li['p90']:.1f} / {li['p99']:.1f} | {r[f'throughput_batch{b}_text_only']:.1f} | "
+            f"{r[f'throughput_batch{b}_text_image']:.1f} | {r['peak_rss_mb']:.0f} | "
+            f"{cold} |")
+    lines += ["", "## Targets (from the runtime issue)", "", "| target | measured | met |", "|---|---|---|"]
+    for t in targets(result):
+        met = "–" if t["met"] is None else ("yes" if t["met"] else "no")
+        lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {met} |")
+    return "\n".join(lines)
+
+
+def chart(result: dict[str, Any], path: Path) -> Path:
+    """Bar chart (Pillow only) of batch-1 text+image p50 latency per row."""
+    from PIL import Image, ImageDraw
+
+    rows = [r for r in result["rows"] if r.get("status") == "ok"]
+    w, row_h, left = 900, 34, 230
+    img = Image.new("RGB", (w, 60 + row_h * max(len(rows), 1)), "white")
+    d = ImageDraw.Draw(img)
+    d.text((10, 10), "batch-1 latency, text+image post, p50 (ms, lower is better)", fill="black")
+    top = max((r["latency_batch1_text_image"]["p50"] for r in rows), default=1.0)
+    for i, r in enumerate(rows):
+        y = 40 + i * row_h
+        v = r["latency_batch1_text_image"]["p50"]
+        d.text((10, y + 8), r["name"], fill="black")
+        d.rectangle([left, y + 4, left + int((w - left - 90) * v / top), y + row_h - 8],
+                    fill=(40, 110, 200) if r["backend"] == "onnxruntime" else (200, 120, 40))
+        d.text((left + int((w - left - 90) * v / top) + 6, y + 8), f"{v:.1f}", fill="black")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    img.save(path)
+    return path
