@@ -2,6 +2,11 @@
 everything an engine depends on, fp32 / fp16 / int8 (QDQ) builds, a timing cache, and the
 equivalent `trtexec` command for Jetson users.
 
+What the runtime also needs to pick and trust an engine (profile and sidecar types,
+`select_profile`, the GPU probe, the cache lookups and their mismatch messages) lives in
+`crisislens.runtime.trt_profiles`; it is re-exported here, so this module stays the one place to
+import the builder's vocabulary from.
+
 A serialised engine only loads on the TensorRT version and GPU generation that built it, and only
 accepts the shapes of its optimisation profiles. So, as jetson-inference does, every engine is
 cached under a key of (ONNX sha256, TensorRT version, GPU name, compute capability, precision,
@@ -23,17 +28,41 @@ import datetime as _dt
 import hashlib
 import json
 import os
-import re
 import shlex
-import subprocess
 import time
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.bundle import hash_file
 from crisislens.runtime.preprocess import ImageConfig, TextConfig
+from crisislens.runtime.trt_profiles import (
+    DEFAULT_STEM,
+    FIELD_LABELS,
+    EngineFields,
+    EngineMismatch,
+    EngineSidecar,
+    GpuInfo,
+    GpuProbeError,
+    NoProfileFits,
+    ProfileSpec,
+    ShapeRange,
+    SidecarError,
+    TensorRTUnavailable,
+    capturing_logger,
+    check_positive,
+    differing_fields,
+    engine_filename,
+    find_cached_engine,
+    import_tensorrt,
+    mismatch_message,
+    parse_nvidia_smi,
+    probe_gpu,
+    read_sidecar,
+    select_profile,
+    sidecar_path,
+)
 
 # ----------------------------------------------------------------------------- the model's inputs
 
@@ -78,52 +107,13 @@ DEFAULT_SEQ_BUCKETS: tuple[int, ...] = (16, 32, 64)
 DEFAULT_MAX_SEQ: int = TextConfig().max_length
 DEFAULT_IMAGE_SIZE: int = ImageConfig().size
 DEFAULT_WORKSPACE_GB: float = 2.0  # fits beside the model on an 8 GB Jetson Orin Nano
-DEFAULT_STEM = "student"
 PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
-SIDECAR_FORMAT = 1
-KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among a folder's engines
 
 # ----------------------------------------------------------------------------- errors
 
 
-class TensorRTUnavailable(ImportError):
-    """`import tensorrt` failed: says how to install it and where the trtexec fallback is."""
-
-    def __init__(self, detail: str = "", trtexec_script: Path | None = None):
-        self.detail = detail
-        self.trtexec_script = trtexec_script
-        where = f" ({trtexec_script})" if trtexec_script else ""
-        message = (
-            "TensorRT is not installed: install it from NVIDIA's index "
-            "(pip install tensorrt --extra-index-url https://pypi.nvidia.com) or on Jetson use JetPack's "
-            f"python3-libnvinfer; meanwhile use the trtexec command written beside the ONNX file{where}"
-        )
-        super().__init__(f"{message} [{detail}]" if detail else message)
-
-
-class GpuProbeError(RuntimeError):
-    """The GPU's name and compute capability could not be found (they are part of the engine key)."""
-
-
-class NoProfileFits(ValueError):
-    """No optimisation profile accepts the requested (batch, seq)."""
-
-
-class SidecarError(ValueError):
-    """An engine's JSON sidecar is missing fields or is not JSON."""
-
-
 class EngineBuildError(RuntimeError):
     """TensorRT could not parse the ONNX model or build the engine."""
-
-
-class EngineMismatch(Exception):
-    """No usable cached engine: `differing` names the fields that changed (empty when the cache
-    is empty, or the engine or its sidecar is missing or corrupt); the message says what."""
-
-    def __init__(self, message: str, differing: Sequence[str] = ()):
-        super().__init__(message)
-        self.differing: tuple[str, ...] = tuple(differing)
 
 
 # ----------------------------------------------------------------------------- precision
@@ -168,62 +158,6 @@ def onnx_has_qdq(onnx_path: str | Path) -> bool:
 
 # ----------------------------------------------------------------------------- optimisation profiles
 
-Triple = tuple[int, int, int]  # (min, opt, max)
-
-
-@dataclass(frozen=True)
-class ShapeRange:
-    """min/opt/max shape of one input in one profile; TensorRT tunes its kernels for `opt`."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not len(self.min) == len(self.opt) == len(self.max):
-            raise ValueError(f"min/opt/max shapes differ in rank: {self.min}, {self.opt}, {self.max}")
-        for lo, mid, hi in zip(self.min, self.opt, self.max):
-            if not 1 <= lo <= mid <= hi:
-                raise ValueError("shapes must satisfy 1 <= min <= opt <= max per axis: "
-                                 f"{self.min}, {self.opt}, {self.max}")
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ShapeRange:
-        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
-
-
-@dataclass(frozen=True)
-class ProfileSpec:
-    """One TensorRT optimisation profile: the (min, opt, max) batch and sequence length it was made
-    from, and the resulting shape range of every input (what `IOptimizationProfile.set_shape` gets)."""
-
-    batch: Triple
-    seq: Triple
-    shapes: Mapping[str, ShapeRange] = field(hash=False)
-
-    def covers(self, batch: int, seq: int) -> bool:
-        return self.batch[0] <= batch <= self.batch[2] and self.seq[0] <= seq <= self.seq[2]
-
-    def describe(self) -> str:
-        (b0, b1, b2), (s0, s1, s2) = self.batch, self.seq
-        return f"batch {b0}..{b2} (opt {b1}), seq {s0}..{s2} (opt {s1})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch": list(self.batch), "seq": list(self.seq),
-                "shapes": {name: r.to_dict() for name, r in self.shapes.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProfileSpec:
-        b, s = tuple(data["batch"]), tuple(data["seq"])
-        if len(b) != 3 or len(s) != 3:
-            raise ValueError("batch and seq must be [min, opt, max]")
-        return cls((b[0], b[1], b[2]), (s[0], s[1], s[2]),
-                   {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()})
-
-
 def _check_buckets(what: str, buckets: Sequence[int], limit: int | None = None) -> tuple[int, ...]:
     values = tuple(buckets)
     if not values:
@@ -236,11 +170,6 @@ def _check_buckets(what: str, buckets: Sequence[int], limit: int | None = None) 
     if limit is not None and values[-1] > limit:
         raise ValueError(f"{what} bucket {values[-1]} exceeds the maximum sequence length {limit}")
     return values
-
-
-def _check_positive(what: str, value: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
 
 
 def make_profiles(
@@ -263,12 +192,12 @@ def make_profiles(
     may keep its profile for smaller batches.
     """
     batches = _check_buckets("batch", batch_buckets)
-    _check_positive("max_seq", max_seq)
+    check_positive("max_seq", max_seq)
     seqs = _check_buckets("sequence", seq_buckets, limit=max_seq)
-    _check_positive("image_size", image_size)
+    check_positive("image_size", image_size)
     if opt_seq is None:
         opt_seq = seqs[(len(seqs) - 1) // 2]
-    _check_positive("opt_seq", opt_seq)
+    check_positive("opt_seq", opt_seq)
     if opt_seq > max_seq:
         raise ValueError(f"opt_seq {opt_seq} exceeds the maximum sequence length {max_seq}")
     if not inputs:
@@ -284,19 +213,6 @@ def make_profiles(
         }
         profiles.append(ProfileSpec(batch, seq, shapes))
     return profiles
-
-
-def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int:
-    """Index of the profile to run (batch, seq) with: the smallest that covers it, whose opt shape
-    is closest. Raises `NoProfileFits` listing the profiles when none does."""
-    _check_positive("batch", batch)
-    _check_positive("seq", seq)
-    fitting = [i for i, p in enumerate(profiles) if p.covers(batch, seq)]
-    if not fitting:
-        ranges = "; ".join(f"#{i}: {p.describe()}" for i, p in enumerate(profiles)) or "none"
-        raise NoProfileFits(f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
-                            "split the batch or rebuild the engine with larger buckets")
-    return min(fitting, key=lambda i: (profiles[i].batch[2], profiles[i].seq[2], i))
 
 
 def covering_profile(profiles: Sequence[ProfileSpec]) -> ProfileSpec:
@@ -335,236 +251,12 @@ def check_profile_inputs(network_inputs: Sequence[str], profiles: Sequence[Profi
                              f"missing {missing}, not in the model {extra}")
 
 
-# ----------------------------------------------------------------------------- GPU identity
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """The GPU an engine is built on; `compute_capability` as "major.minor" (e.g. "8.7" on Orin)."""
-
-    name: str
-    compute_capability: str
-
-    @property
-    def sm(self) -> str:
-        return "sm_" + self.compute_capability.replace(".", "")
-
-
-_CC = re.compile(r"^\d+\.\d+$")
-
-
-def parse_nvidia_smi(text: str, device: int = 0) -> GpuInfo:
-    """Parse `nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader` output (line `device`)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if device >= len(lines):
-        raise GpuProbeError(f"nvidia-smi lists {len(lines)} GPU(s), no device {device}: {text.strip()!r}")
-    name, sep, cc = lines[device].rpartition(",")
-    name, cc = name.strip(), cc.strip()
-    if not sep or not name or not _CC.match(cc):
-        raise GpuProbeError(f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
-                            "(drivers before R510 do not report compute_cap)")
-    return GpuInfo(name, cc)
-
-
-def _gpu_from_cuda_python(device: int) -> GpuInfo:
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except ImportError:
-        try:
-            from cuda import cudart  # older cuda-python
-        except ImportError as exc:
-            raise GpuProbeError("cuda-python is not installed") from exc
-    err, props = cudart.cudaGetDeviceProperties(device)
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise GpuProbeError(f"cudaGetDeviceProperties({device}) failed: {err}")
-    name = props.name
-    if isinstance(name, (bytes, bytearray)):
-        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
-    return GpuInfo(str(name).strip(), f"{props.major}.{props.minor}")
-
-
-def _gpu_from_nvidia_smi(device: int) -> GpuInfo:
-    cmd = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GpuProbeError(f"nvidia-smi could not run: {exc}") from exc
-    if out.returncode != 0:
-        raise GpuProbeError(f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()}")
-    return parse_nvidia_smi(out.stdout, device)
-
-
-def probe_gpu(device: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device `device`: from cuda-python if importable (works
-    on Jetson, where nvidia-smi may be missing), else from nvidia-smi. Tests monkeypatch this."""
-    problems = []
-    for probe in (_gpu_from_cuda_python, _gpu_from_nvidia_smi):
-        try:
-            return probe(device)
-        except GpuProbeError as exc:
-            problems.append(str(exc))
-    raise GpuProbeError("cannot identify the GPU (needed for the engine cache key): " + "; ".join(problems)
-                        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available.")
-
-
-# ----------------------------------------------------------------------------- cache key and sidecar
-
-FIELD_LABELS: dict[str, str] = {
-    "onnx_sha256": "ONNX model",
-    "tensorrt_version": "TensorRT version",
-    "gpu_name": "GPU",
-    "compute_capability": "compute capability",
-    "precision": "precision",
-    "profiles": "optimisation profiles",
-}
-
-
-@dataclass(frozen=True)
-class EngineFields:
-    """Everything a built engine depends on; its hash is the engine's cache key.
-
-    (The ONNX hash covers the .onnx file only: the student has no external-data weights.)
-    """
-
-    onnx_sha256: str
-    tensorrt_version: str
-    gpu_name: str
-    compute_capability: str
-    precision: str
-    profiles: tuple[ProfileSpec, ...] = field(hash=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"onnx_sha256": self.onnx_sha256, "tensorrt_version": self.tensorrt_version,
-                "gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
-                "precision": self.precision, "profiles": [p.to_dict() for p in self.profiles]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> EngineFields:
-        return cls(str(data["onnx_sha256"]), str(data["tensorrt_version"]), str(data["gpu_name"]),
-                   str(data["compute_capability"]), str(data["precision"]),
-                   tuple(ProfileSpec.from_dict(p) for p in data["profiles"]))
-
-    @property
-    def key(self) -> str:
-        """Deterministic short key: sha256 of the canonical JSON of the fields."""
-        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:KEY_LENGTH]
-
-    def describe(self) -> str:
-        sm = "sm_" + self.compute_capability.replace(".", "")
-        batches = ",".join(str(p.batch[2]) for p in self.profiles)
-        seq = max((p.seq[2] for p in self.profiles), default=0)
-        return (f"TensorRT {self.tensorrt_version} on {self.gpu_name} ({sm}), {self.precision}, "
-                f"ONNX {self.onnx_sha256[:12]}, profiles batch<={batches} seq<={seq}")
-
-
-def engine_filename(key: str, stem: str = DEFAULT_STEM) -> str:
-    return f"{stem}.{key}.engine"
-
-
-def sidecar_path(engine_path: Path) -> Path:
-    """The JSON sidecar beside an engine: `student.<key>.engine.json`."""
-    return engine_path.with_name(engine_path.name + ".json")
-
-
-@dataclass(frozen=True)
-class EngineSidecar:
-    """What the JSON beside an engine records: the key fields plus how and when it was built."""
-
-    key: str
-    engine: str  # file name, relative to the sidecar's folder
-    fields: EngineFields
-    engine_bytes: int
-    engine_sha256: str
-    built_at: str
-    build_seconds: float
-    workspace_gb: float
-    format: int = SIDECAR_FORMAT
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "key": self.key, "engine": self.engine, "fields": self.fields.to_dict(),
-                "engine_bytes": self.engine_bytes, "engine_sha256": self.engine_sha256, "built_at": self.built_at,
-                "build_seconds": self.build_seconds, "workspace_gb": self.workspace_gb}
+# ----------------------------------------------------------------------------- writing the cache
 
 
 def write_sidecar(path: Path, sidecar: EngineSidecar) -> None:
     text = json.dumps(sidecar.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
     _atomic_write(path, text.encode("utf-8"))
-
-
-def read_sidecar(path: Path) -> EngineSidecar:
-    """The sidecar at `path`, or `SidecarError` naming the file and what is wrong with it."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SidecarError(f"{path}: cannot read the engine sidecar ({exc.strerror or exc})") from exc
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise SidecarError(f"{path}: the engine sidecar is not valid JSON ({exc})") from exc
-    if not isinstance(data, dict):
-        raise SidecarError(f"{path}: the engine sidecar is not a JSON object")
-    if data.get("format") != SIDECAR_FORMAT:
-        raise SidecarError(f"{path}: sidecar format {data.get('format')!r}, this CrisisLens reads {SIDECAR_FORMAT}")
-    try:
-        return EngineSidecar(key=str(data["key"]), engine=str(data["engine"]),
-                             fields=EngineFields.from_dict(data["fields"]), engine_bytes=int(data["engine_bytes"]),
-                             engine_sha256=str(data["engine_sha256"]), built_at=str(data["built_at"]),
-                             build_seconds=float(data["build_seconds"]), workspace_gb=float(data["workspace_gb"]))
-    except (KeyError, TypeError, ValueError, AttributeError) as exc:
-        missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
-        raise SidecarError(f"{path}: the engine sidecar is incomplete or malformed ({missing})") from exc
-
-
-def differing_fields(built: EngineFields, current: EngineFields) -> list[str]:
-    """Names of the `EngineFields` that differ between an engine's sidecar and this machine."""
-    a, b = built.to_dict(), current.to_dict()
-    return [name for name in FIELD_LABELS if a[name] != b[name]]
-
-
-def mismatch_message(engine_name: str, built: EngineFields, current: EngineFields) -> str:
-    names = differing_fields(built, current)
-    labels = ", ".join(FIELD_LABELS[n] for n in names) or "nothing (key mismatch)"
-    return f"{engine_name} was built for {built.describe()}; this is {current.describe()} (differs in: {labels})"
-
-
-def find_cached_engine(cache_dir: str | Path, fields: EngineFields, stem: str = DEFAULT_STEM) -> Path:
-    """The cached engine for `fields`, or `EngineMismatch` saying why there is none.
-
-    The engine is used only when its sidecar exists, parses, records exactly these fields and
-    the engine file has the recorded size. Otherwise the message compares with the newest other
-    engine in the folder, naming which field changed (TensorRT upgrade, other GPU, new ONNX ...).
-    """
-    cache_dir = Path(cache_dir)
-    engine = cache_dir / engine_filename(fields.key, stem)
-    sidecar = sidecar_path(engine)
-    if sidecar.is_file():
-        try:
-            record = read_sidecar(sidecar)
-        except SidecarError as exc:
-            raise EngineMismatch(f"{exc}; rebuilding") from exc
-        if record.fields != fields:
-            raise EngineMismatch(mismatch_message(engine.name, record.fields, fields),
-                                 differing_fields(record.fields, fields))
-        if not engine.is_file():
-            raise EngineMismatch(f"{engine}: the engine file is missing beside its sidecar; rebuilding")
-        size = engine.stat().st_size
-        if size != record.engine_bytes:
-            raise EngineMismatch(f"{engine}: {size} bytes, the sidecar records {record.engine_bytes} "
-                                 "(truncated or replaced); rebuilding")
-        return engine
-    if engine.is_file():
-        raise EngineMismatch(f"{engine}: no sidecar metadata beside it (interrupted build or a copied file); "
-                             "rebuilding")
-    others = []
-    for path in cache_dir.glob(f"{stem}.*.engine.json"):
-        try:
-            others.append((path.stat().st_mtime, path.name, read_sidecar(path)))
-        except (OSError, SidecarError):
-            continue  # a corrupt stranger says nothing about why this key is absent
-    if not others:
-        raise EngineMismatch(f"no cached {stem} engine in {cache_dir}")
-    _, _, newest = max(others, key=lambda t: (t[0], t[1]))
-    raise EngineMismatch(mismatch_message(newest.engine, newest.fields, fields),
-                         differing_fields(newest.fields, fields))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -695,15 +387,6 @@ class BuildResult:
     reason: str
 
 
-def import_tensorrt() -> Any:
-    """The `tensorrt` module, or `TensorRTUnavailable` (also when its native libraries are missing)."""
-    try:
-        import tensorrt
-    except (ImportError, OSError) as exc:
-        raise TensorRTUnavailable(f"import tensorrt failed: {exc}") from exc
-    return tensorrt
-
-
 def network_flags(tensorrt_version: str, explicit_batch_flag: int) -> int:
     """`create_network` flags: TensorRT 8.x needs EXPLICIT_BATCH for ONNX; 10.x is always explicit
     batch and deprecates the flag."""
@@ -735,21 +418,6 @@ def save_timing_cache(config: Any, path: Path | None) -> None:
         _atomic_write(path, bytes(config.get_timing_cache().serialize()))
 
 
-def _capturing_logger(trt: Any) -> Any:
-    """A TensorRT logger that keeps warnings and errors, so a failed build can say why."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.lines: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                self.lines.append(f"[{getattr(severity, 'name', severity)}] {msg}")
-
-    return _Logger()
-
-
 def _parser_error(error: Any) -> str:
     # TensorRT 10 names the failing node; 8.6 gives only its index.
     where = []
@@ -769,7 +437,7 @@ def _has_qdq_layers(trt: Any, network: Any) -> bool:
 
 def _build_serialized(trt: Any, onnx_path: Path, precision: str, profiles: Sequence[ProfileSpec],
                       workspace_gb: float, timing_cache: Path | None) -> bytes:
-    logger = _capturing_logger(trt)
+    logger = capturing_logger(trt)
     builder = trt.Builder(logger)
     flags = network_flags(trt.__version__, getattr(trt.NetworkDefinitionCreationFlag, "EXPLICIT_BATCH", 0))
     network = builder.create_network(flags)
@@ -855,7 +523,7 @@ def build_engine(
 
 
 __all__ = [
-    "BATCH", "IMAGE", "PRECISIONS", "SEQ", "STUDENT_INPUTS", "STUDENT_OUTPUTS",
+    "BATCH", "DEFAULT_STEM", "FIELD_LABELS", "IMAGE", "PRECISIONS", "SEQ", "STUDENT_INPUTS", "STUDENT_OUTPUTS",
     "BuildResult", "EngineBuildError", "EngineFields", "EngineMismatch", "EngineSidecar", "GpuInfo", "GpuProbeError",
     "InputLayout", "NoProfileFits", "ProfileSpec", "ShapeRange", "SidecarError", "TensorRTUnavailable",
     "TrtexecCommand", "build_engine", "check_profile_inputs", "covering_profile", "differing_fields",

@@ -261,15 +261,17 @@ def test_parse_nvidia_smi():
 
 
 def test_probe_gpu_falls_back_and_then_explains(monkeypatch):
+    from crisislens.runtime import trt_profiles  # where probe_gpu and its probes live
+
     def fail(message):
         def probe(device):
             raise T.GpuProbeError(message)
         return probe
 
-    monkeypatch.setattr(T, "_gpu_from_cuda_python", fail("cuda-python is not installed"))
-    monkeypatch.setattr(T, "_gpu_from_nvidia_smi", lambda device: ORIN)
+    monkeypatch.setattr(trt_profiles, "_gpu_from_cuda_python", fail("cuda-python is not installed"))
+    monkeypatch.setattr(trt_profiles, "_gpu_from_nvidia_smi", lambda device: ORIN)
     assert T.probe_gpu() == ORIN
-    monkeypatch.setattr(T, "_gpu_from_nvidia_smi", fail("nvidia-smi could not run"))
+    monkeypatch.setattr(trt_profiles, "_gpu_from_nvidia_smi", fail("nvidia-smi could not run"))
     with pytest.raises(T.GpuProbeError, match="cuda-python is not installed; nvidia-smi could not run"):
         T.probe_gpu()
 

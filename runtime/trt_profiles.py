@@ -1,0 +1,519 @@
+"""What the runtime needs to choose and trust a TensorRT engine, without building one: optimisation
+profiles and `select_profile`, the GPU's identity, the JSON sidecar written beside every cached
+engine, and the check that an engine was built for this GPU, this TensorRT and this ONNX model.
+
+A serialised engine only loads on the TensorRT version and GPU generation that built it, and only
+accepts the shapes of its optimisation profiles. `crisislens.export.tensorrt` builds engines and
+writes them with their sidecars; the runtime's `TensorRTBackend` reads them back through this
+module, so both sides share one definition of the cache. An engine whose sidecar does not match is
+never loaded: the `EngineMismatch` message names the differing field ("built for TensorRT 10.3.0 on
+Orin (sm_87) ..., this is TensorRT 10.7.0 on ...").
+
+`tensorrt` and `cuda-python` are imported inside functions only, so everything here works (and is
+tested) on machines without them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import subprocess
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+DEFAULT_STEM = "student"
+SIDECAR_FORMAT = 1
+KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among a folder's engines
+
+# ----------------------------------------------------------------------------- errors
+
+
+class TensorRTUnavailable(ImportError):
+    """`import tensorrt` failed: says how to install it and what to do meanwhile (`hint`; by default
+    the trtexec fallback the exporter writes beside the ONNX file). `missing` is the short form."""
+
+    missing = "TensorRT is not installed"
+    install = ("install it from NVIDIA's index (pip install tensorrt --extra-index-url https://pypi.nvidia.com) "
+               "or on Jetson use JetPack's python3-libnvinfer")
+
+    def __init__(self, detail: str = "", trtexec_script: Path | None = None, *, hint: str | None = None):
+        self.detail = detail
+        self.trtexec_script = trtexec_script
+        self.hint = hint
+        if hint is None:
+            where = f" ({trtexec_script})" if trtexec_script else ""
+            hint = f"meanwhile use the trtexec command written beside the ONNX file{where}"
+        message = f"{self.missing}: {self.install}; {hint}"
+        super().__init__(f"{message} [{detail}]" if detail else message)
+
+
+class CudaPythonUnavailable(TensorRTUnavailable):
+    """`cuda-python` (device memory and streams for the native TensorRT backend) is missing."""
+
+    missing = "cuda-python is not installed"
+    install = ("pip install cuda-python (the major version of the CUDA that TensorRT uses); the native TensorRT "
+               "backend needs it to move tensors to and from the GPU")
+
+
+class GpuProbeError(RuntimeError):
+    """The GPU's name and compute capability could not be found (they are part of the engine key)."""
+
+
+class NoProfileFits(ValueError):
+    """No optimisation profile accepts the requested (batch, seq)."""
+
+
+class SidecarError(ValueError):
+    """An engine's JSON sidecar is missing fields or is not JSON."""
+
+
+class EngineMismatch(Exception):
+    """No usable cached engine: `differing` names the fields that changed (empty when the cache
+    is empty, or the engine or its sidecar is missing or corrupt); the message says what."""
+
+    def __init__(self, message: str, differing: Sequence[str] = ()):
+        super().__init__(message)
+        self.differing: tuple[str, ...] = tuple(differing)
+
+
+# ----------------------------------------------------------------------------- optimisation profiles
+
+Triple = tuple[int, int, int]  # (min, opt, max)
+
+
+def check_positive(what: str, value: int) -> None:
+    """A ValueError unless `value` is a positive int (bools refused)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{what} must be a positive integer, got {value!r}")
+
+
+@dataclass(frozen=True)
+class ShapeRange:
+    """min/opt/max shape of one input in one profile; TensorRT tunes its kernels for `opt`."""
+
+    min: tuple[int, ...]
+    opt: tuple[int, ...]
+    max: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if not len(self.min) == len(self.opt) == len(self.max):
+            raise ValueError(f"min/opt/max shapes differ in rank: {self.min}, {self.opt}, {self.max}")
+        for lo, mid, hi in zip(self.min, self.opt, self.max):
+            if not 1 <= lo <= mid <= hi:
+                raise ValueError("shapes must satisfy 1 <= min <= opt <= max per axis: "
+                                 f"{self.min}, {self.opt}, {self.max}")
+
+    def to_dict(self) -> dict[str, list[int]]:
+        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ShapeRange:
+        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
+
+
+@dataclass(frozen=True)
+class ProfileSpec:
+    """One TensorRT optimisation profile: the (min, opt, max) batch and sequence length it was made
+    from, and the resulting shape range of every input (what `IOptimizationProfile.set_shape` gets)."""
+
+    batch: Triple
+    seq: Triple
+    shapes: Mapping[str, ShapeRange] = field(hash=False)
+
+    def covers(self, batch: int, seq: int) -> bool:
+        return self.batch[0] <= batch <= self.batch[2] and self.seq[0] <= seq <= self.seq[2]
+
+    def describe(self) -> str:
+        (b0, b1, b2), (s0, s1, s2) = self.batch, self.seq
+        return f"batch {b0}..{b2} (opt {b1}), seq {s0}..{s2} (opt {s1})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"batch": list(self.batch), "seq": list(self.seq),
+                "shapes": {name: r.to_dict() for name, r in self.shapes.items()}}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ProfileSpec:
+        b, s = tuple(data["batch"]), tuple(data["seq"])
+        if len(b) != 3 or len(s) != 3:
+            raise ValueError("batch and seq must be [min, opt, max]")
+        return cls((b[0], b[1], b[2]), (s[0], s[1], s[2]),
+                   {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()})
+
+
+def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int:
+    """Index of the profile to run (batch, seq) with: the smallest that covers it, whose opt shape
+    is closest. Raises `NoProfileFits` listing the profiles when none does."""
+    check_positive("batch", batch)
+    check_positive("seq", seq)
+    fitting = [i for i, p in enumerate(profiles) if p.covers(batch, seq)]
+    if not fitting:
+        ranges = "; ".join(f"#{i}: {p.describe()}" for i, p in enumerate(profiles)) or "none"
+        raise NoProfileFits(f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
+                            "split the batch or rebuild the engine with larger buckets")
+    return min(fitting, key=lambda i: (profiles[i].batch[2], profiles[i].seq[2], i))
+
+
+def plan_batches(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> list[tuple[int, int, int]]:
+    """(start, stop, profile index) slices that run a batch of `batch` rows padded to `seq` tokens.
+
+    One slice when a profile covers the whole batch; otherwise chunks of the largest batch any
+    profile takes at this length (a caller's batch of 64 on an engine built for <= 32). A sequence
+    no profile accepts still raises `NoProfileFits`: that needs another engine, not smaller chunks.
+    """
+    check_positive("batch", batch)
+    check_positive("seq", seq)
+    if any(p.covers(batch, seq) for p in profiles):
+        return [(0, batch, select_profile(profiles, batch, seq))]
+    # only profiles from batch 1 up: the last, shorter chunk must fit one too
+    largest = max((p.batch[2] for p in profiles if p.batch[0] == 1 and p.seq[0] <= seq <= p.seq[2]), default=0)
+    if largest == 0:
+        select_profile(profiles, batch, seq)  # raises, listing the profiles
+    plan = []
+    for start in range(0, batch, largest):
+        stop = min(start + largest, batch)
+        plan.append((start, stop, select_profile(profiles, stop - start, seq)))
+    return plan
+
+
+# ----------------------------------------------------------------------------- GPU identity
+
+
+@dataclass(frozen=True)
+class GpuInfo:
+    """The GPU an engine is built on; `compute_capability` as "major.minor" (e.g. "8.7" on Orin)."""
+
+    name: str
+    compute_capability: str
+
+    @property
+    def sm(self) -> str:
+        return "sm_" + self.compute_capability.replace(".", "")
+
+
+_CC = re.compile(r"^\d+\.\d+$")
+
+
+def parse_nvidia_smi(text: str, device: int = 0) -> GpuInfo:
+    """Parse `nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader` output (line `device`)."""
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if device >= len(lines):
+        raise GpuProbeError(f"nvidia-smi lists {len(lines)} GPU(s), no device {device}: {text.strip()!r}")
+    name, sep, cc = lines[device].rpartition(",")
+    name, cc = name.strip(), cc.strip()
+    if not sep or not name or not _CC.match(cc):
+        raise GpuProbeError(f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
+                            "(drivers before R510 do not report compute_cap)")
+    return GpuInfo(name, cc)
+
+
+def import_tensorrt(hint: str | None = None) -> Any:
+    """The `tensorrt` module, or `TensorRTUnavailable` (also when its native libraries are missing)."""
+    try:
+        import tensorrt
+    except (ImportError, OSError) as exc:
+        raise TensorRTUnavailable(f"import tensorrt failed: {exc}", hint=hint) from exc
+    return tensorrt
+
+
+def import_cudart(hint: str | None = None) -> Any:
+    """cuda-python's runtime API module (`cuda.bindings.runtime`, or `cuda.cudart` before 12.6),
+    or `CudaPythonUnavailable`."""
+    try:
+        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
+    except (ImportError, OSError):
+        try:
+            from cuda import cudart  # older cuda-python
+        except (ImportError, OSError) as exc:
+            raise CudaPythonUnavailable(f"import cuda.bindings.runtime failed: {exc}", hint=hint) from exc
+    return cudart
+
+
+def _gpu_from_cuda_python(device: int) -> GpuInfo:
+    try:
+        cudart = import_cudart()
+    except CudaPythonUnavailable as exc:
+        raise GpuProbeError("cuda-python is not installed") from exc
+    err, props = cudart.cudaGetDeviceProperties(device)
+    if err != cudart.cudaError_t.cudaSuccess:
+        raise GpuProbeError(f"cudaGetDeviceProperties({device}) failed: {err}")
+    name = props.name
+    if isinstance(name, (bytes, bytearray)):
+        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
+    return GpuInfo(str(name).strip(), f"{props.major}.{props.minor}")
+
+
+def _gpu_from_nvidia_smi(device: int) -> GpuInfo:
+    cmd = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
+    try:
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise GpuProbeError(f"nvidia-smi could not run: {exc}") from exc
+    if out.returncode != 0:
+        raise GpuProbeError(f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()}")
+    return parse_nvidia_smi(out.stdout, device)
+
+
+def probe_gpu(device: int = 0) -> GpuInfo:
+    """Name and compute capability of CUDA device `device`: from cuda-python if importable (works
+    on Jetson, where nvidia-smi may be missing), else from nvidia-smi. Tests monkeypatch this."""
+    problems = []
+    for probe in (_gpu_from_cuda_python, _gpu_from_nvidia_smi):
+        try:
+            return probe(device)
+        except GpuProbeError as exc:
+            problems.append(str(exc))
+    raise GpuProbeError("cannot identify the GPU (needed for the engine cache key): " + "; ".join(problems)
+                        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available.")
+
+
+def capturing_logger(trt: Any, keep: int = 100) -> Any:
+    """A TensorRT logger that keeps the last `keep` warnings and errors, so a failed build, load or
+    run can say why (bounded: a long-running backend may see a warning per batch)."""
+
+    class _Logger(trt.ILogger):
+        def __init__(self) -> None:
+            trt.ILogger.__init__(self)
+            self.lines: list[str] = []
+
+        def log(self, severity: Any, msg: str) -> None:
+            if int(severity) <= int(trt.ILogger.Severity.WARNING):
+                self.lines.append(f"[{getattr(severity, 'name', severity)}] {msg}")
+                del self.lines[:-keep]
+
+    return _Logger()
+
+
+# ----------------------------------------------------------------------------- cache key and sidecar
+
+FIELD_LABELS: dict[str, str] = {
+    "onnx_sha256": "ONNX model",
+    "tensorrt_version": "TensorRT version",
+    "gpu_name": "GPU",
+    "compute_capability": "compute capability",
+    "precision": "precision",
+    "profiles": "optimisation profiles",
+}
+
+
+@dataclass(frozen=True)
+class EngineTarget:
+    """What an engine must have been built for to run here: this ONNX model at this precision,
+    with this TensorRT on this GPU. (Its profiles only decide which shapes it accepts.)"""
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"onnx_sha256": self.onnx_sha256, "tensorrt_version": self.tensorrt_version,
+                "gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
+                "precision": self.precision}
+
+    def describe(self) -> str:
+        sm = "sm_" + self.compute_capability.replace(".", "")
+        return (f"TensorRT {self.tensorrt_version} on {self.gpu_name} ({sm}), {self.precision}, "
+                f"ONNX {self.onnx_sha256[:12]}")
+
+
+@dataclass(frozen=True)
+class EngineFields:
+    """Everything a built engine depends on; its hash is the engine's cache key.
+
+    (The ONNX hash covers the .onnx file only: the student has no external-data weights.)
+    """
+
+    onnx_sha256: str
+    tensorrt_version: str
+    gpu_name: str
+    compute_capability: str
+    precision: str
+    profiles: tuple[ProfileSpec, ...] = field(hash=False)
+
+    @property
+    def target(self) -> EngineTarget:
+        return EngineTarget(self.onnx_sha256, self.tensorrt_version, self.gpu_name, self.compute_capability,
+                            self.precision)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**self.target.to_dict(), "profiles": [p.to_dict() for p in self.profiles]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EngineFields:
+        return cls(str(data["onnx_sha256"]), str(data["tensorrt_version"]), str(data["gpu_name"]),
+                   str(data["compute_capability"]), str(data["precision"]),
+                   tuple(ProfileSpec.from_dict(p) for p in data["profiles"]))
+
+    @property
+    def key(self) -> str:
+        """Deterministic short key: sha256 of the canonical JSON of the fields."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode("utf-8")).hexdigest()[:KEY_LENGTH]
+
+    def describe(self) -> str:
+        batches = ",".join(str(p.batch[2]) for p in self.profiles)
+        seq = max((p.seq[2] for p in self.profiles), default=0)
+        return f"{self.target.describe()}, profiles batch<={batches} seq<={seq}"
+
+
+def engine_filename(key: str, stem: str = DEFAULT_STEM) -> str:
+    return f"{stem}.{key}.engine"
+
+
+def sidecar_path(engine_path: Path) -> Path:
+    """The JSON sidecar beside an engine: `student.<key>.engine.json`."""
+    return engine_path.with_name(engine_path.name + ".json")
+
+
+@dataclass(frozen=True)
+class EngineSidecar:
+    """What the JSON beside an engine records: the key fields plus how and when it was built."""
+
+    key: str
+    engine: str  # file name, relative to the sidecar's folder
+    fields: EngineFields
+    engine_bytes: int
+    engine_sha256: str
+    built_at: str
+    build_seconds: float
+    workspace_gb: float
+    format: int = SIDECAR_FORMAT
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"format": self.format, "key": self.key, "engine": self.engine, "fields": self.fields.to_dict(),
+                "engine_bytes": self.engine_bytes, "engine_sha256": self.engine_sha256, "built_at": self.built_at,
+                "build_seconds": self.build_seconds, "workspace_gb": self.workspace_gb}
+
+
+def read_sidecar(path: Path) -> EngineSidecar:
+    """The sidecar at `path`, or `SidecarError` naming the file and what is wrong with it."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise SidecarError(f"{path}: cannot read the engine sidecar ({exc.strerror or exc})") from exc
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise SidecarError(f"{path}: the engine sidecar is not valid JSON ({exc})") from exc
+    if not isinstance(data, dict):
+        raise SidecarError(f"{path}: the engine sidecar is not a JSON object")
+    if data.get("format") != SIDECAR_FORMAT:
+        raise SidecarError(f"{path}: sidecar format {data.get('format')!r}, this CrisisLens reads {SIDECAR_FORMAT}")
+    try:
+        return EngineSidecar(key=str(data["key"]), engine=str(data["engine"]),
+                             fields=EngineFields.from_dict(data["fields"]), engine_bytes=int(data["engine_bytes"]),
+                             engine_sha256=str(data["engine_sha256"]), built_at=str(data["built_at"]),
+                             build_seconds=float(data["build_seconds"]), workspace_gb=float(data["workspace_gb"]))
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
+        raise SidecarError(f"{path}: the engine sidecar is incomplete or malformed ({missing})") from exc
+
+
+def differing_fields(built: EngineFields, current: EngineFields | EngineTarget) -> list[str]:
+    """Names of the fields that differ between an engine's sidecar and this machine (the profiles
+    only when `current` has them)."""
+    a, b = built.to_dict(), current.to_dict()
+    return [name for name in FIELD_LABELS if name in b and a[name] != b[name]]
+
+
+def mismatch_message(engine_name: str, built: EngineFields, current: EngineFields | EngineTarget) -> str:
+    names = differing_fields(built, current)
+    labels = ", ".join(FIELD_LABELS[n] for n in names) or "nothing (key mismatch)"
+    return f"{engine_name} was built for {built.describe()}; this is {current.describe()} (differs in: {labels})"
+
+
+def engine_file_problem(engine: Path, record: EngineSidecar) -> str | None:
+    """What is wrong with the engine file a sound sidecar describes (missing, other size), or None."""
+    if not engine.is_file():
+        return f"{engine}: the engine file is missing beside its sidecar"
+    size = engine.stat().st_size
+    if size != record.engine_bytes:
+        return f"{engine}: {size} bytes, the sidecar records {record.engine_bytes} (truncated or replaced)"
+    return None
+
+
+def _sidecars(cache_dir: Path, stem: str) -> list[tuple[Path, EngineSidecar]]:
+    """Every readable sidecar in `cache_dir`, newest first; corrupt ones are passed over."""
+    found = []
+    for path in cache_dir.glob(f"{stem}.*.engine.json"):
+        try:
+            found.append((path.stat().st_mtime, path.name, path, read_sidecar(path)))
+        except (OSError, SidecarError):
+            continue  # a corrupt stranger says nothing about the engine wanted
+    found.sort(key=lambda t: (t[0], t[1]), reverse=True)
+    return [(path, record) for _, _, path, record in found]
+
+
+def _closest_mismatch(cache_dir: Path, others: Sequence[tuple[Path, EngineSidecar]],
+                      current: EngineFields | EngineTarget, stem: str) -> EngineMismatch:
+    """The error for a cache without the wanted engine: compared with the engine that differs in
+    the fewest fields (the newest among those), naming what changed."""
+    if not others:
+        return EngineMismatch(f"no cached {stem} engine in {cache_dir}")
+    _, closest = min(others, key=lambda o: len(differing_fields(o[1].fields, current)))  # stable: newest wins ties
+    return EngineMismatch(mismatch_message(closest.engine, closest.fields, current),
+                          differing_fields(closest.fields, current))
+
+
+def find_cached_engine(cache_dir: str | Path, fields: EngineFields, stem: str = DEFAULT_STEM) -> Path:
+    """The cached engine for exactly `fields` (the builder's lookup), or `EngineMismatch` saying
+    why there is none.
+
+    The engine is used only when its sidecar exists, parses, records exactly these fields and
+    the engine file has the recorded size. Otherwise the message compares with the closest other
+    engine in the folder, naming which field changed (TensorRT upgrade, other GPU, new ONNX ...).
+    """
+    cache_dir = Path(cache_dir)
+    engine = cache_dir / engine_filename(fields.key, stem)
+    sidecar = sidecar_path(engine)
+    if sidecar.is_file():
+        try:
+            record = read_sidecar(sidecar)
+        except SidecarError as exc:
+            raise EngineMismatch(f"{exc}; rebuilding") from exc
+        if record.fields != fields:
+            raise EngineMismatch(mismatch_message(engine.name, record.fields, fields),
+                                 differing_fields(record.fields, fields))
+        problem = engine_file_problem(engine, record)
+        if problem:
+            raise EngineMismatch(f"{problem}; rebuilding")
+        return engine
+    if engine.is_file():
+        raise EngineMismatch(f"{engine}: no sidecar metadata beside it (interrupted build or a copied file); "
+                             "rebuilding")
+    raise _closest_mismatch(cache_dir, _sidecars(cache_dir, stem), fields, stem)
+
+
+def find_engine_for(cache_dir: str | Path, target: EngineTarget,
+                    stem: str = DEFAULT_STEM) -> tuple[Path, EngineSidecar]:
+    """The newest cached engine built for `target`, whatever its profiles (the runtime's lookup),
+    with its sidecar; or `EngineMismatch` saying why none can run here.
+
+    An engine without a readable sidecar is never a candidate: nothing then says what it was built for.
+    """
+    cache_dir = Path(cache_dir)
+    records = _sidecars(cache_dir, stem)
+    problems = []
+    for sidecar, record in records:
+        if record.fields.target != target:
+            continue
+        engine = sidecar.with_name(sidecar.name.removesuffix(".json"))
+        problem = engine_file_problem(engine, record)
+        if problem is None:
+            return engine, record
+        problems.append(problem)
+    if problems:
+        raise EngineMismatch(f"{problems[0]}; rebuild it with `crisislens export tensorrt`")
+    raise _closest_mismatch(cache_dir, records, target, stem)
+
+
+__all__ = [
+    "DEFAULT_STEM", "FIELD_LABELS", "KEY_LENGTH", "SIDECAR_FORMAT",
+    "CudaPythonUnavailable", "EngineFields", "EngineMismatch", "EngineSidecar", "EngineTarget", "GpuInfo",
+    "GpuProbeError", "NoProfileFits", "ProfileSpec", "ShapeRange", "SidecarError", "TensorRTUnavailable", "Triple",
+    "capturing_logger", "check_positive", "differing_fields", "engine_file_problem", "engine_filename",
+    "find_cached_engine", "find_engine_for", "import_cudart", "import_tensorrt", "mismatch_message",
+    "parse_nvidia_smi", "plan_batches", "probe_gpu", "read_sidecar", "select_profile", "sidecar_path",
+]
