@@ -13,7 +13,7 @@
   evidence used, in proportion to their shown scores.
 
 Inputs are what the runtime can feed without torch: `input_ids`, `attention_mask`,
-`pixel_values` and `image_present` (see `StudentExport`).
+`pixel_values` (only the posts that have a photo) and `image_index` (see `StudentExport`).
 """
 
 from __future__ import annotations
@@ -238,7 +238,13 @@ def load_student(path: Any, image_tower: nn.Module | None = None) -> RationaleSt
 
 class StudentExport(nn.Module):
     """Tensor-in, tensor-out wrapper the ONNX export and latency runs use:
-    (input_ids, attention_mask, pixel_values, image_present) -> (logits, token_scores, patch_scores)."""
+    (input_ids [B, S], attention_mask [B, S], pixel_values [K, 3, H, W], image_index [B])
+    -> (logits, token_scores, patch_scores).
+
+    The photos come as their own batch of K (only the posts that have one): `image_index[i]` is
+    the row of post i's photo in `pixel_values`, or -1 without one. So a batch of text-only
+    posts runs the image tower on one placeholder image (K = 1, all indices -1), not on B blank
+    pictures."""
 
     def __init__(self, student: RationaleStudent):
         super().__init__()
@@ -247,8 +253,11 @@ class StudentExport(nn.Module):
         self.student = student
         self.student.skip_empty_image = False
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, image_present: Tensor):
-        out = self.student(TeacherInputs(input_ids, attention_mask, image_present.bool(), pixel_values=pixel_values))
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, image_index: Tensor):
+        features = self.student.image(pixel_values)  # [K, M, C]
+        present = image_index >= 0
+        gathered = features[image_index.clamp(min=0)]  # [B, M, C]; rows without a photo are masked
+        out = self.student(TeacherInputs(input_ids, attention_mask, present, image_features=gathered))
         return out.logits, out.token_scores, out.patch_scores
 
 

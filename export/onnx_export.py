@@ -7,8 +7,10 @@ bundle's `max_length`):
 |---|---|---|
 | `input_ids` | int64 | [batch, seq] |
 | `attention_mask` | int64 | [batch, seq] |
-| `pixel_values` | float32 | [batch, 3, 224, 224] |
-| `image_present` | bool | [batch] (False: the row's pixels are ignored) |
+| `pixel_values` | float32 | [images, 3, 224, 224]: the photos of the posts that have one |
+| `image_index` | int64 | [batch]: row of each post's photo in `pixel_values`, -1 without |
+
+A batch without any photo passes one placeholder image and all indices -1.
 
 Outputs: `logits` [batch, 5], `token_scores` [batch, seq], `patch_scores` [batch, 49].
 The hard rationales (threshold/top-k) are cheap post-processing done by the runtime.
@@ -24,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_present")
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_index")
 OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
 DEFAULT_OPSET = 18
 
@@ -43,16 +45,17 @@ def export_onnx(student: Any, path: Path, *, max_length: int = 64, opset: int = 
     ids[:, 0], ids[:, -1] = 101, 102
     mask = torch.ones(b, n, dtype=torch.long)
     mask[1, n // 2 :] = 0
-    pixels = torch.randn(b, 3, image_size, image_size, generator=g)
-    present = torch.tensor([True, False, True][:b])
+    pixels = torch.randn(2, 3, image_size, image_size, generator=g)  # K = 2 photos for b = 3 posts
+    index = torch.tensor([1, -1, 0])
     batch = torch.export.Dim("batch", min=1, max=4096)
+    images = torch.export.Dim("images", min=1, max=4096)
     seq = torch.export.Dim("seq", min=2, max=max_length)
-    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}, "pixel_values": {0: batch},
-               "image_present": {0: batch}}
+    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}, "pixel_values": {0: images},
+               "image_index": {0: batch}}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(wrapper, (ids, mask, pixels, present), str(path), dynamo=True, external_data=False,
+        torch.onnx.export(wrapper, (ids, mask, pixels, index), str(path), dynamo=True, external_data=False,
                           opset_version=opset, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                           dynamic_shapes=dynamic, verbose=False)
     return path
@@ -112,7 +115,7 @@ def compare(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Seque
         s["label"].extend((ref[0].argmax(1) == cand[0].argmax(1)).tolist())
         s["token"].append(float(np.abs((ref[1] - cand[1])[content]).max()) if content.any() else 0.0)
         s["tok_rat"].extend(((ref[1] >= 0.5) == (cand[1] >= 0.5))[content].tolist())
-        present = feed["image_present"].astype(bool)
+        present = feed["image_index"] >= 0
         a, b = topk_sets(ref[2], present, top_k), topk_sets(cand[2], present, top_k)
         s["patch"].extend([x == y for x, y, p in zip(a, b, present) if p])
         s["n"].append(len(present))

@@ -20,6 +20,7 @@ import numpy as np
 
 from crisislens.export.onnx_export import INPUT_NAMES, check_parity, export_onnx, ort_session, run_ort
 from crisislens.export.quantize import convert_fp16, quantize_dynamic, quantize_static_qdq
+from crisislens.runtime.engine import image_inputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
@@ -49,19 +50,17 @@ def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConf
               image: bool = True) -> dict[str, np.ndarray]:
     """One batch of model inputs from examples (`text`/`image` False drops that part)."""
     enc = encoder.encode_batch([(e.text or "") if text else "" for e in rows])
-    b, s = len(rows), image_config.size
-    pixels = np.zeros((b, 3, s, s), np.float32)
-    present = np.zeros(b, bool)
+    photos: list[np.ndarray | None] = [None] * len(rows)
     if image:
         for i, e in enumerate(rows):
             if e.image is not None:
                 try:
-                    pixels[i] = load_image(e.image, image_config)[0]
-                    present[i] = True
+                    photos[i] = load_image(e.image, image_config)[0]
                 except ImageError:
                     pass
+    pixels, index = image_inputs(photos, image_config.size)
     return {"input_ids": enc.input_ids.astype(np.int64), "attention_mask": enc.attention_mask.astype(np.int64),
-            "pixel_values": pixels, "image_present": present}
+            "pixel_values": pixels, "image_index": index}
 
 
 def batched(rows: Sequence[Any], size: int) -> list[Sequence[Any]]:
@@ -120,7 +119,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
         f = feeds_for([e], encoder, image_config)
         n = int(f["attention_mask"].sum())
         calibration.append({"input_ids": f["input_ids"][0, :n], "attention_mask": f["attention_mask"][0, :n],
-                            "pixel_values": f["pixel_values"][0], "image_present": f["image_present"][0]})
+                            "pixel_values": f["pixel_values"][0], "image_index": f["image_index"][0]})
     timings = {"export_fp32": export_seconds}
     for name, fn in (("int8", lambda p: quantize_dynamic(fp32, p, "avx512_vnni")),
                      ("int8-arm64", lambda p: quantize_dynamic(fp32, p, "arm64")),

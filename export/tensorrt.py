@@ -97,8 +97,8 @@ class InputLayout:
 STUDENT_INPUTS: tuple[InputLayout, ...] = (
     InputLayout("input_ids", (BATCH, SEQ)),  # int64
     InputLayout("attention_mask", (BATCH, SEQ)),  # int64
-    InputLayout("pixel_values", (BATCH, 3, IMAGE, IMAGE)),  # float32
-    InputLayout("image_present", (BATCH,)),  # bool
+    InputLayout("pixel_values", (BATCH, 3, IMAGE, IMAGE)),  # float32; axis 0 = the posts with a photo (1..batch)
+    InputLayout("image_index", (BATCH,)),  # int64, -1 = no photo
 )
 STUDENT_OUTPUTS: tuple[str, ...] = ("logits", "token_scores", "patch_scores")
 

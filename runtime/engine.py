@@ -19,7 +19,7 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocess import ImageError, TextEncoder, load_image, words_with_scores
 from crisislens.runtime.schema import Post, Prediction, TokenScore
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_present")
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_index")
 OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -77,6 +77,32 @@ def restrict(probs: np.ndarray, classes: Sequence[str] | None) -> np.ndarray:
     return out / np.clip(out.sum(axis=-1, keepdims=True), 1e-12, None)
 
 
+def image_inputs(pixels: Sequence[np.ndarray | None], size: int) -> tuple[np.ndarray, np.ndarray]:
+    """`pixel_values` [K, 3, size, size] with only the posts that have a photo, and `image_index`
+    [B] (row in pixel_values, -1 without). No photo at all: one placeholder image, all -1 (the
+    graph needs K >= 1; the placeholder is masked out)."""
+    index = np.full(len(pixels), -1, np.int64)
+    rows = []
+    for i, p in enumerate(pixels):
+        if p is not None:
+            index[i] = len(rows)
+            rows.append(p)
+    stacked = np.stack(rows).astype(np.float32, copy=False) if rows else np.zeros((1, 3, size, size), np.float32)
+    return stacked, index
+
+
+def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str, np.ndarray]:
+    """Posts start..stop of a batch, with their photos re-indexed (for backends that split a
+    batch larger than they take)."""
+    index = feeds["image_index"][start:stop]
+    used = index >= 0
+    new_index = np.full(len(index), -1, np.int64)
+    new_index[used] = np.arange(int(used.sum()))
+    pixels = feeds["pixel_values"][index[used]] if used.any() else np.zeros_like(feeds["pixel_values"][:1])
+    return {"input_ids": feeds["input_ids"][start:stop], "attention_mask": feeds["attention_mask"][start:stop],
+            "pixel_values": pixels, "image_index": new_index}
+
+
 @dataclass
 class Prepared:
     feeds: dict[str, np.ndarray]
@@ -105,21 +131,19 @@ class Engine:
     def prepare(self, posts: Sequence[Post]) -> Prepared:
         t0 = time.perf_counter()
         batch = self.encoder.encode_batch([p.text for p in posts])
-        s = self.image_config.size
-        pixels = np.zeros((len(posts), 3, s, s), np.float32)
-        present = np.zeros(len(posts), bool)
+        photos: list[np.ndarray | None] = [None] * len(posts)
         warnings = [list(p.warnings) + list(w) for p, w in zip(posts, batch.warnings)]
         for i, post in enumerate(posts):
             if post.image is None:
                 continue
             try:
-                pixels[i], notes = load_image(post.image, self.image_config)
-                present[i] = True
+                photos[i], notes = load_image(post.image, self.image_config)
                 warnings[i].extend(notes)
             except ImageError as exc:
                 warnings[i].append(f"image not used: {exc}")
+        pixels, index = image_inputs(photos, self.image_config.size)
         feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "pixel_values": pixels,
-                 "image_present": present}
+                 "image_index": index}
         return Prepared(feeds, batch.cleaned, batch.offsets, warnings, time.perf_counter() - t0)
 
     # -- prediction --------------------------------------------------------------------------
@@ -138,7 +162,7 @@ class Engine:
             n = int(prep.feeds["attention_mask"][i].sum())
             words = words_with_scores(prep.cleaned[i], prep.offsets[i][:n], token_scores[i, :n].astype(float).tolist())
             grid = None
-            if prep.feeds["image_present"][i]:
+            if prep.feeds["image_index"][i] >= 0:
                 g = patch_scores[i].astype(float).reshape(self.grid, self.grid)
                 grid = tuple(tuple(row) for row in g.tolist())
             label = LABEL_NAMES[int(probs[i].argmax())]

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from crisislens.runtime.bundle import hash_file
-from crisislens.runtime.engine import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.engine import INPUT_NAMES, OUTPUT_NAMES, slice_feeds
 from crisislens.runtime.trt_profiles import (
     DEFAULT_STEM,
     EngineMismatch,
@@ -233,7 +233,7 @@ class TensorRTBackend:
         if self._context is None:
             raise TensorRTRuntimeError(f"{self.path}: the backend is closed")
         batch, seq = np.shape(feeds["input_ids"])
-        parts = [self._run_profile({n: feeds[n][start:stop] for n in INPUT_NAMES}, profile)
+        parts = [self._run_profile(slice_feeds(dict(feeds), start, stop), profile)
                  for start, stop, profile in plan_batches(self.profiles, int(batch), int(seq))]
         if len(parts) == 1:
             return parts[0]

@@ -38,9 +38,11 @@ def feeds(rng, b, n, present, text=True):
     if b > 1 and n > 4:
         mask[0, n - 2 :] = 0  # padding
         ids[0, n - 2 :] = 0
-    return {"input_ids": ids.astype(np.int64), "attention_mask": mask,
-            "pixel_values": rng.standard_normal((b, 3, SIZE, SIZE)).astype(np.float32),
-            "image_present": np.array(present, bool)}
+    from crisislens.runtime.engine import image_inputs
+
+    photos = [rng.standard_normal((3, SIZE, SIZE)).astype(np.float32) if p else None for p in present]
+    pixels, index = image_inputs(photos, SIZE)
+    return {"input_ids": ids.astype(np.int64), "attention_mask": mask, "pixel_values": pixels, "image_index": index}
 
 
 def test_onnx_matches_pytorch_on_every_input_kind(exported):
@@ -55,8 +57,9 @@ def test_onnx_matches_pytorch_on_every_input_kind(exported):
     assert parity.max_abs_logit_diff < 1e-4
     assert parity.label_agreement == 1.0 and parity.patch_topk_agreement == 1.0
     assert set(parity.by_kind) == set(batches)
-    # the text-only rows have no patch scores at all
+    # the text-only rows have no patch scores at all; mixed rows without a photo neither
     assert float(np.abs(cand[1][2]).max()) == 0.0
+    assert float(np.abs(cand[0][2][[1, 3]]).max()) == 0.0
 
 
 def test_quantised_and_half_variants_run_and_stay_close(exported, tmp_path):
@@ -145,3 +148,19 @@ def test_evaluate_bundle_on_labelled_posts(bundle, tmp_path):
     assert result["n"] == 10 and result["skipped_unlabelled"] == 1
     assert 0.0 <= result["macro_f1"] <= 1.0 and set(result["per_class"]) == set(LABEL_NAMES)
     assert result["bundle_sha256"] == load_bundle(bundle).sha256
+
+
+def test_image_inputs_and_slicing_keep_each_post_with_its_photo():
+    from crisislens.runtime.engine import image_inputs, slice_feeds
+
+    photos = [None, np.full((3, 2, 2), 1.0, np.float32), None, np.full((3, 2, 2), 3.0, np.float32)]
+    pixels, index = image_inputs(photos, 2)
+    assert pixels.shape == (2, 3, 2, 2) and index.tolist() == [-1, 0, -1, 1]
+    none, idx = image_inputs([None, None], 2)
+    assert none.shape == (1, 3, 2, 2) and idx.tolist() == [-1, -1]  # one masked placeholder
+    feeds = {"input_ids": np.arange(8).reshape(4, 2), "attention_mask": np.ones((4, 2), np.int64),
+             "pixel_values": pixels, "image_index": index}
+    part = slice_feeds(feeds, 2, 4)
+    assert part["image_index"].tolist() == [-1, 0] and float(part["pixel_values"][0, 0, 0, 0]) == 3.0
+    empty = slice_feeds(feeds, 0, 1)
+    assert empty["image_index"].tolist() == [-1] and empty["pixel_values"].shape == (1, 3, 2, 2)

@@ -159,11 +159,13 @@ def test_export_wrapper_runs_from_pixels():
     model = RationaleStudent(tiny_student_config(), truncated_bert(tiny_bert(), 2), PixelTower()).eval()
     wrapper = StudentExport(model)
     inputs = batch()
-    pixels = torch.randn(3, 3, 6, 6)
+    pixels = torch.randn(2, 3, 6, 6)  # photos of posts 0 and 2 only
     with torch.no_grad():
-        logits, tokens, patches = wrapper(inputs.input_ids, inputs.attention_mask, pixels, inputs.image_present)
+        logits, tokens, patches = wrapper(inputs.input_ids, inputs.attention_mask, pixels, torch.tensor([0, -1, 1]))
+        swapped = wrapper(inputs.input_ids, inputs.attention_mask, pixels.flip(0), torch.tensor([1, -1, 0]))[2]
     assert logits.shape == (3, 5) and tokens.shape == (3, 7) and patches.shape == (3, 9)
     assert float(patches[1].abs().max()) == 0.0
+    assert torch.allclose(patches, swapped)  # each post gets its own photo, wherever it sits
 
 
 def _rows(n: int, with_image: set[int]):

@@ -26,7 +26,7 @@ from crisislens.export.tensorrt import (
     ShapeRange,
 )
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_present")
+INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_index")
 ORIN = GpuInfo("Orin", "8.7")
 
 
@@ -47,7 +47,7 @@ def test_default_profiles_one_per_batch_bucket_with_full_sequence_range():
     assert p.shapes["input_ids"] == ShapeRange((1, 1), (8, 32), (8, 64))
     assert p.shapes["attention_mask"] == p.shapes["input_ids"]
     assert p.shapes["pixel_values"] == ShapeRange((1, 3, 224, 224), (8, 3, 224, 224), (8, 3, 224, 224))
-    assert p.shapes["image_present"] == ShapeRange((1,), (8,), (8,))
+    assert p.shapes["image_index"] == ShapeRange((1,), (8,), (8,))
 
 
 def test_profiles_follow_image_size_opt_seq_and_input_layouts():
@@ -117,7 +117,7 @@ def test_covering_profile_spans_all_and_takes_the_widest_opt():
 
 def test_profile_inputs_must_match_the_network():
     T.check_profile_inputs(list(INPUT_NAMES), T.make_profiles())
-    with pytest.raises(ValueError, match=r"missing \['token_type_ids'\], not in the model \['image_present'\]"):
+    with pytest.raises(ValueError, match=r"missing \['token_type_ids'\], not in the model \['image_index'\]"):
         T.check_profile_inputs(["input_ids", "attention_mask", "pixel_values", "token_type_ids"], T.make_profiles())
 
 
@@ -287,9 +287,9 @@ def test_trtexec_command_exact_flags():
     cmd = T.trtexec_command("m.onnx", "m.engine", "fp16", small_profiles(), timing_cache="t.cache")
     assert cmd.args == [
         "trtexec", "--onnx=m.onnx", "--saveEngine=m.engine",
-        "--minShapes=input_ids:1x1,attention_mask:1x1,pixel_values:1x3x32x32,image_present:1",
-        "--optShapes=input_ids:4x8,attention_mask:4x8,pixel_values:4x3x32x32,image_present:4",
-        "--maxShapes=input_ids:4x16,attention_mask:4x16,pixel_values:4x3x32x32,image_present:4",
+        "--minShapes=input_ids:1x1,attention_mask:1x1,pixel_values:1x3x32x32,image_index:1",
+        "--optShapes=input_ids:4x8,attention_mask:4x8,pixel_values:4x3x32x32,image_index:4",
+        "--maxShapes=input_ids:4x16,attention_mask:4x16,pixel_values:4x3x32x32,image_index:4",
         "--fp16", "--memPoolSize=workspace:2048", "--timingCacheFile=t.cache",
     ]
     assert cmd.shell == " ".join(cmd.args)
@@ -565,7 +565,7 @@ def test_fake_build_failure_reports_the_log_and_writes_nothing(use_fake, onnx_fi
 
 def test_fake_input_names_must_match_the_profiles(use_fake, onnx_file, tmp_path):
     use_fake(inputs=("input_ids", "attention_mask", "pixel_values"))
-    with pytest.raises(ValueError, match=r"not in the model \['image_present'\]"):
+    with pytest.raises(ValueError, match=r"not in the model \['image_index'\]"):
         T.build_engine(onnx_file, tmp_path, "fp16")
 
 
@@ -593,13 +593,14 @@ def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path
         helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["batch", "seq"]),
         helper.make_tensor_value_info("pixel_values", f32, ["batch", 3, image_size, image_size]),
-        helper.make_tensor_value_info("image_present", TensorProto.BOOL, ["batch"]),
+        helper.make_tensor_value_info("image_index", TensorProto.INT64, ["batch"]),
     ]
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch", 5]),
                helper.make_tensor_value_info("token_scores", f32, ["batch", "seq"]),
                helper.make_tensor_value_info("patch_scores", f32, ["batch", 49])]
     inits = [numpy_helper.from_array(np.ones((1, 5), np.float32), "w"),
-             numpy_helper.from_array(np.array([1], np.int64), "axis1")]
+             numpy_helper.from_array(np.array([1], np.int64), "axis1"),
+             numpy_helper.from_array(np.array(-1, np.int64), "minus_one")]
     if qdq:
         inits += [numpy_helper.from_array(np.array(0.05, np.float32), "scale"),
                   numpy_helper.from_array(np.array(0, np.int8), "zero")]
@@ -615,7 +616,8 @@ def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path
         helper.make_node("ReduceMean", ["pooled"], ["grid"], axes=[1], keepdims=0),
         helper.make_node("Flatten", ["grid"], ["patch_scores"], axis=1),
         helper.make_node("ReduceSum", ["token_scores", "axis1"], ["tsum"], keepdims=1),
-        helper.make_node("Cast", ["image_present"], ["present_f"], to=f32),
+        helper.make_node("Greater", ["image_index", "minus_one"], ["present"]),
+        helper.make_node("Cast", ["present"], ["present_f"], to=f32),
         helper.make_node("Unsqueeze", ["present_f", "axis1"], ["present_col"]),
         helper.make_node("Add", ["tsum", "present_col"], ["summary"]),
         helper.make_node("MatMul", ["summary", "w"], ["logits"]),

@@ -57,9 +57,9 @@ def test_to_engine_dtype_narrows_ids_only_when_they_fit():
 
 
 def test_to_engine_dtype_bool_and_layout():
-    assert B.to_engine_dtype("image_present", np.array([1, 0]), np.bool_).tolist() == [True, False]
+    assert B.to_engine_dtype("flag", np.array([1, 0]), np.bool_).tolist() == [True, False]
     with pytest.raises(ValueError, match="other than 0/1"):
-        B.to_engine_dtype("image_present", np.array([2]), np.bool_)
+        B.to_engine_dtype("flag", np.array([2]), np.bool_)
     strided = np.zeros((2, 3, 4, 4), np.float32)[:, :, ::2, ::2]
     assert B.to_engine_dtype("pixel_values", strided, np.float32).flags.c_contiguous
     assert B.to_engine_dtype("pixel_values", strided, np.float16).dtype == np.float16
@@ -98,7 +98,7 @@ def tiny_outputs(feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, 
     px = feeds["pixel_values"].astype(np.float32)
     b, c, h, w = px.shape
     patches = px.reshape(b, c, 7, h // 7, 7, w // 7).mean(axis=(3, 5)).mean(axis=1).reshape(b, 49)
-    summary = tokens.sum(axis=1, keepdims=True) + feeds["image_present"].astype(np.float32)[:, None]
+    summary = tokens.sum(axis=1, keepdims=True) + (feeds["image_index"] >= 0).astype(np.float32)[:, None]
     return np.repeat(summary, 5, axis=1), tokens, patches
 
 
@@ -110,7 +110,7 @@ NPTYPE = {DataType.FLOAT: np.float32, DataType.HALF: np.float16, DataType.INT32:
           DataType.INT64: np.int64, DataType.BOOL: np.bool_}
 # As TensorRT 8.6 would build it: int32 ids; one fp16 output to convert back.
 TENSORS = {"input_ids": (True, DataType.INT32), "attention_mask": (True, DataType.INT32),
-           "pixel_values": (True, DataType.FLOAT), "image_present": (True, DataType.BOOL),
+           "pixel_values": (True, DataType.FLOAT), "image_index": (True, DataType.INT64),
            "logits": (False, DataType.FLOAT), "token_scores": (False, DataType.FLOAT),
            "patch_scores": (False, DataType.HALF)}
 
@@ -286,7 +286,7 @@ def make_feeds(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
     mask[0, seq // 2:] = 0
     return {"input_ids": rng.integers(0, 60, (batch, seq)).astype(np.int64), "attention_mask": mask,
             "pixel_values": rng.standard_normal((batch, 3, IMAGE, IMAGE)).astype(np.float32),
-            "image_present": np.arange(batch) % 2 == 0}
+            "image_index": np.arange(batch, dtype=np.int64)}  # every post has a photo: K = batch
 
 
 # ----------------------------------------------------------------------------- without the libraries
@@ -352,7 +352,7 @@ def test_fake_engine_runs_like_onnxruntime_with_profiles_buffers_and_dtypes(tmp_
             np.testing.assert_allclose(mine, theirs, rtol=1e-3, atol=1e-3)
         assert rec.profiles[-1] == profile
     assert rec.profiles == [1, 0, 1]  # switched only when the profile changed
-    assert rec.executed[0]["input_ids"] == np.int32 and rec.executed[0]["image_present"] == np.bool_
+    assert rec.executed[0]["input_ids"] == np.int32 and rec.executed[0]["image_index"] == np.int64
     # (3, 10) allocates all 7 tensors; (2, 16) grows the 3 sized by seq (ids, mask, token_scores);
     # (1, 5) fits; (4, 12) grows the 4 sized by batch alone (their seq-sized buffers had doubled).
     assert len(rec.mallocs) == 7 + 3 + 4 and rec.frees == 7
