@@ -20,6 +20,7 @@ _BUNDLE_FIELDS = {
     "fp32": (None, "cpu"),
     "int8": ("dynamic", "cpu"),
     "int8-arm64": ("dynamic", "cpu"),
+    "int8-text": ("dynamic", "cpu"),
     "int8-qdq": ("static-qdq", "tensorrt"),
     "fp16": (None, "gpu"),
 }

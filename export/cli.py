@@ -43,7 +43,7 @@ def register(cli: Cli) -> None:
         ),
     )
     b.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    b.add_argument("--variants", default="int8", help="comma-separated: fp32,int8,int8-arm64,int8-qdq,fp16 (default int8)")
+    b.add_argument("--variants", default="int8", help="comma-separated: fp32,int8,int8-text,int8-arm64,int8-qdq,fp16 (default int8)")
     b.add_argument("--default", dest="default_variant", default=None, help="default variant (default: the first)")
     b.add_argument("--export-dir", type=Path, default=Path("artifacts/export"), help="where `export onnx` wrote the models")
     b.add_argument("--reports", type=Path, default=Path("reports"), help="folder holding export.json")

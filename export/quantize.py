@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 
 CPU_TARGETS = ("avx512_vnni", "avx2", "arm64")
+TEXT_OPERATORS = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization")  # no Conv: see pipeline.VARIANTS
 
 
 def _quantizer(onnx_path: Path, workdir: Path) -> Any:
