@@ -31,9 +31,14 @@ data-check: $(STAMP)  ## check the training data under ../shared/data
 baseline: $(STAMP)  ## train and evaluate the TF-IDF baseline -> reports/baseline.{json,md}
 	$(BIN)/crisislens eval baseline
 
-demo: $(STAMP)  ## the main job (for now: data check + the baseline evaluation)
-	$(BIN)/crisislens data check
-	$(BIN)/crisislens eval baseline
+DATA   ?= $(or $(CRISISLENS_DATA),../shared/data)
+BUNDLE ?= models/crisislens-student
+
+demo: $(STAMP)  ## the main job: triage the CrisisMMD test posts with the shipped bundle, export them, score it
+	$(BIN)/crisislens triage $(DATA)/crisismmd/task_humanitarian_text_img_agreed_lab_test.tsv \
+		--image-root $(DATA)/images/crisismmd --bundle $(BUNDLE) --out artifacts/demo.sqlite
+	$(BIN)/crisislens export-results artifacts/demo.sqlite --out artifacts/demo.csv
+	$(BIN)/crisislens eval --bundle $(BUNDLE) --dataset crisismmd:test
 
 clean:  ## remove the virtual environment and caches
 	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info

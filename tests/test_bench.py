@@ -56,8 +56,8 @@ def test_targets_markdown_and_chart(tmp_path):
                           "onnxruntime_providers": ["CPUExecutionProvider"]},
               "batch": 32, "single": 10, "throughput_posts": 64}
     rows = {t["target"][:12]: t for t in targets(result)}
-    assert rows["ORT INT8 >= "]["met"] is False and rows["ORT INT8 >= "]["measured"] == "2.50x"
-    assert rows["ORT INT8 p50"]["met"] is True
+    assert rows["ort-int8 >= "]["met"] is False and rows["ort-int8 >= "]["measured"] == "2.50x"
+    assert rows["ort-int8 p50"]["met"] is True
     md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
     assert "| ort-int8 | onnxruntime |" in md and "failed" in md
     png = chart(result, tmp_path / "bench.png")
