@@ -55,20 +55,22 @@ def load_teacher(path: Path) -> CrossModalRationaleTeacher:
 
 
 @torch.no_grad()
-def teacher_outputs(model: CrossModalRationaleTeacher, batches: Callable[[Sequence[D.Example]], TeacherInputs],
+def teacher_outputs(model: torch.nn.Module, batches: Callable[[Sequence[D.Example]], TeacherInputs],
                     rows: Sequence[D.Example], batch_size: int = 64) -> list[dict[str, np.ndarray]]:
-    """Per example: probabilities of both heads, token ids, token scores/rationale, patch scores/rationale."""
+    """Per example: class probabilities (and the full-input head's, when the model has one), token
+    ids, token scores/rationale, patch scores/rationale. Serves the teacher and the student."""
     model.eval()
     out: list[dict[str, np.ndarray]] = []
     for b in range(0, len(rows), batch_size):
         inputs = batches(rows[b : b + batch_size])
         o = model(inputs)
         content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+        full = getattr(o, "full_logits", None)
         for i in range(inputs.input_ids.shape[0]):
             n = int(inputs.attention_mask[i].sum())
             out.append({
                 "probs": o.logits[i].softmax(-1).numpy(),
-                "full_probs": o.full_logits[i].softmax(-1).numpy(),
+                **({"full_probs": full[i].softmax(-1).numpy()} if full is not None else {}),
                 "input_ids": inputs.input_ids[i, :n].numpy(),
                 "content": content[i, :n].numpy(),
                 "token_scores": o.token_scores[i, :n].numpy(),

@@ -119,29 +119,11 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
 # ----------------------------------------------------------------------------- evaluation helpers
 
 
-@torch.no_grad()
 def student_outputs(model: RationaleStudent, batches: Any, rows: Sequence[D.Example], batch_size: int = 64) -> list[dict[str, Any]]:
-    """Per example, the same fields as `eval_teacher.teacher_outputs` (probs, tokens, patches)."""
-    model.eval()
-    out: list[dict[str, Any]] = []
-    for b in range(0, len(rows), batch_size):
-        inputs = batches(rows[b : b + batch_size])
-        o = model(inputs)
-        content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-        probs = o.logits.softmax(-1)
-        for i in range(inputs.input_ids.shape[0]):
-            n = int(inputs.attention_mask[i].sum())
-            out.append({
-                "probs": probs[i].numpy(),
-                "input_ids": inputs.input_ids[i, :n].numpy(),
-                "content": content[i, :n].numpy(),
-                "token_scores": o.token_scores[i, :n].numpy(),
-                "token_rationale": o.token_rationale[i, :n].numpy(),
-                "patch_scores": o.patch_scores[i].numpy(),
-                "patch_rationale": o.patch_rationale[i].numpy(),
-                "has_image": bool(inputs.image_present[i]),
-            })
-    return out
+    """Per example, the same fields as the teacher's (probs, tokens, patches)."""
+    from crisislens.distill.eval_teacher import teacher_outputs
+
+    return teacher_outputs(model, batches, rows, batch_size)
 
 
 def dev_scores(model: RationaleStudent, features: Features, dev: Sequence[D.Example]) -> dict[str, float]:

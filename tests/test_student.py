@@ -245,3 +245,15 @@ def test_targets_report_the_gap():
     assert rows["student >= 4x faster"]["met"]
     assert rows["token-rationale F1 v"]["met"]
     assert not rows["patch top-k IoU vs t"]["met"]
+
+
+def test_student_and_teacher_outputs_share_one_per_example_format():
+    from crisislens.distill.eval_teacher import teacher_outputs
+    from crisislens.distill.train_student import student_outputs
+
+    inputs = batch()
+    s = student_outputs(tiny_student(), lambda rows: inputs, [0, 1, 2])
+    t = teacher_outputs(tiny_teacher(), lambda rows: inputs, [0, 1, 2])
+    assert len(s) == len(t) == 3
+    assert set(t[0]) - set(s[0]) == {"full_probs"}  # only the teacher has a full-input head
+    assert [len(o["token_scores"]) for o in s] == [int(m) for m in inputs.attention_mask.sum(1)]
