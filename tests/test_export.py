@@ -164,3 +164,18 @@ def test_image_inputs_and_slicing_keep_each_post_with_its_photo():
     assert part["image_index"].tolist() == [-1, 0] and float(part["pixel_values"][0, 0, 0, 0]) == 3.0
     empty = slice_feeds(feeds, 0, 1)
     assert empty["image_index"].tolist() == [-1] and empty["pixel_values"].shape == (1, 3, 2, 2)
+
+
+def test_engine_slices_photo_batches_without_changing_results(bundle, tmp_path):
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.schema import Post
+
+    image = FIXTURES / "images" / "bridge.jpg"
+    posts = [Post(id=str(i), text=f"bridge {i} down", image=image if i % 3 else None) for i in range(7)]
+    whole = Engine(load_bundle(bundle), image_batch=32).predict(posts)
+    sliced = Engine(load_bundle(bundle), image_batch=2).predict(posts)
+    for a, b in zip(whole, sliced):
+        assert a.label == b.label and (a.patch_rationale is None) == (b.patch_rationale is None)
+        if a.patch_rationale is not None:
+            np.testing.assert_allclose(np.array(a.patch_rationale), np.array(b.patch_rationale), atol=1e-5)
+        assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
