@@ -59,6 +59,8 @@ def register(cli: Cli) -> None:
     e.add_argument("--batch-size", type=int, default=32)
     e.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     e.add_argument("--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order")
+    e.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
+                    help="auto: a native TensorRT engine when one fits this GPU, else ONNX Runtime (default)")
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
@@ -73,6 +75,8 @@ def register(cli: Cli) -> None:
     t.add_argument("--batch-size", type=int, default=32)
     t.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     t.add_argument("--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order")
+    t.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto",
+                    help="auto: a native TensorRT engine when one fits this GPU, else ONNX Runtime (default)")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
     x.add_argument("store", type=Path, help="triage SQLite store")
@@ -162,14 +166,18 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError, load_bundle
     from crisislens.runtime.engine import Engine
     from crisislens.runtime.triage import StoreError, TriageStore, triage
+    from crisislens.runtime.trt_profiles import EngineMismatch
 
     providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
     try:
-        engine = Engine(load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers)
+        engine = Engine(load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers,
+                        prefer=args.backend)
         report = read_posts(args.inputs, image_root=args.image_root)
         store = TriageStore(args.out)
-    except (BundleError, StoreError, FileNotFoundError, ValueError, ReadError) as exc:
+    except (BundleError, StoreError, FileNotFoundError, ValueError, ReadError, ImportError, RuntimeError, EngineMismatch) as exc:
         raise CliError(_printable(str(exc))) from None
+    if not args.quiet:
+        print(f"backend: {engine.backend_reason}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
     with store:
         try:
@@ -212,6 +220,7 @@ backend as a triage run. Records need a gold `label` (one of the 5 class names, 
 def _eval_bundle(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError
     from crisislens.runtime.evaluate import data_root, dataset_inputs, evaluate_bundle
+    from crisislens.runtime.trt_profiles import EngineMismatch
 
     if args.bundle is None:
         args._group_parser.print_help()
@@ -227,8 +236,9 @@ def _eval_bundle(args: argparse.Namespace) -> int:
         else:
             inputs, image_root = list(args.input), args.image_root
         result = evaluate_bundle(args.bundle, inputs, variant=args.variant, image_root=image_root, classes=classes,
-                                 batch_size=args.batch_size, threads=args.threads, providers=providers)
-    except (BundleError, FileNotFoundError, ValueError, ReadError) as exc:
+                                 batch_size=args.batch_size, threads=args.threads, providers=providers,
+                                 prefer=args.backend)
+    except (BundleError, FileNotFoundError, ValueError, ReadError, ImportError, RuntimeError, EngineMismatch) as exc:
         raise CliError(_printable(str(exc))) from None
     if args.json:
         print(json.dumps(result, indent=2))

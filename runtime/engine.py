@@ -120,13 +120,21 @@ class Engine:
     IMAGE_BATCH = 8
 
     def __init__(self, bundle: Any, variant: str | None = None, *, providers: Sequence[str] | None = None,
-                 threads: int | None = None, backend: Any | None = None, image_batch: int = IMAGE_BATCH):
+                 threads: int | None = None, backend: Any | None = None, image_batch: int = IMAGE_BATCH,
+                 prefer: str = "auto", engine_cache: Path | None = None):
         self.bundle = bundle
         self.variant = bundle.variant(variant)
         self.text_config = bundle.text_config
         self.image_config = bundle.image_config
         self.encoder = TextEncoder.from_file(bundle.tokenizer_path, self.text_config)
-        self.backend = backend if backend is not None else OnnxBackend(self.variant.path, providers=providers, threads=threads)
+        if backend is None:
+            from crisislens.runtime.backends import make_backend  # it imports this module
+
+            backend, self.backend_reason = make_backend(bundle, variant, prefer=prefer, engine_cache=engine_cache,
+                                                        providers=providers, threads=threads)
+        else:
+            self.backend_reason = "given"
+        self.backend = backend
         self.model_id = f"{bundle.sha256[:12]}:{self.variant.name}"
         self.image_batch = max(1, int(image_batch))
         self.grid = self.image_config.patch_grid

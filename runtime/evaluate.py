@@ -47,13 +47,14 @@ def dataset_inputs(name: str, root: Path) -> tuple[list[Path], Path]:
 
 def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | None = None,
                     image_root: Path | None = None, classes: Sequence[str] | None = None, batch_size: int = 32,
-                    threads: int | None = None, providers: Sequence[str] | None = None) -> dict[str, Any]:
+                    threads: int | None = None, providers: Sequence[str] | None = None,
+                    prefer: str = "auto") -> dict[str, Any]:
     from crisislens.runtime.bundle import load_bundle
     from crisislens.runtime.engine import Engine
 
     started = time.perf_counter()
     bundle = load_bundle(bundle_dir)
-    engine = Engine(bundle, variant, threads=threads, providers=providers)
+    engine = Engine(bundle, variant, threads=threads, providers=providers, prefer=prefer)
     report = read_posts(list(inputs), image_root=image_root)
     posts = [p for p in report.posts if p.label is not None]
     unlabelled = len(report.posts) - len(posts)
@@ -72,7 +73,8 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
     rep = classification_report([p.label for p in posts], [p.label for p in preds], labels)  # type: ignore[misc]
     return {
         "bundle": str(bundle_dir), "bundle_sha256": bundle.sha256, "variant": engine.variant.name,
-        "providers": list(getattr(engine.backend, "providers", [])), "inputs": [str(p) for p in inputs],
+        "providers": list(getattr(engine.backend, "providers", [])), "backend": engine.backend_reason,
+        "inputs": [str(p) for p in inputs],
         "n": len(posts), "skipped_unlabelled": unlabelled, "read_errors": len(report.errors),
         "with_image_used": sum(1 for p in preds if p.patch_rationale is not None),
         "classes": labels, "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "weighted_f1": rep.weighted_f1,

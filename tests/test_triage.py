@@ -122,3 +122,16 @@ def test_kill_9_loses_at_most_the_batch_in_flight(tiny_bundle, tmp_path):
     with sqlite3.connect(store) as db:
         ids = [r[0] for r in db.execute("SELECT post_id FROM predictions")]
     assert len(ids) == n and len(set(ids)) == n
+
+
+def test_backend_choice_is_reported_and_a_missing_tensorrt_is_a_clear_error(tiny_bundle, tmp_path, capsys):
+    import importlib.util
+
+    posts = write_posts(tmp_path / "posts.jsonl", 3)
+    store = tmp_path / "t.sqlite"
+    assert main(["triage", str(posts), "--bundle", str(tiny_bundle), "--out", str(store)]) == 0
+    assert "backend: onnxruntime" in capsys.readouterr().err
+    if importlib.util.find_spec("tensorrt") is None:
+        code = main(["triage", str(posts), "--bundle", str(tiny_bundle), "--out", str(tmp_path / "u.sqlite"),
+                     "--backend", "tensorrt"])
+        assert code == 2 and "TensorRT is not installed" in capsys.readouterr().err
