@@ -179,3 +179,20 @@ def test_engine_slices_photo_batches_without_changing_results(bundle, tmp_path):
         if a.patch_rationale is not None:
             np.testing.assert_allclose(np.array(a.patch_rationale), np.array(b.patch_rationale), atol=1e-5)
         assert a.probabilities == pytest.approx(b.probabilities, abs=1e-5)
+
+
+def test_runtime_inputs_are_the_training_inputs(bundle):
+    """The runtime feeds the model exactly what training and export computed for a post: the
+    same tokenizer file and text cleaning, the same image decoding and normalisation."""
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.preprocess import ImageConfig, TextConfig, TextEncoder, load_image
+    from crisislens.runtime.schema import Post
+    from tests.tiny_bundle import minilm_tokenizer
+
+    post = Post(id="x", text="Bridge on route 9 COLLAPSED!! http://t.co/abc \x1b[31m", image=FIXTURES / "images" / "bridge.jpg")
+    prep = Engine(load_bundle(bundle)).prepare([post])
+    enc = TextEncoder.from_file(minilm_tokenizer(), TextConfig(max_length=MAX_LEN)).encode_batch([post.text])
+    np.testing.assert_array_equal(prep.feeds["input_ids"], enc.input_ids)
+    pixels, _ = load_image(post.image, ImageConfig(size=SIZE, patch_grid=GRID))
+    np.testing.assert_array_equal(prep.feeds["pixel_values"][0], pixels)
+    assert prep.feeds["image_index"].tolist() == [0]
