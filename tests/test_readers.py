@@ -6,12 +6,14 @@ written into tmp_path by each test.
 
 from __future__ import annotations
 
+import codecs
+
 import json
 import tempfile
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import crisislens.runtime.cli as cli_module
@@ -500,9 +502,11 @@ jsonish_lines = st.one_of(
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(lines=st.lists(jsonish_lines, max_size=8))
+@example(lines=[codecs.BOM_UTF8])  # a file holding only a byte-order mark has no rows
 def test_jsonl_reader_never_raises_and_accounts_for_every_row(lines: list[bytes]):
     data = b"\n".join(lines)
-    rows_in = sum(1 for line in data.split(b"\n") if line.strip())  # blank lines are not rows
+    # blank lines are not rows; nor is a UTF-8 byte-order mark at the start of the file
+    rows_in = sum(1 for line in data.removeprefix(codecs.BOM_UTF8).split(b"\n") if line.strip())
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.jsonl"
         path.write_bytes(data)
