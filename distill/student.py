@@ -33,6 +33,9 @@ from crisislens.distill.teacher import (
     JointEncoder,
     TeacherInputs,
     TextTower,
+    content_mask,
+    patch_features,
+    select_tokens,
 )
 from crisislens.runtime.labels import LABEL_NAMES
 
@@ -142,19 +145,10 @@ class RationaleStudent(nn.Module):
     # -- pieces ------------------------------------------------------------------------------
 
     def content_mask(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        c = self.config
-        return attention_mask.bool() & (input_ids != c.cls_id) & (input_ids != c.sep_id) & (input_ids != c.pad_id)
+        return content_mask(input_ids, attention_mask, self.config)
 
     def select_tokens(self, scores: Tensor, content: Tensor) -> Tensor:
-        return CrossModalRationaleTeacher.select_tokens(self, scores, content)  # type: ignore[arg-type]
-
-    def _patch_features(self, inputs: TeacherInputs) -> Tensor:
-        if inputs.image_features is not None:
-            return inputs.image_features.float()
-        if inputs.pixel_values is None or self.image is None:
-            b, m = inputs.input_ids.shape[0], self.config.patch_grid**2
-            return inputs.input_ids.new_zeros((b, m, self.config.image_channels), dtype=torch.float32)
-        return self.image(inputs.pixel_values)
+        return select_tokens(scores, content, self.config)
 
     # -- forward -----------------------------------------------------------------------------
 
@@ -163,7 +157,7 @@ class RationaleStudent(nn.Module):
         states = inputs.text_states.float() if inputs.text_states is not None else self.text.lower(
             inputs.input_ids, inputs.attention_mask)
         text = self.text.upper(states, token_mask) + self.modality.weight[0]
-        feats = self._patch_features(inputs)
+        feats = patch_features(inputs, self.image, self.config)
         b, m = feats.shape[:2]
         patch_mask = inputs.image_present.bool()[:, None].expand(b, m)
         if inputs.patch_mask is not None:

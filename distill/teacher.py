@@ -191,6 +191,39 @@ def _layer_out(out: Any) -> Tensor:
     return out[0] if isinstance(out, tuple) else out
 
 
+# ----------------------------------------------------------------------------- shared by teacher and student
+# `config` is a TeacherConfig or a StudentConfig: both carry these fields.
+
+
+def patch_features(inputs: TeacherInputs, tower: nn.Module | None, config: Any) -> Tensor:
+    """[B, M, C] patch features: cached ones, else the tower over the pixels, else zeros
+    (a batch without photos; its patches are masked)."""
+    if inputs.image_features is not None:
+        return inputs.image_features.float()
+    if inputs.pixel_values is None or tower is None:
+        b, m = inputs.input_ids.shape[0], config.patch_grid**2
+        return inputs.input_ids.new_zeros((b, m, config.image_channels), dtype=torch.float32)
+    return tower(inputs.pixel_values)
+
+
+def content_mask(input_ids: Tensor, attention_mask: Tensor, config: Any) -> Tensor:
+    """Tokens that can be rationale: real words, not [CLS]/[SEP]/padding."""
+    c = config
+    return attention_mask.bool() & (input_ids != c.cls_id) & (input_ids != c.sep_id) & (input_ids != c.pad_id)
+
+
+def select_tokens(scores: Tensor, content: Tensor, config: Any) -> Tensor:
+    """Hard token rationale: scores >= threshold, and at least `min_rationale_tokens`."""
+    keep = (scores >= config.rationale_threshold) & content
+    k = config.min_rationale_tokens
+    if k > 0:
+        ranked = scores.masked_fill(~content, -1.0)
+        top = ranked.topk(min(k, ranked.shape[1]), dim=1).indices
+        forced = torch.zeros_like(keep).scatter(1, top, True) & content
+        keep = keep | (forced & (keep.sum(1, keepdim=True) < k))
+    return keep
+
+
 # ----------------------------------------------------------------------------- joint encoder
 
 
@@ -217,12 +250,7 @@ class JointEncoder(nn.Module):
         self.register_buffer("_cols", grid.repeat(config.patch_grid), persistent=False)
 
     def patch_features(self, inputs: TeacherInputs) -> Tensor:
-        if inputs.image_features is not None:
-            return inputs.image_features.float()
-        if inputs.pixel_values is None or self.image is None:
-            b, m = inputs.input_ids.shape[0], self.config.patch_grid**2
-            return inputs.input_ids.new_zeros((b, m, self.config.image_channels), dtype=torch.float32)
-        return self.image(inputs.pixel_values)
+        return patch_features(inputs, self.image, self.config)
 
     def forward(self, inputs: TeacherInputs, token_keep: Tensor | None = None,
                 patch_keep: Tensor | None = None) -> EncoderOutput:
@@ -338,20 +366,10 @@ class CrossModalRationaleTeacher(nn.Module):
         self.head = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
 
     def content_mask(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """Tokens that can be rationale: real words, not [CLS]/[SEP]/padding."""
-        c = self.config
-        return attention_mask.bool() & (input_ids != c.cls_id) & (input_ids != c.sep_id) & (input_ids != c.pad_id)
+        return content_mask(input_ids, attention_mask, self.config)
 
     def select_tokens(self, scores: Tensor, content: Tensor) -> Tensor:
-        """Hard token rationale: scores >= threshold, and at least `min_rationale_tokens`."""
-        keep = (scores >= self.config.rationale_threshold) & content
-        k = self.config.min_rationale_tokens
-        if k > 0:
-            ranked = scores.masked_fill(~content, -1.0)
-            top = ranked.topk(min(k, ranked.shape[1]), dim=1).indices
-            forced = torch.zeros_like(keep).scatter(1, top, True) & content
-            keep = keep | (forced & (keep.sum(1, keepdim=True) < k))
-        return keep
+        return select_tokens(scores, content, self.config)
 
     @torch.no_grad()
     def transfer(self, enc: EncoderOutput, content: Tensor, token_scores: Tensor) -> tuple[Tensor, Tensor]:

@@ -40,11 +40,16 @@ from crisislens.distill.train_teacher import (
     Features,
     Sets,
     TrainConfig,
+    WarmupLinear,
     _bucketed,
     _epoch_examples,
     assemble,
     class_weights,
+    make_optimizer,
     minilm_encoder,
+    new_state,
+    resume_from,
+    save_last,
     set_seed,
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
@@ -158,31 +163,12 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         raise TeacherOutputsError(f"{config.outputs}: no teacher outputs for {len(missing)} training examples "
                                   f"(first {missing[:3]}); rebuild with `crisislens distill teacher-outputs`")
 
-    text_params = [p for p in model.text.parameters() if p.requires_grad]
-    text_ids = {id(p) for p in text_params}
-    new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
-    optimizer = torch.optim.AdamW([{"params": text_params, "lr": config.lr_text},
-                                   {"params": new_params, "lr": config.lr_new}], weight_decay=config.weight_decay)
+    optimizer = make_optimizer(model, model.text, config)
     weights = class_weights([e.label for rows in sets.train.values() for e in rows])  # type: ignore[misc]
-    state: dict[str, Any] = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
-    if resume and last.is_file():
-        ckpt = torch.load(last, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
-        torch.set_rng_state(ckpt["torch_rng"])
-        print(f"resumed from {last} after epoch {state['epoch']}", file=sys.stderr)
-
+    state = (resume_from(last, model, optimizer) if resume else None) or new_state()
     steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + config.batch_size - 1) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    warmup = max(1, steps_per_epoch // 5)
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.05, 1.0 - (step - warmup) / max(1, total_steps - warmup))
+    schedule = WarmupLinear(optimizer, steps_per_epoch, config.epochs)
 
     stopped_early = False
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
@@ -193,8 +179,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         t0 = time.perf_counter()
         sums: Counter[str] = Counter()
         for step, batch in enumerate(batches):
-            for g, base in zip(optimizer.param_groups, base_lrs):
-                g["lr"] = base * lr_factor(epoch * steps_per_epoch + step)
+            schedule.set(epoch, step)
             inputs, human, has_human = features.batch(batch)
             targets = teacher_targets(store, batch, inputs)
             labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
@@ -225,8 +210,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
             save_student(model, out / "best.pt", {"epoch": epoch + 1, "dev": scores, "loss": asdict(config.loss)})
         else:
             state["bad_epochs"] += 1
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                    "torch_rng": torch.get_rng_state()}, last)
+        save_last(last, model, optimizer, state)
         print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f}{' *best*' if improved else ''}", file=sys.stderr)
         if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
             stopped_early = True

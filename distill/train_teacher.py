@@ -236,6 +236,60 @@ def _bucketed(rows: list[D.Example], features: Features, batch_size: int, rng: r
     return batches
 
 
+def make_optimizer(model: torch.nn.Module, text: torch.nn.Module, config: Any) -> torch.optim.AdamW:
+    """AdamW with two groups: the fine-tuned MiniLM layers (`text`, lr_text) and everything else
+    trainable (lr_new). `config` is a TrainConfig or a StudentTrainConfig."""
+    text_params = [p for p in text.parameters() if p.requires_grad]
+    text_ids = {id(p) for p in text_params}
+    new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
+    return torch.optim.AdamW(
+        [{"params": text_params, "lr": config.lr_text}, {"params": new_params, "lr": config.lr_new}],
+        weight_decay=config.weight_decay,
+    )
+
+
+def new_state() -> dict[str, Any]:
+    return {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": []}
+
+
+def resume_from(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer) -> dict[str, Any] | None:
+    """Restore model, optimizer and RNG from `last` (None when there is no checkpoint)."""
+    if not last.is_file():
+        return None
+    ckpt = torch.load(last, weights_only=False)
+    model.load_state_dict(ckpt["model"])
+    optimizer.load_state_dict(ckpt["optimizer"])
+    torch.set_rng_state(ckpt["torch_rng"])
+    print(f"resumed from {last} after epoch {ckpt['state']['epoch']}", file=sys.stderr)
+    return ckpt["state"]
+
+
+def save_last(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimizer, state: dict[str, Any]) -> None:
+    torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
+                "torch_rng": torch.get_rng_state()}, last)
+
+
+class WarmupLinear:
+    """Per step: linear warm-up over the first fifth of an epoch, then linear decay to 5%."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, steps_per_epoch: int, epochs: int):
+        self.optimizer = optimizer
+        self.steps_per_epoch = steps_per_epoch
+        self.total = steps_per_epoch * epochs
+        self.warmup = max(1, steps_per_epoch // 5)
+        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+
+    def factor(self, step: int) -> float:
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        return max(0.05, 1.0 - (step - self.warmup) / max(1, self.total - self.warmup))
+
+    def set(self, epoch: int, step: int) -> None:
+        f = self.factor(epoch * self.steps_per_epoch + step)
+        for g, base in zip(self.optimizer.param_groups, self.base_lrs):
+            g["lr"] = base * f
+
+
 def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     root = D.resolve_data_root(config.data_root)
@@ -248,35 +302,13 @@ def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
     encoder = minilm_encoder(config)
     features = build_features(sets, root, config, model, encoder)
 
-    text_params = [p for p in model.backbone.text.parameters() if p.requires_grad]
-    text_ids = {id(p) for p in text_params}
-    new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
-    optimizer = torch.optim.AdamW(
-        [{"params": text_params, "lr": config.lr_text}, {"params": new_params, "lr": config.lr_new}],
-        weight_decay=config.weight_decay,
-    )
+    optimizer = make_optimizer(model, model.backbone.text, config)
     train_labels = [e.label for rows in sets.train.values() for e in rows]
     weights = class_weights(train_labels)  # type: ignore[arg-type]
-    state = {"epoch": 0, "best": -1.0, "bad_epochs": 0, "history": []}
     last = out / "last.pt"
-    if resume and last.is_file():
-        ckpt = torch.load(last, weights_only=False)
-        model.load_state_dict(ckpt["model"])
-        optimizer.load_state_dict(ckpt["optimizer"])
-        state = ckpt["state"]
-        torch.set_rng_state(ckpt["torch_rng"])
-        print(f"resumed from {last} after epoch {state['epoch']}", file=sys.stderr)
-
+    state = (resume_from(last, model, optimizer) if resume else None) or new_state()
     steps_per_epoch = (len(_epoch_examples(sets, config, 0)) + config.batch_size - 1) // config.batch_size
-    total_steps = steps_per_epoch * config.epochs
-    warmup = max(1, steps_per_epoch // 5)
-
-    def lr_factor(step: int) -> float:
-        if step < warmup:
-            return (step + 1) / warmup
-        return max(0.05, 1.0 - (step - warmup) / max(1, total_steps - warmup))
-
-    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    schedule = WarmupLinear(optimizer, steps_per_epoch, config.epochs)
     stopped_early = False
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
@@ -286,9 +318,7 @@ def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
         t0 = time.perf_counter()
         sums: Counter[str] = Counter()
         for step, batch in enumerate(batches):
-            global_step = epoch * steps_per_epoch + step
-            for g, base in zip(optimizer.param_groups, base_lrs):
-                g["lr"] = base * lr_factor(global_step)
+            schedule.set(epoch, step)
             inputs, rationale, has_rat = features.batch(batch)
             labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
             out_ = model(inputs)
@@ -319,8 +349,7 @@ def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
                         "dev": scores}, out / "best.pt")
         else:
             state["bad_epochs"] += 1
-        torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": state,
-                    "torch_rng": torch.get_rng_state()}, last)
+        save_last(last, model, optimizer, state)
         print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f} (full-input head "
               f"{scores['full_macro_f1']:.4f}){' *best*' if improved else ''}", file=sys.stderr)
         if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
