@@ -242,8 +242,11 @@ def make_optimizer(model: torch.nn.Module, text: torch.nn.Module, config: Any) -
     text_params = [p for p in text.parameters() if p.requires_grad]
     text_ids = {id(p) for p in text_params}
     new_params = [p for p in model.parameters() if p.requires_grad and id(p) not in text_ids]
+    # "initial_lr" travels with the optimizer's state dict: a resumed run schedules from the base
+    # rates, not from the decayed rates the checkpoint was saved with.
     return torch.optim.AdamW(
-        [{"params": text_params, "lr": config.lr_text}, {"params": new_params, "lr": config.lr_new}],
+        [{"params": text_params, "lr": config.lr_text, "initial_lr": config.lr_text},
+         {"params": new_params, "lr": config.lr_new, "initial_lr": config.lr_new}],
         weight_decay=config.weight_decay,
     )
 
@@ -277,7 +280,7 @@ class WarmupLinear:
         self.steps_per_epoch = steps_per_epoch
         self.total = steps_per_epoch * epochs
         self.warmup = max(1, steps_per_epoch // 5)
-        self.base_lrs = [g["lr"] for g in optimizer.param_groups]
+        self.base_lrs = [g.get("initial_lr", g["lr"]) for g in optimizer.param_groups]
 
     def factor(self, step: int) -> float:
         if step < self.warmup:

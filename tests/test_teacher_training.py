@@ -142,3 +142,24 @@ def test_real_pretrained_weights_load_and_run():
     m = torch.from_numpy(enc.attention_mask)[..., None]
     e = torch.nn.functional.normalize((h * m).sum(1) / m.sum(1), dim=-1)
     assert float(e[0] @ e[1]) > float(e[0] @ e[2])
+
+
+def test_resumed_schedule_starts_from_the_base_rates(tmp_path: Path):
+    """A checkpoint saved mid-decay must not make the resumed run decay from the decayed rates."""
+    import types
+
+    import torch
+
+    from crisislens.distill.train_teacher import WarmupLinear, make_optimizer, new_state, resume_from, save_last
+
+    def build():
+        model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
+        return model, make_optimizer(model, model[0], types.SimpleNamespace(lr_text=1e-3, lr_new=1e-2, weight_decay=0.0))
+
+    model, opt = build()
+    WarmupLinear(opt, steps_per_epoch=10, epochs=2).set(epoch=1, step=9)  # near the end: rates decayed
+    assert opt.param_groups[0]["lr"] < 1e-3
+    save_last(tmp_path / "last.pt", model, opt, new_state())
+    model2, opt2 = build()
+    resume_from(tmp_path / "last.pt", model2, opt2)
+    assert WarmupLinear(opt2, steps_per_epoch=10, epochs=2).base_lrs == [1e-3, 1e-2]
