@@ -37,6 +37,7 @@ from crisislens.distill.train_teacher import assemble, build_features, minilm_en
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocess import ImageConfig, ImageError, load_image
+from crisislens.runtime.reports import targets_section
 
 
 def agreement(teacher: Sequence[dict[str, Any]], student: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -261,9 +262,7 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
     if "speedup" in lat:
         lines += ["", "Speed-up of the student (teacher time / student time): " + ", ".join(
             f"{k.replace('_', ' ')} {v:.2f}x" for k, v in lat["speedup"].items()) + "."]
-    lines += ["", "## Targets (from the distillation issue)", "", "| target | measured | met |", "|---|---|---|"]
-    for row in targets(result):
-        lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'no (' + row['gap'] + ')'} |")
+    lines += targets_section("distillation", targets(result))
     return "\n".join(lines)
 
 

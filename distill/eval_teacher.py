@@ -26,6 +26,7 @@ from crisislens.distill.unimodal import load_unimodal, predict_probs
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocess import TextEncoder
+from crisislens.runtime.reports import targets_section
 
 FAITHFULNESS_SEED = 7
 
@@ -318,10 +319,7 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
               f"| all 5 | {z['all_classes']['macro_f1']:.4f} | {z['all_classes']['accuracy']:.4f} |",
               f"| restricted to the {len(z['classes_present'])} present | {z['restricted_to_present']['macro_f1']:.4f} | "
               f"{z['restricted_to_present']['accuracy']:.4f} |"]
-    lines += ["", "## Targets (from the teacher issue)", "", "| target | measured | met |", "|---|---|---|"]
-    for row in targets(result):
-        met = "–" if row["met"] is None else "yes" if row["met"] else f"no ({row['gap']})"
-        lines.append(f"| {row['target']} | {row['measured']} | {met} |")
+    lines += targets_section("teacher", targets(result))
     return "\n".join(lines)
 
 

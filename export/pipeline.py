@@ -24,6 +24,7 @@ from crisislens.runtime.engine import image_inputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
+from crisislens.runtime.reports import targets_section
 
 
 @dataclass
@@ -190,8 +191,6 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
                      f"{v['size_vs_fp32'] * 100:.1f}% | {v['test']['macro_f1']:.4f} | {v['test']['accuracy']:.4f} | "
                      f"{v['label_agreement_with_fp32'] * 100:.2f}% | {v['max_abs_logit_diff_vs_fp32']:.3f} |")
     lines += ["", "FP16 and the QDQ model are meant for GPUs / TensorRT; on this CPU ONNX Runtime runs them for the",
-              "accuracy check only (FP16 is emulated).", "",
-              "## Targets (from the export issue)", "", "| target | measured | met |", "|---|---|---|"]
-    for row in targets(result):
-        lines.append(f"| {row['target']} | {row['measured']} | {'yes' if row['met'] else 'no'} |")
+              "accuracy check only (FP16 is emulated)."]
+    lines += targets_section("export", targets(result))
     return "\n".join(lines)

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.reports import targets_section
 from crisislens.runtime.schema import Post
 
 
@@ -284,10 +285,7 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
             f"{li['p50']:.1f} / {li['p90']:.1f} / {li['p99']:.1f} | {r[f'throughput_batch{b}_text_only']:.1f} | "
             f"{r[f'throughput_batch{b}_text_image']:.1f} | {r['peak_rss_mb']:.0f} | "
             f"{cold} |")
-    lines += ["", "## Targets (from the runtime issue)", "", "| target | measured | met |", "|---|---|---|"]
-    for t in targets(result):
-        met = "–" if t["met"] is None else ("yes" if t["met"] else "no")
-        lines.append(f"| {t['target']} | {t['measured'] or 'not measured'} | {met} |")
+    lines += targets_section("runtime", targets(result))
     return "\n".join(lines)
 
 

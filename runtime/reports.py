@@ -98,3 +98,16 @@ def render_again(name: str, out_dir: Path, render: Any) -> tuple[Path, Path]:
     payload = json.loads(json_path.read_text(encoding="utf-8"))
     md_path.write_text(render(payload).rstrip() + "\n", encoding="utf-8")
     return json_path, md_path
+
+
+def targets_section(issue: str, rows: list[dict[str, Any]]) -> list[str]:
+    """Markdown lines of a report's "Targets" table. Each row: `target`, `measured` (None: not
+    measured), `met` (True / False / None = no target) and optionally `gap` (how far off)."""
+    lines = ["", f"## Targets (from the {issue} issue)", "", "| target | measured | met |", "|---|---|---|"]
+    for row in rows:
+        met = "–" if row["met"] is None else "yes" if row["met"] else "no"
+        if row["met"] is False and row.get("gap"):
+            met += f" ({row['gap']})"
+        measured = "not measured" if row["measured"] is None else row["measured"]
+        lines.append(f"| {row['target']} | {measured} | {met} |")
+    return lines
