@@ -125,13 +125,10 @@ def _student_args(p: argparse.ArgumentParser) -> None:
 
 
 def _student_config(args: argparse.Namespace):
-    from crisislens.distill.data import resolve_data_root
+    from crisislens.distill.data import cli_data_root
     from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig
 
-    try:
-        root = resolve_data_root(args.data_root)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+    root = cli_data_root(args.data_root)
     ablation = getattr(args, "ablation", None)
     out = args.out or Path("artifacts/student_no_rationale" if ablation else "artifacts/student")
     config = StudentTrainConfig(data_root=str(root), teacher=str(args.teacher), outputs=str(args.outputs or DEFAULT_OUTPUTS),
@@ -200,13 +197,10 @@ def _training_args(p: argparse.ArgumentParser) -> None:
 
 
 def _train_config(args: argparse.Namespace):
-    from crisislens.distill.data import resolve_data_root
+    from crisislens.distill.data import cli_data_root
     from crisislens.distill.train_teacher import TrainConfig
 
-    try:
-        root = resolve_data_root(args.data_root)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+    root = cli_data_root(args.data_root)
     config = TrainConfig(data_root=str(root), out=str(args.out), cache=str(args.cache), seed=args.seed)
     if getattr(args, "epochs", None):
         config.epochs = args.epochs
@@ -257,13 +251,10 @@ def _eval_teacher(args: argparse.Namespace) -> int:
 def _eval_baseline(args: argparse.Namespace) -> int:
     require("sklearn", "distill")
     from crisislens.distill.baseline import run_baseline, to_markdown
-    from crisislens.distill.data import resolve_data_root
+    from crisislens.distill.data import cli_data_root
     from crisislens.runtime.reports import provenance, write_report
 
-    try:
-        root = resolve_data_root(args.data_root)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+    root = cli_data_root(args.data_root)
     print(f"training the baseline on {root} ...", file=sys.stderr)
     result = run_baseline(root)
     prov = provenance()

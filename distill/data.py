@@ -246,6 +246,16 @@ def resolve_data_root(arg: str | Path | None = None) -> Path:
 # ----------------------------------------------------------------------------- file reading
 
 
+
+def cli_data_root(arg: str | Path | None):
+    """`resolve_data_root` for a command: a missing root becomes the CLI's usage error."""
+    from crisislens.runtime.cli import CliError
+
+    try:
+        return resolve_data_root(arg)
+    except DataRootError as exc:
+        raise CliError(str(exc)) from None
+
 def read_text_file(path: Path, report: LoadReport | None = None) -> str:
     """The file's text as UTF-8 (a BOM is dropped); invalid bytes become U+FFFD.
 

@@ -19,7 +19,7 @@ from typing import Any
 
 from crisislens.distill import data as D
 from crisislens.distill.leakage import KINDS, find_leaks
-from crisislens.runtime.cli import EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
+from crisislens.runtime.cli import EXIT_OK, EXIT_PROBLEMS, Cli
 from crisislens.runtime.labels import LABEL_NAMES
 
 # The published CrisisMMD humanitarian benchmark (README): rows and rows with an image here.
@@ -226,10 +226,7 @@ def format_data_check(report: dict[str, Any], max_messages: int = 10) -> str:
 
 
 def _check_command(args: argparse.Namespace) -> int:
-    try:
-        root = D.resolve_data_root(args.data_root)
-    except D.DataRootError as exc:
-        raise CliError(str(exc), EXIT_USAGE) from None
+    root = D.cli_data_root(args.data_root)
     report = data_check(root, progress=lambda m: print(f"crisislens: {m}...", file=sys.stderr, flush=True))
     if args.json:
         print(json.dumps(report, indent=2, ensure_ascii=False))

@@ -127,16 +127,13 @@ def _bundle(args: argparse.Namespace) -> int:
 def _onnx(args: argparse.Namespace) -> int:
     require("torch", "export")
     require("optimum", "export")
-    from crisislens.distill.data import resolve_data_root
+    from crisislens.distill.data import cli_data_root
     from crisislens.export.pipeline import ExportConfig, run, targets, to_markdown
     from crisislens.runtime.reports import provenance, write_report
 
     if not args.student.is_file():
         raise CliError(f"{args.student}: no student checkpoint; run `crisislens distill student` first")
-    try:
-        root = resolve_data_root(args.data_root)
-    except FileNotFoundError as exc:
-        raise CliError(str(exc)) from None
+    root = cli_data_root(args.data_root)
     result = run(ExportConfig(data_root=str(root), student=str(args.student), out=str(args.out)))
     prov = provenance()
     payload = {**result, "targets": targets(result), "provenance": prov}
