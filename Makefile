@@ -3,10 +3,11 @@ PYTHON ?= python3.11
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
+DEMO_STAMP := $(VENV)/.demo-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: test demo install data-check baseline clean help
+.PHONY: test demo screenshot eval-demo install data-check baseline clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -19,6 +20,11 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[distill,export,tui,dev]"
 	touch $(STAMP)
+
+# The demo needs only the runtime and the TUI (no torch): a quick install.
+$(DEMO_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[tui]"
+	touch $(DEMO_STAMP)
 
 install: $(STAMP)  ## create .venv and install CrisisLens with every extra (pinned)
 
@@ -33,8 +39,17 @@ baseline: $(STAMP)  ## train and evaluate the TF-IDF baseline -> reports/baselin
 
 DATA   ?= $(or $(CRISISLENS_DATA),../shared/data)
 BUNDLE ?= models/crisislens-student
+DEMO_STORE ?= artifacts/demo/samples.sqlite
 
-demo: $(STAMP)  ## the main job: triage the CrisisMMD test posts with the shipped bundle, export them, score it
+demo: $(DEMO_STAMP)  ## triage samples/ with the shipped model and open the TUI (prints a table without a terminal)
+	$(BIN)/crisislens tui samples/posts.jsonl --bundle $(BUNDLE) --store $(DEMO_STORE)
+
+screenshot: $(DEMO_STAMP)  ## redraw docs/screenshot.svg with the app itself (headless, on the samples)
+	rm -f artifacts/demo/screenshot.sqlite
+	$(BIN)/crisislens tui samples/posts.jsonl --bundle $(BUNDLE) --store artifacts/demo/screenshot.sqlite \
+		--screenshot docs/screenshot.svg
+
+eval-demo: $(STAMP)  ## triage the CrisisMMD test posts (../shared/data) with the shipped bundle, export them, score it
 	$(BIN)/crisislens triage $(DATA)/crisismmd/task_humanitarian_text_img_agreed_lab_test.tsv \
 		--image-root $(DATA)/images/crisismmd --bundle $(BUNDLE) --out artifacts/demo.sqlite
 	$(BIN)/crisislens export-results artifacts/demo.sqlite --out artifacts/demo.csv

@@ -81,7 +81,16 @@ def register(cli: Cli) -> None:
     x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
     x.add_argument("store", type=Path, help="triage SQLite store")
     x.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .csv)")
-
+    fb = cli.command(
+        "export-feedback", "write the labels responders corrected in a triage store as labelled posts (JSONL)",
+        _export_feedback,
+        description=(
+            "Write the responders' labels (set in `crisislens tui`) as JSONL labelled posts: id, text, image,\n"
+            "label, model_label, corrected_at, note. Photos are copied into <OUT stem>-images/ beside the\n"
+            "file, so the set travels whole; `crisislens eval --bundle DIR --input OUT` scores a model on it."),
+    )
+    fb.add_argument("store", type=Path, help="triage SQLite store")
+    fb.add_argument("--out", type=Path, required=True, help="output file (.jsonl)")
 
     bn = cli.command("bench", "benchmark every available backend x precision -> reports/bench.{json,md,png}", _bench,
                      description=BENCH_DESCRIPTION)
@@ -205,6 +214,20 @@ def _export_results(args: argparse.Namespace) -> int:
     except (StoreError, ValueError, OSError) as exc:
         raise CliError(_printable(str(exc))) from None
     print(f"wrote {n} predictions to {args.out}")
+    return EXIT_OK
+
+
+def _export_feedback(args: argparse.Namespace) -> int:
+    from crisislens.runtime.triage import StoreError, TriageStore, export_feedback
+
+    if not args.store.is_file():
+        raise CliError(f"{args.store}: no such triage store")
+    try:
+        with TriageStore(args.store) as store:
+            n = export_feedback(store, args.out)
+    except (StoreError, OSError) as exc:
+        raise CliError(_printable(str(exc))) from None
+    print(f"wrote {n} corrected label(s) to {args.out}")
     return EXIT_OK
 
 

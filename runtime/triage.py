@@ -7,20 +7,27 @@ survives Ctrl-C and kill -9.
 - A post that cannot be predicted at all (it should not happen: unusable images and texts are
   warnings) is stored in `errors` with the reason, never silently dropped; rows the readers
   reject are stored there too, with file and line.
+- A responder's review lives in the same file: the current state (reviewed, corrected label,
+  flag) on the prediction row for filtering, and every action with its time in `feedback`, so
+  corrections are kept as history and can be exported as labelled training data.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import re
+import shutil
 import sqlite3
 import sys
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.labels import get_label
+from crisislens.runtime.review import ReviewItem
 from crisislens.runtime.schema import Post, Prediction
 
 SCHEMA = """
@@ -40,7 +47,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     variant TEXT NOT NULL,
     reviewed INTEGER NOT NULL DEFAULT 0,
     review_label TEXT,
-    stored_at TEXT NOT NULL
+    stored_at TEXT NOT NULL,
+    flagged INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS errors (
     post_id TEXT,
@@ -48,8 +56,24 @@ CREATE TABLE IF NOT EXISTS errors (
     message TEXT NOT NULL,
     stored_at TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS feedback (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    post_id TEXT NOT NULL,
+    action TEXT NOT NULL,              -- one of FEEDBACK_ACTIONS
+    label TEXT,                        -- the responder's label (action 'label')
+    model_label TEXT NOT NULL,         -- what the model said
+    note TEXT,
+    at TEXT NOT NULL
+);
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
+CREATE INDEX IF NOT EXISTS feedback_post ON feedback(post_id);
 """
+FEEDBACK_ACTIONS = ("label", "reviewed", "unreviewed", "flag", "unflag")
+# Stores written before the review columns existed get them on open.
+_MIGRATIONS = {"flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"}
+
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class StoreError(RuntimeError):
@@ -70,6 +94,10 @@ class TriageStore:
             self.db.execute("PRAGMA journal_mode=WAL")
             self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at each commit but the last on power loss
             self.db.executescript(SCHEMA)
+            columns = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
+            for column, sql in _MIGRATIONS.items():
+                if column not in columns:
+                    self.db.execute(sql)
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"{self.path}: not a usable triage store ({exc})") from None
 
@@ -125,6 +153,74 @@ class TriageStore:
     def errors(self) -> list[dict[str, Any]]:
         return [{"post_id": p, "where": w, "message": m}
                 for p, w, m in self.db.execute("SELECT post_id, where_, message FROM errors ORDER BY rowid")]
+
+    # -------------------------------------------------------------------------- review
+
+    _ITEM_SQL = ("SELECT rowid, post_id, prediction, text, image, source, created_at, gold_label, latency_ms, "
+                 "variant, reviewed, review_label, flagged FROM predictions")
+
+    @staticmethod
+    def _item(row: tuple[Any, ...]) -> ReviewItem:
+        seq, pid, pred, text, image, source, created, gold, latency, variant, reviewed, review, flagged = row
+        return ReviewItem(post_id=pid, prediction=Prediction.from_json(pred), text=text, image=image, source=source,
+                          created_at=created, gold_label=gold, latency_ms=latency, variant=variant,
+                          reviewed=bool(reviewed), review_label=review, flagged=bool(flagged), seq=int(seq))
+
+    def items(self, after: int = 0) -> list[ReviewItem]:
+        """Every stored prediction (those stored after arrival number `after`), in arrival order."""
+        return [self._item(r) for r in self.db.execute(self._ITEM_SQL + " WHERE rowid > ? ORDER BY rowid", (after,))]
+
+    def item(self, post_id: str) -> ReviewItem:
+        row = self.db.execute(self._ITEM_SQL + " WHERE post_id = ?", (post_id,)).fetchone()
+        if row is None:
+            raise KeyError(f"{self.path}: no prediction for post {post_id!r}")
+        return self._item(row)
+
+    def _review(self, post_id: str, action: str, sql: str, args: tuple[Any, ...], label: str | None = None,
+                note: str | None = None) -> ReviewItem:
+        """Change a prediction's review state and log the action with its time, in one transaction."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            row = self.db.execute("SELECT label FROM predictions WHERE post_id = ?", (post_id,)).fetchone()
+            if row is None:
+                raise KeyError(f"{self.path}: no prediction for post {post_id!r}")
+            self.db.execute(f"UPDATE predictions SET {sql} WHERE post_id = ?", (*args, post_id))
+            self.db.execute("INSERT INTO feedback(post_id, action, label, model_label, note, at) VALUES (?, ?, ?, ?, ?, ?)",
+                            (post_id, action, label, row[0], note, _now()))
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        return self.item(post_id)
+
+    def set_reviewed(self, post_id: str, reviewed: bool = True) -> ReviewItem:
+        return self._review(post_id, "reviewed" if reviewed else "unreviewed", "reviewed = ?", (int(reviewed),))
+
+    def set_flagged(self, post_id: str, flagged: bool = True) -> ReviewItem:
+        return self._review(post_id, "flag" if flagged else "unflag", "flagged = ?", (int(flagged),))
+
+    def correct_label(self, post_id: str, label: str, note: str | None = None) -> ReviewItem:
+        """Record the responder's label (the model's own label = confirmed); it counts as reviewed."""
+        get_label(label)
+        return self._review(post_id, "label", "review_label = ?, reviewed = 1", (label,), label=label, note=note)
+
+    def feedback(self, post_id: str | None = None) -> list[Feedback]:
+        sql = "SELECT post_id, action, label, model_label, note, at FROM feedback"
+        rows = self.db.execute(sql + (" WHERE post_id = ? ORDER BY id" if post_id else " ORDER BY id"),
+                               (post_id,) if post_id else ())
+        return [Feedback(*r) for r in rows]
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """One review action, as logged."""
+
+    post_id: str
+    action: str
+    label: str | None
+    model_label: str
+    note: str | None
+    at: str
 
 
 # ----------------------------------------------------------------------------- the run
@@ -183,7 +279,11 @@ class Progress:
 
 def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size: int = 32,
            classes: Sequence[str] | None = None, read_errors: Sequence[tuple[str | None, str, str]] = (),
-           progress: bool = True) -> TriageResult:
+           progress: bool = True, on_batch: Callable[[int, int], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> TriageResult:
+    """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
+    is called after each stored batch; `should_stop()` is asked before each batch (a stopped run
+    is `interrupted` and resumes like one)."""
     started = time.perf_counter()
     done = store.done_ids()
     pending, seen = [], set()
@@ -204,6 +304,9 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
     interrupted = False
     try:
         for batch in bucketed(pending, batch_size):
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
             items: list[tuple[Post, Prediction]] = []
             errs: list[tuple[str | None, str, str]] = []
             try:
@@ -219,6 +322,8 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
             errors += len(errs)
             if bar:
                 bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(predicted + errors, len(pending))
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -232,27 +337,79 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
 # ----------------------------------------------------------------------------- export
 
 
-def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
-    """Write the store's predictions as JSONL (everything) or CSV (one row per post)."""
-    out = Path(out)
-    fmt = fmt or out.suffix.lstrip(".").lower()
-    rows = list(store.rows())
-    if fmt == "jsonl":
-        with out.open("w", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r, ensure_ascii=False) + "\n")
-    elif fmt == "csv":
-        with out.open("w", encoding="utf-8", newline="") as f:
-            w = csv.writer(f)
-            w.writerow(["post_id", "label", "confidence", "top_words", "has_image", "warnings", "reviewed",
-                        "review_label", "gold_label", "text", "image"])
-            for r in rows:
-                p = r["prediction"]
-                words = sorted(p["token_rationale"], key=lambda t: -t["score"])[:5]
-                w.writerow([r["post_id"], p["label"], f"{p['probabilities'][p['label']]:.4f}",
-                            " ".join(t["text"] for t in words), p["patch_rationale"] is not None,
-                            " | ".join(p["input_warnings"]), r["reviewed"], r["review_label"] or "",
-                            r["gold_label"] or "", r["text"] or "", r["image"] or ""])
-    else:
+EXPORT_FORMATS = ("csv", "jsonl")
+CSV_COLUMNS = ["post_id", "label", "confidence", "top_words", "has_image", "warnings", "reviewed", "review_label",
+               "flagged", "gold_label", "text", "image"]
+
+
+def _export_format(out: Path, fmt: str | None) -> str:
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in EXPORT_FORMATS:
         raise ValueError(f"{out}: unknown export format {fmt!r}; use .jsonl or .csv")
-    return len(rows)
+    return fmt
+
+
+def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None) -> int:
+    """Write `items` (e.g. the TUI's current filter) as JSONL (everything) or CSV (one row per post).
+
+    Written to a temporary file and renamed, so an existing export is never left half-written."""
+    out = Path(out)
+    fmt = _export_format(out, fmt)
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("w", encoding="utf-8", newline="") as f:
+        if fmt == "jsonl":
+            for it in items:
+                f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for it in items:
+                p = it.prediction
+                words = sorted(p.token_rationale, key=lambda t: -t.score)[:5]
+                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(t.text for t in words),
+                            p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
+                            it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
+    tmp.replace(out)
+    return len(items)
+
+
+def _item_record(it: ReviewItem) -> dict[str, Any]:
+    return {"post_id": it.post_id, "text": it.text, "image": it.image, "source": it.source,
+            "created_at": it.created_at, "gold_label": it.gold_label, "prediction": it.prediction.to_dict(),
+            "reviewed": it.reviewed, "review_label": it.review_label, "flagged": it.flagged, "variant": it.variant}
+
+
+def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
+    """Write every prediction of the store (see `export_items`)."""
+    return export_items(store.items(), out, fmt)
+
+
+def export_feedback(store: TriageStore, out: Path) -> int:
+    """The responders' labels as labelled posts: JSONL (id, text, image, label, model_label,
+    corrected_at, note) that `crisislens eval --input` and the training readers read. Photos are
+    copied into `<out stem>-images/` beside it, so the file travels as one self-contained set.
+    The latest label of each post wins; a label that confirms the model is a label too."""
+    out = Path(out)
+    latest: dict[str, Feedback] = {}
+    for fb in store.feedback():
+        if fb.action == "label":
+            latest[fb.post_id] = fb
+    photos = out.with_name(f"{out.stem}-images")
+    tmp = out.with_name(out.name + ".part")
+    with tmp.open("w", encoding="utf-8") as f:
+        for n, (pid, fb) in enumerate(latest.items()):
+            it = store.item(pid)
+            record = {"id": pid, "text": it.text, "image": None, "label": fb.label, "model_label": fb.model_label,
+                      "corrected_at": fb.at, "note": fb.note, "source": it.source}
+            if it.image:
+                src = Path(it.image)
+                if src.is_file():
+                    photos.mkdir(parents=True, exist_ok=True)
+                    name = f"{n:06d}_{_SAFE_NAME.sub('_', pid)[:80]}{src.suffix.lower()}"
+                    shutil.copyfile(src, photos / name)
+                    record["image"] = f"{photos.name}/{name}"
+                else:
+                    record["photo_missing"] = str(src)
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    tmp.replace(out)
+    return len(latest)

@@ -1,1 +1,1 @@
-"""CrisisLens tui stage (see the issues for what it will hold)."""
+"""The field TUI: `crisislens tui` (Textual). Reads and writes triage stores through `runtime`."""

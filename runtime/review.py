@@ -1,0 +1,170 @@
+"""Reviewing a triage store: the items a responder works through, their priority, filters,
+sorting and text search — pure functions over `ReviewItem`s, so the TUI and tests share them
+and the TUI never touches SQL.
+
+Priority is class severity × confidence (`Label.severity`): an "affected people" post the model
+is sure about comes first, chatter last. A label a responder corrected is known, so its priority
+is the corrected class's severity at confidence 1.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from crisislens.runtime.labels import LABEL_NAMES, get_label
+from crisislens.runtime.schema import Prediction
+
+SortKey = Literal["priority", "confidence", "latest", "class"]
+SORT_KEYS: tuple[SortKey, ...] = ("priority", "confidence", "latest", "class")
+CONFIDENCE_STEPS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)
+
+
+@dataclass(frozen=True)
+class ReviewItem:
+    """One stored prediction with its review state (what a row of the triage list shows)."""
+
+    post_id: str
+    prediction: Prediction
+    text: str | None = None
+    image: str | None = None
+    source: str | None = None
+    created_at: str | None = None
+    gold_label: str | None = None
+    latency_ms: float | None = None
+    variant: str = ""
+    reviewed: bool = False
+    review_label: str | None = None
+    flagged: bool = False
+    seq: int = 0  # arrival order in the store
+
+    @property
+    def label(self) -> str:
+        """The model's label."""
+        return self.prediction.label
+
+    @property
+    def confidence(self) -> float:
+        return self.prediction.confidence
+
+    @property
+    def final_label(self) -> str:
+        """The responder's label where there is one, else the model's."""
+        return self.review_label or self.prediction.label
+
+    @property
+    def corrected(self) -> bool:
+        return self.review_label is not None and self.review_label != self.prediction.label
+
+    @property
+    def has_image(self) -> bool:
+        return self.image is not None
+
+    @property
+    def priority(self) -> float:
+        if self.review_label is not None:
+            return get_label(self.review_label).severity
+        return priority(self.prediction.label, self.prediction.confidence)
+
+
+def priority(label: str, confidence: float) -> float:
+    """Sort weight of a prediction: class severity × confidence, in [0, 1]."""
+    return get_label(label).severity * confidence
+
+
+@dataclass(frozen=True)
+class ReviewFilter:
+    """Which items the triage list shows, and in which order. Empty = everything, by priority."""
+
+    classes: frozenset[str] = field(default_factory=frozenset)  # final labels; empty = all
+    min_confidence: float = 0.0
+    has_image: bool | None = None
+    reviewed: bool | None = None
+    flagged: bool | None = None
+    search: str = ""
+    sort: SortKey = "priority"
+
+    def __post_init__(self) -> None:
+        unknown = set(self.classes) - set(LABEL_NAMES)
+        if unknown:
+            raise ValueError(f"unknown class(es) in filter: {', '.join(sorted(unknown))}")
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"minimum confidence must be in [0, 1], got {self.min_confidence}")
+        if self.sort not in SORT_KEYS:
+            raise ValueError(f"unknown sort {self.sort!r}; expected one of {', '.join(SORT_KEYS)}")
+        object.__setattr__(self, "classes", frozenset(self.classes))
+
+    @property
+    def active(self) -> bool:
+        return self != ReviewFilter(sort=self.sort)
+
+    def with_(self, **changes: object) -> ReviewFilter:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+    def describe(self) -> list[str]:
+        """The active filters in words, for the filter bar and exported-file notes."""
+        parts = []
+        if self.classes:
+            parts.append("class: " + ", ".join(get_label(c).title for c in LABEL_NAMES if c in self.classes))
+        if self.min_confidence > 0:
+            parts.append(f"confidence ≥ {self.min_confidence:.0%}")
+        if self.has_image is not None:
+            parts.append("with photo" if self.has_image else "without photo")
+        if self.reviewed is not None:
+            parts.append("reviewed" if self.reviewed else "unreviewed")
+        if self.flagged is not None:
+            parts.append("flagged" if self.flagged else "not flagged")
+        if self.search:
+            parts.append(f"text contains {self.search!r}")
+        return parts
+
+
+def matches(item: ReviewItem, f: ReviewFilter) -> bool:
+    if f.classes and item.final_label not in f.classes:
+        return False
+    if item.confidence < f.min_confidence:
+        return False
+    if f.has_image is not None and item.has_image != f.has_image:
+        return False
+    if f.reviewed is not None and item.reviewed != f.reviewed:
+        return False
+    if f.flagged is not None and item.flagged != f.flagged:
+        return False
+    if f.search:
+        needle = f.search.casefold()
+        if needle not in (item.text or "").casefold() and needle not in item.post_id.casefold():
+            return False
+    return True
+
+
+def _sort_key(sort: SortKey):  # noqa: ANN202 - a key function
+    if sort == "priority":
+        return lambda it: (-it.priority, -it.confidence, it.post_id)
+    if sort == "confidence":
+        return lambda it: (-it.confidence, it.post_id)
+    if sort == "latest":
+        return lambda it: (-it.seq, it.post_id)
+    order = {name: i for i, name in enumerate(LABEL_NAMES)}
+    return lambda it: (order[it.final_label], -it.confidence, it.post_id)
+
+
+def select(items: Iterable[ReviewItem], f: ReviewFilter = ReviewFilter()) -> list[ReviewItem]:
+    """The items `f` lets through, in its order."""
+    return sorted((it for it in items if matches(it, f)), key=_sort_key(f.sort))
+
+
+def next_in_cycle(options: Sequence[object], current: object) -> object:
+    """The option after `current` (wrapping), for keys that cycle through a filter's values."""
+    try:
+        return options[(list(options).index(current) + 1) % len(options)]
+    except ValueError:
+        return options[0]
+
+
+def counts(items: Iterable[ReviewItem]) -> dict[str, int]:
+    """Items per final label (every label present, in label order)."""
+    out = dict.fromkeys(LABEL_NAMES, 0)
+    for it in items:
+        out[it.final_label] += 1
+    return out

@@ -1,0 +1,181 @@
+"""`crisislens tui`: plugged into the `crisislens` command through an entry point."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, require
+
+DEFAULT_BUNDLE = Path("models/crisislens-student")
+STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
+SQLITE_MAGIC = b"SQLite format 3\x00"
+
+DESCRIPTION = """\
+Open the field triage app.
+
+  crisislens tui triage.sqlite                      review a store written by `crisislens triage`
+  crisislens tui posts.jsonl photos/ --store s.sqlite   triage INPUTs with the bundle, then review
+  crisislens tui --watch incoming/ --store s.sqlite    live: triage new posts as they appear
+
+INPUTs are .jsonl/.csv/.tsv files or folders of ID.txt + ID.jpg pairs. Posts already in the
+store are skipped, so running it again resumes. Without a terminal (or with --print) the
+triage list is printed as a table instead. Keys: ? in the app."""
+
+
+def register(cli: Cli) -> None:
+    p = cli.command("tui", "the field triage app (Textual): review, correct, flag and export predictions", _tui,
+                    description=DESCRIPTION)
+    p.add_argument("inputs", nargs="*", metavar="STORE|INPUT", help="a triage store (.sqlite), or inputs to triage")
+    p.add_argument("--store", type=Path, default=None, help="triage store for INPUTs/--watch (default: triage.sqlite)")
+    p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, metavar="DIR",
+                   help=f"model bundle for INPUTs/--watch (default: {DEFAULT_BUNDLE})")
+    p.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
+    p.add_argument("--watch", type=Path, default=None, metavar="DIR", help="live mode: triage new posts in DIR as they appear")
+    p.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
+    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    p.add_argument("--image", choices=["auto", "halfblock", "kitty", "sixel", "unicode", "none"], default="auto",
+                   help="how photos are drawn: auto picks kitty graphics, sixel or half-blocks (default: auto)")
+    p.add_argument("--print", dest="print_only", action="store_true",
+                   help="print the triage list as a table and exit (automatic without a terminal)")
+    p.add_argument("--limit", type=int, default=None, help="with --print: at most this many rows")
+    p.add_argument("--screenshot", type=Path, default=None, metavar="FILE.svg",
+                   help="run the app headless (after triaging INPUTs), save the screen as SVG and exit")
+    p.add_argument("--size", default="140x44", metavar="COLSxROWS", help="with --screenshot: terminal size (default 140x44)")
+
+
+def is_store(path: Path) -> bool:
+    """A triage store: an existing SQLite file (by its header), or a new .sqlite/.db name."""
+    if path.is_file():
+        try:
+            with path.open("rb") as f:
+                return f.read(16) == SQLITE_MAGIC
+        except OSError:
+            return False
+    return path.suffix.lower() in STORE_SUFFIXES and not path.exists()
+
+
+def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | None)
+    from crisislens.tui.live import TriageJob
+
+    inputs = [Path(i) for i in args.inputs]
+    if args.watch is not None:
+        if inputs:
+            raise CliError("give either --watch DIR or STORE/INPUTs, not both")
+        if not args.watch.is_dir():
+            raise CliError(f"{args.watch}: not a folder to watch")
+        store = args.store or Path("triage.sqlite")
+        return store, TriageJob(args.bundle, [args.watch], store, watch=True, variant=args.variant,
+                                image_root=args.image_root, backend=args.backend)
+    if len(inputs) == 1 and is_store(inputs[0]):
+        if not inputs[0].exists():
+            raise CliError(f"{inputs[0]}: no such triage store")
+        return inputs[0], None
+    stores = [i for i in inputs if i.is_file() and is_store(i)]
+    if stores:
+        raise CliError(f"{stores[0]}: a triage store among the inputs; open it alone, or pass it with --store")
+    if not inputs:
+        if args.store is not None and args.store.is_file():
+            return args.store, None
+        raise CliError("nothing to show: give a triage store, INPUTs to triage, or --watch DIR (see --help)")
+    missing = [i for i in inputs if not i.exists()]
+    if missing:
+        raise CliError(f"{missing[0]}: no such file or folder")
+    store = args.store or Path("triage.sqlite")
+    return store, TriageJob(args.bundle, inputs, store, variant=args.variant, image_root=args.image_root,
+                            backend=args.backend)
+
+
+def _check_bundle(job) -> None:  # noqa: ANN001
+    if job is not None and not (Path(job.bundle) / "manifest.json").is_file():
+        raise CliError(f"{job.bundle}: no model bundle (manifest.json missing); pass --bundle DIR")
+
+
+def _tui(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.triage import StoreError, TriageStore
+
+    store, job = _plan(args)
+    _check_bundle(job)
+    store.parent.mkdir(parents=True, exist_ok=True)
+    if args.screenshot is not None:
+        return _screenshot(store, job, args)
+    if args.print_only or not sys.stdout.isatty():
+        return _print(store, job, args)
+    require("textual", "tui")
+    from crisislens.tui.app import CrisisLensApp
+    from crisislens.tui.widgets.image_view import load_renderer
+
+    try:
+        renderer = load_renderer(args.image)  # before the app takes the terminal
+        app = CrisisLensApp(store, job, renderer)
+    except (StoreError, BundleError, ValueError, ImportError) as exc:
+        raise CliError(str(exc)) from None
+    app.run()
+    with TriageStore(store) as s:
+        print(f"{s.count()} predictions in {store}; {sum(1 for it in s.items() if it.reviewed)} reviewed")
+    return EXIT_OK
+
+
+def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
+    import threading
+
+    from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.triage import StoreError, TriageStore
+    from crisislens.tui.table import print_table
+
+    code = EXIT_OK
+    if job is not None:
+        if job.watch:
+            raise CliError("--watch needs the app (a terminal); use `crisislens triage` in scripts")
+
+        def report(done: int, total: int, note: str) -> None:
+            print(f"\r{note}: {done}/{total}", end="", file=sys.stderr, flush=True)
+
+        try:
+            result = job.run(threading.Event(), report)
+        except (StoreError, BundleError, ValueError, OSError) as exc:
+            raise CliError(str(exc)) from None
+        print(file=sys.stderr)
+        if result is not None and result.errors:
+            code = EXIT_PROBLEMS
+        if result is not None and result.interrupted:
+            code = EXIT_INTERRUPTED
+    try:
+        with TriageStore(store) as s:
+            print_table(s.items(), limit=args.limit)
+            errors = s.errors()
+    except StoreError as exc:
+        raise CliError(str(exc)) from None
+    for e in errors[:10]:
+        print(f"input error: {e['where']}: {e['message']}", file=sys.stderr)
+    return code
+
+
+def _screenshot(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
+    """The README's picture, drawn by the app itself: headless, half-block photos, after any triage."""
+    require("textual", "tui")
+    import asyncio
+
+    from crisislens.tui.app import CrisisLensApp
+
+    try:
+        cols, rows = (int(v) for v in args.size.lower().split("x"))
+    except ValueError:
+        raise CliError(f"--size {args.size!r}: expected COLSxROWS, e.g. 140x44") from None
+    if job is not None and job.watch:
+        raise CliError("--screenshot takes a store or INPUTs, not --watch")
+    app = CrisisLensApp(store, job, "halfblock")
+
+    async def shoot(pilot) -> None:  # noqa: ANN001 - textual Pilot
+        while job is not None and not app.job_done.is_set():
+            await asyncio.sleep(0.1)
+        await pilot.pause(0.5)
+        args.screenshot.parent.mkdir(parents=True, exist_ok=True)
+        app.save_screenshot(filename=args.screenshot.name, path=str(args.screenshot.parent))
+        app.exit()
+
+    app.run(headless=True, size=(cols, rows), auto_pilot=shoot)
+    print(f"wrote {args.screenshot}")
+    return EXIT_OK

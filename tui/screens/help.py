@@ -1,0 +1,47 @@
+"""Help: every key, what the colours and markers mean. Any of Esc, q, ? closes it."""
+
+from __future__ import annotations
+
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Static
+
+from crisislens.runtime.labels import LABELS
+from crisislens.tui.keys import HELP
+
+
+def help_table() -> Table:
+    keys = Table(show_header=False, box=None, padding=(0, 2))
+    for key, what in HELP:
+        keys.add_row(Text(key, style="bold"), Text(what))
+    return keys
+
+
+def legend() -> Text:
+    out = Text("\nClasses, most urgent first (priority = severity × confidence)\n", style="bold")
+    for label in LABELS:
+        out.append("  ● ", style=label.colour)
+        out.append(f"{label.title} ", style="bold")
+        out.append(f"(severity {label.severity:.1f}): {label.description}\n", style="dim")
+    out.append("\nMarkers in the list\n", style="bold")
+    out.append("  ⚑ flagged   ✓ reviewed   ✎ label corrected (the list shows your label)   ▣ has a photo\n")
+    out.append("\nIn the detail pane, highlighted words and the amber boxes on the photo are what the model\n"
+               "based its decision on. Text from posts is shown as typed: markup and control characters are\n"
+               "displayed, never obeyed. Every action is saved to the store at once.", style="dim")
+    return out
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [("escape,q,question_mark", "close", "Close")]
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(id="help-box"):
+            yield Static(Text("CrisisLens — keys", style="bold"))
+            yield Static(help_table())
+            yield Static(legend())
+
+    def action_close(self) -> None:
+        self.dismiss(None)

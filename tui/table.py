@@ -1,0 +1,45 @@
+"""The triage list as a plain table, for when there is no terminal to open the app in
+(`crisislens tui --print`, or output piped to a file)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+from typing import TextIO
+
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+from crisislens.runtime.labels import get_label
+from crisislens.runtime.review import ReviewFilter, ReviewItem, counts, select
+from crisislens.tui.safe import one_line
+from crisislens.tui.widgets.rationale import THRESHOLD
+
+
+def top_words(item: ReviewItem, k: int = 5) -> str:
+    words = sorted((t for t in item.prediction.token_rationale if t.score >= THRESHOLD), key=lambda t: -t.score)
+    return " ".join(t.text for t in words[:k])
+
+
+def triage_table(items: Sequence[ReviewItem], limit: int | None = None) -> Table:
+    table = Table(title=f"CrisisLens triage — {len(items)} posts, by priority", title_justify="left", expand=True)
+    for name, opts in (("#", {"justify": "right"}), ("class", {}), ("conf", {"justify": "right"}),
+                       ("prio", {"justify": "right"}), ("photo", {}), ("state", {}), ("rationale words", {"ratio": 1}),
+                       ("text", {"ratio": 2})):
+        table.add_column(name, **opts)
+    for rank, it in enumerate(items[:limit] if limit else items, 1):
+        label = get_label(it.final_label)
+        state = ("flagged " if it.flagged else "") + ("corrected" if it.corrected else "reviewed" if it.reviewed else "")
+        table.add_row(str(rank), Text(label.title, style=label.colour), f"{it.confidence:.0%}", f"{it.priority:.2f}",
+                      "yes" if it.has_image else "", state.strip(), one_line(top_words(it)), one_line(it.text, 280))
+    return table
+
+
+def print_table(items: Sequence[ReviewItem], out: TextIO | None = None, limit: int | None = None,
+                width: int | None = None) -> None:
+    ordered = select(items, ReviewFilter())
+    console = Console(file=out or sys.stdout, width=width or (None if (out or sys.stdout).isatty() else 160))
+    console.print(triage_table(ordered, limit))
+    per_class = ", ".join(f"{get_label(n).title} {c}" for n, c in counts(ordered).items() if c)
+    console.print(Text(f"{len(ordered)} posts: {per_class}"))

@@ -1,0 +1,92 @@
+"""The triage list: one row per post, in the current filter's order."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from rich.text import Text
+from textual.widgets import DataTable
+
+from crisislens.runtime.labels import get_label
+from crisislens.runtime.review import ReviewItem
+from crisislens.tui.safe import one_line
+from crisislens.tui.theme import SHORT_TITLES
+
+COLUMNS = (("state", " "), ("class", "Class"), ("conf", "Conf"), ("prio", "Prio"), ("photo", "▣"), ("text", "Text"))
+# Clicking a header sorts by it (where the column has a sort order).
+HEADER_SORT = {"class": "class", "conf": "confidence", "prio": "priority"}
+
+
+
+def state_cell(item: ReviewItem) -> Text:
+    out = Text()
+    out.append("⚑" if item.flagged else " ", style="bold red")
+    out.append("✎" if item.corrected else ("✓" if item.reviewed else " "), style="green")
+    return out
+
+
+def class_cell(item: ReviewItem) -> Text:
+    label = get_label(item.final_label)
+    out = Text("● ", style=label.colour)
+    out.append(SHORT_TITLES[label.name], style="italic" if item.corrected else "")
+    return out
+
+
+def row_cells(item: ReviewItem, text_width: int = 200) -> tuple[Text, ...]:
+    return (state_cell(item), class_cell(item), Text(f"{item.confidence:4.0%}", justify="right"),
+            Text(f"{item.priority:.2f}", justify="right"), Text("▣" if item.has_image else " "),
+            one_line(item.text, text_width))
+
+
+class PostList(DataTable):
+    """A DataTable keyed by post id; `show` replaces the rows and keeps the cursor on its post."""
+
+    FIXED_WIDTH = 2 + 14 + 4 + 4 + 1 + 2 * len(COLUMNS) + 2  # every column but the text, padding, scrollbar
+
+    def __init__(self, **kwargs):  # noqa: ANN003 - DataTable's own options
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self.post_ids: list[str] = []
+        self._shown: list[ReviewItem] = []
+        self._text_width = 0
+
+    def text_width(self) -> int:
+        """Characters of post text that fit beside the other columns (no sideways scrolling)."""
+        return max(10, self.size.width - self.FIXED_WIDTH)
+
+    def on_resize(self) -> None:
+        if self._shown and self.text_width() != self._text_width:
+            self.show(self._shown, keep=self.current_id)
+
+    def on_mount(self) -> None:
+        for key, title in COLUMNS:
+            self.add_column(title, key=key)
+
+    @property
+    def current_id(self) -> str | None:
+        if not self.post_ids or self.cursor_row < 0 or self.cursor_row >= len(self.post_ids):
+            return None
+        return self.post_ids[self.cursor_row]
+
+    def show(self, items: Sequence[ReviewItem], keep: str | None = None, index: int | None = None) -> None:
+        """Replace the rows; put the cursor on post `keep` if it is still listed, else at `index`."""
+        self.clear()
+        self._shown = list(items)
+        self._text_width = self.text_width()
+        self.post_ids = [it.post_id for it in items]
+        for it in items:
+            self.add_row(*row_cells(it, self._text_width), key=it.post_id)
+        if not items:
+            return
+        if keep is not None and keep in self.post_ids:
+            row = self.post_ids.index(keep)
+        else:
+            row = min(index or 0, len(items) - 1)
+        self.move_cursor(row=row, animate=False)
+
+    def update_item(self, item: ReviewItem) -> None:
+        """Redraw one row in place (after a review action that keeps it in the list)."""
+        if item.post_id not in self.post_ids:
+            return
+        self._shown = [item if it.post_id == item.post_id else it for it in self._shown]
+        for (key, _), cell in zip(COLUMNS, row_cells(item, self._text_width)):
+            self.update_cell(item.post_id, key, cell)
