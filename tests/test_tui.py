@@ -176,6 +176,8 @@ def test_help_screen_and_command_palette(store_path):
             await pilot.press("enter")
             await pilot.pause()
             assert listed(app) == ["p03"]
+            await pilot.press("q")
+            assert not app.is_running
     run(go())
 
 

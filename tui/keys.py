@@ -19,7 +19,7 @@ TRIAGE = [
     Binding("x", "clear_filters", "Clear", show=False),
     Binding("e", "export", "Export"),
     Binding("question_mark", "help", "Help", key_display="?"),
-    Binding("q", "quit", "Quit"),
+    Binding("q", "app.quit", "Quit"),
 ]
 
 # What each key does, for the help screen (the footer shows the short names).
