@@ -313,3 +313,25 @@ def test_cli_errors_are_one_clear_line(store_path, tmp_path, capsys):
     assert "not both" in capsys.readouterr().err
     assert main(["tui", str(tmp_path / "missing.jsonl")]) == 2
     assert "missing.jsonl: no such file or folder" in capsys.readouterr().err
+
+
+def test_reopening_a_store_with_a_job_shows_its_posts(tiny_bundle, tmp_path):
+    """Progress from the worker can arrive before the list is mounted (found by `make demo` run twice)."""
+    from crisislens.tui.live import TriageJob
+
+    posts = tmp_path / "p.jsonl"
+    posts.write_text("".join(json.dumps({"id": f"t{i}", "text": f"road {i} flooded"}) + "\n" for i in range(3)),
+                     encoding="utf-8")
+    store = tmp_path / "again.sqlite"
+
+    async def once():
+        app = CrisisLensApp(store, TriageJob(tiny_bundle, [posts], store), "halfblock")
+        async with app.run_test(size=SIZE) as pilot:
+            start = time.monotonic()
+            while not app.job_done.is_set() and time.monotonic() - start < 30:
+                await pilot.pause(0.05)
+            await pilot.pause(0.2)
+            assert sorted(listed(app)) == ["t0", "t1", "t2"]
+
+    run(once())
+    run(once())  # the second time the store already has every post when the app starts

@@ -54,8 +54,9 @@ class CrisisLensApp(App):
     def get_default_screen(self) -> Screen:
         return TriageScreen()
 
-    def on_mount(self) -> None:
-        if self.job is not None:
+    def start_job(self) -> None:
+        """Called by the triage screen once it is mounted, so progress never meets a half-built screen."""
+        if self.job is not None and not self.job_done.is_set():
             self.run_worker(self._run_job, thread=True, exclusive=True, group="triage", name="triage")
 
     def _run_job(self) -> None:

@@ -54,6 +54,7 @@ class TriageScreen(Screen):
         self.query_one("#title", Static).update(self.app.title_text())
         self.reload()
         self.query_one(PostList).focus()
+        self.app.start_job()
 
     # ------------------------------------------------------------------ data
 

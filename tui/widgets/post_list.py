@@ -57,9 +57,14 @@ class PostList(DataTable):
         if self._shown and self.text_width() != self._text_width:
             self.show(self._shown, keep=self.current_id)
 
+    def _ensure_columns(self) -> None:
+        # Rows can arrive (live progress) before this widget's own mount handler has run.
+        if not self.columns:
+            for key, title in COLUMNS:
+                self.add_column(title, key=key)
+
     def on_mount(self) -> None:
-        for key, title in COLUMNS:
-            self.add_column(title, key=key)
+        self._ensure_columns()
 
     @property
     def current_id(self) -> str | None:
@@ -69,6 +74,7 @@ class PostList(DataTable):
 
     def show(self, items: Sequence[ReviewItem], keep: str | None = None, index: int | None = None) -> None:
         """Replace the rows; put the cursor on post `keep` if it is still listed, else at `index`."""
+        self._ensure_columns()
         self.clear()
         self._shown = list(items)
         self._text_width = self.text_width()
