@@ -332,6 +332,7 @@ def test_reopening_a_store_with_a_job_shows_its_posts(tiny_bundle, tmp_path):
                 await pilot.pause(0.05)
             await pilot.pause(0.2)
             assert sorted(listed(app)) == ["t0", "t1", "t2"]
+            assert "triaged p.jsonl" in str(app.screen.query_one("#title").render())
 
     run(once())
     run(once())  # the second time the store already has every post when the app starts

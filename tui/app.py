@@ -19,7 +19,7 @@ from textual.screen import Screen
 from crisislens.runtime.labels import LABELS
 from crisislens.runtime.triage import TriageStore
 from crisislens.tui.live import TriageJob
-from crisislens.tui.messages import TriageFailed, TriageProgress
+from crisislens.tui.messages import TriageDone, TriageFailed, TriageProgress
 from crisislens.tui.safe import inert
 from crisislens.tui.screens.triage import TriageScreen
 
@@ -67,11 +67,17 @@ class CrisisLensApp(App):
             self.post_message(TriageFailed(f"{type(exc).__name__}: {exc}"))
         finally:
             self.job_done.set()
+            self.post_message(TriageDone())
 
     def on_triage_progress(self, message: TriageProgress) -> None:
         screen = self.get_screen_by_default()
         if screen is not None:
             screen.show_progress(message.done, message.total, message.note)
+
+    def on_triage_done(self, message: TriageDone) -> None:
+        screen = self.get_screen_by_default()
+        if screen is not None:
+            screen.query_one("#title").update(self.title_text())
 
     def on_triage_failed(self, message: TriageFailed) -> None:
         self.notify(message.error, title="Triage stopped", severity="error", timeout=15)

@@ -17,3 +17,7 @@ class TriageFailed(Message):
     def __init__(self, error: str):
         super().__init__()
         self.error = error
+
+
+class TriageDone(Message):
+    """The worker has returned (finished, stopped or failed)."""
