@@ -22,6 +22,7 @@ _BUNDLE_FIELDS = {
     "int8-arm64": ("dynamic", "cpu"),
     "int8-text": ("dynamic", "cpu"),
     "int8-qdq": ("static-qdq", "tensorrt"),
+    "int8-w8a32": ("weight-only", "cpu"),
     "fp16": (None, "gpu"),
 }
 METRIC_KEYS = ("size_mb", "size_vs_fp32", "label_agreement_with_fp32", "max_abs_logit_diff_vs_fp32")

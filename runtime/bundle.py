@@ -55,7 +55,7 @@ LABELS = "labels.json"
 REQUIRED_FILES = (TOKENIZER, PREPROCESS, LABELS)
 
 PRECISIONS = ("fp32", "fp16", "int8")
-QUANTIZATIONS = (None, "dynamic", "static-qdq")
+QUANTIZATIONS = (None, "dynamic", "static-qdq", "weight-only")
 INTENDED = ("cpu", "gpu", "tensorrt")
 
 REBUILD = "Rebuild it with `crisislens export bundle`."
@@ -91,7 +91,8 @@ class BundleError(ValueError):
 class VariantSpec:
     """One model variant to put into a bundle (`write_bundle`); it is stored as `model.<name>.onnx`.
 
-    `quantization` is None for fp32/fp16, "dynamic" (onnxruntime CPU) or "static-qdq" (QDQ nodes,
+    `quantization` is None for fp32/fp16, "dynamic" (onnxruntime CPU), "weight-only" (int8
+    weights, FP32 compute) or "static-qdq" (QDQ nodes,
     what TensorRT builds int8 engines from) for int8. `metrics` is free-form measured numbers
     (macro_f1, accuracy, size_mb, ...), stored as JSON.
     """
@@ -568,7 +569,7 @@ def _variant_problems(name: Any, spec: Any) -> list[str]:
         problems.append(f"{where}: quantization {quantization!r} is not one of "
                         f"{', '.join(str(q) if q else 'null' for q in QUANTIZATIONS)}")
     elif precision == "int8" and quantization is None:
-        problems.append(f"{where}: an int8 model needs quantization 'dynamic' or 'static-qdq'")
+        problems.append(f"{where}: an int8 model needs quantization 'dynamic', 'weight-only' or 'static-qdq'")
     elif precision in ("fp32", "fp16") and quantization is not None:
         problems.append(f"{where}: a {precision} model has quantization null, not {quantization!r}")
     if spec.get("intended") not in INTENDED:
