@@ -336,3 +336,20 @@ def test_reopening_a_store_with_a_job_shows_its_posts(tiny_bundle, tmp_path):
 
     run(once())
     run(once())  # the second time the store already has every post when the app starts
+
+
+def test_no_text_can_put_a_control_or_invisible_character_on_screen():
+    import unicodedata
+
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.text(alphabet=st.characters(codec="utf-8"), max_size=60))
+    def check(text):
+        for shown in (inert(text).plain, one_line(text).plain, rationale_text(text, []).plain):
+            bad = [c for c in shown if c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cf", "Cs", "Co", "Cn", "Zl", "Zp")]
+            assert not bad, (text, bad)
+        assert "\n" not in one_line(text).plain
+
+    check()
