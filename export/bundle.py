@@ -11,20 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES
-from crisislens.export.pipeline import VARIANTS
+from crisislens.export.pipeline import BUNDLE_FIELDS, VARIANTS
 from crisislens.runtime.bundle import VariantSpec, write_bundle
 from crisislens.runtime.preprocess import ImageConfig, TextConfig
 
-# pipeline variant -> (bundle quantization, bundle "intended")
-_BUNDLE_FIELDS = {
-    "fp32": (None, "cpu"),
-    "int8": ("dynamic", "cpu"),
-    "int8-arm64": ("dynamic", "cpu"),
-    "int8-text": ("dynamic", "cpu"),
-    "int8-qdq": ("static-qdq", "tensorrt"),
-    "int8-w8a32": ("weight-only", "cpu"),
-    "fp16": (None, "gpu"),
-}
 METRIC_KEYS = ("size_mb", "size_vs_fp32", "label_agreement_with_fp32", "max_abs_logit_diff_vs_fp32")
 
 
@@ -69,7 +59,7 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
         source = Path(export_dir) / file
         if not source.is_file():
             raise FileNotFoundError(f"{source}: variant {name} not exported; run `crisislens export onnx`")
-        quant, intended = _BUNDLE_FIELDS[name]
+        quant, intended = BUNDLE_FIELDS[name]
         specs[name] = VariantSpec(source, precision, quant, intended, variant_metrics(report, name))
     return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),
                         image_config=ImageConfig(), model_info=student_info(student_path), command=command,

@@ -135,13 +135,13 @@ def compare(reference: Sequence[Sequence[np.ndarray]], candidate: Sequence[Seque
                   patch_topk_agreement=total["patch_topk_agreement"], by_kind=by_kind)
 
 
-def ort_session(path: Path, threads: int | None = None) -> Any:
+def ort_session(path: Path, threads: int | None = None, quantization: str | None = None) -> Any:
+    """A CPU session with the runtime's own options for this kind of model."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    if threads:
-        options.intra_op_num_threads = threads
-    return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    from crisislens.runtime.engine import session_options
+
+    return ort.InferenceSession(str(path), session_options(quantization, threads), providers=["CPUExecutionProvider"])
 
 
 def run_ort(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:

@@ -54,6 +54,19 @@ VARIANTS = {
 }
 
 
+# How each variant is described in a bundle manifest: (quantization kind, intended backend).
+# The kind also sets up its ONNX Runtime session (runtime.engine.session_options).
+BUNDLE_FIELDS = {
+    "fp32": (None, "cpu"),
+    "int8": ("dynamic", "cpu"),
+    "int8-arm64": ("dynamic", "cpu"),
+    "int8-text": ("dynamic", "cpu"),
+    "int8-qdq": ("static-qdq", "tensorrt"),
+    "int8-w8a32": ("weight-only", "cpu"),
+    "fp16": (None, "gpu"),
+}
+
+
 def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConfig, *, text: bool = True,
               image: bool = True) -> dict[str, np.ndarray]:
     """One batch of model inputs from examples (`text`/`image` False drops that part)."""
@@ -145,7 +158,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     reference = None
     for name, (file, precision, quant, intended) in VARIANTS.items():
         path = out / file
-        rep, logits = score(ort_session(path), mixed, gold)
+        rep, logits = score(ort_session(path, quantization=BUNDLE_FIELDS[name][0]), mixed, gold)
         if reference is None:
             reference = logits
         variants[name] = {

@@ -56,7 +56,7 @@ def make_backend(bundle: Any, variant: str | None = None, *, prefer: str = "auto
 
 
 def _onnxruntime(spec: Any, providers: Sequence[str] | None, threads: int | None, why: str) -> tuple[OnnxBackend, str]:
-    backend = OnnxBackend(spec.path, providers=providers, threads=threads)
+    backend = OnnxBackend(spec.path, providers=providers, threads=threads, quantization=spec.quantization)
     return backend, f"onnxruntime ({backend.providers[0]}); {why}"
 
 

@@ -104,9 +104,13 @@ def test_weight_only_int8_keeps_fp32_compute_and_shrinks_the_file(exported, tmp_
         q, scale = (numpy_helper.to_array(inits[i]) for i in node.input[:2])
         axis = next(a.i for a in node.attribute if a.name == "axis")
         assert q.dtype == np.int8 and scale.shape == (q.shape[axis],) and np.abs(q).max() <= 127
+    from crisislens.runtime.engine import session_options
+
+    assert session_options("weight-only").get_session_config_entry("session.disable_quant_qdq") == "1"
+    assert not session_options("dynamic").has_session_config_entry("session.disable_quant_qdq")
     rng = np.random.default_rng(3)
     f = feeds(rng, 3, 9, [True, False, True])
-    ref, cand = run_ort(ort_session(path), f), run_ort(ort_session(w8), f)
+    ref, cand = run_ort(ort_session(path), f), run_ort(ort_session(w8, quantization="weight-only"), f)
     assert np.abs(cand[0] - ref[0]).max() < 0.05  # weight rounding only: far closer than dynamic int8
     assert (cand[0].argmax(1) == ref[0].argmax(1)).all()
 
