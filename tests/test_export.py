@@ -107,7 +107,11 @@ def test_weight_only_int8_keeps_fp32_compute_and_shrinks_the_file(exported, tmp_
     from crisislens.runtime.engine import session_options
 
     assert session_options("weight-only").get_session_config_entry("session.disable_quant_qdq") == "1"
-    assert not session_options("dynamic").has_session_config_entry("session.disable_quant_qdq")
+    try:
+        other = session_options("dynamic").get_session_config_entry("session.disable_quant_qdq")
+    except Exception:  # noqa: BLE001 - onnxruntime raises when the entry is not set
+        other = None
+    assert other in (None, "", "0")
     rng = np.random.default_rng(3)
     f = feeds(rng, 3, 9, [True, False, True])
     ref, cand = run_ort(ort_session(path), f), run_ort(ort_session(w8, quantization="weight-only"), f)
