@@ -119,6 +119,22 @@ def test_weight_only_int8_keeps_fp32_compute_and_shrinks_the_file(exported, tmp_
     assert (cand[0].argmax(1) == ref[0].argmax(1)).all()
 
 
+def test_graph_optimisation_fuses_and_keeps_the_outputs(exported, tmp_path):
+    import onnx
+
+    from crisislens.export.optimize import optimize_graph
+
+    _, path = exported
+    out, fused = optimize_graph(path, tmp_path / "model.fp32-opt.onnx")
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert fused and set(fused) <= ops | {"Gelu", "BiasGelu", "FastGelu"}  # what it says it fused is in the file
+    assert "LayerNormalization" in ops or "SkipLayerNormalization" in ops
+    f = feeds(np.random.default_rng(4), 2, 7, [True, False])
+    ref, cand = run_ort(ort_session(path), f), run_ort(ort_session(out), f)
+    for a, b in zip(ref, cand):
+        assert np.abs(a - b).max() < 1e-4
+
+
 @pytest.fixture
 def bundle(tiny_bundle):
     return tiny_bundle
