@@ -92,6 +92,7 @@ def test_search_filters_text_and_escape_clears(store_path):
         app = make_app(store_path)
         async with app.run_test(size=SIZE) as pilot:
             await pilot.press("slash", *"water")
+            await pilot.pause(0.3)  # the list re-filters 0.15 s after the last key
             assert set(listed(app)) == {"p01", "p03"}
             await pilot.press("enter")  # keep the search, back to the list
             assert app.focused.id == "posts"
@@ -99,6 +100,36 @@ def test_search_filters_text_and_escape_clears(store_path):
             assert set(listed(app)) == {"p01", "p03"}
             await pilot.press("slash", "escape")
             assert len(listed(app)) == len(POSTS)
+            await pilot.press("slash", *"zzz", "enter")  # Enter applies at once, without waiting
+            assert listed(app) == []
+    run(go())
+
+
+def test_a_large_store_draws_rows_in_chunks_as_the_cursor_moves(tmp_path):
+    from crisislens.runtime.schema import Post, Prediction
+    from crisislens.tui.widgets.post_list import PostList
+    from tests.tui_fixtures import probabilities
+
+    n = PostList.CHUNK * 2 + 50
+    items = [(Post(id=f"x{i:04d}", text=f"post {i}"),
+              Prediction(post_id=f"x{i:04d}", label="not_humanitarian", probabilities=probabilities("not_humanitarian", 0.9)))
+             for i in range(n)]
+    with TriageStore(tmp_path / "big.sqlite") as s:
+        s.write_batch(items, "0" * 64, "big")
+
+    async def go():
+        app = make_app(tmp_path / "big.sqlite")
+        async with app.run_test(size=SIZE) as pilot:
+            table = app.screen.query_one("#posts")
+            assert len(table.all_ids) == n and len(listed(app)) == PostList.CHUNK and table.row_count == PostList.CHUNK
+            table.move_cursor(row=PostList.CHUNK - 1)
+            await pilot.pause()
+            assert len(listed(app)) == 2 * PostList.CHUNK  # the next chunk came before the cursor ran out
+            table.move_to(table.all_ids[-1])
+            await pilot.pause()
+            assert current(app) == table.all_ids[-1] and table.row_count == n
+            await pilot.press("r")  # review the last post: the one-row redraw path
+            assert TriageStore(tmp_path / "big.sqlite").item(table.all_ids[-1]).reviewed
     run(go())
 
 

@@ -36,6 +36,7 @@ class TriageScreen(Screen):
         self.last_seq = 0
         self.view_filter = ReviewFilter()
         self.shown: list[ReviewItem] = []
+        self._search_timer = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="title")
@@ -99,7 +100,7 @@ class TriageScreen(Screen):
 
     def replace_item(self, item: ReviewItem, advance: bool = False) -> None:
         """Show a review change; with `advance` the cursor goes on to the post that followed."""
-        old_ids = self.post_list.post_ids
+        old_ids = self.post_list.all_ids
         index = max(self.post_list.cursor_row, 0)
         self.items[item.post_id] = item
         target = item.post_id
@@ -108,7 +109,7 @@ class TriageScreen(Screen):
         self.shown = select(self.items.values(), self.view_filter)
         if [it.post_id for it in self.shown] == old_ids:  # same rows, same order: redraw one row
             self.post_list.update_item(item)
-            self.post_list.move_cursor(row=old_ids.index(target), animate=False)
+            self.post_list.move_to(target)
         else:
             self.post_list.show(self.shown, keep=target, index=index)
             self.query_one(FilterBar).show(self.view_filter, len(self.shown), len(self.items))
@@ -180,10 +181,18 @@ class TriageScreen(Screen):
 
     @on(Input.Changed, "#search")
     def _search_changed(self, event: Input.Changed) -> None:
-        self.set_filter(self.view_filter.with_(search=event.value))
+        # Typing fast re-filters once, 0.15 s after the last key.
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        value = event.value
+        self._search_timer = self.set_timer(0.15, lambda: self.set_filter(self.view_filter.with_(search=value)))
 
     @on(Input.Submitted, "#search")
     def _search_submitted(self, event: Input.Submitted) -> None:
+        if self._search_timer is not None:
+            self._search_timer.stop()
+        if self.view_filter.search != event.value:
+            self.set_filter(self.view_filter.with_(search=event.value))
         if not event.value:
             self.query_one(FilterBar).remove_class("searching")
         self.post_list.focus()

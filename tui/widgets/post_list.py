@@ -39,15 +39,22 @@ def row_cells(item: ReviewItem, text_width: int = 200) -> tuple[Text, ...]:
 
 
 class PostList(DataTable):
-    """A DataTable keyed by post id; `show` replaces the rows and keeps the cursor on its post."""
+    """A DataTable keyed by post id; `show` replaces the rows and keeps the cursor on its post.
+
+    Large stores stay quick: rows are added in chunks as the cursor nears the end of what is
+    drawn (a filter change redraws one chunk, not every post), and each row's cells are built
+    once per state of its post."""
 
     FIXED_WIDTH = 2 + 14 + 4 + 4 + 1 + 2 * len(COLUMNS) + 2  # every column but the text, padding, scrollbar
+    CHUNK = 300
 
     def __init__(self, **kwargs):  # noqa: ANN003 - DataTable's own options
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
-        self.post_ids: list[str] = []
+        self.post_ids: list[str] = []  # the rows drawn, a prefix of all_ids
+        self.all_ids: list[str] = []
         self._shown: list[ReviewItem] = []
         self._text_width = 0
+        self._cells: dict[str, tuple[ReviewItem, int, tuple[Text, ...]]] = {}
 
     def text_width(self) -> int:
         """Characters of post text that fit beside the other columns (no sideways scrolling)."""
@@ -72,27 +79,53 @@ class PostList(DataTable):
             return None
         return self.post_ids[self.cursor_row]
 
+    def _row(self, item: ReviewItem) -> tuple[Text, ...]:
+        cached = self._cells.get(item.post_id)
+        if cached is not None and cached[0] is item and cached[1] == self._text_width:
+            return cached[2]
+        cells = row_cells(item, self._text_width)
+        self._cells[item.post_id] = (item, self._text_width, cells)
+        return cells
+
+    def draw_until(self, index: int) -> None:
+        """Make sure rows up to `index` are drawn (whole chunks at a time)."""
+        want = min(len(self._shown), (index // self.CHUNK + 1) * self.CHUNK)
+        for it in self._shown[len(self.post_ids) : want]:
+            self.add_row(*self._row(it), key=it.post_id)
+            self.post_ids.append(it.post_id)
+
     def show(self, items: Sequence[ReviewItem], keep: str | None = None, index: int | None = None) -> None:
         """Replace the rows; put the cursor on post `keep` if it is still listed, else at `index`."""
         self._ensure_columns()
         self.clear()
         self._shown = list(items)
         self._text_width = self.text_width()
-        self.post_ids = [it.post_id for it in items]
-        for it in items:
-            self.add_row(*row_cells(it, self._text_width), key=it.post_id)
+        self.all_ids = [it.post_id for it in items]
+        self.post_ids = []
         if not items:
             return
-        if keep is not None and keep in self.post_ids:
-            row = self.post_ids.index(keep)
+        if keep is not None and keep in self.all_ids:
+            row = self.all_ids.index(keep)
         else:
             row = min(index or 0, len(items) - 1)
+        self.draw_until(row)
         self.move_cursor(row=row, animate=False)
+
+    def move_to(self, post_id: str) -> None:
+        row = self.all_ids.index(post_id)
+        self.draw_until(row)
+        self.move_cursor(row=row, animate=False)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        if event.cursor_row >= len(self.post_ids) - 1 and len(self.post_ids) < len(self._shown):
+            self.draw_until(len(self.post_ids))  # the next chunk, before the cursor runs out of rows
 
     def update_item(self, item: ReviewItem) -> None:
         """Redraw one row in place (after a review action that keeps it in the list)."""
-        if item.post_id not in self.post_ids:
+        if item.post_id not in self.all_ids:
             return
         self._shown = [item if it.post_id == item.post_id else it for it in self._shown]
-        for (key, _), cell in zip(COLUMNS, row_cells(item, self._text_width)):
+        if item.post_id not in self.post_ids:
+            return
+        for (key, _), cell in zip(COLUMNS, self._row(item)):
             self.update_cell(item.post_id, key, cell)
