@@ -46,7 +46,7 @@ class PostList(DataTable):
     once per state of its post."""
 
     FIXED_WIDTH = 2 + 14 + 4 + 4 + 1 + 2 * len(COLUMNS) + 2  # every column but the text, padding, scrollbar
-    CHUNK = 300
+    CHUNK = 100
 
     def __init__(self, **kwargs):  # noqa: ANN003 - DataTable's own options
         super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
