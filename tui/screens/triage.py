@@ -98,16 +98,21 @@ class TriageScreen(Screen):
         self.view_filter = f
         self.refresh_list(index=0)
 
-    def replace_item(self, item: ReviewItem, advance: bool = False) -> None:
-        """Show a review change; with `advance` the cursor goes on to the post that followed."""
+    def replace_item(self, item: ReviewItem, advance: bool = False, reorders: bool = True) -> None:
+        """Show a review change; with `advance` the cursor goes on to the post that followed.
+        `reorders` False: the change cannot move the post in or out of the list or along it (e.g.
+        a reviewed mark while no filter looks at it), so one row is redrawn without re-filtering."""
         old_ids = self.post_list.all_ids
         index = max(self.post_list.cursor_row, 0)
         self.items[item.post_id] = item
         target = item.post_id
         if advance and index + 1 < len(old_ids):
             target = old_ids[index + 1]
-        self.shown = select(self.items.values(), self.view_filter)
-        if [it.post_id for it in self.shown] == old_ids:  # same rows, same order: redraw one row
+        if reorders:
+            self.shown = select(self.items.values(), self.view_filter)
+        else:
+            self.shown[old_ids.index(item.post_id)] = item
+        if not reorders or [it.post_id for it in self.shown] == old_ids:  # same rows, same order: redraw one row
             self.post_list.update_item(item)
             self.post_list.move_to(target)
         else:
@@ -138,14 +143,14 @@ class TriageScreen(Screen):
         if item is None:
             return
         updated = self.store.set_reviewed(item.post_id, not item.reviewed)
-        self.replace_item(updated, advance=updated.reviewed)
+        self.replace_item(updated, advance=updated.reviewed, reorders=self.view_filter.reviewed is not None)
 
     def action_toggle_flag(self) -> None:
         item = self.current
         if item is None:
             return
         updated = self.store.set_flagged(item.post_id, not item.flagged)
-        self.replace_item(updated)
+        self.replace_item(updated, reorders=self.view_filter.flagged is not None)
         self.notify(("Flagged " if updated.flagged else "Unflagged ") + "post", timeout=2)
 
     def action_correct_label(self) -> None:
