@@ -84,7 +84,9 @@ class OnnxRunner:
         bundle = load_bundle(bundle_dir)
         self.engine = Engine(bundle, variant, threads=threads)
         v = self.engine.variant
-        self.name = f"ort-{v.name}"
+        # The row says what actually ran: a bundle with a matching engine runs on native TensorRT.
+        self.backend = self.engine.backend.name
+        self.name = f"{'trt' if self.backend == 'tensorrt' else 'ort'}-{v.name}"
         self.precision = v.precision
         self.size_mb = v.path.stat().st_size / 2**20
         self.providers = list(self.engine.backend.providers)

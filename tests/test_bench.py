@@ -86,3 +86,27 @@ def test_a_real_row_in_a_child_process(tiny_bundle, tmp_path):
     assert row["status"] == "ok", row
     assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and len(row["labels"]) == 12
     json.dumps(row)
+
+
+def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
+    """A bundle whose engine matches the GPU runs on native TensorRT: the row must not say ort-."""
+    import types
+
+    import crisislens.runtime.bundle as bundle_mod
+    import crisislens.runtime.engine as engine_mod
+    from crisislens.runtime.bench import OnnxRunner
+
+    model = tmp_path / "model.fp16.onnx"
+    model.write_bytes(b"x" * 1024)
+
+    class StubEngine:
+        def __init__(self, bundle, variant, threads=None):
+            self.variant = types.SimpleNamespace(name=variant, precision="fp16", path=model)
+            self.backend = types.SimpleNamespace(name=bundle, providers=["stub"])
+
+    monkeypatch.setattr(bundle_mod, "load_bundle", lambda path: str(path))
+    monkeypatch.setattr(engine_mod, "Engine", StubEngine)
+    trt = OnnxRunner("tensorrt", "fp16")
+    assert (trt.name, trt.backend) == ("trt-fp16", "tensorrt")
+    ort = OnnxRunner("onnxruntime", "fp16")
+    assert (ort.name, ort.backend) == ("ort-fp16", "onnxruntime")
