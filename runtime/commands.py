@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
@@ -203,32 +204,31 @@ def _triage(args: argparse.Namespace) -> int:
     return EXIT_PROBLEMS if result.errors else EXIT_OK
 
 
-def _export_results(args: argparse.Namespace) -> int:
-    from crisislens.runtime.triage import StoreError, TriageStore, export_results
+def _export_from_store(args: argparse.Namespace, export: Any, what: str) -> int:
+    """Run `export(store, out) -> count` on an existing triage store; one clear line on failure."""
+    from crisislens.runtime.triage import StoreError, TriageStore
 
     if not args.store.is_file():
         raise CliError(f"{args.store}: no such triage store")
     try:
         with TriageStore(args.store) as store:
-            n = export_results(store, args.out)
+            n = export(store, args.out)
     except (StoreError, ValueError, OSError) as exc:
         raise CliError(_printable(str(exc))) from None
-    print(f"wrote {n} predictions to {args.out}")
+    print(f"wrote {n} {what} to {args.out}")
     return EXIT_OK
+
+
+def _export_results(args: argparse.Namespace) -> int:
+    from crisislens.runtime.triage import export_results
+
+    return _export_from_store(args, export_results, "predictions")
 
 
 def _export_feedback(args: argparse.Namespace) -> int:
-    from crisislens.runtime.triage import StoreError, TriageStore, export_feedback
+    from crisislens.runtime.triage import export_feedback
 
-    if not args.store.is_file():
-        raise CliError(f"{args.store}: no such triage store")
-    try:
-        with TriageStore(args.store) as store:
-            n = export_feedback(store, args.out)
-    except (StoreError, OSError) as exc:
-        raise CliError(_printable(str(exc))) from None
-    print(f"wrote {n} corrected label(s) to {args.out}")
-    return EXIT_OK
+    return _export_from_store(args, export_feedback, "corrected label(s)")
 
 
 EVAL_DESCRIPTION = """\

@@ -114,3 +114,15 @@ def test_export_feedback_is_readable_training_data(store, tmp_path):
     assert by_id["p05"].label == "other_relevant_information" and by_id["p05"].image.is_file()
     assert by_id["p05"].image.parent.name == "corrections-images"
     assert by_id["p03"].image is None and by_id["p01"].metadata["model_label"] == "affected_individuals"
+
+
+def test_export_feedback_command(store, tmp_path, capsys):
+    from crisislens.runtime.cli import main
+
+    store.correct_label("p02", "affected_individuals")
+    out = tmp_path / "fb.jsonl"
+    assert main(["export-feedback", str(store.path), "--out", str(out)]) == 0
+    assert "wrote 1 corrected label(s)" in capsys.readouterr().out
+    assert json.loads(out.read_text(encoding="utf-8"))["label"] == "affected_individuals"
+    assert main(["export-feedback", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 2
+    assert "none.sqlite: no such triage store" in capsys.readouterr().err
