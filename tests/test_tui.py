@@ -222,6 +222,7 @@ def test_markup_and_escape_codes_in_a_tweet_are_shown_not_obeyed(store_path):
     assert "⟨ZWSP⟩" in shown and "⟨RLO⟩" in shown and "⟨PDF⟩" in shown
     assert not inert(INJECTION).spans or all(s.style == "dim italic" for s in inert(INJECTION).spans)
     assert "\n" not in one_line("a\nb").plain and "⏎" in one_line("a\nb").plain
+    assert one_line(INJECTION, 30).cell_len <= 30  # cut as shown, placeholders included
     highlighted = rationale_text(INJECTION, [])
     assert highlighted.plain == shown
 

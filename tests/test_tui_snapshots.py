@@ -38,3 +38,7 @@ def test_help_screen(app, snap_compare):
 
 def test_untrusted_text_is_inert(app, snap_compare):
     assert snap_compare(app, press=["slash", *"PWNED", "enter"], terminal_size=SIZE)
+
+
+def test_narrow_terminal_stacks_list_over_detail(app, snap_compare):
+    assert snap_compare(app, terminal_size=(80, 24))

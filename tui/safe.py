@@ -64,6 +64,8 @@ def inert(text: str | None, style: str = "", keep_newlines: bool = True) -> Text
 
 
 def one_line(text: str | None, limit: int = 200) -> Text:
-    """A post's text for a one-line cell: newlines shown as ⏎, cut at `limit` characters."""
-    cut = (text or "")[:limit]
-    return inert(cut, keep_newlines=False)
+    """A post's text for a one-line cell: newlines shown as ⏎, at most `limit` cells wide as shown
+    (placeholders are wider than the characters they stand for)."""
+    out = inert((text or "")[: limit * 2], keep_newlines=False)  # a post can't fill more cells than this
+    out.truncate(limit, overflow="ellipsis")
+    return out

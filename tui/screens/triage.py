@@ -57,6 +57,11 @@ class TriageScreen(Screen):
         self.query_one(PostList).focus()
         self.app.start_job()
 
+    NARROW = 110  # columns below which the list and the detail pane are stacked, not side by side
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < self.NARROW, "narrow")
+
     # ------------------------------------------------------------------ data
 
     @property
