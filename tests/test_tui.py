@@ -385,3 +385,28 @@ def test_no_text_can_put_a_control_or_invisible_character_on_screen():
         assert "\n" not in one_line(text).plain
 
     check()
+
+
+def test_input_problems_screen_and_corrections_export(store_path, tmp_path):
+    from crisislens.tui.screens.problems import ProblemsScreen
+
+    with TriageStore(store_path) as s:
+        s.write_batch([], "0" * 64, "fixture", [(None, "posts.jsonl:7", "line 7: not JSON ([bold]x[/bold])")])
+
+    async def go():
+        app = make_app(store_path)
+        async with app.run_test(size=SIZE) as pilot:
+            assert "1 input row(s) not triaged" in str(app.screen.query_one("#title").render())
+            await pilot.press("E")
+            assert isinstance(app.screen, ProblemsScreen)
+            assert "posts.jsonl:7" in app.export_screenshot() and "[bold]x[/bold]" in app.export_screenshot()
+            await pilot.press("escape")
+            await pilot.press("l", "1")  # a correction, then export the corrections from the palette
+            await pilot.press("ctrl+p", *"Export corrections")
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await pilot.pause()
+    run(go())
+    out = store_path.with_name("demo-corrections.jsonl")
+    [record] = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert record["label"] == "affected_individuals"

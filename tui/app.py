@@ -47,7 +47,7 @@ class CrisisLensApp(App):
             out.append_text(inert(", ".join(Path(p).name for p in self.job.inputs), keep_newlines=False))
         errors = len(self.store.errors())
         if errors:
-            out.append(f" · {errors} input row(s) could not be read (see `crisislens export-results`)", style="yellow")
+            out.append(f" · {errors} input row(s) not triaged (E shows them)", style="yellow")
         out.append("   ? help", style="dim")
         return out
 
@@ -101,6 +101,9 @@ class CrisisLensApp(App):
         yield SystemCommand("Flag / unflag", "Flag the current post for follow-up (f)", main.action_toggle_flag)
         yield SystemCommand("Search text", "Filter posts by words in their text (/)", main.action_search)
         yield SystemCommand("Export shown posts", "Write the posts shown now to CSV or JSONL (e)", main.action_export)
+        yield SystemCommand("Export corrections", "Write the corrected labels as labelled JSONL beside the store",
+                            main.action_export_feedback)
+        yield SystemCommand("Input problems", "Rows of the inputs that could not be read (E)", main.action_problems)
         yield SystemCommand("Clear filters", "Show every post (x)", main.action_clear_filters)
         yield SystemCommand("Show all classes", "Remove the class filter", lambda: main.filter_class(None))
         for label in LABELS:

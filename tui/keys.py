@@ -18,6 +18,7 @@ TRIAGE = [
     Binding("s", "cycle_sort", "Sort", show=False),
     Binding("x", "clear_filters", "Clear", show=False),
     Binding("e", "export", "Export"),
+    Binding("E", "problems", "Problems", show=False),
     Binding("question_mark", "help", "Help", key_display="?"),
     Binding("q", "app.quit", "Quit"),
 ]
@@ -36,6 +37,7 @@ HELP = [
     ("s", "sort: priority → confidence → latest → class"),
     ("x", "clear every filter and the search"),
     ("e", "export the posts shown now to CSV or JSONL"),
+    ("E", "input problems: rows of the inputs that could not be read, with file, line and reason"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
     ("q", "quit (everything is already saved)"),

@@ -13,11 +13,12 @@ from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from crisislens.runtime.labels import LABEL_NAMES, get_label
 from crisislens.runtime.review import CONFIDENCE_STEPS, SORT_KEYS, ReviewFilter, ReviewItem, next_in_cycle, select
-from crisislens.runtime.triage import export_items
+from crisislens.runtime.triage import export_feedback, export_items
 from crisislens.tui import keys
 from crisislens.tui.screens.export import ExportScreen
 from crisislens.tui.screens.help import HelpScreen
 from crisislens.tui.screens.label_picker import LabelPicker
+from crisislens.tui.screens.problems import ProblemsScreen
 from crisislens.tui.widgets.filter_bar import FilterBar
 from crisislens.tui.widgets.post_detail import PostDetail
 from crisislens.tui.widgets.post_list import HEADER_SORT, PostList
@@ -245,6 +246,19 @@ class TriageScreen(Screen):
             self.notify(f"Wrote {n} posts ({what}) to {path}", title="Exported", timeout=6)
 
         self.app.push_screen(ExportScreen(default, len(self.shown)), done)
+
+    def action_problems(self) -> None:
+        self.app.push_screen(ProblemsScreen(self.store.errors()))
+
+    def action_export_feedback(self) -> None:
+        store = Path(self.store.path)
+        out = store.with_name(f"{store.stem}-corrections.jsonl")
+        try:
+            n = export_feedback(self.store, out)
+        except OSError as exc:
+            self.notify(str(exc), title="Export failed", severity="error", timeout=8)
+            return
+        self.notify(f"Wrote {n} corrected label(s) to {out}", title="Corrections exported", timeout=6)
 
     def action_help(self) -> None:
         self.app.push_screen(HelpScreen())
