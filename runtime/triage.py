@@ -282,7 +282,7 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
            progress: bool = True, on_batch: Callable[[int, int], None] | None = None,
            should_stop: Callable[[], bool] | None = None) -> TriageResult:
     """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
-    is called after each stored batch; `should_stop()` is asked before each batch (a stopped run
+    is called once before the first batch (done 0) and after each stored batch; `should_stop()` is asked before each batch (a stopped run
     is `interrupted` and resumes like one)."""
     started = time.perf_counter()
     done = store.done_ids()
@@ -300,6 +300,8 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
     if read_errors:
         store.write_batch([], sha, variant, read_errors)
     bar = Progress(len(pending)) if progress else None
+    if on_batch is not None:
+        on_batch(0, len(pending))
     predicted = errors = 0
     interrupted = False
     try:

@@ -135,3 +135,27 @@ def test_backend_choice_is_reported_and_a_missing_tensorrt_is_a_clear_error(tiny
         code = main(["triage", str(posts), "--bundle", str(tiny_bundle), "--out", str(tmp_path / "u.sqlite"),
                      "--backend", "tensorrt"])
         assert code == 2 and "TensorRT is not installed" in capsys.readouterr().err
+
+
+def test_progress_callback_reports_the_total_before_the_first_batch(tmp_path):
+    import types
+
+    from crisislens.runtime.schema import Post, Prediction
+    from crisislens.runtime.triage import triage
+
+    class FakeEngine:
+        bundle = types.SimpleNamespace(sha256="0" * 64)
+        variant = types.SimpleNamespace(name="fake")
+
+        def predict(self, posts, classes=None):
+            return [Prediction(post_id=p.id, label="not_humanitarian", probabilities={"not_humanitarian": 1.0})
+                    for p in posts]
+
+    calls = []
+    with TriageStore(tmp_path / "s.sqlite") as s:
+        posts = [Post(id=f"a{i}", text="x") for i in range(5)]
+        triage(FakeEngine(), posts, s, batch_size=2, progress=False, on_batch=lambda d, t: calls.append((d, t)))
+        assert calls[0] == (0, 5) and calls[-1] == (5, 5)
+        calls.clear()
+        triage(FakeEngine(), posts, s, progress=False, on_batch=lambda d, t: calls.append((d, t)))
+        assert calls == [(0, 0)]  # everything already stored

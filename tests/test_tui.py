@@ -12,8 +12,6 @@ import pytest
 
 pytest.importorskip("textual", reason="the TUI needs the [tui] extra (textual)")
 
-from rich.text import Text  # noqa: E402
-
 from crisislens.runtime.review import select  # noqa: E402
 from crisislens.runtime.triage import TriageStore  # noqa: E402
 from crisislens.tui.app import CrisisLensApp  # noqa: E402

@@ -73,8 +73,6 @@ class TriageJob:
         errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in read.errors]
         new_errors = [e for e in errors if e not in self._recorded]  # a watched folder is read again and again
         self._recorded.update(new_errors)
-        pending = len(read.posts) - len(store.done_ids() & {p.id for p in read.posts})
-        report(0, pending, "triaging")
         return triage(engine, read.posts, store, batch_size=self.batch_size, read_errors=new_errors, progress=False,
                       on_batch=lambda done, total: report(done, total, "triaging"), should_stop=stop.is_set)
 
