@@ -52,20 +52,21 @@ class TorchRunner:
         if threads:
             torch.set_num_threads(threads)
         self.torch = torch
-        tower = ImageTower()
         if kind == "student":
-            from crisislens.distill.student import load_student
+            from crisislens.distill.student import load_student, student_image_config
 
-            self.model = load_student(checkpoint or STUDENT, tower).eval()
+            self.model = load_student(checkpoint or STUDENT).eval()
+            self.image_config = student_image_config(self.model.config)  # its own resolution
+            self.model.image = ImageTower(grid=self.image_config.patch_grid)
         else:
             from crisislens.distill.eval_teacher import load_teacher
 
             self.model = load_teacher(Path(checkpoint or TEACHER)).eval()
-            self.model.backbone.image = tower
+            self.model.backbone.image = ImageTower()
+            self.image_config = ImageConfig()
         self.name = f"pytorch-{kind}"
         self.size_mb = _state_mb(self.model)
         self.encoder = TextEncoder.from_file(_minilm_tokenizer_path() / "tokenizer.json")
-        self.image_config = ImageConfig()
 
     def predict(self, posts: Sequence[Post]) -> list[str]:
         from crisislens.distill.teacher import TeacherInputs
@@ -103,7 +104,8 @@ class PeerRunner(TorchRunner):
         from PIL import Image
 
         with Image.open(path) as im:
-            im = im.convert("RGB").resize((224, 224))
+            side = self.image_config.size  # the model's resolution; a plain square resize
+            im = im.convert("RGB").resize((side, side))
             arr = (np.asarray(im, np.float32) - 127.0) / 128.0
         return self.torch.from_numpy(arr.transpose(2, 0, 1).copy())[None]
 
@@ -115,7 +117,7 @@ class PeerRunner(TorchRunner):
         for p in posts:  # one post at a time, as a plain script would
             tok = self.tokenizer(p.text or "", truncation=True, max_length=64, return_tensors="pt")
             present = torch.tensor([False])
-            pixels = torch.zeros(1, 3, 224, 224)
+            pixels = torch.zeros(1, 3, self.image_config.size, self.image_config.size)
             if p.image is not None:
                 try:
                     pixels, present = self._pixels(p.image), torch.tensor([True])

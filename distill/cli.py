@@ -80,6 +80,8 @@ def register(cli: Cli) -> None:
         ),
     )
     _student_args(o)
+    o.add_argument("--reuse", action="store_true",
+                   help="keep the rows of the existing file made by the same teacher; compute only the missing ones")
     s = distill.command(
         "student",
         "distil the teacher into the small one-pass student",
@@ -147,7 +149,7 @@ def _teacher_outputs(args: argparse.Namespace) -> int:
     require("torch", "distill")
     from crisislens.distill.train_student import export_teacher_outputs
 
-    path, store = export_teacher_outputs(_student_config(args))
+    path, store = export_teacher_outputs(_student_config(args), reuse=args.reuse)
     print(f"wrote teacher outputs for {len(store)} examples to {path} ({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 

@@ -3,8 +3,8 @@ side by side, from one run -> reports/distill.{json,md}.
 
 Accuracy on CrisisMMD test; agreement with the teacher (labels, token rationales, top-k
 patches); plausibility on the held-out rationale event; faithfulness; size; PyTorch CPU
-latency of both models in this process, from raw inputs (token ids + 224 px pixels: every
-layer and the image tower run, nothing cached).
+latency of both models in this process, from raw inputs (token ids + pixels at each model's
+resolution: every layer and the image tower run, nothing cached).
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,7 @@ from crisislens.distill.eval_teacher import (
 from crisislens.distill.features import example_key
 from crisislens.distill.student import RationaleStudent, load_student
 from crisislens.distill.teacher import ImageTower, TeacherInputs
-from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
+from crisislens.distill.train_student import StudentTrainConfig, student_features, student_image_config, student_outputs
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
@@ -77,9 +78,11 @@ def size(model: torch.nn.Module) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- latency
 
 
-def raw_inputs(rows: Sequence[D.Example], encoder: Any, with_image: bool) -> TeacherInputs:
-    """What a model sees in the field: token ids from the text and pixels from the JPEG."""
-    config = ImageConfig()
+def raw_inputs(rows: Sequence[D.Example], encoder: Any, with_image: bool,
+               config: ImageConfig | None = None) -> TeacherInputs:
+    """What a model sees in the field: token ids from the text and pixels from the JPEG
+    (preprocessed by `config`: the model's own resolution)."""
+    config = config or ImageConfig()
     enc = encoder.encode_batch([e.text or "" for e in rows])
     b = len(rows)
     pixels = np.zeros((b, 3, config.size, config.size), np.float32)
@@ -109,16 +112,20 @@ def _median_ms(fn: Any, inputs: Sequence[Any], warmup: int) -> dict[str, float]:
 
 
 def latency(models: dict[str, torch.nn.Module], test: Sequence[D.Example], encoder: Any, *, single: int = 40,
-            batches: int = 5, batch_size: int = 32, warmup: int = 5) -> dict[str, Any]:
-    """Median latency of each model on the same real posts, interleaved model by model."""
+            batches: int = 5, batch_size: int = 32, warmup: int = 5,
+            image_configs: dict[str, ImageConfig] | None = None) -> dict[str, Any]:
+    """Median latency of each model on the same real posts, model by model; each model gets the
+    pixels at its own resolution (`image_configs`, default 224 px)."""
     image_rows = [e for e in test if e.image is not None][: max(single, batch_size * batches)]
     text_rows = [e for e in test if e.image is None][:single]
-    one_image = [raw_inputs([e], encoder, True) for e in image_rows[:single]]
-    one_text = [raw_inputs([e], encoder, False) for e in text_rows]
-    big = [raw_inputs(image_rows[i * batch_size : (i + 1) * batch_size], encoder, True) for i in range(batches)
-           if len(image_rows) >= (i + 1) * batch_size]
     out: dict[str, Any] = {"threads": torch.get_num_threads(), "batch_size": batch_size}
     for name, model in models.items():
+        config = (image_configs or {}).get(name, ImageConfig())
+        one_image = [raw_inputs([e], encoder, True, config) for e in image_rows[:single]]
+        one_text = [raw_inputs([e], encoder, False, config) for e in text_rows]
+        big = [raw_inputs(image_rows[i * batch_size : (i + 1) * batch_size], encoder, True, config)
+               for i in range(batches) if len(image_rows) >= (i + 1) * batch_size]
+        out.setdefault("image_size", {})[name] = config.size
         model.eval()
         out[name] = {
             "batch1_text_image": _median_ms(model, one_image, warmup),
@@ -147,7 +154,12 @@ def evaluate(config: StudentTrainConfig, ablation_dir: Path | None = None, faith
     students: dict[str, RationaleStudent] = {"student": load_student(Path(config.out) / "best.pt")}
     if ablation_dir is not None and (ablation_dir / "best.pt").is_file():
         students["student_no_rationale_loss"] = load_student(ablation_dir / "best.pt")
-    s_feats = student_features(sets, root, config, students["student"])
+    s_config = replace(config, model=students["student"].config)  # the checkpoint's resolution
+    for name, other in students.items():
+        if other.config.image_size != s_config.model.image_size:
+            raise ValueError(f"{name} was trained at {other.config.image_size} px, the student at "
+                             f"{s_config.model.image_size} px; retrain it with the same settings")
+    s_feats = student_features(sets, root, s_config, students["student"])
     s_batches = cached_batches(s_feats)
 
     test = sets.test
@@ -186,12 +198,12 @@ def evaluate(config: StudentTrainConfig, ablation_dir: Path | None = None, faith
             }
 
     print("size and latency ...", file=sys.stderr)
-    tower = ImageTower()
-    teacher.backbone.image = tower
+    teacher.backbone.image = ImageTower()
     student = students["student"]
-    student.image = tower
+    student.image = ImageTower(grid=student.config.patch_grid)
     result["size"] = {"teacher": size(teacher), "student": size(student)}
-    result["latency"] = latency({"teacher": teacher, "student": student}, test, encoder)
+    result["latency"] = latency({"teacher": teacher, "student": student}, test, encoder,
+                                image_configs={"teacher": ImageConfig(), "student": student_image_config(student.config)})
     result["seconds"] = round(time.perf_counter() - started, 1)
     return result
 
@@ -249,9 +261,12 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
                     r = f[n][unit][kind]
                     lines.append(f"| {n} | {unit} | {kind} | {r['comprehensiveness']:.4f} | {r['sufficiency']:.4f} | {r['n']} |")
     s, lat = result["size"], result["latency"]
+    sizes = lat.get("image_size", {})
     bkey = f"batch{lat['batch_size']}_text_image"
     lines += ["", f"## Size and PyTorch CPU latency ({lat['threads']} threads, same process, median after warm-up)", "",
-              "Inputs are raw: token ids and 224 px pixels, so the image tower and every text layer run.", "",
+              "Inputs are raw: token ids and pixels at each model's resolution (teacher "
+              f"{sizes.get('teacher', 224)} px, student {sizes.get('student', 224)} px), so the image tower and every "
+              "text layer run.", "",
               f"| model | parameters | state dict MB | batch 1 text+image ms | batch 1 text-only ms | batch {lat['batch_size']} text+image ms |",
               "|---|---|---|---|---|---|"]
     for n in ("teacher", "student"):

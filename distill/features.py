@@ -41,6 +41,12 @@ def example_key(example: Example) -> str:
     return f"{example.source}:{example.id}"
 
 
+def text_key(example: Example) -> str:
+    """Key of the example whose text this one carries: itself, or for a synthetic text+photo pair
+    (`train_student.transfer_pairs`) the text's own example, so the pair shares its cached states."""
+    return example.meta.get("text_key") or example_key(example)
+
+
 class CacheMismatch(RuntimeError):
     """A cache folder exists but was built with other settings."""
 

@@ -2,8 +2,9 @@
 
 - **Text**: the first `text_layers` MiniLM layers, copied from the teacher (the lower
   `frozen_text_layers` stay frozen so their outputs can be cached for CPU training).
-- **Image**: the same frozen EfficientNet-Lite0 tower, 7x7 grid, projected to the text width
-  with 2-D position and modality embeddings (initialised from the teacher's projection).
+- **Image**: the same frozen EfficientNet-Lite0 tower at a lower resolution (192 px; its 6x6
+  grid resampled to the 7x7 patch layout), projected to the text width with 2-D position and
+  modality embeddings (initialised from the teacher's projection).
 - **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
   first fusion layer).
 - **Heads**: a per-token rationale score, a per-patch rationale score and the class.
@@ -38,6 +39,7 @@ from crisislens.distill.teacher import (
     select_tokens,
 )
 from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.preprocess import ImageConfig
 
 # ----------------------------------------------------------------------------- configuration
 
@@ -51,6 +53,10 @@ class StudentConfig:
     fusion_ffn: int = 1536
     image_channels: int = 1280
     patch_grid: int = 7
+    # The student sees photos at 192 px (EfficientNet-Lite0's grid is then 6 x 6, resampled to
+    # the 7 x 7 patch layout): about 40% less image-tower compute than the teacher's 224 px.
+    image_size: int = 192
+    patch_head_hidden: int = 192  # 0: a linear patch head (checkpoints before the MLP head)
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -66,7 +72,14 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
-        return cls(**data)
+        # Checkpoints saved before these fields existed were trained at 224 px with a linear patch head.
+        return cls(**{"image_size": 224, "patch_head_hidden": 0, **data})
+
+
+def student_image_config(config: StudentConfig) -> ImageConfig:
+    """How the student's photos are preprocessed: its resolution, the shared 7x7 patch layout.
+    Training caches, the export, the bundle and the latency runs all take it from here."""
+    return ImageConfig(size=config.image_size, patch_grid=config.patch_grid)
 
 
 @dataclass
@@ -132,7 +145,8 @@ class RationaleStudent(nn.Module):
         self.fusion = nn.TransformerEncoderLayer(d, config.fusion_heads, config.fusion_ffn, config.dropout,
                                                  activation="gelu", batch_first=True)
         self.token_head = nn.Linear(d, 1)
-        self.patch_head = nn.Linear(d, 1)
+        h = config.patch_head_hidden
+        self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
                                         nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
         grid = torch.arange(config.patch_grid)
@@ -292,7 +306,9 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
 
     kd = F.kl_div(F.log_softmax(out.logits / t, -1), F.softmax(teacher.logits / t, -1), reduction="batchmean") * t * t
     add("kd", weights.kd, kd)
-    add("ce", weights.ce, F.cross_entropy(out.logits, labels, weight=class_weights))
+    # Rows without a gold label (label -100: the synthetic transfer pairs) add no cross-entropy.
+    gold = labels >= 0
+    add("ce", weights.ce, F.cross_entropy(out.logits[gold], labels[gold], weight=class_weights) if bool(gold.any()) else None)
     add("token_teacher", weights.token_teacher, _masked_bce(out.token_scores, teacher.token_scores, content))
     if human is not None and has_human is not None:
         rows = has_human.bool()[:, None] & content
@@ -320,4 +336,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["DistillWeights", "ImageTower", "RationaleStudent", "StudentConfig", "StudentExport", "StudentOutput",
-           "TeacherTargets", "build_student", "distill_loss", "load_student", "save_student", "student_from_teacher"]
+           "TeacherTargets", "build_student", "distill_loss", "load_student", "save_student", "student_from_teacher",
+           "student_image_config"]

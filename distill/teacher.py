@@ -133,12 +133,17 @@ def load_efficientnet_lite0() -> nn.Module:
 
 
 class ImageTower(nn.Module):
-    """Frozen EfficientNet-Lite0: pixels -> [B, 49, 1280] patch features (row-major grid)."""
+    """Frozen EfficientNet-Lite0: pixels -> [B, grid*grid, 1280] patch features (row-major).
 
-    def __init__(self, net: nn.Module | None = None):
+    At 224 px the network's own grid is 7 x 7. A smaller input (the student's 192 px: 6 x 6, about
+    40% less compute) gives a smaller grid, which is resampled bilinearly to `grid` x `grid` so
+    every model and the runtime keep one patch layout (`grid=None` keeps the network's own)."""
+
+    def __init__(self, net: nn.Module | None = None, grid: int | None = 7):
         super().__init__()
         self.net = net if net is not None else load_efficientnet_lite0()
         self.net.eval().requires_grad_(False)
+        self.grid = grid
 
     def train(self, mode: bool = True) -> ImageTower:  # BatchNorm statistics stay frozen
         super().train(mode)
@@ -147,7 +152,9 @@ class ImageTower(nn.Module):
 
     @torch.no_grad()
     def forward(self, pixel_values: Tensor) -> Tensor:
-        grid = self.net.extract_features(pixel_values)  # [B, 1280, 7, 7]
+        grid = self.net.extract_features(pixel_values)  # [B, 1280, h, w]; 7 x 7 at 224 px
+        if self.grid is not None and tuple(grid.shape[-2:]) != (self.grid, self.grid):
+            grid = F.interpolate(grid, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
         return grid.flatten(2).transpose(1, 2)
 
 

@@ -130,6 +130,18 @@ class TeacherOutputStore:
             raise TeacherOutputsError(f"{path}: not a teacher-outputs file ({exc})") from exc
 
 
+def merge_outputs(keys: Sequence[str], stores: Sequence[TeacherOutputStore], meta: dict[str, Any]) -> TeacherOutputStore:
+    """One store holding `keys`, each row taken from the first of `stores` that has it."""
+    rows = []
+    for key in keys:
+        store = next((s for s in stores if key in s), None)
+        if store is None:
+            raise TeacherOutputsError(f"no teacher outputs for example {key!r} in any of the stores merged")
+        r = store.row(key)
+        rows.append({**r, "probs": np.exp(r["logits"].astype(np.float64))})
+    return TeacherOutputStore.from_rows(keys, rows, meta)
+
+
 def file_sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:

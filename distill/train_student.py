@@ -2,9 +2,13 @@
 the loop (seeded, resumable, early stopping on CrisisMMD dev Macro-F1).
 
 The data are the teacher's (`train_teacher.assemble`, same seed): CrisisMMD train, the HumAID
-pool (a fresh sample each epoch), the Nepal rationales and the labelled photos. The teacher is
-not run here: its outputs come from `crisislens distill teacher-outputs`; its weights only
-initialise the student.
+pool (a fresh sample each epoch), the Nepal rationales and the labelled photos -- plus
+synthetic **transfer pairs** (`transfer_pairs`): only 562 training posts have both a text and a
+photo here, too few to learn the teacher's text-to-patch transfer from, so training texts are
+paired with training photos and the teacher's outputs on those pairs (class distribution, token
+scores, IPOT-transferred patch scores) are distilled too. Pairs carry no gold label: they add
+no cross-entropy, only the teacher's targets. The teacher is not run here: its outputs come from
+`crisislens distill teacher-outputs`; its weights only initialise the student.
 """
 
 from __future__ import annotations
@@ -32,9 +36,10 @@ from crisislens.distill.student import (
     distill_loss,
     save_student,
     student_from_teacher,
+    student_image_config,
 )
 from crisislens.distill.teacher import ImageTower, TeacherInputs
-from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore
+from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore, merge_outputs
 from crisislens.distill.train_teacher import (
     MINILM_ID,
     Features,
@@ -54,6 +59,7 @@ from crisislens.distill.train_teacher import (
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.preprocess import ImageConfig
 
 DEFAULT_OUTPUTS = "models/teacher-outputs/outputs.npz"
 
@@ -73,6 +79,7 @@ class StudentTrainConfig:
     lr_text: float = 5e-5  # the fine-tuned MiniLM layer(s)
     weight_decay: float = 0.01
     max_minutes: float = 0.0
+    pairs: int = 3000  # synthetic text+photo transfer pairs (0: none)
     loss: DistillWeights = field(default_factory=DistillWeights)
     model: StudentConfig = field(default_factory=StudentConfig)
 
@@ -81,19 +88,46 @@ class StudentTrainConfig:
         return TrainConfig(data_root=self.data_root, out=self.teacher, cache=self.cache, seed=self.seed)
 
 
+# ----------------------------------------------------------------------------- transfer pairs
+
+
+def transfer_pairs(sets: Sets, count: int, seed: int) -> list[D.Example]:
+    """`count` synthetic text+photo pairs: a CrisisMMD training text that has no photo here, with
+    a training photo drawn at random (CrisisMMD train photos and the labelled photos; never a
+    dev/test or held-out one). Seeded, so the teacher-outputs run and the student see the same
+    pairs. Unlabelled (`label=None`); `meta["text_key"]` points to the text's own example."""
+    if count <= 0:
+        return []
+    texts = [e for e in sets.train["crisismmd"] if e.image is None and e.text]
+    photos = sorted({e.image for rows in (sets.train["crisismmd"], sets.train["images"]) for e in rows
+                     if e.image is not None})
+    if not texts or not photos:
+        return []
+    rng = random.Random(seed * 7919 + 1)
+    out = []
+    for t in rng.sample(texts, min(count, len(texts))):
+        photo = rng.choice(photos)
+        out.append(D.Example(id=f"{t.source}:{t.id}|{photo.parent.name}/{photo.name}", text=t.text, image=photo,
+                             label=None, source="pair", event=t.event, meta={"text_key": example_key(t)}))
+    return out
+
+
 # ----------------------------------------------------------------------------- features + targets
 
 
-def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student: RationaleStudent) -> Features:
-    """Image grids (shared with the teacher's cache) and the student's lower-layer text states."""
+def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student: RationaleStudent,
+                     pairs: Sequence[D.Example] = ()) -> Features:
+    """Image grids at the student's resolution and the student's lower-layer text states."""
     everything = ([e for rows in sets.train.values() for e in rows] + sets.dev + sets.test + sets.rationale_eval
                   + sets.image_heldout)
     seen: dict[str, D.Example] = {}
     for e in everything:
         seen.setdefault(example_key(e), e)
     cache = Path(config.cache)
-    images = build_image_cache(root, [e.image for e in seen.values() if e.image is not None], cache / "images",
-                               ImageTower())
+    image_config = student_image_config(config.model)
+    folder = cache / ("images" if image_config == ImageConfig() else f"images_{image_config.size}px")
+    photos = [e.image for e in list(seen.values()) + list(pairs) if e.image is not None]
+    images = build_image_cache(root, photos, folder, ImageTower(grid=image_config.patch_grid), config=image_config)
     folder = cache / f"text_l{config.model.frozen_text_layers}"
     text = build_text_cache(list(seen.values()), folder, minilm_encoder(config.teacher_config()), student.text,
                             model_id=MINILM_ID)
@@ -157,8 +191,9 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     tconfig = config.teacher_config()
     sets = assemble(root, tconfig)
     model = student_from_teacher(load_teacher(teacher_ckpt), config.model)
-    features = student_features(sets, root, config, model)
-    missing = [example_key(e) for rows in sets.train.values() for e in rows if example_key(e) not in store]
+    pairs = transfer_pairs(sets, config.pairs, config.seed)
+    features = student_features(sets, root, config, model, pairs)
+    missing = [example_key(e) for rows in [*sets.train.values(), pairs] for e in rows if example_key(e) not in store]
     if missing:
         raise TeacherOutputsError(f"{config.outputs}: no teacher outputs for {len(missing)} training examples "
                                   f"(first {missing[:3]}); rebuild with `crisislens distill teacher-outputs`")
@@ -167,14 +202,14 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     weights = class_weights([e.label for rows in sets.train.values() for e in rows])  # type: ignore[misc]
     last = out / "last.pt"
     state = (resume_from(last, model, optimizer) if resume else None) or new_state()
-    steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + config.batch_size - 1) // config.batch_size
+    steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + len(pairs) + config.batch_size - 1) // config.batch_size
     schedule = WarmupLinear(optimizer, steps_per_epoch, config.epochs)
 
     stopped_early = False
     while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
         epoch = state["epoch"]
         model.train()
-        batches = _bucketed(_epoch_examples(sets, tconfig, epoch), features, config.batch_size,
+        batches = _bucketed(_epoch_examples(sets, tconfig, epoch) + pairs, features, config.batch_size,
                             random.Random(config.seed + epoch))
         t0 = time.perf_counter()
         sums: Counter[str] = Counter()
@@ -182,7 +217,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
             schedule.set(epoch, step)
             inputs, human, has_human = features.batch(batch)
             targets = teacher_targets(store, batch, inputs)
-            labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
+            labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
             o = model(inputs)
             content = model.content_mask(inputs.input_ids, inputs.attention_mask)
             patch_mask = inputs.image_present[:, None].expand_as(o.patch_scores)
@@ -218,7 +253,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     summary = {
         "config": asdict(config),
         "teacher_outputs": {"path": config.outputs, "rows": len(store), "meta": store.meta},
-        "data": {name: len(rows) for name, rows in sets.train.items()} | {"dev": len(sets.dev)},
+        "data": {name: len(rows) for name, rows in sets.train.items()} | {"pairs": len(pairs), "dev": len(sets.dev)},
         "history": state["history"],
         "best_dev_macro_f1": state["best"],
         "stopped_by_time_limit": stopped_early,
@@ -228,8 +263,10 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     return summary
 
 
-def export_teacher_outputs(config: StudentTrainConfig) -> tuple[Path, TeacherOutputStore]:
-    """Run the teacher once over every example distillation and its report use."""
+def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> tuple[Path, TeacherOutputStore]:
+    """Run the teacher once over every example distillation and its report use (and the transfer
+    pairs). `reuse`: keep the rows of an existing file made by the same teacher checkpoint and
+    compute only the examples it lacks."""
     from crisislens.distill.eval_teacher import cached_batches, load_teacher
     from crisislens.distill.teacher_outputs import compute, file_sha256
     from crisislens.distill.train_teacher import build_features
@@ -241,16 +278,34 @@ def export_teacher_outputs(config: StudentTrainConfig) -> tuple[Path, TeacherOut
     ckpt = Path(config.teacher) / "best.pt"
     model = load_teacher(ckpt)
     features = build_features(sets, root, tconfig, model, minilm_encoder(tconfig))
+    pairs = transfer_pairs(sets, config.pairs, config.seed)
     rows: dict[str, D.Example] = {}
-    for e in [e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval + sets.image_heldout:
+    for e in ([e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval
+              + sets.image_heldout + pairs):
         rows.setdefault(example_key(e), e)
     keys = list(rows)
     meta = {"teacher_checkpoint_sha256": file_sha256(ckpt), "tokenizer": MINILM_ID,
             "max_length": minilm_encoder(tconfig).config.max_length, "seed": config.seed,
             "sources": {name: len(r) for name, r in sets.train.items()}
-            | {"dev": len(sets.dev), "test": len(sets.test), "rationale_eval": len(sets.rationale_eval),
-               "image_heldout": len(sets.image_heldout)}}
-    store = compute(model, cached_batches(features), [rows[k] for k in keys], keys, meta)
+            | {"pairs": len(pairs), "dev": len(sets.dev), "test": len(sets.test),
+               "rationale_eval": len(sets.rationale_eval), "image_heldout": len(sets.image_heldout)}}
     path = Path(config.outputs)
+    old = _reusable_outputs(path, meta) if reuse else None
+    todo = [k for k in keys if old is None or k not in old]
+    print(f"teacher outputs: {len(keys) - len(todo)} reused from {path}, {len(todo)} to compute", file=sys.stderr)
+    fresh = compute(model, cached_batches(features), [rows[k] for k in todo], todo, meta) if todo else None
+    store = merge_outputs(keys, [s for s in (old, fresh) if s is not None], meta)
     store.save(path)
     return path, store
+
+
+def _reusable_outputs(path: Path, meta: dict[str, Any]) -> TeacherOutputStore | None:
+    """The stored outputs at `path` when the same teacher, tokeniser and seed made them."""
+    if not path.is_file():
+        return None
+    try:
+        old = TeacherOutputStore.load(path)
+    except TeacherOutputsError:
+        return None
+    same = ("teacher_checkpoint_sha256", "tokenizer", "max_length", "seed")
+    return old if all(old.meta.get(k) == meta[k] for k in same) else None

@@ -23,7 +23,15 @@ import numpy as np
 import torch
 
 from crisislens.distill import data as D
-from crisislens.distill.features import ImageCache, TextCache, build_image_cache, build_text_cache, example_key, image_key
+from crisislens.distill.features import (
+    ImageCache,
+    TextCache,
+    build_image_cache,
+    build_text_cache,
+    example_key,
+    image_key,
+    text_key,
+)
 from crisislens.distill.leakage import exclude_leaks, find_leaks
 from crisislens.distill.teacher import (
     CrossModalRationaleTeacher,
@@ -128,7 +136,7 @@ class Features:
         self.text, self.images, self.root = text, images, root
 
     def batch(self, examples: Sequence[D.Example]) -> tuple[TeacherInputs, torch.Tensor, torch.Tensor]:
-        rows = [self.text.row(example_key(e)) for e in examples]
+        rows = [self.text.row(text_key(e)) for e in examples]
         n = max(len(r[1]) for r in rows)
         b = len(rows)
         d = rows[0][0].shape[1]
@@ -230,7 +238,7 @@ def _bucketed(rows: list[D.Example], features: Features, batch_size: int, rng: r
     for with_image in (False, True):
         group = [e for e in rows if (e.image is not None) == with_image]
         for c in range(0, len(group), chunk):
-            part = sorted(group[c : c + chunk], key=lambda e: int(features.text.lengths[features.text.index[example_key(e)]]))
+            part = sorted(group[c : c + chunk], key=lambda e: int(features.text.lengths[features.text.index[text_key(e)]]))
             batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
     rng.shuffle(batches)
     return batches

@@ -41,6 +41,7 @@ def student_info(student_path: Path) -> dict[str, Any]:
             "fusion_layers": 1, "hidden": c["hidden"], "image_tower": "efficientnet-lite0",
             "patch_grid": c["patch_grid"], "top_k_patches": c["top_k_patches"],
             "rationale_threshold": c["rationale_threshold"], "min_rationale_tokens": c["min_rationale_tokens"],
+            "image_size": c.get("image_size", 224),  # checkpoints before the field were trained at 224 px
             "trained_epochs": ckpt.get("epoch"), "dev": ckpt.get("dev")}
 
 
@@ -61,6 +62,8 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
             raise FileNotFoundError(f"{source}: variant {name} not exported; run `crisislens export onnx`")
         quant, intended = BUNDLE_FIELDS[name]
         specs[name] = VariantSpec(source, precision, quant, intended, variant_metrics(report, name))
+    info = student_info(student_path)
+    image_config = ImageConfig(size=info["image_size"], patch_grid=info["patch_grid"])
     return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),
-                        image_config=ImageConfig(), model_info=student_info(student_path), command=command,
+                        image_config=image_config, model_info=info, command=command,
                         default_variant=default_variant, inputs=INPUT_NAMES, outputs=OUTPUT_NAMES, overwrite=overwrite)

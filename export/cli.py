@@ -83,7 +83,8 @@ def _tensorrt(args: argparse.Namespace) -> int:
         raise CliError(f"{onnx}: ONNX file not found; run `crisislens export onnx` first")
     try:
         buckets = tuple(int(b) for b in args.batch_buckets.split(","))
-        profiles = T.make_profiles(batch_buckets=buckets)
+        # the photo side fixed in the graph (the student's resolution)
+        profiles = T.make_profiles(batch_buckets=buckets, image_size=T.profile_image_size(onnx))
     except ValueError as exc:
         raise CliError(f"--batch-buckets: {exc}") from None
     script = T.write_trtexec_script(onnx, args.precision, profiles, workspace_gb=args.workspace_gb)

@@ -7,7 +7,7 @@ bundle's `max_length`):
 |---|---|---|
 | `input_ids` | int64 | [batch, seq] |
 | `attention_mask` | int64 | [batch, seq] |
-| `pixel_values` | float32 | [images, 3, 224, 224]: the photos of the posts that have one |
+| `pixel_values` | float32 | [images, 3, S, S]: the photos of the posts that have one (S = the student's resolution, 192) |
 | `image_index` | int64 | [batch]: row of each post's photo in `pixel_values`, -1 without |
 
 A batch without any photo passes one placeholder image and all indices -1.
@@ -32,13 +32,15 @@ DEFAULT_OPSET = 18
 
 
 def export_onnx(student: Any, path: Path, *, max_length: int = 64, opset: int = DEFAULT_OPSET,
-                image_size: int = 224) -> Path:
-    """Write the student (with its image tower) to `path` as a single-file ONNX model."""
+                image_size: int | None = None) -> Path:
+    """Write the student (with its image tower) to `path` as a single-file ONNX model; the photo
+    side is fixed in the graph (`image_size`, default the student's own resolution)."""
     import torch
 
     from crisislens.distill.student import StudentExport
 
     wrapper = StudentExport(student).eval()
+    image_size = image_size or int(getattr(getattr(student, "config", None), "image_size", 224))
     g = torch.Generator().manual_seed(0)
     b, n = 3, min(12, max_length)  # not 1: a size-1 example dimension would be specialised away
     ids = torch.randint(103, 200, (b, n), generator=g)  # any ordinary word pieces

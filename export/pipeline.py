@@ -103,7 +103,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     import torch
 
     from crisislens.distill import data as D
-    from crisislens.distill.student import load_student
+    from crisislens.distill.student import load_student, student_image_config
     from crisislens.distill.teacher import ImageTower
     from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
 
@@ -112,9 +112,10 @@ def run(config: ExportConfig) -> dict[str, Any]:
     root = D.resolve_data_root(config.data_root)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
-    student = load_student(config.student, ImageTower())
+    student = load_student(config.student)
+    image_config = student_image_config(student.config)  # the student's resolution (192 px)
+    student.image = ImageTower(grid=image_config.patch_grid)
     encoder = minilm_encoder(TrainConfig())
-    image_config = ImageConfig()
     test = D.load_crisismmd(root, "test")
     dev = D.load_crisismmd(root, "dev")
     gold = [e.label for e in test]

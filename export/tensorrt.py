@@ -156,6 +156,35 @@ def onnx_has_qdq(onnx_path: str | Path) -> bool:
     return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
 
 
+def onnx_image_size(onnx_path: str | Path) -> int | None:
+    """The photo side fixed in the graph's `pixel_values` input ([images, 3, S, S]: the student's
+    resolution), or None when the graph leaves it dynamic or has no such input. Profiles must
+    use it: TensorRT refuses a profile whose fixed dimensions differ from the graph's."""
+    import onnx  # export extra; imported here so this module loads without it
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for value in model.graph.input:
+        if value.name == "pixel_values":
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 4 and dims[2].HasField("dim_value") and dims[2].dim_value > 0:
+                return int(dims[2].dim_value)
+    return None
+
+
+def profile_image_size(onnx_path: str | Path) -> int:
+    """The photo side profiles for `onnx_path` should use: the graph's own, else 224 px."""
+    try:
+        size = onnx_image_size(onnx_path)
+    except Exception:  # no `onnx`, or a graph it cannot parse: TensorRT's parser will say what is wrong
+        size = None
+    return size or DEFAULT_IMAGE_SIZE
+
+
+def _profiles_for(onnx_path: Path) -> list[ProfileSpec]:
+    """The default profiles, at the photo size of the graph in `onnx_path`."""
+    return make_profiles(image_size=profile_image_size(onnx_path))
+
+
 # ----------------------------------------------------------------------------- optimisation profiles
 
 def _check_buckets(what: str, buckets: Sequence[int], limit: int | None = None) -> tuple[int, ...]:
@@ -359,7 +388,7 @@ def write_trtexec_script(
         precision_flags(precision, quantised)  # raises for a plain model
     base = onnx_path.name.removesuffix(".onnx")
     command = trtexec_command(onnx_path.name, f"{base}.{precision}.engine", precision,
-                              profiles if profiles is not None else make_profiles(),
+                              profiles if profiles is not None else _profiles_for(onnx_path),
                               workspace_gb=workspace_gb, timing_cache=f"{base}.timing.cache")
     script = onnx_path.with_name(f"{base}.{precision}.trtexec.sh")
     text = ("#!/bin/sh\n"
@@ -481,12 +510,14 @@ def build_engine(
     """The engine for `onnx_path` on this GPU: the cached one when its sidecar matches every key
     field, else a fresh build (engine + sidecar written atomically into `cache_dir`).
 
-    `profiles` defaults to `make_profiles()`. `timing_cache` is a file to load tuning results from
+    `profiles` defaults to `make_profiles()` at the graph's photo size. `timing_cache` is a file to load tuning results from
     and save them to. Without TensorRT, writes the trtexec script beside the ONNX file and raises
     `TensorRTUnavailable` pointing at it.
     """
     onnx_path, cache_dir = Path(onnx_path), Path(cache_dir)
     precision = validate_precision(precision)
+    if profiles is None and Path(onnx_path).is_file():
+        profiles = _profiles_for(Path(onnx_path))
     profiles = tuple(profiles) if profiles is not None else tuple(make_profiles())
     if not profiles:
         raise ValueError("no optimisation profiles given")

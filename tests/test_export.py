@@ -244,3 +244,16 @@ def test_runtime_inputs_are_the_training_inputs(bundle):
     pixels, _ = load_image(post.image, ImageConfig(size=SIZE, patch_grid=GRID))
     np.testing.assert_array_equal(prep.feeds["pixel_values"][0], pixels)
     assert prep.feeds["image_index"].tolist() == [0]
+
+
+def test_the_graph_fixes_the_photo_size_and_tensorrt_profiles_follow_it(exported, tmp_path):
+    from crisislens.export import tensorrt as T
+
+    _, path = exported
+    assert T.onnx_image_size(path) == SIZE
+    assert T.profile_image_size(path) == SIZE
+    (profile, *_) = T._profiles_for(Path(path))
+    assert profile.shapes["pixel_values"].max[2:] == (SIZE, SIZE)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"x")
+    assert T.profile_image_size(broken) == T.DEFAULT_IMAGE_SIZE

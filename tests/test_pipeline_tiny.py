@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -23,16 +24,17 @@ D = 32
 
 
 class TinyTower(torch.nn.Module):
-    """Pixels [B, 3, 224, 224] -> [B, 49, 1280], as EfficientNet-Lite0's grid, at no cost."""
+    """Pixels [B, 3, S, S] -> [B, 49, 1280], as EfficientNet-Lite0's grid, at no cost."""
 
-    def __init__(self):
+    def __init__(self, grid: int = 7):
         super().__init__()
         torch.manual_seed(0)
         self.proj = torch.nn.Linear(3, 1280)
+        self.grid = grid
 
     @torch.no_grad()
     def forward(self, pixel_values):
-        grid = torch.nn.functional.adaptive_avg_pool2d(pixel_values, 7).flatten(2).transpose(1, 2)
+        grid = torch.nn.functional.adaptive_avg_pool2d(pixel_values, self.grid).flatten(2).transpose(1, 2)
         return self.proj(grid)
 
 
@@ -95,11 +97,22 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
     path, store = train_student.export_teacher_outputs(sconfig)
     loaded = TeacherOutputStore.load(path)
     assert len(loaded) == len(store) > 0 and loaded.meta["teacher_checkpoint_sha256"]
+    pair_keys = [k for k in loaded.keys if k.startswith("pair:")]
+    assert pair_keys and loaded.meta["sources"]["pairs"] == len(pair_keys)
+    assert all(loaded.row(k)["has_image"] for k in pair_keys)
+    # --reuse keeps every row of the same teacher and computes nothing again
+    again_path, again = train_student.export_teacher_outputs(sconfig, reuse=True)
+    assert again.keys == loaded.keys
+    assert np.array_equal(again.patch_scores, loaded.patch_scores)
+    assert np.allclose(again.logits, loaded.logits, atol=1e-5)
 
     first = train_student.train_student(sconfig)
     assert len(first["history"]) == 1 and 0.0 <= first["best_dev_macro_f1"] <= 1.0
+    assert first["data"]["pairs"] == len(pair_keys)
     student = load_student(tmp / "student" / "best.pt")
     assert len(student.text.bert.encoder.layer) == 2
+    assert student.config.image_size == 192  # the student's photos are cached at its own resolution
+    assert (tmp / "cache" / "images_192px" / "meta.json").is_file()
     # resumable: asking for 2 epochs continues from last.pt instead of starting over
     sconfig.epochs = 2
     second = train_student.train_student(sconfig)

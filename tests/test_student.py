@@ -72,7 +72,7 @@ def test_prediction_depends_only_on_rationale_weighted_pooling():
     inputs = batch()
     with torch.no_grad():
         model.token_head.bias.fill_(-1e4)
-        model.patch_head.bias.fill_(-1e4)
+        model.patch_head[-1].bias.fill_(-1e4)
         a = model(inputs).logits
         inputs.image_features = torch.randn_like(inputs.image_features)
         inputs.input_ids[:, 1:4] = 50
@@ -121,7 +121,7 @@ def test_distill_loss_terms_and_gradients():
     assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank"}
     assert all(v > 0 for v in parts.values())
     loss.backward()
-    assert model.token_head.weight.grad is not None and model.patch_head.weight.grad is not None
+    assert model.token_head.weight.grad is not None and model.patch_head[-1].weight.grad is not None
     assert float(model.token_head.weight.grad.abs().sum()) > 0
 
 
@@ -257,3 +257,72 @@ def test_student_and_teacher_outputs_share_one_per_example_format():
     assert len(s) == len(t) == 3
     assert set(t[0]) - set(s[0]) == {"full_probs"}  # only the teacher has a full-input head
     assert [len(o["token_scores"]) for o in s] == [int(m) for m in inputs.attention_mask.sum(1)]
+
+
+def test_checkpoints_from_before_the_resolution_field_load_as_224_px_with_a_linear_patch_head(tmp_path):
+    config = StudentConfig.from_dict({k: v for k, v in tiny_student_config().to_dict().items()
+                                      if k not in ("image_size", "patch_head_hidden")})
+    assert config.image_size == 224 and config.patch_head_hidden == 0
+    old = RationaleStudent(config, truncated_bert(tiny_bert(), 2))
+    assert isinstance(old.patch_head, torch.nn.Linear)
+    save_student(old, tmp_path / "old.pt")
+    loaded = load_student(tmp_path / "old.pt")
+    assert loaded.config.image_size == 224 and isinstance(loaded.patch_head, torch.nn.Linear)
+    assert StudentConfig().image_size == 192 and StudentConfig().patch_head_hidden > 0  # new students
+
+
+def test_image_tower_resamples_a_smaller_grid_to_the_patch_layout():
+    from crisislens.distill.teacher import ImageTower
+
+    class Net(torch.nn.Module):  # EfficientNet's 32x downsampling: 192 px -> 6 x 6, 224 px -> 7 x 7
+        def extract_features(self, pixels):
+            return torch.nn.functional.avg_pool2d(pixels[:, :1].expand(-1, 4, -1, -1), 32)
+
+    pixels = torch.rand(2, 3, 192, 192, generator=torch.Generator().manual_seed(0))
+    out = ImageTower(Net(), grid=7)(pixels)
+    assert out.shape == (2, 49, 4)
+    # bilinear: the corners of the 7 x 7 layout stay inside the range of the 6 x 6 grid
+    six = Net().extract_features(pixels).flatten(2)
+    assert float(out.min()) >= float(six.min()) - 1e-6 and float(out.max()) <= float(six.max()) + 1e-6
+    assert torch.allclose(out[:, 0], six[:, :, 0]) and torch.allclose(out[:, -1], six[:, :, -1])  # corners kept
+    same = ImageTower(Net(), grid=7)(torch.ones(1, 3, 224, 224))
+    assert same.shape == (1, 49, 4) and torch.allclose(same, torch.ones_like(same))
+    assert ImageTower(Net(), grid=None)(pixels).shape == (2, 36, 4)  # the network's own grid
+
+
+def test_rows_without_a_gold_label_add_no_cross_entropy():
+    model = tiny_student().eval()
+    inputs = batch()
+    out = model(inputs)
+    b, n = inputs.input_ids.shape
+    teacher = TeacherTargets(torch.randn(b, 5), torch.rand(b, n), torch.rand(b, 9), torch.tensor([True, False, True]))
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    patch_mask = inputs.image_present[:, None].expand(b, 9)
+    w = DistillWeights()
+    _, only_gold = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    _, mixed = distill_loss(out, teacher, torch.tensor([0, -100, 2]), content, patch_mask, w)
+    expected = torch.nn.functional.cross_entropy(out.logits[[0, 2]], torch.tensor([0, 2]))
+    assert mixed["ce"] == pytest.approx(float(expected), rel=1e-5) and mixed["kd"] == only_gold["kd"]
+    total, none = distill_loss(out, teacher, torch.tensor([-100, -100, -100]), content, patch_mask, w)
+    assert none["ce"] == 0.0 and torch.isfinite(total)
+
+
+def test_merged_teacher_outputs_take_each_row_from_the_store_that_has_it():
+    from crisislens.distill.teacher_outputs import merge_outputs
+
+    def row(p, n, image):
+        return {"probs": np.array(p), "token_scores": np.linspace(0, 1, n), "token_rationale": np.arange(n) % 2 == 0,
+                "has_image": image, "patch_scores": np.full(49, 0.25 if image else 0.0),
+                "patch_rationale": np.arange(49) < 5}
+
+    a = TeacherOutputStore.from_rows(["x", "y"], [row([.6, .1, .1, .1, .1], 3, False), row([.2] * 5, 4, True)], {})
+    b = TeacherOutputStore.from_rows(["pair:z"], [row([.1, .6, .1, .1, .1], 2, True)], {})
+    merged = merge_outputs(["pair:z", "x", "y"], [a, b], {"teacher": "t"})
+    assert merged.keys == ["pair:z", "x", "y"] and merged.meta == {"teacher": "t"}
+    for key, store in (("x", a), ("y", a), ("pair:z", b)):
+        got, want = merged.row(key), store.row(key)
+        assert np.allclose(got["logits"], want["logits"], atol=1e-6)
+        assert np.array_equal(got["token_rationale"], want["token_rationale"]) and got["has_image"] == want["has_image"]
+        assert np.allclose(got["patch_scores"], want["patch_scores"])
+    with pytest.raises(TeacherOutputsError, match="'w'"):
+        merge_outputs(["w"], [a, b], {})
