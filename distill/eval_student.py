@@ -99,39 +99,62 @@ def raw_inputs(rows: Sequence[D.Example], encoder: Any, with_image: bool,
                          torch.from_numpy(present), pixel_values=torch.from_numpy(pixels))
 
 
-def _median_ms(fn: Any, inputs: Sequence[Any], warmup: int) -> dict[str, float]:
+def _interleaved_ms(models: dict[str, Any], inputs: dict[str, Sequence[Any]], warmup: int,
+                    rounds: int = 1) -> dict[str, dict[str, float]]:
+    """Median ms per model over the same inputs, the models taking turns input by input (and
+    swapping who goes first), so a slow spell of a shared machine hits both alike and the ratio
+    of the medians stays fair. `inputs[name][i]` is input i prepared for model `name`."""
+    names = list(models)
+    times: dict[str, list[float]] = {n: [] for n in names}
     with torch.no_grad():
-        for x in inputs[:warmup]:
-            fn(x)
-        times = []
-        for x in inputs:
-            t0 = time.perf_counter()
-            fn(x)
-            times.append((time.perf_counter() - t0) * 1000)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)), "runs": len(times)}
+        for n in names:
+            for x in inputs[n][:warmup]:
+                models[n](x)
+        count = min(len(inputs[n]) for n in names)
+        for r in range(rounds):
+            for i in range(count):
+                order = names if (i + r) % 2 == 0 else names[::-1]
+                for n in order:
+                    t0 = time.perf_counter()
+                    models[n](inputs[n][i])
+                    times[n].append((time.perf_counter() - t0) * 1000)
+    return {n: {"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "runs": len(t)}
+            for n, t in times.items()}
 
 
 def latency(models: dict[str, torch.nn.Module], test: Sequence[D.Example], encoder: Any, *, single: int = 40,
-            batches: int = 5, batch_size: int = 32, warmup: int = 5,
+            batches: int = 5, batch_size: int = 32, warmup: int = 5, rounds: int = 3,
             image_configs: dict[str, ImageConfig] | None = None) -> dict[str, Any]:
-    """Median latency of each model on the same real posts, model by model; each model gets the
-    pixels at its own resolution (`image_configs`, default 224 px)."""
+    """Median latency of each model on the same real posts, the models interleaved post by post
+    (`rounds` passes over `single` posts at batch 1; one pass over `batches` batches); each model
+    gets the pixels at its own resolution (`image_configs`, default 224 px)."""
     image_rows = [e for e in test if e.image is not None][: max(single, batch_size * batches)]
     text_rows = [e for e in test if e.image is None][:single]
-    out: dict[str, Any] = {"threads": torch.get_num_threads(), "batch_size": batch_size}
+    out: dict[str, Any] = {"threads": torch.get_num_threads(), "batch_size": batch_size, "interleaved": True,
+                           "rounds": rounds, "image_size": {}}
+    settings: dict[str, dict[str, list[Any]]] = {"batch1_text_image": {}, "batch1_text_only": {},
+                                                 f"batch{batch_size}_text_image": {}}
     for name, model in models.items():
         config = (image_configs or {}).get(name, ImageConfig())
-        one_image = [raw_inputs([e], encoder, True, config) for e in image_rows[:single]]
-        one_text = [raw_inputs([e], encoder, False, config) for e in text_rows]
-        big = [raw_inputs(image_rows[i * batch_size : (i + 1) * batch_size], encoder, True, config)
-               for i in range(batches) if len(image_rows) >= (i + 1) * batch_size]
-        out.setdefault("image_size", {})[name] = config.size
+        out["image_size"][name] = config.size
         model.eval()
-        out[name] = {
-            "batch1_text_image": _median_ms(model, one_image, warmup),
-            "batch1_text_only": _median_ms(model, one_text, warmup),
-            f"batch{batch_size}_text_image": _median_ms(model, big, 1) if big else None,
-        }
+        settings["batch1_text_image"][name] = [raw_inputs([e], encoder, True, config) for e in image_rows[:single]]
+        settings["batch1_text_only"][name] = [raw_inputs([e], encoder, False, config) for e in text_rows]
+        settings[f"batch{batch_size}_text_image"][name] = [
+            raw_inputs(image_rows[i * batch_size : (i + 1) * batch_size], encoder, True, config)
+            for i in range(batches) if len(image_rows) >= (i + 1) * batch_size]
+    for name in models:
+        out[name] = {}
+    for key, inputs in settings.items():
+        big = key.startswith(f"batch{batch_size}")
+        if not all(inputs[n] for n in models):
+            for name in models:
+                out[name][key] = None
+            continue
+        measured = _interleaved_ms(models, inputs, 1 if big else warmup, 1 if big else rounds)
+        for name in models:
+            out[name][key] = measured[name]
+    for name in models:
         print(f"latency {name}: {out[name]['batch1_text_image']['median_ms']:.1f} ms (text+image, batch 1)",
               file=sys.stderr)
     t, s = out.get("teacher"), out.get("student")
@@ -263,7 +286,8 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
     s, lat = result["size"], result["latency"]
     sizes = lat.get("image_size", {})
     bkey = f"batch{lat['batch_size']}_text_image"
-    lines += ["", f"## Size and PyTorch CPU latency ({lat['threads']} threads, same process, median after warm-up)", "",
+    how = "models interleaved post by post, " if lat.get("interleaved") else ""
+    lines += ["", f"## Size and PyTorch CPU latency ({lat['threads']} threads, same process, {how}median after warm-up)", "",
               "Inputs are raw: token ids and pixels at each model's resolution (teacher "
               f"{sizes.get('teacher', 224)} px, student {sizes.get('student', 224)} px), so the image tower and every "
               "text layer run.", "",

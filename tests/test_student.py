@@ -326,3 +326,22 @@ def test_merged_teacher_outputs_take_each_row_from_the_store_that_has_it():
         assert np.allclose(got["patch_scores"], want["patch_scores"])
     with pytest.raises(TeacherOutputsError, match="'w'"):
         merge_outputs(["w"], [a, b], {})
+
+
+def test_latency_runs_the_models_in_turns_and_swaps_who_goes_first():
+    from crisislens.distill.eval_student import _interleaved_ms
+
+    calls = []
+
+    def model(name):
+        return lambda x: calls.append((name, x))
+
+    inputs = {"teacher": ["t0", "t1", "t2"], "student": ["s0", "s1", "s2"]}
+    out = _interleaved_ms({"teacher": model("teacher"), "student": model("student")}, inputs, warmup=1, rounds=2)
+    timed = calls[2:]  # after one warm-up call each
+    assert calls[:2] == [("teacher", "t0"), ("student", "s0")]
+    assert timed[:6] == [("teacher", "t0"), ("student", "s0"), ("student", "s1"), ("teacher", "t1"),
+                         ("teacher", "t2"), ("student", "s2")]
+    assert timed[6:8] == [("student", "s0"), ("teacher", "t0")]  # the second round starts the other way round
+    assert out["teacher"]["runs"] == out["student"]["runs"] == 6
+    assert all(v["median_ms"] >= 0 for v in out.values())
