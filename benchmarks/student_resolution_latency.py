@@ -1,0 +1,90 @@
+"""Teacher vs students at two photo resolutions, PyTorch CPU, one run -> reports/student_latency.{json,md}
+
+The student's batch-1 time is mostly EfficientNet-Lite0. This run times the teacher (224 px) and
+each student checkpoint given (e.g. the earlier 224 px student and the shipped 192 px one) in
+the same process, the models taking turns post by post (`eval_student.latency`), so their
+ratios are comparable. Same raw inputs as `crisislens distill eval-student`: token ids and
+pixels at each model's resolution, on CrisisMMD test posts.
+
+    python benchmarks/student_resolution_latency.py --student student-224=artifacts/student_224/best.pt \
+        --student student-192=artifacts/student/best.pt
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from crisislens.distill import data as D
+from crisislens.distill.eval_student import latency, size
+from crisislens.distill.eval_teacher import load_teacher
+from crisislens.distill.student import load_student, student_image_config
+from crisislens.distill.teacher import ImageTower
+from crisislens.distill.train_student import StudentTrainConfig
+from crisislens.distill.train_teacher import minilm_encoder
+from crisislens.runtime.preprocess import ImageConfig
+from crisislens.runtime.reports import provenance, write_report
+
+
+def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
+    lat = result["latency"]
+    lines = ["# Teacher vs students at two photo resolutions (PyTorch CPU, batch 1 and 32)", "",
+             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
+             f"run time {result['seconds']} s · {lat['threads']} threads.", "",
+             "All models in one process, taking turns post by post (median after warm-up, "
+             f"{lat['rounds']} rounds over the batch-1 posts); raw token ids and pixels at each model's resolution.", "",
+             f"| model | photo px | parameters | batch 1 text+image ms | batch 1 text-only ms | batch {lat['batch_size']} "
+             "text+image ms | teacher / model at batch 1 text+image |", "|---|---|---|---|---|---|---|"]
+    big = f"batch{lat['batch_size']}_text_image"
+    teacher = lat["teacher"]["batch1_text_image"]["median_ms"]
+    for name in result["models"]:
+        row = lat[name]
+        b1 = row["batch1_text_image"]["median_ms"]
+        lines.append(f"| {name} | {lat['image_size'][name]} | {result['size'][name]['parameters']:,} | {b1:.1f} | "
+                     f"{row['batch1_text_only']['median_ms']:.1f} | "
+                     f"{'–' if not row.get(big) else format(row[big]['median_ms'], '.1f')} | {teacher / b1:.2f}x |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)))
+    root = D.resolve_data_root(config.data_root)
+    test = D.load_crisismmd(root, "test")
+    teacher = load_teacher(Path(config.teacher) / "best.pt")
+    teacher.backbone.image = ImageTower()
+    models: dict[str, torch.nn.Module] = {"teacher": teacher}
+    images: dict[str, ImageConfig] = {"teacher": ImageConfig()}
+    for spec in args.student:
+        name, _, path = spec.partition("=")
+        if not path or not Path(path).is_file():
+            parser.error(f"--student {spec}: give NAME=CHECKPOINT with an existing checkpoint file")
+        student = load_student(path)
+        images[name] = student_image_config(student.config)
+        student.image = ImageTower(grid=images[name].patch_grid)
+        models[name] = student
+    print(f"timing {', '.join(models)} ...", file=sys.stderr)
+    result: dict[str, Any] = {"models": list(models), "checkpoints": dict(s.partition("=")[::2] for s in args.student),
+                              "size": {n: size(m) for n, m in models.items()},
+                              "latency": latency(models, test, minilm_encoder(config.teacher_config()),
+                                                 rounds=args.rounds, image_configs=images)}
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    prov = provenance("python benchmarks/student_resolution_latency.py " + " ".join(f"--student {s}" for s in args.student))
+    json_path, md_path = write_report("student_latency", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
