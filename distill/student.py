@@ -54,7 +54,8 @@ class StudentConfig:
     image_channels: int = 1280
     patch_grid: int = 7
     # The student sees photos at 192 px (EfficientNet-Lite0's grid is then 6 x 6, resampled to
-    # the 7 x 7 patch layout): about 40% less image-tower compute than the teacher's 224 px.
+    # the 7 x 7 patch layout): a cheaper image tower than the teacher's 224 px
+    # (reports/student_latency.md).
     image_size: int = 192
     patch_head_hidden: int = 192  # 0: a linear patch head (checkpoints before the MLP head)
     dropout: float = 0.1

@@ -135,8 +135,8 @@ def load_efficientnet_lite0() -> nn.Module:
 class ImageTower(nn.Module):
     """Frozen EfficientNet-Lite0: pixels -> [B, grid*grid, 1280] patch features (row-major).
 
-    At 224 px the network's own grid is 7 x 7. A smaller input (the student's 192 px: 6 x 6, about
-    40% less compute) gives a smaller grid, which is resampled bilinearly to `grid` x `grid` so
+    At 224 px the network's own grid is 7 x 7. A smaller input (the student's 192 px: 6 x 6, a
+    cheaper pass) gives a smaller grid, which is resampled bilinearly to `grid` x `grid` so
     every model and the runtime keep one patch layout (`grid=None` keeps the network's own)."""
 
     def __init__(self, net: nn.Module | None = None, grid: int | None = 7):
