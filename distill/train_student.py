@@ -294,7 +294,10 @@ def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> t
     todo = [k for k in keys if old is None or k not in old]
     print(f"teacher outputs: {len(keys) - len(todo)} reused from {path}, {len(todo)} to compute", file=sys.stderr)
     fresh = compute(model, cached_batches(features), [rows[k] for k in todo], todo, meta) if todo else None
-    store = merge_outputs(keys, [s for s in (old, fresh) if s is not None], meta)
+    if old is None and fresh is not None:
+        store = fresh  # nothing reused: keep the computed rows as they are
+    else:
+        store = merge_outputs(keys, [s for s in (old, fresh) if s is not None], meta)
     store.save(path)
     return path, store
 

@@ -106,17 +106,22 @@ def test_initialised_from_the_teacher():
     assert not torch.equal(student.text.bert.encoder.layer[1].attention.self.query.weight, t_layer)
 
 
-def test_distill_loss_terms_and_gradients():
-    model = tiny_student().train()
+def loss_case(model):
+    """A batch through `model` and random teacher targets: (out, teacher, content, patch_mask)."""
     inputs = batch()
     out = model(inputs)
     b, n = inputs.input_ids.shape
     teacher = TeacherTargets(torch.randn(b, 5), torch.rand(b, n), torch.rand(b, 9), torch.tensor([True, False, True]))
     content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-    human = torch.zeros(b, n)
+    return out, teacher, content, inputs.image_present[:, None].expand(b, 9)
+
+
+def test_distill_loss_terms_and_gradients():
+    model = tiny_student().train()
+    out, teacher, content, patch_mask = loss_case(model)
+    human = torch.zeros(content.shape)
     human[0, 1:3] = 1
-    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content,
-                               inputs.image_present[:, None].expand(b, 9), DistillWeights(), human,
+    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(), human,
                                torch.tensor([True, False, False]))
     assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank"}
     assert all(v > 0 for v in parts.values())
@@ -291,13 +296,7 @@ def test_image_tower_resamples_a_smaller_grid_to_the_patch_layout():
 
 
 def test_rows_without_a_gold_label_add_no_cross_entropy():
-    model = tiny_student().eval()
-    inputs = batch()
-    out = model(inputs)
-    b, n = inputs.input_ids.shape
-    teacher = TeacherTargets(torch.randn(b, 5), torch.rand(b, n), torch.rand(b, 9), torch.tensor([True, False, True]))
-    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-    patch_mask = inputs.image_present[:, None].expand(b, 9)
+    out, teacher, content, patch_mask = loss_case(tiny_student().eval())
     w = DistillWeights()
     _, only_gold = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
     _, mixed = distill_loss(out, teacher, torch.tensor([0, -100, 2]), content, patch_mask, w)
