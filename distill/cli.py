@@ -97,6 +97,9 @@ def register(cli: Cli) -> None:
     s.add_argument("--epochs", type=int, default=None, help="epochs (default 5)")
     s.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this time")
     s.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
+    s.add_argument("--image-size", type=int, default=None,
+                   help="photo side in pixels the student sees (default 192; the teacher's is 224)")
+    s.add_argument("--pairs", type=int, default=None, help="synthetic text+photo transfer pairs (default 3000; 0: none)")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(
@@ -142,6 +145,14 @@ def _student_config(args: argparse.Namespace):
     config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
     if ablation == "no-rationale":
         config.loss = config.loss.without_rationale_terms()
+    if getattr(args, "image_size", None) is not None:
+        if args.image_size < 32:
+            raise CliError(f"--image-size {args.image_size}: give at least 32 pixels (EfficientNet-Lite0 downsamples 32x)")
+        config.model.image_size = args.image_size
+    if getattr(args, "pairs", None) is not None:
+        if args.pairs < 0:
+            raise CliError(f"--pairs {args.pairs}: give 0 or more")
+        config.pairs = args.pairs
     return config
 
 

@@ -42,3 +42,21 @@ def test_require_names_the_extra():
     with pytest.raises(CliError, match=r"crisislens\[tui\]") as info:
         require("surely_not_installed_module_xyz", "tui")
     assert info.value.code == EXIT_MISSING_DEPENDENCY
+
+
+def test_student_options_reach_the_training_config(tmp_path):
+    pytest.importorskip("torch")
+    from crisislens.distill import cli as distill_cli
+
+    (tmp_path / "teacher").mkdir()
+    (tmp_path / "teacher" / "best.pt").write_bytes(b"")
+    base = dict(data_root=tmp_path, teacher=tmp_path / "teacher", outputs=None, out=None, cache=tmp_path, seed=13,
+                epochs=None, max_minutes=0.0, ablation=None)
+    config = distill_cli._student_config(argparse.Namespace(**base, image_size=224, pairs=0))
+    assert config.model.image_size == 224 and config.pairs == 0
+    default = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None))
+    assert default.model.image_size == 192 and default.pairs == 3000
+    with pytest.raises(CliError, match="--image-size 16"):
+        distill_cli._student_config(argparse.Namespace(**base, image_size=16, pairs=None))
+    with pytest.raises(CliError, match="--pairs -1"):
+        distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=-1))
