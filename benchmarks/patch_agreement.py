@@ -1,0 +1,109 @@
+"""Which student change costs patch agreement? Several student checkpoints against the teacher's
+stored outputs, one run -> reports/patch_agreement.{json,md}
+
+For each checkpoint (its own resolution and patch head, as saved): CrisisMMD dev and test
+Macro-F1, label agreement with the teacher and the mean IoU of the top-k patches with the
+teacher's IPOT top-k on the posts with a photo and text -- the same quantities as
+`crisislens distill eval-student`, without the latency and faithfulness parts.
+
+    python benchmarks/patch_agreement.py --student NAME=CHECKPOINT [--student ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crisislens.distill import data as D
+from crisislens.distill.eval_teacher import cached_batches
+from crisislens.distill.features import example_key
+from crisislens.distill.student import load_student
+from crisislens.distill.teacher_outputs import TeacherOutputStore
+from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig, student_features, student_outputs
+from crisislens.distill.train_teacher import assemble
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.metrics import classification_report
+from crisislens.runtime.reports import provenance, write_report
+
+
+def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutputStore) -> dict[str, Any]:
+    ious, agree = [], []
+    for e, o in zip(rows, outs):
+        t = store.row(example_key(e))
+        agree.append(int(np.argmax(t["logits"])) == int(o["probs"].argmax()))
+        if t["has_image"] and o["has_image"] and o["content"].any():
+            a, b = t["patch_rationale"].astype(bool), o["patch_rationale"].astype(bool)
+            ious.append(float((a & b).sum() / (a | b).sum()))
+    rep = classification_report([e.label for e in rows], [LABEL_NAMES[int(o["probs"].argmax())] for o in outs],
+                                LABEL_NAMES)
+    arr = np.asarray(ious)
+    return {"macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "label_agreement": float(np.mean(agree)),
+            "patch_topk_iou": float(arr.mean()), "patch_iou_se": float(arr.std(ddof=1) / np.sqrt(len(arr))),
+            "n": len(rows), "n_with_image": len(ious)}
+
+
+def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
+    lines = ["# Patch agreement with the teacher, per student checkpoint", "",
+             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
+             f"run time {result['seconds']} s.", "",
+             "Top-5 patch IoU with the teacher's IPOT top-5 on CrisisMMD posts with a photo and text (± standard "
+             "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
+             "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
+             "runs the teacher again.", "",
+             "| student | photo px | patch head | transfer pairs | dev patch IoU | test patch IoU | test label agreement "
+             "| test Macro-F1 |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in result["students"].items():
+        d, t = r["dev"], r["test"]
+        lines.append(f"| {name} | {r['image_size']} | {r['patch_head']} | {r['pairs']} | "
+                     f"{d['patch_topk_iou']:.4f} ± {d['patch_iou_se']:.3f} | {t['patch_topk_iou']:.4f} ± "
+                     f"{t['patch_iou_se']:.3f} | {t['label_agreement']:.4f} | {t['macro_f1']:.4f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)), outputs=DEFAULT_OUTPUTS)
+    root = D.resolve_data_root(config.data_root)
+    sets = assemble(root, config.teacher_config())
+    store = TeacherOutputStore.load(Path(config.outputs))
+    result: dict[str, Any] = {"students": {}}
+    for spec in args.student:
+        name, _, path = spec.partition("=")
+        if not path or not Path(path).is_file():
+            parser.error(f"--student {spec}: give NAME=CHECKPOINT with an existing checkpoint file")
+        student = load_student(path)
+        summary_path = Path(path).with_name("train_summary.json")
+        pairs = None
+        if summary_path.is_file():
+            import json
+
+            pairs = json.loads(summary_path.read_text()).get("data", {}).get("pairs", 0)
+        print(f"{name}: {student.config.image_size} px ...", file=sys.stderr)
+        feats = student_features(sets, root, replace(config, model=student.config), student)
+        entry: dict[str, Any] = {"checkpoint": path, "image_size": student.config.image_size,
+                                 "patch_head": f"MLP {student.config.patch_head_hidden}" if student.config.patch_head_hidden
+                                 else "linear", "pairs": "–" if pairs is None else pairs}
+        for split, rows in (("dev", sets.dev), ("test", sets.test)):
+            entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
+        result["students"][name] = entry
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    prov = provenance("python benchmarks/patch_agreement.py " + " ".join(f"--student {s}" for s in args.student))
+    json_path, md_path = write_report("patch_agreement", {"provenance": prov, **result}, to_markdown(result, prov),
+                                      args.out)
+    print(f"wrote {json_path} and {md_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
