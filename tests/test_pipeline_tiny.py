@@ -117,3 +117,30 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
     sconfig.epochs = 2
     second = train_student.train_student(sconfig)
     assert [h["epoch"] for h in second["history"]] == [1, 2]
+
+
+def test_transfer_pairs_draw_training_texts_and_training_photos_only():
+    from crisislens.distill.data import Example
+    from crisislens.distill.features import example_key, text_key
+
+    def ex(i, source, image=None, label="not_humanitarian", text="flood water rising"):
+        return Example(id=str(i), text=text, image=None if image is None else Path(f"/data/{image}.jpg"),
+                       label=label, source=source)
+
+    train_cmmd = [ex(i, "crisismmd") for i in range(20)] + [ex(100 + i, "crisismmd", image=f"train{i}") for i in range(3)]
+    sets = train_teacher.Sets(
+        train={"crisismmd": train_cmmd, "humaid": [ex(200, "humaid")], "rationales": [],
+               "images": [ex(300, "images", image="labelled0", text=None)]},
+        dev=[ex(400, "crisismmd", image="dev0")], test=[ex(500, "crisismmd", image="test0")],
+        rationale_eval=[], image_heldout=[ex(600, "images", image="heldout0", text=None)], leakage={})
+    pairs = train_student.transfer_pairs(sets, 10, seed=13)
+    assert len(pairs) == 10 and pairs == train_student.transfer_pairs(sets, 10, seed=13)  # seeded
+    assert pairs != train_student.transfer_pairs(sets, 10, seed=14)
+    allowed = {Path(f"/data/{n}.jpg") for n in ("train0", "train1", "train2", "labelled0")}
+    texts = {example_key(e) for e in train_cmmd if e.image is None}
+    for p in pairs:
+        assert p.label is None and p.source == "pair" and p.image in allowed
+        assert text_key(p) in texts and text_key(p) != example_key(p)
+    assert len({example_key(p) for p in pairs}) == 10  # one pair per text
+    assert len(train_student.transfer_pairs(sets, 1000, seed=13)) == 20  # at most one per photo-less text
+    assert train_student.transfer_pairs(sets, 0, seed=13) == []
