@@ -12,6 +12,7 @@ teacher's IPOT top-k on the posts with a photo and text -- the same quantities a
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
 from dataclasses import replace
@@ -30,6 +31,8 @@ from crisislens.distill.train_teacher import assemble
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.reports import provenance, write_report
+
+from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
 
 
 def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutputStore) -> dict[str, Any]:
@@ -68,26 +71,22 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
+    add_student_option(parser)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
+    checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()
     config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)), outputs=DEFAULT_OUTPUTS)
     root = D.resolve_data_root(config.data_root)
     sets = assemble(root, config.teacher_config())
     store = TeacherOutputStore.load(Path(config.outputs))
     result: dict[str, Any] = {"students": {}}
-    for spec in args.student:
-        name, _, path = spec.partition("=")
-        if not path or not Path(path).is_file():
-            parser.error(f"--student {spec}: give NAME=CHECKPOINT with an existing checkpoint file")
+    for name, path in checkpoints.items():
         student = load_student(path)
         summary_path = Path(path).with_name("train_summary.json")
         pairs = None
         if summary_path.is_file():
-            import json
-
             pairs = json.loads(summary_path.read_text()).get("data", {}).get("pairs", 0)
         print(f"{name}: {student.config.image_size} px ...", file=sys.stderr)
         feats = student_features(sets, root, replace(config, model=student.config), student)
@@ -98,7 +97,7 @@ def main(argv: list[str] | None = None) -> int:
             entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
         result["students"][name] = entry
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance("python benchmarks/patch_agreement.py " + " ".join(f"--student {s}" for s in args.student))
+    prov = provenance(command("patch_agreement.py", args.student))
     json_path, md_path = write_report("patch_agreement", {"provenance": prov, **result}, to_markdown(result, prov),
                                       args.out)
     print(f"wrote {json_path} and {md_path}")

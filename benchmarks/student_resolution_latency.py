@@ -30,6 +30,8 @@ from crisislens.distill.train_teacher import minilm_encoder
 from crisislens.runtime.preprocess import ImageConfig
 from crisislens.runtime.reports import provenance, write_report
 
+from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
+
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lat = result["latency"]
@@ -53,11 +55,12 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
+    add_student_option(parser)
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
+    checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()
     config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)))
     root = D.resolve_data_root(config.data_root)
@@ -66,21 +69,18 @@ def main(argv: list[str] | None = None) -> int:
     teacher.backbone.image = ImageTower()
     models: dict[str, torch.nn.Module] = {"teacher": teacher}
     images: dict[str, ImageConfig] = {"teacher": ImageConfig()}
-    for spec in args.student:
-        name, _, path = spec.partition("=")
-        if not path or not Path(path).is_file():
-            parser.error(f"--student {spec}: give NAME=CHECKPOINT with an existing checkpoint file")
+    for name, path in checkpoints.items():
         student = load_student(path)
         images[name] = student_image_config(student.config)
         student.image = ImageTower(grid=images[name].patch_grid)
         models[name] = student
     print(f"timing {', '.join(models)} ...", file=sys.stderr)
-    result: dict[str, Any] = {"models": list(models), "checkpoints": dict(s.partition("=")[::2] for s in args.student),
+    result: dict[str, Any] = {"models": list(models), "checkpoints": checkpoints,
                               "size": {n: size(m) for n, m in models.items()},
                               "latency": latency(models, test, minilm_encoder(config.teacher_config()),
                                                  rounds=args.rounds, image_configs=images)}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance("python benchmarks/student_resolution_latency.py " + " ".join(f"--student {s}" for s in args.student))
+    prov = provenance(command("student_resolution_latency.py", args.student))
     json_path, md_path = write_report("student_latency", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -31,9 +31,9 @@ from crisislens.distill.eval_teacher import (
     text_faithfulness,
 )
 from crisislens.distill.features import example_key
-from crisislens.distill.student import RationaleStudent, load_student
+from crisislens.distill.student import RationaleStudent, load_student, student_image_config
 from crisislens.distill.teacher import ImageTower, TeacherInputs
-from crisislens.distill.train_student import StudentTrainConfig, student_features, student_image_config, student_outputs
+from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
