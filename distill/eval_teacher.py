@@ -267,6 +267,10 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
         lines.append(f"Training: `crisislens distill train-teacher` — {training.get('train_minutes')} min on "
                      f"{provenance['environment']['cpu_count']} CPU cores; best dev Macro-F1 "
                      f"{training.get('best_dev_macro_f1', float('nan')):.4f}; rows per source {training.get('data')}.")
+        pool = training.get("config", {}).get("humaid_pool")
+        if pool is not None:
+            lines.append(f"HumAID rows mixed in: {pool} (`--humaid-pool`). Training recipes tried on a GPU (HumAID on "
+                         "or off, MiniLM layers fine-tuned, epochs, seeds): `reports/teacher_sweep.md`.")
     lines += [
         "",
         "## CrisisMMD agreed test",
