@@ -146,18 +146,18 @@ def test_transfer_pairs_draw_training_texts_and_training_photos_only():
     assert train_student.transfer_pairs(sets, 0, seed=13) == []
 
 
-def test_humaid_is_left_out_by_default_and_can_be_mixed_back_in(tmp_path):
-    """reports/teacher_sweep.md: HumAID (mapped to the 5 classes) lowered Macro-F1, so the teacher
-    and the student train without it unless `--humaid-pool N` asks for N rows."""
+def test_humaid_pool_is_an_option_of_train_teacher(tmp_path):
+    """HumAID is a measured trade-off (reports/teacher_no_humaid.md): kept by default,
+    `--humaid-pool 0` leaves it out."""
     from crisislens.distill.cli import _train_config
     from crisislens.runtime.cli import build_parser
 
     data = clean_data_root(tmp_path)
     default = train_teacher.assemble(data, train_teacher.TrainConfig(data_root=str(data)))
-    assert default.train["humaid"] == [] and default.train["crisismmd"]
-    mixed = train_teacher.assemble(data, train_teacher.TrainConfig(data_root=str(data), humaid_pool=10))
-    assert 0 < len(mixed.train["humaid"]) <= 10
-    args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data), "--humaid-pool", "10"])
-    assert _train_config(args).humaid_pool == 10
-    args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data)])
+    assert default.train["humaid"] and default.train["crisismmd"]
+    none = train_teacher.assemble(data, train_teacher.TrainConfig(data_root=str(data), humaid_pool=0))
+    assert none.train["humaid"] == [] and none.train["crisismmd"] == default.train["crisismmd"]
+    args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data), "--humaid-pool", "0"])
     assert _train_config(args).humaid_pool == 0
+    args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data)])
+    assert _train_config(args).humaid_pool == 24000
