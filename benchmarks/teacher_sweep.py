@@ -222,17 +222,30 @@ def evaluate(model: Any, rows: Rows, index: list[int], device: Any, classes: int
             "full_head_macro_f1": macro_f1(gold, f, classes)}
 
 
+def teacher_config(bert: Any, recipe: Recipe) -> Any:
+    """The teacher's config, its widths read from the MiniLM given (the real one: the defaults)."""
+    from crisislens.distill.teacher import TeacherConfig
+
+    c = bert.config
+    default = TeacherConfig()
+    if (c.hidden_size, c.num_hidden_layers) == (default.hidden, default.text_layers):
+        return TeacherConfig(frozen_text_layers=recipe.frozen_text_layers)
+    return TeacherConfig(hidden=c.hidden_size, text_layers=c.num_hidden_layers,
+                         frozen_text_layers=min(recipe.frozen_text_layers, c.num_hidden_layers - 1),
+                         fusion_layers=1, fusion_heads=c.num_attention_heads, fusion_ffn=4 * c.hidden_size)
+
+
 def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: float, log: Any,
                  on_epoch: Any = None) -> dict[str, Any]:
     """Train one recipe until it ends, stops early or passes `deadline`; `on_epoch(result)` after each epoch."""
     import torch
 
-    from crisislens.distill.teacher import LossWeights, TeacherConfig, build_teacher, teacher_loss
+    from crisislens.distill.teacher import LossWeights, build_teacher, teacher_loss
     from crisislens.distill.train_teacher import WarmupLinear, class_weights, make_optimizer, set_seed
     from crisislens.runtime.labels import LABEL_NAMES
 
     set_seed(recipe.seed)
-    config = TeacherConfig(frozen_text_layers=recipe.frozen_text_layers)
+    config = teacher_config(bert, recipe)
     model = build_teacher(config, bert=copy.deepcopy(bert)).to(device)
     optimizer = make_optimizer(model, model.backbone.text, recipe)
     humaid = rows.where("humaid")
@@ -247,6 +260,7 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
     schedule = WarmupLinear(optimizer, steps, recipe.epochs)
     dev, test, zero_shot = rows.where("dev"), rows.where("test"), rows.where("crisislex")
     result: dict[str, Any] = {"recipe": asdict(recipe), "train_rows_per_epoch": len(fixed) + per_epoch,
+                              "text_layers": config.text_layers, "frozen_text_layers": config.frozen_text_layers,
                               "humaid_pool_rows": len(humaid), "epochs": [], "complete": False}
     best, bad = -1.0, 0
     for epoch in range(recipe.epochs):
@@ -400,7 +414,9 @@ def to_markdown(results: dict[str, Any], prov: dict[str, Any]) -> str:
         lex = best.get("crisislex")
         zero_shot = f"{lex['macro_f1']:.4f} / {lex['accuracy']:.4f}" if lex else "–"
         note = {"early stopping": ", early stop", "time budget": ", budget spent"}.get(r.get("stopped", ""), "")
-        lines.append(f"| {rec['name']} | {r['run']} | {6 - rec['frozen_text_layers']} of 6 | {len(r['epochs'])} ({best['epoch']}{note}) | "
+        layers = r.get("text_layers", 6)  # results written before this field: MiniLM-L6
+        trained = layers - r.get("frozen_text_layers", rec["frozen_text_layers"])
+        lines.append(f"| {rec['name']} | {r['run']} | {trained} of {layers} | {len(r['epochs'])} ({best['epoch']}{note}) | "
                      f"{r['humaid_pool_rows']:,} / {min(rec['humaid_per_epoch'], r['humaid_pool_rows']):,} | "
                      f"{rec['lr_text']:g} | {rec['seed']} | {best['dev']['macro_f1']:.4f} | {best['test']['macro_f1']:.4f} | "
                      f"{best['test']['accuracy']:.4f} | {best['test']['full_head_macro_f1']:.4f} | {zero_shot} | {per:.1f} |")

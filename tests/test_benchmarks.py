@@ -1,0 +1,97 @@
+"""The benchmark scripts' own logic: the teacher recipe sweep end to end on a tiny random MiniLM
+and a synthetic payload (no data, no GPU), and the zero-shot script's bundle option."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+transformers = pytest.importorskip("transformers")
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+
+import teacher_sweep  # noqa: E402
+
+
+def tiny_payload(folder: Path, per_source: int = 12) -> Path:
+    """rows.npz + minilm.pt as `teacher_sweep prepare` writes them, from random tokens and a tiny BERT."""
+    rng = np.random.default_rng(0)
+    ids, rats, lengths, has_rat, labels, source, pool = [], [], [], [], [], [], []
+    for code, _ in enumerate(teacher_sweep.SOURCES):
+        for i in range(per_source):
+            n = int(rng.integers(4, 9))
+            row = np.concatenate([[101], rng.integers(1000, 1100, n - 2), [102]]).astype(np.uint16)
+            ids.append(row)
+            rats.append((rng.random(n) < 0.4).astype(np.uint8))
+            lengths.append(n)
+            has_rat.append(code == teacher_sweep.SOURCES.index("rationales"))
+            labels.append(i % 5)
+            source.append(code)
+            pool.append(i % 2 == 0)
+    folder.mkdir(parents=True)
+    flat = np.concatenate(ids)
+    np.savez_compressed(folder / "rows.npz", ids=flat, rationale=np.concatenate(rats),
+                        lengths=np.array(lengths, np.int32), has_rationale=np.array(has_rat),
+                        labels=np.array(labels, np.int8), source=np.array(source, np.int8), in_cpu_pool=np.array(pool))
+    torch.manual_seed(0)
+    config = transformers.BertConfig(vocab_size=1200, hidden_size=16, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=32, max_position_embeddings=32)
+    bert = transformers.BertModel(config)
+    state = {k: v.detach().half() for k, v in bert.state_dict().items()}
+    used = np.unique(flat).astype(np.int64)
+    key = "embeddings.word_embeddings.weight"
+    state[key] = state[key][torch.from_numpy(used)].clone()
+    torch.save({"state": state, "used_ids": torch.from_numpy(used), "vocab": 1200, "config": config.to_dict()},
+               folder / "minilm.pt")
+    return folder
+
+
+def test_sweep_runs_a_recipe_end_to_end_and_renders(tmp_path: Path):
+    payload = tiny_payload(tmp_path / "payload")
+    bert = teacher_sweep.load_bert(payload)
+    assert bert.embeddings.word_embeddings.weight.shape == (1200, 16)
+    out = tmp_path / "out"
+    result = teacher_sweep.run(payload, out, budget_s=120, only=["zs-humaid-2000"], device_name="cpu")
+    saved = json.loads((out / "results_0.json").read_text())
+    assert saved["rows"] == {s: 12 for s in teacher_sweep.SOURCES}
+    (recipe,) = saved["recipes"]
+    assert recipe["recipe"]["name"] == "zs-humaid-2000" and recipe["humaid_pool_rows"] == 6
+    assert recipe["epochs"] and recipe["best"] == teacher_sweep.best_epoch(recipe) == teacher_sweep.best_epoch(
+        result["recipes"][0])
+    for epoch in recipe["epochs"]:
+        for split in ("dev", "test", "crisislex"):
+            assert 0.0 <= epoch[split]["macro_f1"] <= 1.0 and 0.0 <= epoch[split]["accuracy"] <= 1.0
+
+    # a later, longer run of the same recipe replaces the earlier one; names not run are listed
+    shorter = {**saved, "recipes": [{**recipe, "epochs": recipe["epochs"][:1]}]}
+    (tmp_path / "early.json").write_text(json.dumps(shorter))
+    merged = teacher_sweep.merge([("first", [shorter]), ("second", [saved])])
+    assert [r["run"] for r in merged["recipes"]] == [2] and len(merged["runs"]) == 2
+    assert "cpu-recipe" in merged["not_run"] and "zs-humaid-2000" not in merged["not_run"]
+    teacher_sweep.render([["first", str(tmp_path / "early.json")], ["second", str(out / "results_0.json")]],
+                         tmp_path / "reports")
+    md = (tmp_path / "reports" / "teacher_sweep.md").read_text()
+    assert "| zs-humaid-2000 | 2 | 1 of 2 |" in md and "run 2: `second`" in md
+
+
+def test_sweep_recipes_have_unique_names():
+    names = [r.name for r in teacher_sweep.RECIPES]
+    assert len(names) == len(set(names))
+
+
+def test_zero_shot_bundle_option_is_checked(tmp_path: Path):
+    pytest.importorskip("onnxruntime")
+    import zero_shot_bundles
+
+    parser = argparse.ArgumentParser()
+    ok = zero_shot_bundles.parse_bundles(parser, [f"a={tmp_path}", f"b={tmp_path}:int8-w8a32"])
+    assert ok == {"a": (tmp_path, None), "b": (tmp_path, "int8-w8a32")}
+    for bad in ([str(tmp_path)], [f"={tmp_path}"], [f"a={tmp_path}", f"a={tmp_path}"], [f"a={tmp_path / 'missing'}"]):
+        with pytest.raises(SystemExit):
+            zero_shot_bundles.parse_bundles(parser, bad)
