@@ -241,7 +241,7 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
     import torch
 
     from crisislens.distill.teacher import LossWeights, build_teacher, teacher_loss
-    from crisislens.distill.train_teacher import WarmupLinear, class_weights, make_optimizer, set_seed
+    from crisislens.distill.train_teacher import WarmupLinear, class_weights, make_optimizer, optimizer_step, set_seed
     from crisislens.runtime.labels import LABEL_NAMES
 
     set_seed(recipe.seed)
@@ -286,12 +286,7 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
             out = model(inputs)
             content = model.content_mask(inputs.input_ids, inputs.attention_mask)
             loss, parts = teacher_loss(out, labels, rationale, has_rat, content, LossWeights(), weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            sums.update(parts)
-            sums["n"] += 1
+            optimizer_step(model, optimizer, loss, parts, sums)
         scores = {"epoch": epoch + 1, "seconds": round(time.monotonic() - t0, 1),
                   "train_ce": sums["ce"] / max(sums["n"], 1),
                   "dev": evaluate(model, rows, dev, device, len(LABEL_NAMES)),

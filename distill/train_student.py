@@ -53,6 +53,7 @@ from crisislens.distill.train_teacher import (
     make_optimizer,
     minilm_encoder,
     new_state,
+    optimizer_step,
     resume_from,
     save_last,
     set_seed,
@@ -222,12 +223,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
             content = model.content_mask(inputs.input_ids, inputs.attention_mask)
             patch_mask = inputs.image_present[:, None].expand_as(o.patch_scores)
             loss, parts = distill_loss(o, targets, labels, content, patch_mask, config.loss, human, has_human, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            sums.update(parts)
-            sums["n"] += 1
+            optimizer_step(model, optimizer, loss, parts, sums)
             if step % 20 == 0 or step == len(batches) - 1:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
                 eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)

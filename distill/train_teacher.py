@@ -286,6 +286,17 @@ def save_last(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optimiz
                 "torch_rng": torch.get_rng_state()}, last)
 
 
+def optimizer_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, loss: torch.Tensor,
+                   parts: dict[str, float], sums: Counter[str]) -> None:
+    """One step (gradients clipped to norm 1); the loss parts go into the epoch's running `sums`."""
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    sums.update(parts)
+    sums["n"] += 1
+
+
 class WarmupLinear:
     """Per step: linear warm-up over the first fifth of an epoch, then linear decay to 5%."""
 
@@ -341,12 +352,7 @@ def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
             out_ = model(inputs)
             content = model.content_mask(inputs.input_ids, inputs.attention_mask)
             loss, parts = teacher_loss(out_, labels, rationale, has_rat, content, config.loss, weights)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            sums.update({k: v for k, v in parts.items()})
-            sums["n"] += 1
+            optimizer_step(model, optimizer, loss, parts, sums)
             if step % 10 == 0 or step == len(batches) - 1:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
                 eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
