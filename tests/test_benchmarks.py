@@ -95,3 +95,16 @@ def test_zero_shot_bundle_option_is_checked(tmp_path: Path):
     for bad in ([str(tmp_path)], [f"={tmp_path}"], [f"a={tmp_path}", f"a={tmp_path}"], [f"a={tmp_path / 'missing'}"]):
         with pytest.raises(SystemExit):
             zero_shot_bundles.parse_bundles(parser, bad)
+
+
+def test_image_tower_cuts_give_the_stage_widths():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    import image_tower_latency
+
+    result = image_tower_latency.measure([64], rounds=1, reps=1, warmup=1)
+    widths = {r["cut"]: r["output"][0] for r in result["rows"]}
+    assert list(widths.values()) == [1280, 320, 192, 112]
+    assert all(r["median_ms"] > 0 and r["runs"] == 1 for r in result["rows"])
+    md = image_tower_latency.to_markdown({**result, "seconds": 0.1},
+                                         {"command": "c", "git_commit": "0" * 40, "created": "now"})
+    assert "| 64 | to stage 5 (112 ch) |" in md
