@@ -175,15 +175,6 @@ def load_bert(payload: Path) -> Any:
     return bert
 
 
-def macro_f1(gold: np.ndarray, pred: np.ndarray, classes: int) -> float:
-    f1s = []
-    for c in range(classes):
-        tp = int(((pred == c) & (gold == c)).sum())
-        p, g = int((pred == c).sum()), int((gold == c).sum())
-        f1s.append(0.0 if tp == 0 else 2 * tp / (p + g))
-    return float(np.mean(f1s))
-
-
 def batch_inputs(rows: Rows, index: list[int], device: Any) -> tuple[Any, Any, Any, Any]:
     import torch
 
@@ -202,8 +193,12 @@ def batch_inputs(rows: Rows, index: list[int], device: Any) -> tuple[Any, Any, A
     return inputs, t(rat), t(rows.has_rationale[index]), t(rows.labels[index])
 
 
-def evaluate(model: Any, rows: Rows, index: list[int], device: Any, classes: int) -> dict[str, float]:
+def evaluate(model: Any, rows: Rows, index: list[int], device: Any) -> dict[str, float]:
+    """Macro-F1 and accuracy of the rationale head, Macro-F1 of the full-input head, on `index`."""
     import torch
+
+    from crisislens.runtime.labels import LABEL_NAMES
+    from crisislens.runtime.metrics import classification_report
 
     model.eval()
     order = sorted(index, key=lambda i: len(rows.ids[i]))
@@ -215,11 +210,10 @@ def evaluate(model: Any, rows: Rows, index: list[int], device: Any, classes: int
             out = model(inputs)
             for i, p, f in zip(chunk, out.logits.argmax(-1).tolist(), out.full_logits.argmax(-1).tolist()):
                 pred[i], full[i] = p, f
-    gold = rows.labels[index]
-    p = np.array([pred[i] for i in index])
-    f = np.array([full[i] for i in index])
-    return {"macro_f1": macro_f1(gold, p, classes), "accuracy": float((p == gold).mean()),
-            "full_head_macro_f1": macro_f1(gold, f, classes)}
+    gold = [LABEL_NAMES[int(rows.labels[i])] for i in index]
+    rationale = classification_report(gold, [LABEL_NAMES[pred[i]] for i in index])
+    full_head = classification_report(gold, [LABEL_NAMES[full[i]] for i in index])
+    return {"macro_f1": rationale.macro_f1, "accuracy": rationale.accuracy, "full_head_macro_f1": full_head.macro_f1}
 
 
 def teacher_config(bert: Any, recipe: Recipe) -> Any:
@@ -241,7 +235,8 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
     import torch
 
     from crisislens.distill.teacher import LossWeights, build_teacher, teacher_loss
-    from crisislens.distill.train_teacher import WarmupLinear, class_weights, make_optimizer, optimizer_step, set_seed
+    from crisislens.distill.train_teacher import (WarmupLinear, class_weights, length_batches, make_optimizer,
+                                                  optimizer_step, set_seed)
     from crisislens.runtime.labels import LABEL_NAMES
 
     set_seed(recipe.seed)
@@ -271,12 +266,7 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
         rng = random.Random(recipe.seed * 1000 + epoch)
         chosen = fixed + rng.sample(humaid, per_epoch)
         rng.shuffle(chosen)
-        # length buckets of 50 batches, shuffled, as train-teacher does
-        chunks = [chosen[i : i + recipe.batch_size * 50] for i in range(0, len(chosen), recipe.batch_size * 50)]
-        batches = []
-        for c in chunks:
-            c = sorted(c, key=lambda i: len(rows.ids[i]))
-            batches += [c[i : i + recipe.batch_size] for i in range(0, len(c), recipe.batch_size)]
+        batches = length_batches(chosen, lambda i: len(rows.ids[i]), recipe.batch_size)  # as train-teacher does
         rng.shuffle(batches)
         model.train()
         sums: Counter[str] = Counter()
@@ -289,10 +279,10 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
             optimizer_step(model, optimizer, loss, parts, sums)
         scores = {"epoch": epoch + 1, "seconds": round(time.monotonic() - t0, 1),
                   "train_ce": sums["ce"] / max(sums["n"], 1),
-                  "dev": evaluate(model, rows, dev, device, len(LABEL_NAMES)),
-                  "test": evaluate(model, rows, test, device, len(LABEL_NAMES))}
+                  "dev": evaluate(model, rows, dev, device),
+                  "test": evaluate(model, rows, test, device)}
         if zero_shot:
-            scores["crisislex"] = evaluate(model, rows, zero_shot, device, len(LABEL_NAMES))
+            scores["crisislex"] = evaluate(model, rows, zero_shot, device)
         result["epochs"].append(scores)
         print(f"{recipe.name} epoch {epoch + 1}: dev {scores['dev']['macro_f1']:.4f} test {scores['test']['macro_f1']:.4f} "
               f"({scores['seconds']} s)", file=log, flush=True)

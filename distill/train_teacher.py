@@ -15,10 +15,10 @@ import random
 import sys
 import time
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
@@ -48,6 +48,9 @@ from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import TextConfig, TextEncoder
 
 MINILM_ID = "all-MiniLM-L6-v2"
+
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -236,16 +239,25 @@ def _epoch_examples(sets: Sets, config: TrainConfig, epoch: int) -> list[D.Examp
     return rows
 
 
+def length_batches(items: Sequence[T], length: Callable[[T], int], batch_size: int) -> list[list[T]]:
+    """Batches of similar length (less padding): `items` in chunks of 50 batches, each chunk
+    sorted by `length` and cut into batches; not shuffled."""
+    chunk = batch_size * 50
+    batches: list[list[T]] = []
+    for c in range(0, len(items), chunk):
+        part = sorted(items[c : c + chunk], key=length)
+        batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+    return batches
+
+
 def _bucketed(rows: list[D.Example], features: Features, batch_size: int, rng: random.Random) -> list[list[D.Example]]:
     """Batches of one modality mix and similar length (text-only batches skip the patch
     tokens; less padding), in random order."""
-    chunk = batch_size * 50
     batches = []
     for with_image in (False, True):
         group = [e for e in rows if (e.image is not None) == with_image]
-        for c in range(0, len(group), chunk):
-            part = sorted(group[c : c + chunk], key=lambda e: int(features.text.lengths[features.text.index[text_key(e)]]))
-            batches += [part[i : i + batch_size] for i in range(0, len(part), batch_size)]
+        batches += length_batches(group, lambda e: int(features.text.lengths[features.text.index[text_key(e)]]),
+                                  batch_size)
     rng.shuffle(batches)
     return batches
 
