@@ -30,26 +30,15 @@ CUTS: tuple[tuple[str, int | None], ...] = (("whole (head, 1280 ch)", None), ("t
                                            ("to stage 6 (192 ch)", 15), ("to stage 5 (112 ch)", 11))
 
 
-def truncated(net: Any, blocks: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """EfficientNet-Lite0's `extract_features` stopped after `blocks` blocks (no head)."""
-
-    def run(x: torch.Tensor) -> torch.Tensor:
-        x = net._swish(net._bn0(net._conv_stem(x)))
-        for block in net._blocks[:blocks]:
-            x = block(x)
-        return x
-
-    return run
-
-
 def measure(sizes: list[int], rounds: int, reps: int, warmup: int = 3) -> dict[str, Any]:
     tower = ImageTower(grid=None)
+    towers = {blocks: ImageTower(tower.net, grid=None, blocks=blocks) for _, blocks in CUTS}
     variants: dict[tuple[int, str], Callable[[], torch.Tensor]] = {}
     shapes: dict[tuple[int, str], list[int]] = {}
     for size in sizes:
         x = torch.randn(1, 3, size, size)
         for name, blocks in CUTS:
-            f = tower.net.extract_features if blocks is None else truncated(tower.net, blocks)
+            f = towers[blocks].features
             variants[(size, name)] = lambda f=f, x=x: f(x)
     times: dict[tuple[int, str], list[float]] = {k: [] for k in variants}
     with torch.no_grad():

@@ -59,14 +59,25 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
              "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
              "runs the teacher again.", "",
-             "| student | photo px | patch head | transfer pairs | dev patch IoU | test patch IoU | test label agreement "
-             "| test Macro-F1 |", "|---|---|---|---|---|---|---|---|"]
+             "| student | photo px | image tower | patch head | transfer pairs | dev patch IoU | test patch IoU "
+             "| test label agreement | test Macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["students"].items():
         d, t = r["dev"], r["test"]
-        lines.append(f"| {name} | {r['image_size']} | {r['patch_head']} | {r['pairs']} | "
+        lines.append(f"| {name} | {r['image_size']} | {r.get('tower', 'whole')} | {r['patch_head']} | {r['pairs']} | "
                      f"{d['patch_topk_iou']:.4f} ± {d['patch_iou_se']:.3f} | {t['patch_topk_iou']:.4f} ± "
                      f"{t['patch_iou_se']:.3f} | {t['label_agreement']:.4f} | {t['macro_f1']:.4f} |")
     return "\n".join(lines)
+
+
+def head_name(config: Any) -> str:
+    if config.transfer_dim:
+        return "one-step transfer"
+    return f"MLP {config.patch_head_hidden}" if config.patch_head_hidden else "linear"
+
+
+def tower_name(config: Any) -> str:
+    blocks = getattr(config, "image_blocks", None)
+    return "whole" if blocks is None else f"first {blocks} blocks"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,8 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: {student.config.image_size} px ...", file=sys.stderr)
         feats = student_features(sets, root, replace(config, model=student.config), student)
         entry: dict[str, Any] = {"checkpoint": path, "image_size": student.config.image_size,
-                                 "patch_head": f"MLP {student.config.patch_head_hidden}" if student.config.patch_head_hidden
-                                 else "linear", "pairs": "–" if pairs is None else pairs}
+                                 "tower": tower_name(student.config), "patch_head": head_name(student.config),
+                                 "pairs": "–" if pairs is None else pairs}
         for split, rows in (("dev", sets.dev), ("test", sets.test)):
             entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
         result["students"][name] = entry

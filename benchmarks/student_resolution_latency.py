@@ -23,7 +23,7 @@ import torch
 from crisislens.distill import data as D
 from crisislens.distill.eval_student import latency, size
 from crisislens.distill.eval_teacher import load_teacher
-from crisislens.distill.student import load_student, student_image_config
+from crisislens.distill.student import load_student, student_image_config, student_image_tower
 from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import StudentTrainConfig
 from crisislens.distill.train_teacher import minilm_encoder
@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, path in checkpoints.items():
         student = load_student(path)
         images[name] = student_image_config(student.config)
-        student.image = ImageTower(grid=images[name].patch_grid)
+        student.image = student_image_tower(student.config)
         models[name] = student
     print(f"timing {', '.join(models)} ...", file=sys.stderr)
     result: dict[str, Any] = {"models": list(models), "checkpoints": checkpoints,

@@ -53,11 +53,11 @@ class TorchRunner:
             torch.set_num_threads(threads)
         self.torch = torch
         if kind == "student":
-            from crisislens.distill.student import load_student, student_image_config
+            from crisislens.distill.student import load_student, student_image_config, student_image_tower
 
             self.model = load_student(checkpoint or STUDENT).eval()
             self.image_config = student_image_config(self.model.config)  # its own resolution
-            self.model.image = ImageTower(grid=self.image_config.patch_grid)
+            self.model.image = student_image_tower(self.model.config)
         else:
             from crisislens.distill.eval_teacher import load_teacher
 

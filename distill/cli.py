@@ -101,7 +101,13 @@ def register(cli: Cli) -> None:
     s.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this time")
     s.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
     s.add_argument("--image-size", type=int, default=None,
-                   help="photo side in pixels the student sees (default 192; the teacher's is 224)")
+                   help="photo side in pixels the student sees (default 112; the teacher's is 224)")
+    s.add_argument("--image-blocks", default=None, metavar="N|all",
+                   help="cut EfficientNet-Lite0 after N of its 16 blocks (default 11: stage 5, 112 channels, "
+                        "stride 16); 'all' runs the whole tower with its 1280-channel head")
+    s.add_argument("--patch-head", choices=["transfer", "mlp"], default=None,
+                   help="transfer (default): each patch's score is its attention over the tokens times their "
+                        "rationale scores; mlp: a free head on the fused patch states")
     s.add_argument("--pairs", type=int, default=None, help="synthetic text+photo transfer pairs (default 3000; 0: none)")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
@@ -152,6 +158,16 @@ def _student_config(args: argparse.Namespace):
         if args.image_size < 32:
             raise CliError(f"--image-size {args.image_size}: give at least 32 pixels (EfficientNet-Lite0 downsamples 32x)")
         config.model.image_size = args.image_size
+    blocks = getattr(args, "image_blocks", None)
+    if blocks is not None:
+        from crisislens.distill.teacher import LITE0_BLOCK_CHANNELS, tower_channels
+
+        if blocks != "all" and not (blocks.isdigit() and 1 <= int(blocks) <= len(LITE0_BLOCK_CHANNELS)):
+            raise CliError(f"--image-blocks {blocks}: give 1..{len(LITE0_BLOCK_CHANNELS)} or 'all'")
+        config.model.image_blocks = None if blocks == "all" else int(blocks)
+        config.model.image_channels = tower_channels(config.model.image_blocks)
+    if getattr(args, "patch_head", None) == "mlp":
+        config.model.transfer_dim = 0
     if getattr(args, "pairs", None) is not None:
         if args.pairs < 0:
             raise CliError(f"--pairs {args.pairs}: give 0 or more")

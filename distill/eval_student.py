@@ -31,7 +31,7 @@ from crisislens.distill.eval_teacher import (
     text_faithfulness,
 )
 from crisislens.distill.features import example_key
-from crisislens.distill.student import RationaleStudent, load_student, student_image_config
+from crisislens.distill.student import RationaleStudent, load_student, student_image_config, student_image_tower
 from crisislens.distill.teacher import ImageTower, TeacherInputs
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
@@ -223,7 +223,7 @@ def evaluate(config: StudentTrainConfig, ablation_dir: Path | None = None, faith
     print("size and latency ...", file=sys.stderr)
     teacher.backbone.image = ImageTower()
     student = students["student"]
-    student.image = ImageTower(grid=student.config.patch_grid)
+    student.image = student_image_tower(student.config)
     result["size"] = {"teacher": size(teacher), "student": size(student)}
     result["latency"] = latency({"teacher": teacher, "student": student}, test, encoder,
                                 image_configs={"teacher": ImageConfig(), "student": student_image_config(student.config)})

@@ -75,7 +75,7 @@ def _check_meta(folder: Path, meta: dict[str, Any]) -> bool:
 
 @dataclass
 class ImageCache:
-    features: np.ndarray  # [N, 49, 1280] float16
+    features: np.ndarray  # [N, 49, C] float16 (C = 1280 for the whole tower)
     index: dict[str, int]  # relative path -> row
     errors: dict[str, str]  # relative path -> why it could not be read
 
@@ -99,7 +99,9 @@ def build_image_cache(root: Path, paths: Sequence[Path], folder: Path, tower: An
     import torch
 
     config = config or ImageConfig()
-    meta = {"version": CACHE_VERSION, "kind": "image", "model": "efficientnet-lite0", "preprocess": config.to_dict(),
+    blocks = getattr(tower, "blocks", None)
+    model = "efficientnet-lite0" if blocks is None else f"efficientnet-lite0[:{blocks} blocks]"
+    meta = {"version": CACHE_VERSION, "kind": "image", "model": model, "preprocess": config.to_dict(),
             "code": preprocess_fingerprint()}
     unique = sorted({image_key(root, p) for p in paths})
     if _check_meta(folder, meta):
@@ -128,7 +130,7 @@ def build_image_cache(root: Path, paths: Sequence[Path], folder: Path, tower: An
                 index[key] = len(feats)
                 feats.append(row)
         _progress(min(start + batch_size, len(unique)), len(unique), started, "image features")
-    array = np.stack(feats) if feats else np.zeros((0, config.patch_grid**2, 1280), np.float16)
+    array = np.stack(feats) if feats else np.zeros((0, config.patch_grid**2, getattr(tower, "channels", 1280)), np.float16)
     np.save(folder / "features.npy", array)
     (folder / "meta.json").write_text(json.dumps({**meta, "index": index, "errors": errors}))
     return ImageCache(array, index, errors)

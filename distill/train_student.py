@@ -37,8 +37,9 @@ from crisislens.distill.student import (
     save_student,
     student_from_teacher,
     student_image_config,
+    student_image_tower,
 )
-from crisislens.distill.teacher import ImageTower, TeacherInputs
+from crisislens.distill.teacher import TeacherInputs
 from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore, merge_outputs
 from crisislens.distill.train_teacher import (
     MINILM_ID,
@@ -126,9 +127,11 @@ def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student
         seen.setdefault(example_key(e), e)
     cache = Path(config.cache)
     image_config = student_image_config(config.model)
-    folder = cache / ("images" if image_config == ImageConfig() else f"images_{image_config.size}px")
+    blocks = config.model.image_blocks
+    name = "images" if image_config == ImageConfig() else f"images_{image_config.size}px"
+    folder = cache / (name if blocks is None else f"{name}_b{blocks}")
     photos = [e.image for e in list(seen.values()) + list(pairs) if e.image is not None]
-    images = build_image_cache(root, photos, folder, ImageTower(grid=image_config.patch_grid), config=image_config)
+    images = build_image_cache(root, photos, folder, student_image_tower(config.model), config=image_config)
     folder = cache / f"text_l{config.model.frozen_text_layers}"
     text = build_text_cache(list(seen.values()), folder, minilm_encoder(config.teacher_config()), student.text,
                             model_id=MINILM_ID)

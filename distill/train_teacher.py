@@ -154,7 +154,7 @@ class Features:
         mask = np.zeros((b, n), np.int64)
         rationale = np.zeros((b, n), np.float32)
         has_rat = np.zeros(b, bool)
-        feats = np.zeros((b, 49, 1280), np.float32)
+        feats = np.zeros((b, *self.images.features.shape[1:]), np.float32)  # [B, patches, channels]
         present = np.zeros(b, bool)
         for i, ((s, t, r, h), e) in enumerate(zip(rows, examples)):
             k = len(t)

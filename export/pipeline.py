@@ -103,8 +103,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     import torch
 
     from crisislens.distill import data as D
-    from crisislens.distill.student import load_student, student_image_config
-    from crisislens.distill.teacher import ImageTower
+    from crisislens.distill.student import load_student, student_image_config, student_image_tower
     from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
 
     started = time.perf_counter()
@@ -114,7 +113,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     out.mkdir(parents=True, exist_ok=True)
     student = load_student(config.student)
     image_config = student_image_config(student.config)  # the student's resolution (192 px)
-    student.image = ImageTower(grid=image_config.patch_grid)
+    student.image = student_image_tower(student.config)
     encoder = minilm_encoder(TrainConfig())
     test = D.load_crisismmd(root, "test")
     dev = D.load_crisismmd(root, "dev")

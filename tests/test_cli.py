@@ -55,7 +55,16 @@ def test_student_options_reach_the_training_config(tmp_path):
     config = distill_cli._student_config(argparse.Namespace(**base, image_size=224, pairs=0))
     assert config.model.image_size == 224 and config.pairs == 0
     default = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None))
-    assert default.model.image_size == 192 and default.pairs == 3000
+    assert default.model.image_size == 112 and default.pairs == 3000
+    assert default.model.image_blocks == 11 and default.model.transfer_dim > 0
+    whole = distill_cli._student_config(argparse.Namespace(**base, image_size=192, pairs=None, image_blocks="all",
+                                                           patch_head="mlp"))
+    assert (whole.model.image_blocks, whole.model.image_channels, whole.model.transfer_dim) == (None, 1280, 0)
+    cut = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, image_blocks="15"))
+    assert (cut.model.image_blocks, cut.model.image_channels) == (15, 192)
+    for bad in ("0", "17", "x"):
+        with pytest.raises(CliError, match=f"--image-blocks {bad}"):
+            distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, image_blocks=bad))
     with pytest.raises(CliError, match="--image-size 16"):
         distill_cli._student_config(argparse.Namespace(**base, image_size=16, pairs=None))
     with pytest.raises(CliError, match="--pairs -1"):

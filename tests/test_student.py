@@ -29,7 +29,7 @@ D = 32
 
 def tiny_student_config(**kw) -> StudentConfig:
     base = dict(hidden=D, text_layers=2, frozen_text_layers=1, fusion_heads=4, fusion_ffn=64, image_channels=16,
-                patch_grid=3, top_k_patches=2)
+                patch_grid=3, top_k_patches=2, transfer_dim=D)
     base.update(kw)
     return StudentConfig(**base)
 
@@ -50,8 +50,12 @@ class PixelTower(torch.nn.Module):
         return self.conv(pixel_values).flatten(2).transpose(1, 2)
 
 
-def test_forward_shapes_masks_and_rationales():
-    model = tiny_student().eval()
+HEADS = {"transfer": {}, "mlp": {"transfer_dim": 0}}
+
+
+@pytest.mark.parametrize("head", HEADS)
+def test_forward_shapes_masks_and_rationales(head):
+    model = tiny_student(**HEADS[head]).eval()
     with torch.no_grad():
         out = model(batch())
     assert out.logits.shape == (3, 5)
@@ -65,14 +69,17 @@ def test_forward_shapes_masks_and_rationales():
     assert not out.token_rationale[2].any()  # no words, no word rationale
 
 
-def test_prediction_depends_only_on_rationale_weighted_pooling():
+@pytest.mark.parametrize("head", HEADS)
+def test_prediction_depends_only_on_rationale_weighted_pooling(head):
     """Zeroing the scores of everything leaves only the classifier bias: the class is computed
-    from the weighted evidence, not from a side channel."""
-    model = tiny_student().eval()
+    from the weighted evidence, not from a side channel. (The transfer head's patch scores are
+    carried token scores: zero words, zero patches.)"""
+    model = tiny_student(**HEADS[head]).eval()
     inputs = batch()
     with torch.no_grad():
         model.token_head.bias.fill_(-1e4)
-        model.patch_head[-1].bias.fill_(-1e4)
+        if head == "mlp":
+            model.patch_head[-1].bias.fill_(-1e4)
         a = model(inputs).logits
         inputs.image_features = torch.randn_like(inputs.image_features)
         inputs.input_ids[:, 1:4] = 50
@@ -116,8 +123,9 @@ def loss_case(model):
     return out, teacher, content, inputs.image_present[:, None].expand(b, 9)
 
 
-def test_distill_loss_terms_and_gradients():
-    model = tiny_student().train()
+@pytest.mark.parametrize("head", HEADS)
+def test_distill_loss_terms_and_gradients(head):
+    model = tiny_student(**HEADS[head]).train()
     out, teacher, content, patch_mask = loss_case(model)
     human = torch.zeros(content.shape)
     human[0, 1:3] = 1
@@ -126,8 +134,9 @@ def test_distill_loss_terms_and_gradients():
     assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank"}
     assert all(v > 0 for v in parts.values())
     loss.backward()
-    assert model.token_head.weight.grad is not None and model.patch_head[-1].weight.grad is not None
-    assert float(model.token_head.weight.grad.abs().sum()) > 0
+    patch_head = model.align_patch if head == "transfer" else model.patch_head[-1]
+    assert model.token_head.weight.grad is not None and patch_head.weight.grad is not None
+    assert float(model.token_head.weight.grad.abs().sum()) > 0 and float(patch_head.weight.grad.abs().sum()) > 0
 
 
 def test_kd_term_is_zero_when_the_student_copies_the_teacher():
@@ -266,14 +275,16 @@ def test_student_and_teacher_outputs_share_one_per_example_format():
 
 def test_checkpoints_from_before_the_resolution_field_load_as_224_px_with_a_linear_patch_head(tmp_path):
     config = StudentConfig.from_dict({k: v for k, v in tiny_student_config().to_dict().items()
-                                      if k not in ("image_size", "patch_head_hidden")})
+                                      if k not in ("image_size", "patch_head_hidden", "image_blocks", "transfer_dim")})
     assert config.image_size == 224 and config.patch_head_hidden == 0
+    assert config.image_blocks is None and config.transfer_dim == 0  # the whole tower, a free patch head
     old = RationaleStudent(config, truncated_bert(tiny_bert(), 2))
     assert isinstance(old.patch_head, torch.nn.Linear)
     save_student(old, tmp_path / "old.pt")
     loaded = load_student(tmp_path / "old.pt")
     assert loaded.config.image_size == 224 and isinstance(loaded.patch_head, torch.nn.Linear)
-    assert StudentConfig().image_size == 192 and StudentConfig().patch_head_hidden > 0  # new students
+    new = StudentConfig()  # new students: 112 px through the tower cut after stage 5, transfer head
+    assert (new.image_size, new.image_blocks, new.image_channels, new.transfer_dim) == (112, 11, 112, 384)
 
 
 def test_image_tower_resamples_a_smaller_grid_to_the_patch_layout():
@@ -344,3 +355,67 @@ def test_latency_runs_the_models_in_turns_and_swaps_who_goes_first():
     assert timed[6:8] == [("student", "s0"), ("teacher", "t0")]  # the second round starts the other way round
     assert out["teacher"]["runs"] == out["student"]["runs"] == 6
     assert all(v["median_ms"] >= 0 for v in out.values())
+
+
+def test_transfer_head_carries_token_scores_over_its_attention():
+    """Each patch's score is its attention over the content tokens times their scores: inside
+    the range of the post's token scores, 0 without words, and nothing flows back into the
+    token scores from the patch side."""
+    model = tiny_student().eval()
+    inputs = batch()
+    with torch.no_grad():
+        out = model(inputs)
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    for i in (0, 2):
+        if not content[i].any():
+            assert float(out.patch_scores[i].abs().max()) == 0.0  # a photo without words
+            continue
+        r = out.token_scores[i][content[i]]
+        assert float(out.patch_scores[i].min()) >= float(r.min()) - 1e-5
+        assert float(out.patch_scores[i].max()) <= float(r.max()) + 1e-5
+    # a very high temperature spreads each patch evenly over the words: every patch scores their mean
+    with torch.no_grad():
+        model.align_log_temperature.fill_(20.0)
+        flat = model(inputs)
+    assert torch.allclose(flat.patch_scores[0], flat.token_scores[0][content[0]].mean().expand(9), atol=1e-5)
+    model = tiny_student().train()
+    out = model(inputs)
+    out.patch_scores.sum().backward()
+    assert model.token_head.weight.grad is None or float(model.token_head.weight.grad.abs().sum()) == 0.0
+    assert float(model.align_token.weight.grad.abs().sum()) > 0
+
+
+def test_transfer_rank_term_is_zero_when_shares_match_up_to_a_constant():
+    model = tiny_student().eval()
+    out, teacher, content, patch_mask = loss_case(model)
+    s = out.patch_scores.detach()
+    teacher.patch_scores = s - s.min(1, keepdim=True).values  # a shift per post
+    w = DistillWeights(kd=0, ce=0, token_teacher=0, token_human=0, patch_teacher=0)
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["patch_rank"] == pytest.approx(0.0, abs=1e-5)
+
+
+def test_student_image_tower_checks_the_cut_against_the_config():
+    from crisislens.distill.student import student_image_tower
+    from crisislens.distill.teacher import tower_channels
+
+    assert tower_channels(None) == 1280 and tower_channels(11) == 112 and tower_channels(16) == 320
+    with pytest.raises(ValueError, match="1..16"):
+        tower_channels(17)
+    with pytest.raises(ValueError, match="image_channels=1280"):
+        student_image_tower(StudentConfig(image_blocks=11, image_channels=1280))
+
+
+def test_cut_image_tower_on_the_real_network_gives_the_teachers_grid_at_112_px():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from crisislens.distill.student import student_image_tower
+    from crisislens.distill.teacher import LITE0_BLOCK_CHANNELS, ImageTower
+
+    tower = student_image_tower(StudentConfig())
+    assert [int(b._project_conv.out_channels) for b in tower.net._blocks] == list(LITE0_BLOCK_CHANNELS)
+    pixels = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    grid = tower.features(pixels)
+    assert grid.shape == (2, 112, 7, 7)  # stride 16: the 7 x 7 layout with no resampling
+    assert torch.equal(tower(pixels), grid.flatten(2).transpose(1, 2))
+    whole = ImageTower(tower.net, grid=None)
+    assert whole.channels == 1280 and tuple(whole(torch.rand(1, 3, 224, 224)).shape) == (1, 49, 1280)
