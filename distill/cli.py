@@ -85,6 +85,19 @@ def register(cli: Cli) -> None:
     _student_args(o)
     o.add_argument("--reuse", action="store_true",
                    help="keep the rows of the existing file made by the same teacher; compute only the missing ones")
+    al = distill.command(
+        "teacher-alignment",
+        "the teacher's word-to-patch transfer shares per post with a photo -> .npz (no text)",
+        _teacher_alignment,
+        description=(
+            "Per example with a photo and words (keyed source:id): for each patch, the share of its\n"
+            "IPOT-transferred mass that comes from each word piece. The student's one-step transfer head\n"
+            "learns to reproduce it (default artifacts/teacher-alignment.npz)."
+        ),
+    )
+    _student_args(al)
+    al.add_argument("--alignment", type=Path, default=None,
+                    help="output file (default: artifacts/teacher-alignment.npz)")
     s = distill.command(
         "student",
         "distil the teacher into the small one-pass student",
@@ -149,6 +162,8 @@ def _student_config(args: argparse.Namespace):
                                 out=str(out), cache=str(args.cache), seed=args.seed)
     if not (Path(config.teacher) / "best.pt").is_file():
         raise CliError(f"{config.teacher}/best.pt: no teacher checkpoint; run `crisislens distill train-teacher` first")
+    if getattr(args, "alignment", None) is not None:
+        config.alignment = str(args.alignment)
     if getattr(args, "epochs", None):
         config.epochs = args.epochs
     config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
@@ -181,6 +196,17 @@ def _teacher_outputs(args: argparse.Namespace) -> int:
 
     path, store = export_teacher_outputs(_student_config(args), reuse=args.reuse)
     print(f"wrote teacher outputs for {len(store)} examples to {path} ({path.stat().st_size / 2**20:.1f} MB)")
+    return 0
+
+
+def _teacher_alignment(args: argparse.Namespace) -> int:
+    require("torch", "distill")
+    from crisislens.distill.train_student import export_teacher_alignment
+
+    config = _student_config(args)
+    path, store = export_teacher_alignment(config)
+    print(f"wrote the teacher's transfer alignment for {len(store)} examples to {path} "
+          f"({path.stat().st_size / 2**20:.1f} MB)")
     return 0
 
 

@@ -33,6 +33,7 @@ __all__ = [
     "cosine_cost",
     "ipot",
     "ipot_align",
+    "plan_shares",
     "threshold_patches",
     "top_patches",
     "transfer_rationale",
@@ -236,11 +237,19 @@ def transfer_rationale(plan: Tensor, token_scores: Tensor, patch_mask: Tensor) -
     if batch < 0 or token_scores.shape != (batch, n) or patch_mask.shape != (batch, m):
         raise ValueError(f"transfer_rationale expects plan [B, N, M], scores [B, N], mask [B, M]; got "
                          f"{tuple(plan.shape)}, {tuple(token_scores.shape)}, {tuple(patch_mask.shape)}")
-    received = plan.sum(1)
-    from_rationale = (plan * token_scores.to(plan.dtype).unsqueeze(-1)).sum(1)
-    valid = (patch_mask != 0) & (received > 0)
-    share = from_rationale / received.clamp_min(torch.finfo(plan.dtype).tiny)
-    return torch.where(valid, share, torch.zeros_like(share))
+    shares = plan_shares(plan, patch_mask)
+    return (shares * token_scores.to(plan.dtype).unsqueeze(-1)).sum(1)
+
+
+def plan_shares(plan: Tensor, patch_mask: Tensor) -> Tensor:
+    """``[B, N, M]``: the share of patch j's received mass that comes from token i,
+    ``T_ij / sum_i T_ij`` (each valid patch's column sums to 1; masked patches and patches that
+    receive no mass are all 0). `transfer_rationale` weighs the token scores by it; the student's
+    one-step transfer is taught to reproduce it."""
+    received = plan.sum(1, keepdim=True)
+    valid = (patch_mask != 0).unsqueeze(1) & (received > 0)
+    shares = plan / received.clamp_min(torch.finfo(plan.dtype).tiny)
+    return torch.where(valid, shares, torch.zeros_like(shares))
 
 
 def _ranks(scores: Tensor, valid: Tensor) -> Tensor:

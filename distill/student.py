@@ -129,10 +129,13 @@ class DistillWeights:
     # The teacher's transferred scores span ~0.1 within an image; a low temperature turns
     # them into a distribution peaked on its top patches (what the top-k IoU compares).
     patch_rank_temperature: float = 0.02
+    # KL from the teacher's transfer shares (which words each patch's score comes from) to the
+    # student's transfer attention, per patch: the attention-relation term (transfer head only).
+    align: float = 1.0
 
     def without_rationale_terms(self) -> DistillWeights:
         return DistillWeights(self.temperature, self.kd, self.ce, 0.0, 0.0, self.human_pos_weight, 0.0, 0.0,
-                              self.patch_rank_temperature)
+                              self.patch_rank_temperature, 0.0)
 
 
 @dataclass
@@ -145,6 +148,7 @@ class StudentOutput:
     token_logits: Tensor  # [B, N] raw (for the losses)
     patch_logits: Tensor  # [B, M] (log-odds of patch_scores)
     patch_transfer: bool = False  # patch scores come from the one-step transfer head
+    alignment: Tensor | None = None  # [B, M, N] the transfer head's attention of each patch over the tokens
 
 
 # ----------------------------------------------------------------------------- model
@@ -255,7 +259,8 @@ class RationaleStudent(nn.Module):
         token_rationale = self.select_tokens(token_scores.detach(), content)
         patch_rationale = top_patches(patch_scores.detach(), patch_mask, k=self.config.top_k_patches)
         return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
-                             token_logits, patch_logits, bool(self.config.transfer_dim))
+                             token_logits, patch_logits, bool(self.config.transfer_dim),
+                             alignment if self.config.transfer_dim else None)
 
 
 def _identity_linear(d_in: int, d_out: int) -> nn.Linear:
@@ -340,12 +345,15 @@ class StudentExport(nn.Module):
 @dataclass
 class TeacherTargets:
     """The teacher's cached outputs, padded to the batch: logits [B, C], token scores [B, N],
-    patch scores [B, M], has_image [B] (rows whose teacher saw a photo)."""
+    patch scores [B, M], has_image [B] (rows whose teacher saw a photo); optionally its transfer
+    shares [B, M, N] (each patch's column of `ipot.plan_shares`) and the rows that have them."""
 
     logits: Tensor
     token_scores: Tensor
     patch_scores: Tensor
     has_image: Tensor
+    alignment: Tensor | None = None
+    has_alignment: Tensor | None = None
 
 
 def _masked_bce(scores: Tensor, target: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor | None:
@@ -396,6 +404,16 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
         add("patch_rank", weights.patch_rank, rank)
     else:
         parts["patch_rank"] = 0.0
+    if out.alignment is not None and teacher.alignment is not None and teacher.has_alignment is not None:
+        cells = valid & teacher.has_alignment.bool()[:, None] & (teacher.alignment.sum(-1) > 0)  # [B, M]
+        if bool(cells.any()):
+            target = teacher.alignment[cells]  # [P, N], each row sums to 1 over the words
+            logq = out.alignment[cells].clamp_min(1e-12).log()
+            add("align", weights.align, (target * (target.clamp_min(1e-12).log() - logq)).sum(-1).mean())
+        else:
+            parts["align"] = 0.0
+    else:
+        parts["align"] = 0.0
     return total, parts
 
 

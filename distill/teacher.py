@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from crisislens.distill.ipot import TransferConfig, ipot_align, top_patches, transfer_rationale
+from crisislens.distill.ipot import TransferConfig, ipot_align, plan_shares, top_patches, transfer_rationale
 from crisislens.runtime.labels import LABEL_NAMES
 
 # ----------------------------------------------------------------------------- configuration
@@ -415,11 +415,25 @@ class CrossModalRationaleTeacher(nn.Module):
         return select_tokens(scores, content, self.config)
 
     @torch.no_grad()
+    def transfer_plan(self, enc: EncoderOutput, content: Tensor) -> Tensor:
+        """The IPOT plan [B, N, M] from the content tokens to the valid patches."""
+        t = self.config.transfer
+        return ipot_align(enc.tokens, content, enc.patches, enc.patch_mask,
+                          beta=t.beta, iterations=t.iterations, inner=t.inner)
+
+    @torch.no_grad()
+    def alignment(self, inputs: TeacherInputs) -> tuple[Tensor, Tensor]:
+        """(shares [B, N, M], patch_mask [B, M]): which tokens each patch's transferred score
+        comes from (`ipot.plan_shares` of the plan the forward pass transfers over)."""
+        enc = self.backbone(inputs)
+        content = self.content_mask(inputs.input_ids, inputs.attention_mask)
+        return plan_shares(self.transfer_plan(enc, content), enc.patch_mask), enc.patch_mask
+
+    @torch.no_grad()
     def transfer(self, enc: EncoderOutput, content: Tensor, token_scores: Tensor) -> tuple[Tensor, Tensor]:
         """IPOT from content tokens to valid patches; patch score = rationale share of its mass."""
         t = self.config.transfer
-        plan = ipot_align(enc.tokens, content, enc.patches, enc.patch_mask,
-                          beta=t.beta, iterations=t.iterations, inner=t.inner)
+        plan = self.transfer_plan(enc, content)
         scores = transfer_rationale(plan, token_scores * content, enc.patch_mask)
         keep = top_patches(scores, enc.patch_mask, k=t.top_k)
         # A photo with no text to transfer from keeps all of its patches (nothing to select by).

@@ -172,3 +172,93 @@ def compute(model: Any, batches: Callable[[Sequence[Any]], Any], examples: Seque
               end="", file=sys.stderr, flush=True)
     print(file=sys.stderr)
     return TeacherOutputStore.from_rows(keys, rows, meta)  # type: ignore[arg-type]
+
+
+# ----------------------------------------------------------------------------- transfer alignment
+
+
+@dataclass
+class AlignmentStore:
+    """The teacher's token-to-patch transfer per example with a photo and words: `shares`
+    [n_i, M] (float16, `ipot.plan_shares` of its IPOT plan: row i, column j = the share of patch
+    j's mass that comes from word piece i), on the word pieces `TeacherOutputStore` uses. The
+    student's one-step transfer learns to reproduce it (`DistillWeights.align`). Kept apart from
+    the outputs file: it is larger (about 9 MB) and only training needs it."""
+
+    keys: list[str]
+    starts: np.ndarray  # [K] int64
+    lengths: np.ndarray  # [K] int32
+    shares: np.ndarray  # [T, M] float16
+    meta: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.index = {k: i for i, k in enumerate(self.keys)}
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+    def get(self, key: str) -> np.ndarray | None:
+        """[n, M] float32, or None when the example had no photo or no words."""
+        i = self.index.get(key)
+        if i is None:
+            return None
+        s, n = int(self.starts[i]), int(self.lengths[i])
+        return self.shares[s : s + n].astype(np.float32)
+
+    def save(self, path: Path) -> None:
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = {**self.meta, "format_version": FORMAT_VERSION, "kind": "alignment", "keys": self.keys}
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez_compressed(tmp, starts=self.starts, lengths=self.lengths, shares=self.shares,
+                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: Path) -> AlignmentStore:
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"{path}: no teacher alignment; run `crisislens distill teacher-alignment`")
+        try:
+            with np.load(path) as z:
+                meta = json.loads(bytes(z["meta"]).decode())
+                if meta.get("kind") != "alignment" or meta.get("format_version") != FORMAT_VERSION:
+                    raise TeacherOutputsError(f"{path}: not a teacher-alignment file of format {FORMAT_VERSION}")
+                return cls(keys=meta.pop("keys"), starts=z["starts"], lengths=z["lengths"], shares=z["shares"],
+                           meta=meta)
+        except (KeyError, ValueError, OSError) as exc:
+            if isinstance(exc, TeacherOutputsError):
+                raise
+            raise TeacherOutputsError(f"{path}: not a teacher-alignment file ({exc})") from exc
+
+
+def compute_alignment(model: Any, batches: Callable[[Sequence[Any]], Any], examples: Sequence[Any],
+                      keys: Sequence[str], meta: dict[str, Any], batch_size: int = 64) -> AlignmentStore:
+    """Run the teacher's encoder and IPOT over `examples` (those with a photo) and keep, for
+    each one that has words, the plan's per-patch token shares on its attention length."""
+    import torch
+
+    model.eval()
+    kept: list[str] = []
+    blocks: list[np.ndarray] = []
+    started = time.perf_counter()
+    for b in range(0, len(examples), batch_size):
+        inputs = batches(examples[b : b + batch_size])
+        with torch.no_grad():
+            shares, patch_mask = model.alignment(inputs)
+        content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+        for i in range(inputs.input_ids.shape[0]):
+            if not bool(patch_mask[i].any()) or not bool(content[i].any()):
+                continue
+            n = int(inputs.attention_mask[i].sum())
+            kept.append(keys[b + i])
+            blocks.append(shares[i, :n].numpy().astype(np.float16))
+        done = min(b + batch_size, len(examples))
+        rate = done / max(time.perf_counter() - started, 1e-9)
+        print(f"\rteacher alignment: {done}/{len(examples)} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    lengths = np.array([len(x) for x in blocks], np.int32)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if blocks else np.zeros(0, np.int64)
+    m = blocks[0].shape[1] if blocks else 49
+    shares_all = np.concatenate(blocks) if blocks else np.zeros((0, m), np.float16)
+    return AlignmentStore(kept, starts, lengths, shares_all, dict(meta))

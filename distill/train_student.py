@@ -40,7 +40,7 @@ from crisislens.distill.student import (
     student_image_tower,
 )
 from crisislens.distill.teacher import TeacherInputs
-from crisislens.distill.teacher_outputs import TeacherOutputsError, TeacherOutputStore, merge_outputs
+from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputsError, TeacherOutputStore, merge_outputs
 from crisislens.distill.train_teacher import (
     MINILM_ID,
     Features,
@@ -64,6 +64,7 @@ from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig
 
 DEFAULT_OUTPUTS = "models/teacher-outputs/outputs.npz"
+DEFAULT_ALIGNMENT = "artifacts/teacher-alignment.npz"
 
 
 @dataclass
@@ -71,6 +72,9 @@ class StudentTrainConfig:
     data_root: str = "../shared/data"
     teacher: str = "artifacts/teacher"  # best.pt initialises the student
     outputs: str = DEFAULT_OUTPUTS
+    # The teacher's transfer alignment (`crisislens distill teacher-alignment`), read when the
+    # student has a transfer head and the `align` loss weight is not 0.
+    alignment: str = DEFAULT_ALIGNMENT
     out: str = "artifacts/student"
     cache: str = "artifacts/cache"
     seed: int = 13
@@ -138,7 +142,8 @@ def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student
     return Features(text, images, root)
 
 
-def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], inputs: TeacherInputs) -> TeacherTargets:
+def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], inputs: TeacherInputs,
+                    alignment: AlignmentStore | None = None) -> TeacherTargets:
     b, n = inputs.input_ids.shape
     m = inputs.image_features.shape[1] if inputs.image_features is not None else 49
     logits = np.zeros((b, len(LABEL_NAMES)), np.float32)
@@ -155,8 +160,21 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
         tokens[i, : lengths[i]] = r["token_scores"]
         patches[i] = r["patch_scores"]
         has_image[i] = r["has_image"]
-    return TeacherTargets(torch.from_numpy(logits), torch.from_numpy(tokens), torch.from_numpy(patches),
-                          torch.from_numpy(has_image))
+    targets = TeacherTargets(torch.from_numpy(logits), torch.from_numpy(tokens), torch.from_numpy(patches),
+                             torch.from_numpy(has_image))
+    if alignment is not None:
+        shares = np.zeros((b, m, n), np.float32)
+        has = np.zeros(b, bool)
+        for i, e in enumerate(examples):
+            a = alignment.get(example_key(e)) if has_image[i] else None
+            if a is None:
+                continue
+            if len(a) != lengths[i]:
+                raise TeacherOutputsError(f"{example_key(e)}: the teacher alignment has {len(a)} tokens, the "
+                                          f"student's tokeniser gives {lengths[i]}; rebuild the teacher alignment")
+            shares[i, :, : lengths[i]], has[i] = a.T, True
+        targets.alignment, targets.has_alignment = torch.from_numpy(shares), torch.from_numpy(has)
+    return targets
 
 
 # ----------------------------------------------------------------------------- evaluation helpers
@@ -191,6 +209,12 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     if not teacher_ckpt.is_file():
         raise FileNotFoundError(f"{teacher_ckpt}: the student is initialised from the teacher; train it first")
     store = TeacherOutputStore.load(Path(config.outputs))
+    alignment = None
+    if config.model.transfer_dim and config.loss.align:
+        alignment = AlignmentStore.load(Path(config.alignment))
+        if alignment.meta.get("teacher_checkpoint_sha256") != store.meta.get("teacher_checkpoint_sha256"):
+            raise TeacherOutputsError(f"{config.alignment} and {config.outputs} come from different teacher "
+                                      "checkpoints; rebuild with `crisislens distill teacher-alignment`")
     print("assembling data ...", file=sys.stderr)
     tconfig = config.teacher_config()
     sets = assemble(root, tconfig)
@@ -220,7 +244,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         for step, batch in enumerate(batches):
             schedule.set(epoch, step)
             inputs, human, has_human = features.batch(batch)
-            targets = teacher_targets(store, batch, inputs)
+            targets = teacher_targets(store, batch, inputs, alignment)
             labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
             o = model(inputs)
             content = model.content_mask(inputs.input_ids, inputs.attention_mask)
@@ -230,7 +254,8 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
             if step % 20 == 0 or step == len(batches) - 1:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
                 eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
-                shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher"))
+                shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher",
+                                                                             "align"))
                 print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} {shown} "
                       f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -297,6 +322,35 @@ def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> t
         store = fresh  # nothing reused: keep the computed rows as they are
     else:
         store = merge_outputs(keys, [s for s in (old, fresh) if s is not None], meta)
+    store.save(path)
+    return path, store
+
+
+def export_teacher_alignment(config: StudentTrainConfig) -> tuple[Path, Any]:
+    """The teacher's transfer alignment (`AlignmentStore`) for every example with a photo that
+    distillation and its report use, transfer pairs included."""
+    from crisislens.distill.eval_teacher import cached_batches, load_teacher
+    from crisislens.distill.teacher_outputs import compute_alignment, file_sha256
+    from crisislens.distill.train_teacher import build_features
+
+    root = D.resolve_data_root(config.data_root)
+    tconfig = config.teacher_config()
+    set_seed(config.seed)
+    sets = assemble(root, tconfig)
+    ckpt = Path(config.teacher) / "best.pt"
+    model = load_teacher(ckpt)
+    features = build_features(sets, root, tconfig, model, minilm_encoder(tconfig))
+    pairs = transfer_pairs(sets, config.pairs, config.seed)
+    rows: dict[str, D.Example] = {}
+    for e in ([e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval
+              + sets.image_heldout + pairs):
+        if e.image is not None and e.text:
+            rows.setdefault(example_key(e), e)
+    keys = sorted(rows, key=lambda k: len(rows[k].text or ""))  # similar lengths batch together
+    meta = {"teacher_checkpoint_sha256": file_sha256(ckpt), "tokenizer": MINILM_ID, "seed": config.seed,
+            "pairs": len(pairs)}
+    store = compute_alignment(model, cached_batches(features), [rows[k] for k in keys], keys, meta)
+    path = Path(config.alignment)
     store.save(path)
     return path, store
 

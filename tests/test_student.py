@@ -131,8 +131,9 @@ def test_distill_loss_terms_and_gradients(head):
     human[0, 1:3] = 1
     loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(), human,
                                torch.tensor([True, False, False]))
-    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank"}
-    assert all(v > 0 for v in parts.values())
+    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank", "align"}
+    assert all(v > 0 for k, v in parts.items() if k != "align")
+    assert parts["align"] == 0.0  # no teacher alignment given
     loss.backward()
     patch_head = model.align_patch if head == "transfer" else model.patch_head[-1]
     assert model.token_head.weight.grad is not None and patch_head.weight.grad is not None
@@ -419,3 +420,47 @@ def test_cut_image_tower_on_the_real_network_gives_the_teachers_grid_at_112_px()
     assert torch.equal(tower(pixels), grid.flatten(2).transpose(1, 2))
     whole = ImageTower(tower.net, grid=None)
     assert whole.channels == 1280 and tuple(whole(torch.rand(1, 3, 224, 224)).shape) == (1, 49, 1280)
+
+
+def test_teacher_alignment_is_what_its_patch_scores_are_made_of(tmp_path):
+    """The stored shares: each valid patch's column sums to 1 over the words, and weighting the
+    teacher's token scores by them gives its transferred patch scores back."""
+    from crisislens.distill.teacher_outputs import AlignmentStore, compute_alignment
+
+    teacher = tiny_teacher().eval()
+    inputs = batch()
+    with torch.no_grad():
+        out = teacher(inputs)
+        shares, patch_mask = teacher.alignment(inputs)
+    assert torch.allclose(shares[0].sum(0), torch.ones(9), atol=1e-5)
+    assert float(shares[1].abs().max()) == 0.0  # no photo
+    assert torch.allclose((shares * out.token_scores.unsqueeze(-1)).sum(1), out.patch_scores, atol=1e-5)
+
+    store = compute_alignment(teacher, lambda rows: inputs, ["a"], ["k0", "k1", "k2"], {"teacher_checkpoint_sha256": "x"},
+                              batch_size=3)
+    assert store.keys == ["k0"]  # post 1 has no photo, post 2 no words
+    store.save(tmp_path / "al.npz")
+    back = AlignmentStore.load(tmp_path / "al.npz")
+    n = int(inputs.attention_mask[0].sum())
+    assert back.get("k0").shape == (n, 9) and back.get("k1") is None
+    assert np.allclose(back.get("k0"), shares[0, :n].numpy(), atol=1e-3)
+    (tmp_path / "bad.npz").write_bytes(b"nope")
+    with pytest.raises(TeacherOutputsError):
+        AlignmentStore.load(tmp_path / "bad.npz")
+
+
+def test_align_term_is_zero_when_the_student_attends_like_the_teacher_transfers():
+    model = tiny_student().eval()
+    out, teacher, content, patch_mask = loss_case(model)
+    b, m, n = out.alignment.shape
+    teacher.alignment = out.alignment.detach().clone()
+    teacher.has_alignment = torch.tensor([True, False, True])
+    w = DistillWeights(kd=0, ce=0, token_teacher=0, token_human=0, patch_teacher=0, patch_rank=0)
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["align"] == pytest.approx(0.0, abs=1e-4)
+    teacher.alignment = torch.zeros(b, m, n)
+    teacher.alignment[..., 1] = 1.0  # every patch from the first word
+    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["align"] > 0.1
+    loss.backward()
+    assert float(model.align_patch.weight.grad.abs().sum()) > 0
