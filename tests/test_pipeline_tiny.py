@@ -24,13 +24,13 @@ D = 32
 
 
 class TinyTower(torch.nn.Module):
-    """Pixels [B, 3, S, S] -> [B, 49, 1280], as EfficientNet-Lite0's grid, at no cost."""
+    """Pixels [B, 3, S, S] -> [B, 49, C], as EfficientNet-Lite0's grid (whole: C = 1280), at no cost."""
 
-    def __init__(self, grid: int = 7):
+    def __init__(self, grid: int = 7, channels: int = 1280, blocks: int | None = None):
         super().__init__()
         torch.manual_seed(0)
-        self.proj = torch.nn.Linear(3, 1280)
-        self.grid = grid
+        self.proj = torch.nn.Linear(3, channels)
+        self.grid, self.channels, self.blocks = grid, channels, blocks
 
     @torch.no_grad()
     def forward(self, pixel_values):
@@ -73,8 +73,9 @@ def clean_data_root(tmp: Path) -> Path:
 def tiny_world(monkeypatch, tmp_path):
     for module in (train_teacher, eval_teacher):
         monkeypatch.setattr(module, "build_teacher", tiny_build_teacher)
-    for module in (train_teacher, train_student):
-        monkeypatch.setattr(module, "ImageTower", TinyTower)
+    monkeypatch.setattr(train_teacher, "ImageTower", TinyTower)
+    monkeypatch.setattr(train_student, "student_image_tower",
+                        lambda config, net=None: TinyTower(config.patch_grid, config.image_channels, config.image_blocks))
     return tmp_path
 
 
@@ -89,7 +90,7 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
 
     sconfig = train_student.StudentTrainConfig(
         data_root=str(data), teacher=str(tmp / "teacher"), outputs=str(tmp / "outputs.npz"),
-        out=str(tmp / "student"), cache=str(tmp / "cache"), epochs=1, batch_size=8,
+        out=str(tmp / "student"), cache=str(tmp / "cache"), epochs=1, batch_size=8, alignment=str(tmp / "align.npz"),
         model=StudentConfig(hidden=D, text_layers=2, frozen_text_layers=1, fusion_heads=4, fusion_ffn=64))
     sconfig.teacher_config = lambda: train_teacher.TrainConfig(  # type: ignore[method-assign]
         data_root=str(data), out=str(tmp / "teacher"), cache=str(tmp / "cache"), seed=sconfig.seed,
@@ -106,13 +107,23 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
     assert np.array_equal(again.patch_scores, loaded.patch_scores)
     assert np.allclose(again.logits, loaded.logits, atol=1e-5)
 
+    # the teacher's transfer alignment: one row per post with a photo and words, pairs included
+    _, alignment = train_student.export_teacher_alignment(sconfig)
+    assert 0 < len(alignment) <= sum(loaded.row(k)["has_image"] for k in loaded.keys)
+    assert set(pair_keys) <= set(alignment.keys)
+    key = pair_keys[0]
+    shares = alignment.get(key)
+    assert shares.shape == (len(loaded.row(key)["token_scores"]), 49)
+    assert np.allclose(shares.sum(0), 1.0, atol=2e-2)  # every patch's mass comes from the words
+
     first = train_student.train_student(sconfig)
+    assert first["history"][0]["train"]["align"] > 0  # the align term was trained
     assert len(first["history"]) == 1 and 0.0 <= first["best_dev_macro_f1"] <= 1.0
     assert first["data"]["pairs"] == len(pair_keys)
     student = load_student(tmp / "student" / "best.pt")
     assert len(student.text.bert.encoder.layer) == 2
-    assert student.config.image_size == 192  # the student's photos are cached at its own resolution
-    assert (tmp / "cache" / "images_192px" / "meta.json").is_file()
+    assert student.config.image_size == 112  # the student's photos are cached at its own resolution and cut
+    assert (tmp / "cache" / "images_112px_b11" / "meta.json").is_file()
     # resumable: asking for 2 epochs continues from last.pt instead of starting over
     sconfig.epochs = 2
     second = train_student.train_student(sconfig)
