@@ -1,13 +1,14 @@
-"""Teacher vs students at two photo resolutions, PyTorch CPU, one run -> reports/student_latency.{json,md}
+"""Teacher vs students at their photo resolutions, PyTorch CPU, one run -> reports/student_latency.{json,md}
 
-The student's batch-1 time is mostly EfficientNet-Lite0. This run times the teacher (224 px) and
-each student checkpoint given (e.g. the earlier 224 px student and the shipped 192 px one) in
+A student's batch-1 time was mostly EfficientNet-Lite0. This run times the teacher (224 px) and
+each student checkpoint given (e.g. the earlier 192 px student on the whole tower and the shipped
+112 px one on the tower cut after stage 5) in
 the same process, the models taking turns post by post (`eval_student.latency`), so their
 ratios are comparable. Same raw inputs as `crisislens distill eval-student`: token ids and
 pixels at each model's resolution, on CrisisMMD test posts.
 
-    python benchmarks/student_resolution_latency.py --student student-224=artifacts/student_224/best.pt \
-        --student student-192=artifacts/student/best.pt
+    python benchmarks/student_resolution_latency.py --student student-192=artifacts/student_192_mlp/best.pt \
+        --student student-112-cut=artifacts/student/best.pt
 """
 
 from __future__ import annotations

@@ -112,7 +112,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     student = load_student(config.student)
-    image_config = student_image_config(student.config)  # the student's resolution (192 px)
+    image_config = student_image_config(student.config)  # the student's resolution (112 px by default)
     student.image = student_image_tower(student.config)
     encoder = minilm_encoder(TrainConfig())
     test = D.load_crisismmd(root, "test")
