@@ -97,37 +97,49 @@ class TeacherOutputStore:
         )
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.meta, "format_version": FORMAT_VERSION, "keys": self.keys}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, logits=self.logits, starts=self.starts, lengths=self.lengths,
-                            token_scores=self.token_scores, token_rationale=np.packbits(self.token_rationale),
-                            n_tokens=np.array(len(self.token_rationale)), patch_row=self.patch_row,
-                            patch_scores=self.patch_scores, patch_rationale=self.patch_rationale,
-                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        tmp.replace(path)
+        _save_npz(path, {**self.meta, "format_version": FORMAT_VERSION, "keys": self.keys},
+                  logits=self.logits, starts=self.starts, lengths=self.lengths, token_scores=self.token_scores,
+                  token_rationale=np.packbits(self.token_rationale), n_tokens=np.array(len(self.token_rationale)),
+                  patch_row=self.patch_row, patch_scores=self.patch_scores, patch_rationale=self.patch_rationale)
 
     @classmethod
     def load(cls, path: Path) -> TeacherOutputStore:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no teacher outputs; run `crisislens distill teacher-outputs`")
-        try:
-            with np.load(path) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("format_version") != FORMAT_VERSION:
-                    raise TeacherOutputsError(f"{path}: format {meta.get('format_version')}, this code reads {FORMAT_VERSION}")
-                n_tokens = int(z["n_tokens"])
-                return cls(keys=meta.pop("keys"), logits=z["logits"], starts=z["starts"], lengths=z["lengths"],
-                           token_scores=z["token_scores"],
-                           token_rationale=np.unpackbits(z["token_rationale"])[:n_tokens].astype(bool),
-                           patch_row=z["patch_row"], patch_scores=z["patch_scores"],
-                           patch_rationale=z["patch_rationale"], meta=meta)
-        except (KeyError, ValueError, OSError) as exc:
-            if isinstance(exc, TeacherOutputsError):
-                raise
-            raise TeacherOutputsError(f"{path}: not a teacher-outputs file ({exc})") from exc
+        def build(meta: dict[str, Any], z: Any) -> TeacherOutputStore:
+            if meta.get("format_version") != FORMAT_VERSION:
+                raise TeacherOutputsError(f"{path}: format {meta.get('format_version')}, this code reads {FORMAT_VERSION}")
+            n_tokens = int(z["n_tokens"])
+            return cls(keys=meta.pop("keys"), logits=z["logits"], starts=z["starts"], lengths=z["lengths"],
+                       token_scores=z["token_scores"],
+                       token_rationale=np.unpackbits(z["token_rationale"])[:n_tokens].astype(bool),
+                       patch_row=z["patch_row"], patch_scores=z["patch_scores"],
+                       patch_rationale=z["patch_rationale"], meta=meta)
+
+        return _load_npz(path, ("teacher outputs", "a teacher-outputs file"), "crisislens distill teacher-outputs", build)
+
+
+def _save_npz(path: Path, meta: dict[str, Any], **arrays: np.ndarray) -> None:
+    """Write `arrays` and the JSON `meta` to one compressed .npz, atomically (temp file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.npz")
+    np.savez_compressed(tmp, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+    tmp.replace(path)
+
+
+def _load_npz(path: Path, what: tuple[str, str], command: str, build: Callable[[dict[str, Any], Any], Any]) -> Any:
+    """`build(meta, arrays)` over a file `_save_npz` wrote. `what` = (what is missing, what the
+    file is not): a missing file names `command`, any other unreadable one is a
+    `TeacherOutputsError` naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no {what[0]}; run `{command}`")
+    try:
+        with np.load(path) as z:
+            return build(json.loads(bytes(z["meta"]).decode()), z)
+    except (KeyError, ValueError, OSError) as exc:
+        if isinstance(exc, TeacherOutputsError):
+            raise
+        raise TeacherOutputsError(f"{path}: not {what[1]} ({exc})") from exc
 
 
 def merge_outputs(keys: Sequence[str], stores: Sequence[TeacherOutputStore], meta: dict[str, Any]) -> TeacherOutputStore:
@@ -206,30 +218,18 @@ class AlignmentStore:
         return self.shares[s : s + n].astype(np.float32)
 
     def save(self, path: Path) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        meta = {**self.meta, "format_version": FORMAT_VERSION, "kind": "alignment", "keys": self.keys}
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez_compressed(tmp, starts=self.starts, lengths=self.lengths, shares=self.shares,
-                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-        tmp.replace(path)
+        _save_npz(path, {**self.meta, "format_version": FORMAT_VERSION, "kind": "alignment", "keys": self.keys},
+                  starts=self.starts, lengths=self.lengths, shares=self.shares)
 
     @classmethod
     def load(cls, path: Path) -> AlignmentStore:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no teacher alignment; run `crisislens distill teacher-alignment`")
-        try:
-            with np.load(path) as z:
-                meta = json.loads(bytes(z["meta"]).decode())
-                if meta.get("kind") != "alignment" or meta.get("format_version") != FORMAT_VERSION:
-                    raise TeacherOutputsError(f"{path}: not a teacher-alignment file of format {FORMAT_VERSION}")
-                return cls(keys=meta.pop("keys"), starts=z["starts"], lengths=z["lengths"], shares=z["shares"],
-                           meta=meta)
-        except (KeyError, ValueError, OSError) as exc:
-            if isinstance(exc, TeacherOutputsError):
-                raise
-            raise TeacherOutputsError(f"{path}: not a teacher-alignment file ({exc})") from exc
+        def build(meta: dict[str, Any], z: Any) -> AlignmentStore:
+            if meta.get("kind") != "alignment" or meta.get("format_version") != FORMAT_VERSION:
+                raise TeacherOutputsError(f"{path}: not a teacher-alignment file of format {FORMAT_VERSION}")
+            return cls(keys=meta.pop("keys"), starts=z["starts"], lengths=z["lengths"], shares=z["shares"], meta=meta)
+
+        return _load_npz(path, ("teacher alignment", "a teacher-alignment file"), "crisislens distill teacher-alignment",
+                         build)
 
 
 def compute_alignment(model: Any, batches: Callable[[Sequence[Any]], Any], examples: Sequence[Any],

@@ -287,12 +287,23 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     return summary
 
 
-def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> tuple[Path, TeacherOutputStore]:
-    """Run the teacher once over every example distillation and its report use (and the transfer
-    pairs). `reuse`: keep the rows of an existing file made by the same teacher checkpoint and
-    compute only the examples it lacks."""
+@dataclass
+class TeacherRun:
+    """What a pass of the teacher over the distillation examples needs (`teacher_run`)."""
+
+    sets: Sets
+    checkpoint: Path
+    model: Any
+    batches: Any  # examples -> TeacherInputs from the teacher's feature caches
+    pairs: list[D.Example]
+    rows: dict[str, D.Example]  # example key -> example: every set, the pairs included, once each
+    max_length: int
+
+
+def teacher_run(config: StudentTrainConfig) -> TeacherRun:
+    """Load the teacher and its features, and list every example distillation and its report
+    use (the transfer pairs included, each key once)."""
     from crisislens.distill.eval_teacher import cached_batches, load_teacher
-    from crisislens.distill.teacher_outputs import compute, file_sha256
     from crisislens.distill.train_teacher import build_features
 
     root = D.resolve_data_root(config.data_root)
@@ -301,23 +312,35 @@ def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> t
     sets = assemble(root, tconfig)
     ckpt = Path(config.teacher) / "best.pt"
     model = load_teacher(ckpt)
-    features = build_features(sets, root, tconfig, model, minilm_encoder(tconfig))
+    encoder = minilm_encoder(tconfig)
+    features = build_features(sets, root, tconfig, model, encoder)
     pairs = transfer_pairs(sets, config.pairs, config.seed)
     rows: dict[str, D.Example] = {}
     for e in ([e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval
               + sets.image_heldout + pairs):
         rows.setdefault(example_key(e), e)
+    return TeacherRun(sets, ckpt, model, cached_batches(features), pairs, rows, encoder.config.max_length)
+
+
+def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> tuple[Path, TeacherOutputStore]:
+    """Run the teacher once over every example distillation and its report use (and the transfer
+    pairs). `reuse`: keep the rows of an existing file made by the same teacher checkpoint and
+    compute only the examples it lacks."""
+    from crisislens.distill.teacher_outputs import compute, file_sha256
+
+    run = teacher_run(config)
+    sets, rows = run.sets, run.rows
     keys = list(rows)
-    meta = {"teacher_checkpoint_sha256": file_sha256(ckpt), "tokenizer": MINILM_ID,
-            "max_length": minilm_encoder(tconfig).config.max_length, "seed": config.seed,
+    meta = {"teacher_checkpoint_sha256": file_sha256(run.checkpoint), "tokenizer": MINILM_ID,
+            "max_length": run.max_length, "seed": config.seed,
             "sources": {name: len(r) for name, r in sets.train.items()}
-            | {"pairs": len(pairs), "dev": len(sets.dev), "test": len(sets.test),
+            | {"pairs": len(run.pairs), "dev": len(sets.dev), "test": len(sets.test),
                "rationale_eval": len(sets.rationale_eval), "image_heldout": len(sets.image_heldout)}}
     path = Path(config.outputs)
     old = _reusable_outputs(path, meta) if reuse else None
     todo = [k for k in keys if old is None or k not in old]
     print(f"teacher outputs: {len(keys) - len(todo)} reused from {path}, {len(todo)} to compute", file=sys.stderr)
-    fresh = compute(model, cached_batches(features), [rows[k] for k in todo], todo, meta) if todo else None
+    fresh = compute(run.model, run.batches, [rows[k] for k in todo], todo, meta) if todo else None
     if old is None and fresh is not None:
         store = fresh  # nothing reused: keep the computed rows as they are
     else:
@@ -326,30 +349,17 @@ def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> t
     return path, store
 
 
-def export_teacher_alignment(config: StudentTrainConfig) -> tuple[Path, Any]:
-    """The teacher's transfer alignment (`AlignmentStore`) for every example with a photo that
-    distillation and its report use, transfer pairs included."""
-    from crisislens.distill.eval_teacher import cached_batches, load_teacher
+def export_teacher_alignment(config: StudentTrainConfig) -> tuple[Path, AlignmentStore]:
+    """The teacher's transfer alignment (`AlignmentStore`) for every example with a photo and
+    words that distillation and its report use, transfer pairs included."""
     from crisislens.distill.teacher_outputs import compute_alignment, file_sha256
-    from crisislens.distill.train_teacher import build_features
 
-    root = D.resolve_data_root(config.data_root)
-    tconfig = config.teacher_config()
-    set_seed(config.seed)
-    sets = assemble(root, tconfig)
-    ckpt = Path(config.teacher) / "best.pt"
-    model = load_teacher(ckpt)
-    features = build_features(sets, root, tconfig, model, minilm_encoder(tconfig))
-    pairs = transfer_pairs(sets, config.pairs, config.seed)
-    rows: dict[str, D.Example] = {}
-    for e in ([e for r in sets.train.values() for e in r] + sets.dev + sets.test + sets.rationale_eval
-              + sets.image_heldout + pairs):
-        if e.image is not None and e.text:
-            rows.setdefault(example_key(e), e)
+    run = teacher_run(config)
+    rows = {k: e for k, e in run.rows.items() if e.image is not None and e.text}
     keys = sorted(rows, key=lambda k: len(rows[k].text or ""))  # similar lengths batch together
-    meta = {"teacher_checkpoint_sha256": file_sha256(ckpt), "tokenizer": MINILM_ID, "seed": config.seed,
-            "pairs": len(pairs)}
-    store = compute_alignment(model, cached_batches(features), [rows[k] for k in keys], keys, meta)
+    meta = {"teacher_checkpoint_sha256": file_sha256(run.checkpoint), "tokenizer": MINILM_ID, "seed": config.seed,
+            "pairs": len(run.pairs)}
+    store = compute_alignment(run.model, run.batches, [rows[k] for k in keys], keys, meta)
     path = Path(config.alignment)
     store.save(path)
     return path, store
