@@ -106,11 +106,7 @@ def student_image_tower(config: StudentConfig, net: nn.Module | None = None) -> 
     if tower_channels(config.image_blocks) != config.image_channels:
         raise ValueError(f"image_blocks={config.image_blocks} gives {tower_channels(config.image_blocks)} channels, "
                          f"the student config says image_channels={config.image_channels}")
-    tower = ImageTower(net, grid=config.patch_grid, blocks=config.image_blocks)
-    if tower.channels != config.image_channels:
-        raise ValueError(f"the image tower cut after {config.image_blocks} blocks gives {tower.channels} channels, "
-                         f"the student config says image_channels={config.image_channels}")
-    return tower
+    return ImageTower(net, grid=config.patch_grid, blocks=config.image_blocks)
 
 
 @dataclass
@@ -147,8 +143,8 @@ class StudentOutput:
     patch_rationale: Tensor  # [B, M] bool, top-k valid patches
     token_logits: Tensor  # [B, N] raw (for the losses)
     patch_logits: Tensor  # [B, M] (log-odds of patch_scores)
-    patch_transfer: bool = False  # patch scores come from the one-step transfer head
-    alignment: Tensor | None = None  # [B, M, N] the transfer head's attention of each patch over the tokens
+    # [B, M, N] each patch's attention over the tokens when the patch head is the one-step transfer
+    alignment: Tensor | None = None
 
 
 # ----------------------------------------------------------------------------- model
@@ -259,8 +255,7 @@ class RationaleStudent(nn.Module):
         token_rationale = self.select_tokens(token_scores.detach(), content)
         patch_rationale = top_patches(patch_scores.detach(), patch_mask, k=self.config.top_k_patches)
         return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
-                             token_logits, patch_logits, bool(self.config.transfer_dim),
-                             alignment if self.config.transfer_dim else None)
+                             token_logits, patch_logits, alignment if self.config.transfer_dim else None)
 
 
 def _identity_linear(d_in: int, d_out: int) -> nn.Linear:
@@ -363,6 +358,11 @@ def _masked_bce(scores: Tensor, target: Tensor, mask: Tensor, weight: Tensor | N
     return F.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6)[mask], target[mask].float(), weight=w)
 
 
+def _kl_terms(target: Tensor, log_q: Tensor) -> Tensor:
+    """Elementwise terms of KL(target || q); sum them over the distribution's axis."""
+    return target * (target.clamp_min(1e-12).log() - log_q)
+
+
 def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, content: Tensor, patch_mask: Tensor,
                  weights: DistillWeights, human: Tensor | None = None, has_human: Tensor | None = None,
                  class_weights: Tensor | None = None) -> tuple[Tensor, dict[str, float]]:
@@ -398,9 +398,10 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
         target = F.softmax((teacher.patch_scores / weights.patch_rank_temperature).masked_fill(~valid, neg), -1)[rows]
         # A transfer head's scores are shares like the teacher's: softened the same way, so the
         # term is 0 when they match up to a constant. A free head ranks by its own logits.
-        mine = out.patch_scores / weights.patch_rank_temperature if out.patch_transfer else out.patch_logits
+        transfer = out.alignment is not None
+        mine = out.patch_scores / weights.patch_rank_temperature if transfer else out.patch_logits
         logp = F.log_softmax(mine.masked_fill(~valid, neg), -1)[rows]
-        rank = (target * (target.clamp_min(1e-12).log() - logp)).masked_fill(~valid[rows], 0.0).sum(-1).mean()
+        rank = _kl_terms(target, logp).masked_fill(~valid[rows], 0.0).sum(-1).mean()
         add("patch_rank", weights.patch_rank, rank)
     else:
         parts["patch_rank"] = 0.0
@@ -409,7 +410,7 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
         if bool(cells.any()):
             target = teacher.alignment[cells]  # [P, N], each row sums to 1 over the words
             logq = out.alignment[cells].clamp_min(1e-12).log()
-            add("align", weights.align, (target * (target.clamp_min(1e-12).log() - logq)).sum(-1).mean())
+            add("align", weights.align, _kl_terms(target, logq).sum(-1).mean())
         else:
             parts["align"] = 0.0
     else:
