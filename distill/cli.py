@@ -121,7 +121,6 @@ def register(cli: Cli) -> None:
     s.add_argument("--patch-head", choices=["transfer", "mlp"], default=None,
                    help="transfer (default): each patch's score is its attention over the tokens times their "
                         "rationale scores; mlp: a free head on the fused patch states")
-    s.add_argument("--pairs", type=int, default=None, help="synthetic text+photo transfer pairs (default 3000; 0: none)")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(
@@ -149,6 +148,9 @@ def _student_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, default=None, help="student checkpoints (default: artifacts/student)")
     p.add_argument("--cache", type=Path, default=Path("artifacts/cache"), help="feature caches (default: artifacts/cache)")
     p.add_argument("--seed", type=int, default=13)
+    p.add_argument("--pairs", type=int, default=None,
+                   help="synthetic text+photo transfer pairs (default 3000; 0: none); give teacher-outputs, "
+                        "teacher-alignment and student the same number")
 
 
 def _student_config(args: argparse.Namespace):

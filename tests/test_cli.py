@@ -69,3 +69,13 @@ def test_student_options_reach_the_training_config(tmp_path):
         distill_cli._student_config(argparse.Namespace(**base, image_size=16, pairs=None))
     with pytest.raises(CliError, match="--pairs -1"):
         distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=-1))
+
+
+def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():
+    pytest.importorskip("torch")
+    from crisislens.runtime.cli import build_parser
+
+    parser = build_parser()
+    for command in ("teacher-outputs", "teacher-alignment", "student", "eval-student"):
+        args = parser.parse_args(["distill", command, "--pairs", "10"])
+        assert args.pairs == 10, command
