@@ -96,8 +96,6 @@ def register(cli: Cli) -> None:
         ),
     )
     _student_args(al)
-    al.add_argument("--alignment", type=Path, default=None,
-                    help="output file (default: artifacts/teacher-alignment.npz)")
     s = distill.command(
         "student",
         "distil the teacher into the small one-pass student",
@@ -145,6 +143,8 @@ def _student_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--teacher", type=Path, default=Path("artifacts/teacher"), help="teacher checkpoints folder")
     p.add_argument("--outputs", type=Path, default=None,
                    help="teacher outputs file (default: models/teacher-outputs/outputs.npz)")
+    p.add_argument("--alignment", type=Path, default=None,
+                   help="teacher transfer-alignment file (default: artifacts/teacher-alignment.npz)")
     p.add_argument("--out", type=Path, default=None, help="student checkpoints (default: artifacts/student)")
     p.add_argument("--cache", type=Path, default=Path("artifacts/cache"), help="feature caches (default: artifacts/cache)")
     p.add_argument("--seed", type=int, default=13)

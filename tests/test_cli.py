@@ -77,5 +77,5 @@ def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():
 
     parser = build_parser()
     for command in ("teacher-outputs", "teacher-alignment", "student", "eval-student"):
-        args = parser.parse_args(["distill", command, "--pairs", "10"])
-        assert args.pairs == 10, command
+        args = parser.parse_args(["distill", command, "--pairs", "10", "--alignment", "a.npz"])
+        assert args.pairs == 10 and str(args.alignment) == "a.npz", command
