@@ -23,7 +23,8 @@ import numpy as np
 import torch
 
 from crisislens.distill.teacher import ImageTower
-from crisislens.runtime.reports import provenance, write_report
+
+from _report import publish, run_line  # benchmarks/_report.py
 
 # (name, blocks run; None = the whole tower with its head, as ImageTower runs it)
 CUTS: tuple[tuple[str, int | None], ...] = (("whole (head, 1280 ch)", None), ("to block 16 (320 ch)", 16),
@@ -61,8 +62,7 @@ def measure(sizes: list[int], rounds: int, reps: int, warmup: int = 3) -> dict[s
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# EfficientNet-Lite0 at batch 1, by photo size and depth (PyTorch CPU)", "",
-             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
-             f"run time {result['seconds']} s · {result['threads']} threads.", "",
+             run_line(prov, result["seconds"], f" · {result['threads']} threads"), "",
              "All variants in one process, taking turns call by call; median and p90 over "
              f"{result['rows'][0]['runs']} calls each. Output: channels x grid.", "",
              "| photo px | tower | median ms | p90 ms | output | vs whole at this size |", "|---|---|---|---|---|---|"]
@@ -84,9 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     result = measure(args.sizes, args.rounds, args.reps)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance(" ".join(["python", "benchmarks/image_tower_latency.py", *(argv or sys.argv[1:])]))
-    json_path, md_path = write_report("image_tower", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    publish("image_tower", " ".join(["python", "benchmarks/image_tower_latency.py", *(argv or sys.argv[1:])]),
+            result, to_markdown, args.out)
     return 0
 
 

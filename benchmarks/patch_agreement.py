@@ -30,8 +30,8 @@ from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig
 from crisislens.distill.train_teacher import assemble
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.reports import provenance, write_report
 
+from _report import publish, run_line  # benchmarks/_report.py
 from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
 
 
@@ -53,8 +53,7 @@ def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutp
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# Patch agreement with the teacher, per student checkpoint", "",
-             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
-             f"run time {result['seconds']} s.", "",
+             run_line(prov, result["seconds"]), "",
              "Top-5 patch IoU with the teacher's IPOT top-5 on CrisisMMD posts with a photo and text (± standard "
              "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
              "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
@@ -108,10 +107,7 @@ def main(argv: list[str] | None = None) -> int:
             entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
         result["students"][name] = entry
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance(command("patch_agreement.py", args.student))
-    json_path, md_path = write_report("patch_agreement", {"provenance": prov, **result}, to_markdown(result, prov),
-                                      args.out)
-    print(f"wrote {json_path} and {md_path}")
+    publish("patch_agreement", command("patch_agreement.py", args.student), result, to_markdown, args.out)
     return 0
 
 

@@ -38,7 +38,9 @@ from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
-from crisislens.runtime.reports import provenance, render_again, write_report
+from crisislens.runtime.reports import render_again
+
+from _report import publish, run_line  # benchmarks/_report.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.5)
@@ -127,8 +129,7 @@ def summary(values: list[float]) -> dict[str, Any]:
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# How far can a one-pass model follow the teacher's image rationale?", "",
-             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
-             f"run time {result['seconds']} s.", "",
+             run_line(prov, result["seconds"]), "",
              f"IoU of each method's top-{result['k']} patches with the teacher's own (50 IPOT iterations over its "
              "final states), on CrisisMMD posts with a photo and text. The IPOT and one-step rows compute a cheaper "
              "transfer from the teacher's own states and token scores (no student can see more); the last rows are "
@@ -184,9 +185,7 @@ def main(argv: list[str] | None = None) -> int:
         result["splits"][split] = {name: summary(v) for name, v in scores.items()}
     result["text_dependence"] = text_dependence(store)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance("python benchmarks/patch_transfer_ceiling.py")
-    json_path, md_path = write_report("patch_ceiling", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
-    print(f"wrote {json_path} and {md_path}")
+    publish("patch_ceiling", "python benchmarks/patch_transfer_ceiling.py", result, to_markdown, args.out)
     return 0
 
 

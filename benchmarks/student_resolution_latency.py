@@ -29,16 +29,15 @@ from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import StudentTrainConfig
 from crisislens.distill.train_teacher import minilm_encoder
 from crisislens.runtime.preprocess import ImageConfig
-from crisislens.runtime.reports import provenance, write_report
 
+from _report import publish, run_line  # benchmarks/_report.py
 from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lat = result["latency"]
     lines = ["# Teacher vs students at two photo resolutions (PyTorch CPU, batch 1 and 32)", "",
-             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
-             f"run time {result['seconds']} s · {lat['threads']} threads.", "",
+             run_line(prov, result["seconds"], f" · {lat['threads']} threads"), "",
              "All models in one process, taking turns post by post (median after warm-up, "
              f"{lat['rounds']} rounds over the batch-1 posts); raw token ids and pixels at each model's resolution.", "",
              f"| model | photo px | parameters | batch 1 text+image ms | batch 1 text-only ms | batch {lat['batch_size']} "
@@ -81,9 +80,7 @@ def main(argv: list[str] | None = None) -> int:
                               "latency": latency(models, test, minilm_encoder(config.teacher_config()),
                                                  rounds=args.rounds, image_configs=images)}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance(command("student_resolution_latency.py", args.student))
-    json_path, md_path = write_report("student_latency", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
-    print(f"wrote {json_path} and {md_path}")
+    publish("student_latency", command("student_resolution_latency.py", args.student), result, to_markdown, args.out)
     return 0
 
 

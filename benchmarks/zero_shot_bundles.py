@@ -27,7 +27,7 @@ from typing import Any
 
 from crisislens.distill import data as D
 from crisislens.runtime.evaluate import dataset_inputs, evaluate_bundle
-from crisislens.runtime.reports import provenance, write_report
+from _report import publish, run_line  # benchmarks/_report.py
 
 
 def parse_bundles(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, tuple[Path, str | None]]:
@@ -57,8 +57,7 @@ def crisislex_file(root: Path, folder: Path) -> tuple[Path, int]:
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# Shipped bundles on unseen crises (CrisisLexT26) and on CrisisMMD test", "",
-             f"Command: `{prov['command']}` · commit {prov['git_commit'][:7]} · {prov['created']} · "
-             f"run time {result['seconds']} s.", "",
+             run_line(prov, result["seconds"]), "",
              "Through the runtime (ONNX Runtime, the bundle's preprocessing). CrisisLexT26: "
              f"{result['crisislex_n']:,} labelled tweets of 26 events never trained on, text only, information "
              "types mapped to the 5 classes (`distill/data.py`).", "",
@@ -101,9 +100,8 @@ def main(argv: list[str] | None = None) -> int:
                                        "crisislex_t26": lex, "crisismmd_test": mmd}
             result["classes"] = lex["classes"]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    prov = provenance(" ".join(["python", "benchmarks/zero_shot_bundles.py", *(argv or sys.argv[1:])]))
-    json_path, md_path = write_report("zero_shot", {"provenance": prov, **result}, to_markdown(result, prov), args.out)
-    print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+    publish("zero_shot", " ".join(["python", "benchmarks/zero_shot_bundles.py", *(argv or sys.argv[1:])]), result,
+            to_markdown, args.out)
     return 0
 
 
