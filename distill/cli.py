@@ -149,8 +149,8 @@ def _student_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", type=Path, default=Path("artifacts/cache"), help="feature caches (default: artifacts/cache)")
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--pairs", type=int, default=None,
-                   help="synthetic text+photo transfer pairs (default 3000; 0: none); give teacher-outputs, "
-                        "teacher-alignment and student the same number")
+                   help="synthetic text+photo transfer pairs (default 5562: every training text without a "
+                        "photo; 0: none); give teacher-outputs, teacher-alignment and student the same number")
 
 
 def _student_config(args: argparse.Namespace):
