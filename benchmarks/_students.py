@@ -1,9 +1,14 @@
-"""The `--student NAME=CHECKPOINT` option the student benchmarks share."""
+"""What the student benchmarks share: the `--student NAME=CHECKPOINT` option, the command line
+a report records, the patch IoU with the teacher."""
 
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
+
+import numpy as np
 
 
 def add_student_option(parser: argparse.ArgumentParser) -> None:
@@ -24,3 +29,17 @@ def student_checkpoints(parser: argparse.ArgumentParser, specs: list[str]) -> di
 def command(script: str, specs: list[str]) -> str:
     """The command line a report records."""
     return f"python benchmarks/{script} " + " ".join(f"--student {s}" for s in specs)
+
+
+def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) -> list[float]:
+    """Per post with a photo and words (for both models), the IoU of the student's top-k patches
+    with the teacher's stored top-k (`TeacherOutputStore`)."""
+    from crisislens.distill.features import example_key
+
+    ious = []
+    for e, o in zip(rows, outs):
+        t = store.row(example_key(e))
+        if t["has_image"] and o["has_image"] and o["content"].any():
+            a, b = t["patch_rationale"].astype(bool), o["patch_rationale"].astype(bool)
+            ious.append(float((a & b).sum() / (a | b).sum()))
+    return ious

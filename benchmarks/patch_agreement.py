@@ -32,23 +32,18 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
+from _students import add_student_option, command, patch_ious, student_checkpoints  # benchmarks/_students.py
 
 
 def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutputStore) -> dict[str, Any]:
-    ious, agree = [], []
-    for e, o in zip(rows, outs):
-        t = store.row(example_key(e))
-        agree.append(int(np.argmax(t["logits"])) == int(o["probs"].argmax()))
-        if t["has_image"] and o["has_image"] and o["content"].any():
-            a, b = t["patch_rationale"].astype(bool), o["patch_rationale"].astype(bool)
-            ious.append(float((a & b).sum() / (a | b).sum()))
+    agree = [int(np.argmax(store.row(example_key(e))["logits"])) == int(o["probs"].argmax())
+             for e, o in zip(rows, outs)]
     rep = classification_report([e.label for e in rows], [LABEL_NAMES[int(o["probs"].argmax())] for o in outs],
                                 LABEL_NAMES)
-    arr = np.asarray(ious)
+    arr = np.asarray(patch_ious(rows, outs, store))
     return {"macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "label_agreement": float(np.mean(agree)),
             "patch_topk_iou": float(arr.mean()), "patch_iou_se": float(arr.std(ddof=1) / np.sqrt(len(arr))),
-            "n": len(rows), "n_with_image": len(ious)}
+            "n": len(rows), "n_with_image": len(arr)}
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
