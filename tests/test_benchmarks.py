@@ -108,3 +108,37 @@ def test_image_tower_cuts_give_the_stage_widths():
     md = image_tower_latency.to_markdown({**result, "seconds": 0.1},
                                          {"command": "c", "git_commit": "0" * 40, "created": "now"})
     assert "| 64 | to stage 5 (112 ch) |" in md
+
+
+def test_patch_iou_counts_only_posts_with_a_photo_and_words_for_both():
+    import _students
+
+    class Store:
+        rows = {"crisismmd:a": {"has_image": True, "patch_rationale": np.array([1, 1, 0, 0], np.uint8)},
+                "crisismmd:b": {"has_image": False, "patch_rationale": np.zeros(4, np.uint8)},
+                "crisismmd:c": {"has_image": True, "patch_rationale": np.array([1, 0, 1, 0], np.uint8)}}
+
+        def row(self, key: str) -> dict:
+            return self.rows[key]
+
+    from crisislens.distill.data import Example
+
+    rows = [Example(id=i, text="t", image=None, label=None, source="crisismmd") for i in "abc"]
+    student = [np.array([0, 1, 1, 0]), np.array([1, 0, 0, 0]), np.array([1, 0, 1, 0])]
+    outs = [{"has_image": True, "content": np.array([True]), "patch_rationale": p} for p in student]
+    outs[2]["content"] = np.array([False])  # no words: nothing was transferred
+    assert _students.patch_ious(rows, outs, Store()) == [pytest.approx(1 / 3)]
+
+
+def test_patch_fit_renders_the_tuning_table():
+    import patch_fit
+
+    cell = {"iou": 0.3, "se": 0.01, "n": 80}
+    fit = {"train-crisismmd": cell, "train-pairs": cell, "dev": cell, "test": {"iou": None, "se": 0.0, "n": 0}}
+    result = {"students": {"s": {"fit": fit}}, "seconds": 1.0,
+              "tuned": {"student": "s", "epochs": 1, "lr": 0.001, "rows": 10, "parameters": 5,
+                        "history": [{"epoch": 1, **fit}]}}
+    md = patch_fit.to_markdown(result, {"command": "c", "git_commit": "0" * 40, "created": "now"})
+    assert "| s | 0.3000 ± 0.010 (n 80) | 0.3000 ± 0.010 (n 80) | 0.3000 ± 0.010 (n 80) | – |" in md
+    assert "| 1 | 0.3000" in md and "1 more epoch(s)" in md
+    assert patch_fit.summary([0.2, 0.4]) == {"iou": 0.3, "se": 0.1, "n": 2}
