@@ -1,9 +1,11 @@
 """What the student benchmarks share: the `--student NAME=CHECKPOINT` option, the command line
-a report records, the patch IoU with the teacher."""
+a report records, how many transfer pairs a checkpoint was trained with, the patch IoU with the
+teacher."""
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,14 @@ def student_checkpoints(parser: argparse.ArgumentParser, specs: list[str]) -> di
 def command(script: str, specs: list[str]) -> str:
     """The command line a report records."""
     return f"python benchmarks/{script} " + " ".join(f"--student {s}" for s in specs)
+
+
+def trained_pairs(checkpoint: str) -> int | None:
+    """How many transfer pairs a checkpoint was trained with (its train_summary.json; None without one)."""
+    path = Path(checkpoint).with_name("train_summary.json")
+    if not path.is_file():
+        return None
+    return int(json.loads(path.read_text()).get("data", {}).get("pairs", 0))
 
 
 def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) -> list[float]:

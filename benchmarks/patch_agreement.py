@@ -12,7 +12,6 @@ teacher's IPOT top-k on the posts with a photo and text -- the same quantities a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from dataclasses import replace
@@ -32,7 +31,7 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, patch_ious, student_checkpoints  # benchmarks/_students.py
+from _students import add_student_option, command, patch_ious, student_checkpoints, trained_pairs  # benchmarks/_students.py
 
 
 def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutputStore) -> dict[str, Any]:
@@ -89,10 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     result: dict[str, Any] = {"students": {}}
     for name, path in checkpoints.items():
         student = load_student(path)
-        summary_path = Path(path).with_name("train_summary.json")
-        pairs = None
-        if summary_path.is_file():
-            pairs = json.loads(summary_path.read_text()).get("data", {}).get("pairs", 0)
+        pairs = trained_pairs(path)
         print(f"{name}: {student.config.image_size} px ...", file=sys.stderr)
         feats = student_features(sets, root, replace(config, model=student.config), student)
         entry: dict[str, Any] = {"checkpoint": path, "image_size": student.config.image_size,

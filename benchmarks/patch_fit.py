@@ -2,8 +2,8 @@
 reports/patch_fit.{json,md}
 
 For each student checkpoint: top-5 patch IoU with the teacher's IPOT top-5 on the posts it was
-trained on (CrisisMMD training posts with a photo and text, and the synthetic transfer pairs
-whose teacher outputs are in the store) beside dev and test. Train about equal to test means
+trained on (CrisisMMD training posts with a photo and text, and the synthetic transfer pairs it
+was trained with, where the teacher outputs have them) beside dev and test. Train about equal to test means
 the student underfits the teacher's patch choice (it cannot represent it), rather than
 overfitting its training posts.
 
@@ -47,7 +47,7 @@ from crisislens.distill.train_student import (
 from crisislens.distill.train_teacher import Features, _bucketed, assemble
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, patch_ious, student_checkpoints  # benchmarks/_students.py
+from _students import add_student_option, command, patch_ious, student_checkpoints, trained_pairs  # benchmarks/_students.py
 
 # The parts of the student that only the patch scores use (the fusion layer, which the words
 # and the class share, stays as trained).
@@ -109,7 +109,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# Patch fit: does the student learn the teacher's patches on its own training posts?", "",
              run_line(prov, result["seconds"]), "",
              "Top-5 patch IoU with the teacher's IPOT top-5 (± standard error, n posts with a photo and text). "
-             "`train-crisismmd`: CrisisMMD training posts with both; `train-pairs`: the synthetic transfer pairs "
+             "`train-crisismmd`: CrisisMMD training posts with both; `train-pairs`: the student's own synthetic transfer pairs "
              "(a training text + a training photo) whose teacher outputs are in `models/teacher-outputs`.", "",
              "| student | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
     for name, r in result["students"].items():
@@ -139,9 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     root = D.resolve_data_root(config.data_root)
     sets = assemble(root, config.teacher_config())
     store = TeacherOutputStore.load(Path(config.outputs))
-    pairs = [e for e in transfer_pairs(sets, config.pairs, config.seed) if example_key(e) in store]
-    splits = {"train-crisismmd": [e for e in sets.train["crisismmd"] if e.image is not None and e.text],
-              "train-pairs": pairs, "dev": sets.dev, "test": sets.test}
+    train_posts = [e for e in sets.train["crisismmd"] if e.image is not None and e.text]
     result: dict[str, Any] = {"students": {}}
     command_line = command("patch_fit.py", args.student)
     if args.tune_epochs:
@@ -149,6 +147,11 @@ def main(argv: list[str] | None = None) -> int:
     for i, (name, path) in enumerate(checkpoints.items()):
         student = load_student(path)
         print(f"{name} ...", file=sys.stderr)
+        # The student's own transfer pairs (as many as it was trained with), where the store has them.
+        count = trained_pairs(path)
+        pairs = [e for e in transfer_pairs(sets, config.pairs if count is None else count, config.seed)
+                 if example_key(e) in store]
+        splits = {"train-crisismmd": train_posts, "train-pairs": pairs, "dev": sets.dev, "test": sets.test}
         feats = student_features(sets, root, replace(config, model=student.config), student, pairs)
         result["students"][name] = {"checkpoint": path, "fit": fit(student, feats, splits, store)}
         if i == 0 and args.tune_epochs:
