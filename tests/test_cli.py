@@ -56,6 +56,9 @@ def test_student_options_reach_the_training_config(tmp_path):
     assert config.model.image_size == 224 and config.pairs == 0
     default = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None))
     assert default.model.image_size == 112 and default.pairs == 5562
+    assert default.model.fusion_layers == 1
+    two = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, fusion_layers=2))
+    assert two.model.fusion_layers == 2
     assert default.model.image_blocks == 11 and default.model.transfer_dim > 0
     whole = distill_cli._student_config(argparse.Namespace(**base, image_size=192, pairs=None, image_blocks="all",
                                                            patch_head="mlp"))

@@ -464,3 +464,23 @@ def test_align_term_is_zero_when_the_student_attends_like_the_teacher_transfers(
     assert parts["align"] > 0.1
     loss.backward()
     assert float(model.align_patch.weight.grad.abs().sum()) > 0
+
+
+def test_a_second_fusion_layer_is_the_teachers_second_and_keeps_one_layer_names():
+    teacher = tiny_teacher(text_layers=3, frozen_text_layers=2, fusion_layers=2)
+    two = student_from_teacher(teacher, tiny_student_config(fusion_layers=2))
+    layers = teacher.backbone.fusion.layers
+    assert torch.equal(two.fusion.linear1.weight, layers[0].linear1.weight)
+    assert torch.equal(two.fusion_more[0].linear1.weight, layers[1].linear1.weight)
+    one = student_from_teacher(teacher, tiny_student_config())
+    assert not any(k.startswith("fusion_more") for k in one.state_dict())  # old checkpoints still load
+    # the second layer is used, on both the joint and the text-only path
+    two.eval()
+    for present in ((True, False, True), (False, False, False)):
+        with torch.no_grad():
+            before = two(batch(image_present=present)).token_scores
+            two.fusion_more[0].linear2.weight.add_(torch.randn_like(two.fusion_more[0].linear2.weight))
+            after = two(batch(image_present=present)).token_scores
+        assert not torch.allclose(before, after)
+    with pytest.raises(ValueError, match="fusion_layers=3"):
+        student_from_teacher(teacher, tiny_student_config(fusion_layers=3))
