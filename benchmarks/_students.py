@@ -1,6 +1,6 @@
 """What the student benchmarks share: the `--student NAME=CHECKPOINT` option, the command line
-a report records, how many transfer pairs a checkpoint was trained with, the patch IoU with the
-teacher."""
+a report records, the data and the teacher's stored outputs they compare against, how many
+transfer pairs a checkpoint was trained with, the patch IoU with the teacher."""
 
 from __future__ import annotations
 
@@ -8,9 +8,7 @@ import argparse
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
-
-import numpy as np
+from typing import Any, NamedTuple
 
 
 def add_student_option(parser: argparse.ArgumentParser) -> None:
@@ -31,6 +29,29 @@ def student_checkpoints(parser: argparse.ArgumentParser, specs: list[str]) -> di
 def command(script: str, specs: list[str]) -> str:
     """The command line a report records."""
     return f"python benchmarks/{script} " + " ".join(f"--student {s}" for s in specs)
+
+
+class TeacherSide(NamedTuple):
+    """The distillation data and the teacher's stored outputs (`models/teacher-outputs`)."""
+
+    config: Any  # StudentTrainConfig
+    root: Path
+    sets: Any  # train_teacher.Sets
+    store: Any  # TeacherOutputStore
+
+
+def teacher_side(data_root: str | None) -> TeacherSide:
+    """`--data-root` (or the default) -> the student's training config, the data sets and the
+    teacher's stored outputs."""
+    from crisislens.distill import data as D
+    from crisislens.distill.teacher_outputs import TeacherOutputStore
+    from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig
+    from crisislens.distill.train_teacher import assemble
+
+    config = StudentTrainConfig(data_root=str(D.cli_data_root(data_root)), outputs=DEFAULT_OUTPUTS)
+    root = D.resolve_data_root(config.data_root)
+    sets = assemble(root, config.teacher_config())
+    return TeacherSide(config, root, sets, TeacherOutputStore.load(Path(config.outputs)))
 
 
 def trained_pairs(checkpoint: str) -> int | None:

@@ -25,13 +25,19 @@ from crisislens.distill.eval_teacher import cached_batches
 from crisislens.distill.features import example_key
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
-from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig, student_features, student_outputs
-from crisislens.distill.train_teacher import assemble
+from crisislens.distill.train_student import student_features, student_outputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, patch_ious, student_checkpoints, trained_pairs  # benchmarks/_students.py
+from _students import (  # benchmarks/_students.py
+    add_student_option,
+    command,
+    patch_ious,
+    student_checkpoints,
+    teacher_side,
+    trained_pairs,
+)
 
 
 def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutputStore) -> dict[str, Any]:
@@ -81,10 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()
-    config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)), outputs=DEFAULT_OUTPUTS)
-    root = D.resolve_data_root(config.data_root)
-    sets = assemble(root, config.teacher_config())
-    store = TeacherOutputStore.load(Path(config.outputs))
+    config, root, sets, store = teacher_side(args.data_root)
     result: dict[str, Any] = {"students": {}}
     for name, path in checkpoints.items():
         student = load_student(path)

@@ -37,17 +37,22 @@ from crisislens.distill.student import DistillWeights, RationaleStudent, distill
 from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputStore
 from crisislens.distill.train_student import (
     DEFAULT_ALIGNMENT,
-    DEFAULT_OUTPUTS,
-    StudentTrainConfig,
     student_features,
     student_outputs,
     teacher_targets,
     transfer_pairs,
 )
-from crisislens.distill.train_teacher import Features, _bucketed, assemble
+from crisislens.distill.train_teacher import Features, _bucketed
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, patch_ious, student_checkpoints, trained_pairs  # benchmarks/_students.py
+from _students import (  # benchmarks/_students.py
+    add_student_option,
+    command,
+    patch_ious,
+    student_checkpoints,
+    teacher_side,
+    trained_pairs,
+)
 
 # The parts of the student that only the patch scores use (the fusion layer, which the words
 # and the class share, stays as trained).
@@ -109,8 +114,9 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# Patch fit: does the student learn the teacher's patches on its own training posts?", "",
              run_line(prov, result["seconds"]), "",
              "Top-5 patch IoU with the teacher's IPOT top-5 (± standard error, n posts with a photo and text). "
-             "`train-crisismmd`: CrisisMMD training posts with both; `train-pairs`: the student's own synthetic transfer pairs "
-             "(a training text + a training photo) whose teacher outputs are in `models/teacher-outputs`.", "",
+             "`train-crisismmd`: CrisisMMD training posts with both; `train-pairs`: the student's own synthetic "
+             "transfer pairs (a training text + a training photo) whose teacher outputs are in "
+             "`models/teacher-outputs`.", "",
              "| student | " + " | ".join(splits) + " |", "|---" * (len(splits) + 1) + "|"]
     for name, r in result["students"].items():
         lines.append(f"| {name} | " + " | ".join(cell(r["fit"][s]) for s in splits) + " |")
@@ -135,10 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()
-    config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)), outputs=DEFAULT_OUTPUTS)
-    root = D.resolve_data_root(config.data_root)
-    sets = assemble(root, config.teacher_config())
-    store = TeacherOutputStore.load(Path(config.outputs))
+    config, root, sets, store = teacher_side(args.data_root)
     train_posts = [e for e in sets.train["crisismmd"] if e.image is not None and e.text]
     result: dict[str, Any] = {"students": {}}
     command_line = command("patch_fit.py", args.student)

@@ -36,11 +36,12 @@ from crisislens.distill.features import example_key
 from crisislens.distill.ipot import cosine_cost, ipot_align, top_patches, transfer_rationale
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
-from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig, student_features, student_outputs
-from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
+from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
+from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.reports import render_again
 
 from _report import publish, run_line  # benchmarks/_report.py
+from _students import teacher_side  # benchmarks/_students.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.5)
@@ -168,13 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     started = time.perf_counter()
     torch.manual_seed(0)
-    config = StudentTrainConfig(data_root=str(D.cli_data_root(args.data_root)), outputs=DEFAULT_OUTPUTS)
-    root = D.resolve_data_root(config.data_root)
+    config, root, sets, store = teacher_side(args.data_root)
     tconfig = config.teacher_config()
-    sets = assemble(root, tconfig)
     teacher = load_teacher(Path(config.teacher) / "best.pt")
     features = build_features(sets, root, tconfig, teacher, minilm_encoder(tconfig))
-    store = TeacherOutputStore.load(Path(config.outputs))
     k = teacher.config.transfer.top_k
     result: dict[str, Any] = {"k": k, "target": TARGET, "splits": {}}
     for split, rows in (("dev", sets.dev), ("test", sets.test)):
