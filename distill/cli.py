@@ -121,7 +121,7 @@ def register(cli: Cli) -> None:
                         "rationale scores; mlp: a free head on the fused patch states")
     s.add_argument("--fusion-layers", type=int, choices=[1, 2], default=None,
                    help="fusion transformer layers over tokens and patches, copied from the teacher's (default 1; "
-                        "2 costs about 4 ms a post on 2 CPU cores)")
+                        "2 is slower: reports/student_latency.md)")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(

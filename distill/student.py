@@ -9,8 +9,8 @@
   projected to the text width with 2-D position and modality embeddings (initialised from the
   teacher's where the widths match).
 - **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
-  first fusion layer); `fusion_layers=2` adds the teacher's second (slower: about 4 ms a post
-  on 2 CPU cores, more than the 4x speed target leaves).
+  first fusion layer); `fusion_layers=2` adds the teacher's second (slower, and no closer to
+  the teacher's patches: reports/student_latency.md, reports/patch_agreement.md).
 - **Heads**: a per-token rationale score, a per-patch rationale score and the class. The
   default patch head is the teacher's transfer in one step (`transfer_dim`): each patch
   attends over the content tokens (cosine of projected fused states / a learned temperature)
