@@ -1,6 +1,6 @@
 """What the student benchmarks share: the `--student NAME=CHECKPOINT` option, the command line
 a report records, the data and the teacher's stored outputs they compare against, how many
-transfer pairs a checkpoint was trained with, the patch IoU with the teacher."""
+transfer pairs a checkpoint was trained with, the patch IoU with the teacher and its mean ± s.e."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
+
+import numpy as np
 
 
 def add_student_option(parser: argparse.ArgumentParser) -> None:
@@ -74,3 +76,10 @@ def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) 
             a, b = t["patch_rationale"].astype(bool), o["patch_rationale"].astype(bool)
             ious.append(float((a & b).sum() / (a | b).sum()))
     return ious
+
+
+def mean_se(values: Sequence[float]) -> tuple[float | None, float | None]:
+    """Mean and standard error of the mean (None without values / with fewer than two)."""
+    arr = np.asarray(values, float)
+    mean = float(arr.mean()) if len(arr) else None
+    return mean, (float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None)

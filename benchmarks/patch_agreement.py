@@ -33,6 +33,7 @@ from _report import publish, run_line  # benchmarks/_report.py
 from _students import (  # benchmarks/_students.py
     add_student_option,
     command,
+    mean_se,
     patch_ious,
     student_checkpoints,
     teacher_side,
@@ -45,10 +46,10 @@ def scores(rows: list[D.Example], outs: list[dict[str, Any]], store: TeacherOutp
              for e, o in zip(rows, outs)]
     rep = classification_report([e.label for e in rows], [LABEL_NAMES[int(o["probs"].argmax())] for o in outs],
                                 LABEL_NAMES)
-    arr = np.asarray(patch_ious(rows, outs, store))
+    ious = patch_ious(rows, outs, store)
+    iou, se = mean_se(ious)
     return {"macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "label_agreement": float(np.mean(agree)),
-            "patch_topk_iou": float(arr.mean()), "patch_iou_se": float(arr.std(ddof=1) / np.sqrt(len(arr))),
-            "n": len(rows), "n_with_image": len(arr)}
+            "patch_topk_iou": iou, "patch_iou_se": se, "n": len(rows), "n_with_image": len(ious)}
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:

@@ -27,7 +27,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from crisislens.distill import data as D
@@ -48,6 +47,7 @@ from _report import publish, run_line  # benchmarks/_report.py
 from _students import (  # benchmarks/_students.py
     add_student_option,
     command,
+    mean_se,
     patch_ious,
     student_checkpoints,
     teacher_side,
@@ -60,9 +60,8 @@ PATCH_SIDE = ("patch_proj", "row_embed", "col_embed", "align_")
 
 
 def summary(ious: list[float]) -> dict[str, Any]:
-    arr = np.asarray(ious)
-    se = float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else 0.0
-    return {"iou": round(float(arr.mean()), 4) if len(arr) else None, "se": round(se, 4), "n": len(arr)}
+    mean, se = mean_se(ious)
+    return {"iou": None if mean is None else round(mean, 4), "se": round(se or 0.0, 4), "n": len(ious)}
 
 
 def fit(model: RationaleStudent, feats: Features, splits: dict[str, Sequence[D.Example]],

@@ -41,7 +41,7 @@ from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.reports import render_again
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import teacher_side  # benchmarks/_students.py
+from _students import mean_se, teacher_side  # benchmarks/_students.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.5)
@@ -123,9 +123,8 @@ def text_dependence(store: TeacherOutputStore) -> dict[str, Any]:
 
 
 def summary(values: list[float]) -> dict[str, Any]:
-    arr = np.asarray(values, float)
-    se = float(arr.std(ddof=1) / np.sqrt(len(arr))) if len(arr) > 1 else None
-    return {"mean_iou": float(arr.mean()), "se": se, "n": len(arr)}
+    mean, se = mean_se(values)
+    return {"mean_iou": mean, "se": se, "n": len(values)}
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:

@@ -142,6 +142,7 @@ def test_patch_fit_renders_the_tuning_table():
     assert "| s | 0.3000 ± 0.010 (n 80) | 0.3000 ± 0.010 (n 80) | 0.3000 ± 0.010 (n 80) | – |" in md
     assert "| 1 | 0.3000" in md and "1 more epoch(s)" in md
     assert patch_fit.summary([0.2, 0.4]) == {"iou": 0.3, "se": 0.1, "n": 2}
+    assert patch_fit.summary([]) == {"iou": None, "se": 0.0, "n": 0}
 
 
 def test_trained_pairs_reads_the_training_summary(tmp_path: Path):
