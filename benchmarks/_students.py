@@ -1,4 +1,4 @@
-"""What the student benchmarks share: the `--student NAME=CHECKPOINT` option, the command line
+"""What the student benchmarks share: their command line (`--student NAME=CHECKPOINT`), the one
 a report records, the data and the teacher's stored outputs they compare against, how many
 transfer pairs a checkpoint was trained with, the patch IoU with the teacher and its mean ± s.e."""
 
@@ -13,8 +13,13 @@ from typing import Any, NamedTuple
 import numpy as np
 
 
-def add_student_option(parser: argparse.ArgumentParser) -> None:
+def student_parser(doc: str) -> argparse.ArgumentParser:
+    """A student benchmark's command line: --student NAME=CHECKPOINT (repeated), --data-root, --out."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    return parser
 
 
 def student_checkpoints(parser: argparse.ArgumentParser, specs: list[str]) -> dict[str, str]:

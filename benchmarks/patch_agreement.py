@@ -11,11 +11,9 @@ teacher's IPOT top-k on the posts with a photo and text -- the same quantities a
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -31,11 +29,11 @@ from crisislens.runtime.metrics import classification_report
 
 from _report import publish, run_line  # benchmarks/_report.py
 from _students import (  # benchmarks/_students.py
-    add_student_option,
     command,
     mean_se,
     patch_ious,
     student_checkpoints,
+    student_parser,
     teacher_side,
     trained_pairs,
 )
@@ -81,10 +79,7 @@ def tower_name(config: Any) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_student_option(parser)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser = student_parser(__doc__)
     args = parser.parse_args(argv)
     checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()

@@ -18,7 +18,6 @@ on the words: `reports/patch_ceiling.md`.)
 
 from __future__ import annotations
 
-import argparse
 import random
 import sys
 import time
@@ -45,11 +44,11 @@ from crisislens.distill.train_teacher import Features, _bucketed
 
 from _report import publish, run_line  # benchmarks/_report.py
 from _students import (  # benchmarks/_students.py
-    add_student_option,
     command,
     mean_se,
     patch_ious,
     student_checkpoints,
+    student_parser,
     teacher_side,
     trained_pairs,
 )
@@ -131,12 +130,9 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_student_option(parser)
+    parser = student_parser(__doc__)
     parser.add_argument("--tune-epochs", type=int, default=0, help="train the first student's patch side N more epochs")
     parser.add_argument("--tune-lr", type=float, default=1e-3)
-    parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()

@@ -13,7 +13,6 @@ pixels at each model's resolution, on CrisisMMD test posts.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
@@ -31,7 +30,7 @@ from crisislens.distill.train_teacher import minilm_encoder
 from crisislens.runtime.preprocess import ImageConfig
 
 from _report import publish, run_line  # benchmarks/_report.py
-from _students import add_student_option, command, student_checkpoints  # benchmarks/_students.py
+from _students import command, student_checkpoints, student_parser  # benchmarks/_students.py
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
@@ -54,11 +53,8 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_student_option(parser)
-    parser.add_argument("--data-root", default=None)
+    parser = student_parser(__doc__)
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     checkpoints = student_checkpoints(parser, args.student)
     started = time.perf_counter()

@@ -154,3 +154,16 @@ def test_trained_pairs_reads_the_training_summary(tmp_path: Path):
     assert _students.trained_pairs(str(ckpt)) == 5562
     (tmp_path / "train_summary.json").write_text(json.dumps({"data": {}}))
     assert _students.trained_pairs(str(ckpt)) == 0
+
+
+def test_student_benchmarks_share_one_command_line(tmp_path: Path):
+    import _students
+
+    ckpt = tmp_path / "best.pt"
+    ckpt.write_bytes(b"")
+    parser = _students.student_parser("Title line.\nmore")
+    args = parser.parse_args(["--student", f"a={ckpt}", "--student", f"b={ckpt}"])
+    assert args.out == Path("reports") and args.data_root is None
+    assert _students.student_checkpoints(parser, args.student) == {"a": str(ckpt), "b": str(ckpt)}
+    with pytest.raises(SystemExit):
+        _students.student_checkpoints(parser, [f"c={tmp_path / 'missing.pt'}"])
