@@ -119,6 +119,8 @@ def register(cli: Cli) -> None:
     s.add_argument("--patch-head", choices=["transfer", "mlp"], default=None,
                    help="transfer (default): each patch's score is its attention over the tokens times their "
                         "rationale scores; mlp: a free head on the fused patch states")
+    s.add_argument("--tune-image-blocks", type=int, default=None, metavar="N",
+                   help="train the last N blocks of the cut image tower with the student (default 0: all frozen)")
     s.add_argument("--fusion-layers", type=int, choices=[1, 2], default=None,
                    help="fusion transformer layers over tokens and patches, copied from the teacher's (default 1; "
                         "2 is slower: reports/student_latency.md)")
@@ -190,6 +192,12 @@ def _student_config(args: argparse.Namespace):
         config.model.transfer_dim = 0
     if getattr(args, "fusion_layers", None) is not None:
         config.model.fusion_layers = args.fusion_layers
+    tuned = getattr(args, "tune_image_blocks", None)
+    if tuned is not None:
+        blocks = config.model.image_blocks
+        if blocks is None or not 0 <= tuned < blocks:
+            raise CliError(f"--tune-image-blocks {tuned}: give 0..{(blocks or 1) - 1} (a cut tower's blocks, not all)")
+        config.model.tuned_image_blocks = tuned
     if getattr(args, "pairs", None) is not None:
         if args.pairs < 0:
             raise CliError(f"--pairs {args.pairs}: give 0 or more")

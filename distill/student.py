@@ -72,6 +72,10 @@ class StudentConfig:
     # that keeps that grid (reports/image_tower.md). None runs the whole tower (1280 channels).
     image_size: int = 112
     image_blocks: int | None = 11
+    # The last `tuned_image_blocks` of those blocks are trained with the student (ImageNet
+    # weights to start, BatchNorm statistics frozen); the frozen tower -- and the training
+    # cache -- stop that many blocks earlier. 0: the whole cut tower is frozen.
+    tuned_image_blocks: int = 0
     transfer_dim: int = 384  # patch head = one-step transfer over the tokens (0: MLP/linear head)
     transfer_temperature: float = 0.05  # initial softmax temperature of the transfer (learned)
     patch_head_hidden: int = 192  # MLP patch head width when transfer_dim=0 (0: linear)
@@ -103,12 +107,36 @@ def student_image_config(config: StudentConfig) -> ImageConfig:
     return ImageConfig(size=config.image_size, patch_grid=config.patch_grid)
 
 
+def frozen_image_blocks(config: StudentConfig) -> int | None:
+    """Blocks of the frozen tower: `image_blocks` less the ones the student fine-tunes."""
+    if not config.tuned_image_blocks:
+        return config.image_blocks
+    if config.image_blocks is None or not 0 < config.tuned_image_blocks < config.image_blocks:
+        raise ValueError(f"tuned_image_blocks={config.tuned_image_blocks} needs a cut tower with more blocks "
+                         f"(image_blocks={config.image_blocks})")
+    return config.image_blocks - config.tuned_image_blocks
+
+
 def student_image_tower(config: StudentConfig, net: nn.Module | None = None) -> ImageTower:
-    """The student's frozen image tower (whole, or cut after `image_blocks` blocks)."""
+    """The student's frozen image tower (whole, or cut after `image_blocks` blocks, less the
+    `tuned_image_blocks` the student runs itself)."""
     if tower_channels(config.image_blocks) != config.image_channels:
         raise ValueError(f"image_blocks={config.image_blocks} gives {tower_channels(config.image_blocks)} channels, "
                          f"the student config says image_channels={config.image_channels}")
-    return ImageTower(net, grid=config.patch_grid, blocks=config.image_blocks)
+    return ImageTower(net, grid=config.patch_grid, blocks=frozen_image_blocks(config))
+
+
+def tuned_image_top(config: StudentConfig, net: nn.Module | None = None) -> nn.Sequential | None:
+    """Copies of the tower blocks the student fine-tunes (from `net`, else an untrained
+    EfficientNet-Lite0 for loading a checkpoint), or None."""
+    first = frozen_image_blocks(config)
+    if not config.tuned_image_blocks:
+        return None
+    if net is None:
+        from efficientnet_lite_pytorch import EfficientNet
+
+        net = EfficientNet.from_name("efficientnet-lite0")
+    return nn.Sequential(*(copy.deepcopy(b) for b in net._blocks[first : config.image_blocks])).requires_grad_(True)
 
 
 @dataclass
@@ -163,7 +191,8 @@ def truncated_bert(bert: nn.Module, layers: int) -> nn.Module:
 
 
 class RationaleStudent(nn.Module):
-    def __init__(self, config: StudentConfig, bert: nn.Module, image_tower: nn.Module | None = None):
+    def __init__(self, config: StudentConfig, bert: nn.Module, image_tower: nn.Module | None = None,
+                 image_top: nn.Module | None = None):
         super().__init__()
         if len(bert.encoder.layer) != config.text_layers:
             raise ValueError(f"bert has {len(bert.encoder.layer)} layers, config says {config.text_layers}")
@@ -171,6 +200,7 @@ class RationaleStudent(nn.Module):
         d = config.hidden
         self.text = TextTower(bert, config.frozen_text_layers)
         self.image = image_tower
+        self.image_top = image_top  # tower blocks fine-tuned here (tuned_image_blocks), or None
         self.patch_proj = nn.Sequential(nn.LayerNorm(config.image_channels), nn.Linear(config.image_channels, d))
         self.row_embed = nn.Embedding(config.patch_grid, d)
         self.col_embed = nn.Embedding(config.patch_grid, d)
@@ -215,6 +245,22 @@ class RationaleStudent(nn.Module):
         sim = (q @ k.transpose(1, 2)) / t
         return sim.masked_fill(~content.bool().unsqueeze(1), -1e4).softmax(-1)
 
+    def train(self, mode: bool = True) -> RationaleStudent:
+        super().train(mode)
+        if self.image_top is not None:
+            self.image_top.eval()  # BatchNorm statistics stay ImageNet's; the weights still learn
+        return self
+
+    def patch_features(self, inputs: TeacherInputs) -> Tensor:
+        """[B, M, C]: the frozen tower's features (cached or computed), then the fine-tuned blocks."""
+        if self.image_top is None or (inputs.image_features is None and inputs.pixel_values is None):
+            return patch_features(inputs, self.image, self.config)
+        low = patch_features(inputs, self.image, self.config)  # [B, M, C_low]
+        b, m, c = low.shape
+        g = self.config.patch_grid
+        x = self.image_top(low.transpose(1, 2).reshape(b, c, g, g))
+        return x.flatten(2).transpose(1, 2)
+
     def fuse(self, x: Tensor, padding: Tensor) -> Tensor:
         for layer in (self.fusion, *self.fusion_more):
             x = layer(x, src_key_padding_mask=padding)
@@ -227,7 +273,7 @@ class RationaleStudent(nn.Module):
         states = inputs.text_states.float() if inputs.text_states is not None else self.text.lower(
             inputs.input_ids, inputs.attention_mask)
         text = self.text.upper(states, token_mask) + self.modality.weight[0]
-        feats = patch_features(inputs, self.image, self.config)
+        feats = self.patch_features(inputs)
         b, m = feats.shape[:2]
         patch_mask = inputs.image_present.bool()[:, None].expand(b, m)
         if inputs.patch_mask is not None:
@@ -287,7 +333,12 @@ def student_from_teacher(teacher: CrossModalRationaleTeacher, config: StudentCon
     enc = teacher.backbone
     if not isinstance(enc, JointEncoder):
         raise TypeError("the student is initialised from a JointEncoder teacher (not the ViLT backbone)")
-    student = RationaleStudent(config, truncated_bert(enc.text.bert, config.text_layers), image_tower)
+    top = None
+    if config.tuned_image_blocks:
+        from crisislens.distill.teacher import load_efficientnet_lite0
+
+        top = tuned_image_top(config, load_efficientnet_lite0())  # ImageNet weights to start from
+    student = RationaleStudent(config, truncated_bert(enc.text.bert, config.text_layers), image_tower, top)
     names = ["row_embed", "col_embed", "modality", "norm"]
     if config.image_channels == enc.config.image_channels:
         names.append("patch_proj")  # a cut tower's narrower features need a projection of their own
@@ -306,7 +357,7 @@ def build_student(config: StudentConfig, bert_config: dict[str, Any], image_towe
     from transformers import BertConfig, BertModel
 
     bc = BertConfig.from_dict({**bert_config, "num_hidden_layers": config.text_layers})
-    return RationaleStudent(config, BertModel(bc, add_pooling_layer=False), image_tower)
+    return RationaleStudent(config, BertModel(bc, add_pooling_layer=False), image_tower, tuned_image_top(config))
 
 
 def save_student(model: RationaleStudent, path: Any, extra: dict[str, Any] | None = None) -> None:
@@ -439,5 +490,5 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["DistillWeights", "ImageTower", "RationaleStudent", "StudentConfig", "StudentExport", "StudentOutput",
-           "TeacherTargets", "build_student", "distill_loss", "load_student", "save_student", "student_from_teacher",
-           "student_image_config", "student_image_tower"]
+           "TeacherTargets", "build_student", "distill_loss", "frozen_image_blocks", "load_student", "save_student",
+           "student_from_teacher", "student_image_config", "student_image_tower", "tuned_image_top"]

@@ -34,6 +34,7 @@ from crisislens.distill.student import (
     StudentConfig,
     TeacherTargets,
     distill_loss,
+    frozen_image_blocks,
     save_student,
     student_from_teacher,
     student_image_config,
@@ -134,7 +135,7 @@ def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student
         seen.setdefault(example_key(e), e)
     cache = Path(config.cache)
     image_config = student_image_config(config.model)
-    blocks = config.model.image_blocks
+    blocks = frozen_image_blocks(config.model)
     name = "images" if image_config == ImageConfig() else f"images_{image_config.size}px"
     folder = cache / (name if blocks is None else f"{name}_b{blocks}")
     photos = [e.image for e in list(seen.values()) + list(pairs) if e.image is not None]

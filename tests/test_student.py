@@ -3,6 +3,8 @@ initialisation from the teacher, checkpoints, the export wrapper and the teacher
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -484,3 +486,45 @@ def test_a_second_fusion_layer_is_the_teachers_second_and_keeps_one_layer_names(
         assert not torch.allclose(before, after)
     with pytest.raises(ValueError, match="fusion_layers=3"):
         student_from_teacher(teacher, tiny_student_config(fusion_layers=3))
+
+
+def test_tuned_tower_blocks_start_as_the_cut_tower_and_learn():
+    """With the last 3 blocks fine-tuned, the frozen tower stops after block 8 and the student
+    runs blocks 9-11 itself: before training, the same features as the frozen 11-block tower;
+    the loss reaches their weights, not the frozen tower's; a checkpoint keeps them."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from crisislens.distill.student import frozen_image_blocks, student_image_tower, tuned_image_top
+    from crisislens.distill.teacher import ImageTower
+
+    config = tiny_student_config(patch_grid=7, image_channels=112, image_blocks=11, tuned_image_blocks=3)
+    assert frozen_image_blocks(config) == 8 and frozen_image_blocks(StudentConfig()) == 11
+    tower = student_image_tower(config)
+    model = RationaleStudent(config, truncated_bert(tiny_bert(), 2), tower, tuned_image_top(config, tower.net))
+    pixels = torch.rand(3, 3, 112, 112, generator=torch.Generator().manual_seed(0))
+    inputs = replace(batch(), image_features=None, pixel_values=pixels)
+    model.train()
+    assert not model.image_top.training  # BatchNorm statistics stay ImageNet's
+    feats = model.patch_features(inputs)
+    assert torch.allclose(feats, ImageTower(tower.net, grid=7, blocks=11)(pixels), atol=1e-5)
+    cached = replace(inputs, pixel_values=None, image_features=tower(pixels))  # the training cache's form
+    assert torch.allclose(model.patch_features(cached), feats, atol=1e-5)
+    model(cached).patch_scores.sum().backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in model.image_top.parameters())
+    assert all(p.grad is None for p in tower.parameters())
+    for bad in (dict(image_blocks=None), dict(tuned_image_blocks=11)):
+        with pytest.raises(ValueError, match="tuned_image_blocks"):
+            frozen_image_blocks(replace(config, **bad))
+
+
+def test_tuned_tower_blocks_travel_in_the_checkpoint(tmp_path):
+    pytest.importorskip("efficientnet_lite_pytorch")
+    from crisislens.distill.student import student_image_tower, tuned_image_top
+
+    config = tiny_student_config(patch_grid=7, image_channels=112, image_blocks=11, tuned_image_blocks=3)
+    tower = student_image_tower(config)
+    model = RationaleStudent(config, truncated_bert(tiny_bert(), 2), tower, tuned_image_top(config, tower.net))
+    with torch.no_grad():
+        next(model.image_top.parameters()).add_(1.0)
+    save_student(model, tmp_path / "s.pt")
+    loaded = load_student(tmp_path / "s.pt")
+    assert torch.equal(next(loaded.image_top.parameters()), next(model.image_top.parameters()))
