@@ -528,3 +528,11 @@ def test_tuned_tower_blocks_travel_in_the_checkpoint(tmp_path):
     save_student(model, tmp_path / "s.pt")
     loaded = load_student(tmp_path / "s.pt")
     assert torch.equal(next(loaded.image_top.parameters()), next(model.image_top.parameters()))
+    # the export graph runs the frozen tower, then the tuned blocks, from pixels
+    loaded.image = tower
+    inputs = batch()
+    pixels = torch.rand(2, 3, 112, 112, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        exported = StudentExport(loaded)(inputs.input_ids, inputs.attention_mask, pixels, torch.tensor([0, -1, 1]))[2]
+        direct = loaded(replace(inputs, image_features=None, pixel_values=pixels[[0, 0, 1]])).patch_scores
+    assert torch.allclose(exported[[0, 2]], direct[[0, 2]], atol=1e-5) and float(exported[1].abs().max()) == 0.0
