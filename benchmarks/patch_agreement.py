@@ -75,7 +75,9 @@ def head_name(config: Any) -> str:
 
 def tower_name(config: Any) -> str:
     blocks = getattr(config, "image_blocks", None)
-    return "whole" if blocks is None else f"first {blocks} blocks"
+    tuned = getattr(config, "tuned_image_blocks", 0)
+    name = "whole" if blocks is None else f"first {blocks} blocks"
+    return f"{name}, last {tuned} trained" if tuned else name
 
 
 def main(argv: list[str] | None = None) -> int:
