@@ -7,7 +7,9 @@
   teacher's 7x7 patch layout cell for cell at about a fifth of the tower's cost at 224 px
   (`image_blocks=None` runs the whole tower; at 192 px its 6x6 grid is resampled to 7x7),
   projected to the text width with 2-D position and modality embeddings (initialised from the
-  teacher's where the widths match).
+  teacher's where the widths match). `tuned_image_blocks=N` trains the last N blocks of the cut
+  tower with the student instead (reports/patch_agreement.md: no closer to the teacher's
+  patches than the frozen tower).
 - **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
   first fusion layer); `fusion_layers=2` adds the teacher's second (slower, and no closer to
   the teacher's patches: reports/student_latency.md, reports/patch_agreement.md).
@@ -253,9 +255,9 @@ class RationaleStudent(nn.Module):
 
     def patch_features(self, inputs: TeacherInputs) -> Tensor:
         """[B, M, C]: the frozen tower's features (cached or computed), then the fine-tuned blocks."""
-        if self.image_top is None or (inputs.image_features is None and inputs.pixel_values is None):
-            return patch_features(inputs, self.image, self.config)
         low = patch_features(inputs, self.image, self.config)  # [B, M, C_low]
+        if self.image_top is None or (inputs.image_features is None and inputs.pixel_values is None):
+            return low  # nothing tuned, or the zero features of a batch without photos
         b, m, c = low.shape
         g = self.config.patch_grid
         x = self.image_top(low.transpose(1, 2).reshape(b, c, g, g))
