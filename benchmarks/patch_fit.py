@@ -21,6 +21,7 @@ from __future__ import annotations
 import random
 import sys
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -31,16 +32,16 @@ import torch
 from crisislens.distill import data as D
 from crisislens.distill.eval_teacher import cached_batches
 from crisislens.distill.features import example_key
-from crisislens.distill.student import DistillWeights, RationaleStudent, distill_loss, load_student
+from crisislens.distill.student import DistillWeights, RationaleStudent, load_student
 from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputStore
 from crisislens.distill.train_student import (
     DEFAULT_ALIGNMENT,
+    batch_loss,
     student_features,
     student_outputs,
-    teacher_targets,
     transfer_pairs,
 )
-from crisislens.distill.train_teacher import Features, _bucketed
+from crisislens.distill.train_teacher import Features, _bucketed, optimizer_step
 
 from _report import publish, run_line  # benchmarks/_report.py
 from _students import (  # benchmarks/_students.py
@@ -78,7 +79,7 @@ def tune_patch_side(model: RationaleStudent, feats: Features, rows: list[D.Examp
         p.requires_grad_(name.startswith(PATCH_SIDE))
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
-    weights = replace(DistillWeights(), kd=0.0, ce=0.0, token_teacher=0.0, token_human=0.0)
+    weights = replace(DistillWeights(), kd=0.0, ce=0.0, token_teacher=0.0, token_human=0.0)  # patch terms only
     total = epochs * ((len(rows) + 31) // 32)
     done, history = 0, []
     for epoch in range(epochs):
@@ -87,17 +88,8 @@ def tune_patch_side(model: RationaleStudent, feats: Features, rows: list[D.Examp
             for group in optimizer.param_groups:
                 group["lr"] = lr * (1 - done / total)
             done += 1
-            inputs, human, has_human = feats.batch(batch)
-            targets = teacher_targets(store, batch, inputs, alignment)
-            out = model(inputs)
-            content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-            mask = inputs.image_present[:, None].expand_as(out.patch_scores)
-            labels = torch.full((len(batch),), -100)
-            loss, _ = distill_loss(out, targets, labels, content, mask, weights, human, has_human)
-            optimizer.zero_grad()
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, 1.0)
-            optimizer.step()
+            loss, parts = batch_loss(model, batch, feats, store, alignment, weights)
+            optimizer_step(model, optimizer, loss, parts, Counter())
         history.append({"epoch": epoch + 1, **fit(model, feats, splits, store)})
         print(f"tune epoch {epoch + 1}: {history[-1]}", file=sys.stderr)
     return history

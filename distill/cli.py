@@ -194,10 +194,13 @@ def _student_config(args: argparse.Namespace):
         config.model.fusion_layers = args.fusion_layers
     tuned = getattr(args, "tune_image_blocks", None)
     if tuned is not None:
-        blocks = config.model.image_blocks
-        if blocks is None or not 0 <= tuned < blocks:
-            raise CliError(f"--tune-image-blocks {tuned}: give 0..{(blocks or 1) - 1} (a cut tower's blocks, not all)")
+        from crisislens.distill.student import frozen_image_blocks
+
         config.model.tuned_image_blocks = tuned
+        try:
+            frozen_image_blocks(config.model)
+        except ValueError as exc:
+            raise CliError(f"--tune-image-blocks {tuned}: {exc}") from None
     if getattr(args, "pairs", None) is not None:
         if args.pairs < 0:
             raise CliError(f"--pairs {args.pairs}: give 0 or more")

@@ -181,6 +181,20 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
     return targets
 
 
+def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Features, store: TeacherOutputStore,
+               alignment: AlignmentStore | None, weights: DistillWeights,
+               class_weights: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    """The student on one batch against the teacher's stored targets and the gold labels:
+    `distill_loss`'s total and parts."""
+    inputs, human, has_human = features.batch(batch)
+    targets = teacher_targets(store, batch, inputs, alignment)
+    labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
+    out = model(inputs)
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    patch_mask = inputs.image_present[:, None].expand_as(out.patch_scores)
+    return distill_loss(out, targets, labels, content, patch_mask, weights, human, has_human, class_weights)
+
+
 # ----------------------------------------------------------------------------- evaluation helpers
 
 
@@ -247,13 +261,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         sums: Counter[str] = Counter()
         for step, batch in enumerate(batches):
             schedule.set(epoch, step)
-            inputs, human, has_human = features.batch(batch)
-            targets = teacher_targets(store, batch, inputs, alignment)
-            labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
-            o = model(inputs)
-            content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-            patch_mask = inputs.image_present[:, None].expand_as(o.patch_scores)
-            loss, parts = distill_loss(o, targets, labels, content, patch_mask, config.loss, human, has_human, weights)
+            loss, parts = batch_loss(model, batch, features, store, alignment, config.loss, weights)
             optimizer_step(model, optimizer, loss, parts, sums)
             if step % 20 == 0 or step == len(batches) - 1:
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)

@@ -59,6 +59,14 @@ def test_student_options_reach_the_training_config(tmp_path):
     assert default.model.fusion_layers == 1
     two = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, fusion_layers=2))
     assert two.model.fusion_layers == 2
+    tuned = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, tune_image_blocks=3))
+    assert tuned.model.tuned_image_blocks == 3
+    for bad in (-1, 11):
+        with pytest.raises(CliError, match=f"--tune-image-blocks {bad}"):
+            distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, tune_image_blocks=bad))
+    with pytest.raises(CliError, match="--tune-image-blocks 3"):
+        distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, image_blocks="all",
+                                                       tune_image_blocks=3))
     assert default.model.image_blocks == 11 and default.model.transfer_dim > 0
     whole = distill_cli._student_config(argparse.Namespace(**base, image_size=192, pairs=None, image_blocks="all",
                                                            patch_head="mlp"))
