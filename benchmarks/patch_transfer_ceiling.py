@@ -11,9 +11,11 @@ top-5 -- an upper bound for any student that has to imitate those states in one 
   the single-pass form a student can compute;
 - the shipped student (its own patch head), a fixed position prior and random patches, for scale;
 - how much the teacher's top-5 for one photo changes with the text (the synthetic transfer pairs
-  that share a photo), i.e. how much of the answer a text-blind model cannot know.
+  that share a photo), i.e. how much of the answer a text-blind model cannot know;
+- with `--other-teacher NAME=DIR`, other teachers trained here (DIR/best.pt: another run of the
+  recipe, other epochs or data) with their own forward pass: how far two teachers' patches agree.
 
-    python benchmarks/patch_transfer_ceiling.py [--data-root ../shared/data]
+    python benchmarks/patch_transfer_ceiling.py [--data-root ../shared/data] [--other-teacher NAME=DIR ...]
 """
 
 from __future__ import annotations
@@ -84,6 +86,23 @@ def transfers(teacher: Any, features: Any, rows: list[D.Example], k: int) -> dic
     return scores
 
 
+def other_teachers(teacher: Any, others: dict[str, Any], features: Any, rows: list[D.Example],
+                   k: int) -> dict[str, list[float]]:
+    """IoU of each other teacher's own top-k patches (its full forward pass) with the teacher's."""
+    scores: dict[str, list[float]] = defaultdict(list)
+    with torch.no_grad():
+        for start in range(0, len(rows), 32):
+            inputs, _, _ = features.batch(rows[start : start + 32])
+            reference = teacher(inputs)
+            content = teacher.content_mask(inputs.input_ids, inputs.attention_mask)
+            valid = (inputs.image_present.bool() & content.any(1)).tolist()
+            for name, other in others.items():
+                mine = other(inputs)
+                scores[name] += [iou(reference.patch_rationale[i], mine.patch_rationale[i])
+                                 for i in range(len(valid)) if valid[i]]
+    return scores
+
+
 def student_and_prior(config: StudentTrainConfig, root: Path, sets: Any, store: TeacherOutputStore,
                       rows: list[D.Example], k: int) -> dict[str, list[float]]:
     """The shipped student's top-k and a position prior (the positions the teacher picks most
@@ -150,7 +169,12 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
                       f"{dep['comparisons']} comparisons): the teacher's top-{result['k']} overlap IoU "
                       f"{dep['mean_iou']:.3f}. The image rationale depends on the text: a model must follow the "
                       "text-to-patch alignment, not only the photo."]
-    best = max((v["mean_iou"], n) for n, v in result["splits"]["test"].items() if not n.startswith(("shipped", "IPOT, 20")))
+    if any(n.startswith("another teacher") for n in result["splits"]["test"]):
+        lines += ["", "The 'another teacher' rows run a second teacher trained here (its own encoder, extractor and "
+                      "IPOT) and compare its top-5 with the shipped teacher's: how far two teachers agree on the "
+                      "image rationale."]
+    best = max((v["mean_iou"], n) for n, v in result["splits"]["test"].items()
+               if not n.startswith(("shipped", "IPOT, 20", "another teacher")))
     lines += ["", f"Best single-pass form from the teacher's own states on test: {best[1]} ({best[0]:.3f}); the "
                   f"issue's target for the student is {TARGET:.2f}."]
     return "\n".join(lines)
@@ -160,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--other-teacher", action="append", default=[], metavar="NAME=DIR",
+                        help="another teacher checkpoint folder (DIR/best.pt) to compare patches with; repeatable")
     parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the numbers in the .json")
     args = parser.parse_args(argv)
     if args.render_only:
@@ -173,16 +199,29 @@ def main(argv: list[str] | None = None) -> int:
     teacher = load_teacher(Path(config.teacher) / "best.pt")
     features = build_features(sets, root, tconfig, teacher, minilm_encoder(tconfig))
     k = teacher.config.transfer.top_k
+    others = {}
+    for spec in args.other_teacher:
+        name, sep, folder = spec.partition("=")
+        if not sep or not (Path(folder) / "best.pt").is_file():
+            parser.error(f"--other-teacher {spec}: give NAME=DIR with DIR/best.pt")
+        other = load_teacher(Path(folder) / "best.pt").eval()
+        if other.config.frozen_text_layers != teacher.config.frozen_text_layers:
+            parser.error(f"--other-teacher {spec}: it freezes {other.config.frozen_text_layers} text layers, the "
+                         f"teacher {teacher.config.frozen_text_layers}; the cached text states would not fit it")
+        others[f"another teacher: {name} ({folder}), its own IPOT top-{k}"] = other
+    teacher.eval()
     result: dict[str, Any] = {"k": k, "target": TARGET, "splits": {}}
     for split, rows in (("dev", sets.dev), ("test", sets.test)):
         with_photo = [e for e in rows if e.image is not None and e.text]
         print(f"{split}: {len(with_photo)} posts with a photo and text", file=sys.stderr)
         scores = transfers(teacher, features, with_photo, k)
         scores.update(student_and_prior(config, root, sets, store, with_photo, k))
+        scores.update(other_teachers(teacher, others, features, with_photo, k))
         result["splits"][split] = {name: summary(v) for name, v in scores.items()}
     result["text_dependence"] = text_dependence(store)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("patch_ceiling", "python benchmarks/patch_transfer_ceiling.py", result, to_markdown, args.out)
+    command = "python benchmarks/patch_transfer_ceiling.py" + "".join(f" --other-teacher {s}" for s in args.other_teacher)
+    publish("patch_ceiling", command, result, to_markdown, args.out)
     return 0
 
 

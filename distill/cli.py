@@ -96,6 +96,9 @@ def register(cli: Cli) -> None:
         ),
     )
     _student_args(al)
+    al.add_argument("--states", action="store_true",
+                    help="also store the teacher's final token and patch states (about 360 MB more), the targets "
+                         "of the student's hidden-state term (--hidden-weight)")
     s = distill.command(
         "student",
         "distil the teacher into the small one-pass student",
@@ -124,6 +127,9 @@ def register(cli: Cli) -> None:
     s.add_argument("--fusion-layers", type=int, choices=[1, 2], default=None,
                    help="fusion transformer layers over tokens and patches, copied from the teacher's (default 1; "
                         "2 is slower: reports/student_latency.md)")
+    s.add_argument("--hidden-weight", type=float, default=None, metavar="W",
+                   help="weight of the hidden-state alignment term (default 0: off): 1 - cosine between the "
+                        "student's fused token/patch states and the teacher's; needs teacher-alignment --states")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(
@@ -174,6 +180,11 @@ def _student_config(args: argparse.Namespace):
     if getattr(args, "epochs", None):
         config.epochs = args.epochs
     config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
+    hidden = getattr(args, "hidden_weight", None)
+    if hidden is not None:
+        if hidden < 0:
+            raise CliError(f"--hidden-weight {hidden}: give 0 or more")
+        config.loss.hidden = hidden
     if ablation == "no-rationale":
         config.loss = config.loss.without_rationale_terms()
     if getattr(args, "image_size", None) is not None:
@@ -222,7 +233,7 @@ def _teacher_alignment(args: argparse.Namespace) -> int:
     from crisislens.distill.train_student import export_teacher_alignment
 
     config = _student_config(args)
-    path, store = export_teacher_alignment(config)
+    path, store = export_teacher_alignment(config, states=args.states)
     print(f"wrote the teacher's transfer alignment for {len(store)} examples to {path} "
           f"({path.stat().st_size / 2**20:.1f} MB)")
     return 0

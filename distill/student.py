@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -160,10 +160,13 @@ class DistillWeights:
     # KL from the teacher's transfer shares (which words each patch's score comes from) to the
     # student's transfer attention, per patch: the attention-relation term (transfer head only).
     align: float = 1.0
+    # Hidden-state alignment (MiniLM/TinyBERT-style): 1 - cosine between the student's fused token
+    # and patch states and the teacher's final ones (the states its IPOT plan is made from), mean
+    # over the content tokens plus mean over the patches, on posts with a photo and words.
+    hidden: float = 0.0
 
     def without_rationale_terms(self) -> DistillWeights:
-        return DistillWeights(self.temperature, self.kd, self.ce, 0.0, 0.0, self.human_pos_weight, 0.0, 0.0,
-                              self.patch_rank_temperature, 0.0)
+        return replace(self, token_teacher=0.0, token_human=0.0, patch_teacher=0.0, patch_rank=0.0, align=0.0)
 
 
 @dataclass
@@ -177,6 +180,8 @@ class StudentOutput:
     patch_logits: Tensor  # [B, M] (log-odds of patch_scores)
     # [B, M, N] each patch's attention over the tokens when the patch head is the one-step transfer
     alignment: Tensor | None = None
+    token_states: Tensor | None = None  # [B, N, D] fused (the hidden-state term compares them)
+    patch_states: Tensor | None = None  # [B, M, D] fused
 
 
 # ----------------------------------------------------------------------------- model
@@ -311,7 +316,8 @@ class RationaleStudent(nn.Module):
         token_rationale = self.select_tokens(token_scores.detach(), content)
         patch_rationale = top_patches(patch_scores.detach(), patch_mask, k=self.config.top_k_patches)
         return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
-                             token_logits, patch_logits, alignment if self.config.transfer_dim else None)
+                             token_logits, patch_logits, alignment if self.config.transfer_dim else None,
+                             tokens, patch_states)
 
 
 def _fusion_layer(config: StudentConfig) -> nn.TransformerEncoderLayer:
@@ -418,6 +424,9 @@ class TeacherTargets:
     has_image: Tensor
     alignment: Tensor | None = None
     has_alignment: Tensor | None = None
+    token_states: Tensor | None = None  # [B, N, D] the teacher's final fused states
+    patch_states: Tensor | None = None  # [B, M, D]
+    has_states: Tensor | None = None  # [B]
 
 
 def _masked_bce(scores: Tensor, target: Tensor, mask: Tensor, weight: Tensor | None = None) -> Tensor | None:
@@ -484,6 +493,15 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
             parts["align"] = 0.0
     else:
         parts["align"] = 0.0
+    parts["hidden"] = 0.0
+    if (weights.hidden and out.token_states is not None and out.patch_states is not None
+            and teacher.token_states is not None and teacher.patch_states is not None and teacher.has_states is not None):
+        rows = teacher.has_states.bool() & content.any(1) & patch_mask.bool().any(1)
+        words, cells = content.bool() & rows[:, None], patch_mask.bool() & rows[:, None]
+        if bool(words.any()) and bool(cells.any()):
+            tokens = 1 - F.cosine_similarity(out.token_states[words], teacher.token_states[words], dim=-1)
+            patches = 1 - F.cosine_similarity(out.patch_states[cells], teacher.patch_states[cells], dim=-1)
+            add("hidden", weights.hidden, tokens.mean() + patches.mean())
     return total, parts
 
 

@@ -422,12 +422,13 @@ class CrossModalRationaleTeacher(nn.Module):
                           beta=t.beta, iterations=t.iterations, inner=t.inner)
 
     @torch.no_grad()
-    def alignment(self, inputs: TeacherInputs) -> tuple[Tensor, Tensor]:
-        """(shares [B, N, M], patch_mask [B, M]): which tokens each patch's transferred score
-        comes from (`ipot.plan_shares` of the plan the forward pass transfers over)."""
+    def alignment(self, inputs: TeacherInputs) -> tuple[Tensor, EncoderOutput]:
+        """(shares [B, N, M], the encoder's output): which tokens each patch's transferred score
+        comes from (`ipot.plan_shares` of the plan the forward pass transfers over), and the
+        final token and patch states that plan was made from."""
         enc = self.backbone(inputs)
         content = self.content_mask(inputs.input_ids, inputs.attention_mask)
-        return plan_shares(self.transfer_plan(enc, content), enc.patch_mask), enc.patch_mask
+        return plan_shares(self.transfer_plan(enc, content), enc.patch_mask), enc
 
     @torch.no_grad()
     def transfer(self, enc: EncoderOutput, content: Tensor, token_scores: Tensor) -> tuple[Tensor, Tensor]:

@@ -195,13 +195,20 @@ class AlignmentStore:
     [n_i, M] (float16, `ipot.plan_shares` of its IPOT plan: row i, column j = the share of patch
     j's mass that comes from word piece i), on the word pieces `TeacherOutputStore` uses. The
     student's one-step transfer learns to reproduce it (`DistillWeights.align`). Kept apart from
-    the outputs file: it is larger (about 9 MB) and only training needs it."""
+    the outputs file: it is larger (about 13 MB) and only training needs it.
+
+    Optionally (`crisislens distill teacher-alignment --states`) also the teacher's final fused
+    states that plan was made from, per word piece (`token_states` [T, D]) and per patch
+    (`patch_states` [K, M, D]), float16: the targets of the hidden-state alignment term
+    (`DistillWeights.hidden`). About 360 MB more for the default 6,288 examples."""
 
     keys: list[str]
     starts: np.ndarray  # [K] int64
     lengths: np.ndarray  # [K] int32
     shares: np.ndarray  # [T, M] float16
     meta: dict[str, Any] = field(default_factory=dict)
+    token_states: np.ndarray | None = None  # [T, D] float16
+    patch_states: np.ndarray | None = None  # [K, M, D] float16
 
     def __post_init__(self) -> None:
         self.index = {k: i for i, k in enumerate(self.keys)}
@@ -217,42 +224,65 @@ class AlignmentStore:
         s, n = int(self.starts[i]), int(self.lengths[i])
         return self.shares[s : s + n].astype(np.float32)
 
+    @property
+    def has_states(self) -> bool:
+        return self.token_states is not None and self.patch_states is not None
+
+    def states(self, key: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """(token states [n, D], patch states [M, D]) as float32, or None when the example is not
+        stored or the file holds no states."""
+        i = self.index.get(key)
+        if i is None or self.token_states is None or self.patch_states is None:
+            return None
+        s, n = int(self.starts[i]), int(self.lengths[i])
+        return self.token_states[s : s + n].astype(np.float32), self.patch_states[i].astype(np.float32)
+
     def save(self, path: Path) -> None:
+        states = {"token_states": self.token_states, "patch_states": self.patch_states} if self.has_states else {}
         _save_npz(path, {**self.meta, "format_version": FORMAT_VERSION, "kind": "alignment", "keys": self.keys},
-                  starts=self.starts, lengths=self.lengths, shares=self.shares)
+                  starts=self.starts, lengths=self.lengths, shares=self.shares, **states)
 
     @classmethod
     def load(cls, path: Path) -> AlignmentStore:
         def build(meta: dict[str, Any], z: Any) -> AlignmentStore:
             if meta.get("kind") != "alignment" or meta.get("format_version") != FORMAT_VERSION:
                 raise TeacherOutputsError(f"{path}: not a teacher-alignment file of format {FORMAT_VERSION}")
-            return cls(keys=meta.pop("keys"), starts=z["starts"], lengths=z["lengths"], shares=z["shares"], meta=meta)
+            states = {k: z[k] for k in ("token_states", "patch_states") if k in z.files}
+            return cls(keys=meta.pop("keys"), starts=z["starts"], lengths=z["lengths"], shares=z["shares"], meta=meta,
+                       **states)
 
         return _load_npz(path, ("teacher alignment", "a teacher-alignment file"), "crisislens distill teacher-alignment",
                          build)
 
 
 def compute_alignment(model: Any, batches: Callable[[Sequence[Any]], Any], examples: Sequence[Any],
-                      keys: Sequence[str], meta: dict[str, Any], batch_size: int = 64) -> AlignmentStore:
+                      keys: Sequence[str], meta: dict[str, Any], batch_size: int = 64,
+                      states: bool = False) -> AlignmentStore:
     """Run the teacher's encoder and IPOT over `examples` (those with a photo) and keep, for
-    each one that has words, the plan's per-patch token shares on its attention length."""
+    each one that has words, the plan's per-patch token shares on its attention length (and,
+    with `states`, the final token and patch states the plan was made from)."""
     import torch
 
     model.eval()
     kept: list[str] = []
     blocks: list[np.ndarray] = []
+    token_blocks: list[np.ndarray] = []
+    patch_blocks: list[np.ndarray] = []
     started = time.perf_counter()
     for b in range(0, len(examples), batch_size):
         inputs = batches(examples[b : b + batch_size])
         with torch.no_grad():
-            shares, patch_mask = model.alignment(inputs)
+            shares, enc = model.alignment(inputs)
         content = model.content_mask(inputs.input_ids, inputs.attention_mask)
         for i in range(inputs.input_ids.shape[0]):
-            if not bool(patch_mask[i].any()) or not bool(content[i].any()):
+            if not bool(enc.patch_mask[i].any()) or not bool(content[i].any()):
                 continue
             n = int(inputs.attention_mask[i].sum())
             kept.append(keys[b + i])
             blocks.append(shares[i, :n].numpy().astype(np.float16))
+            if states:
+                token_blocks.append(enc.tokens[i, :n].numpy().astype(np.float16))
+                patch_blocks.append(enc.patches[i].numpy().astype(np.float16))
         done = min(b + batch_size, len(examples))
         rate = done / max(time.perf_counter() - started, 1e-9)
         print(f"\rteacher alignment: {done}/{len(examples)} ({rate:.0f}/s)", end="", file=sys.stderr, flush=True)
@@ -261,4 +291,7 @@ def compute_alignment(model: Any, batches: Callable[[Sequence[Any]], Any], examp
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64) if blocks else np.zeros(0, np.int64)
     m = blocks[0].shape[1] if blocks else 49
     shares_all = np.concatenate(blocks) if blocks else np.zeros((0, m), np.float16)
-    return AlignmentStore(kept, starts, lengths, shares_all, dict(meta))
+    store = AlignmentStore(kept, starts, lengths, shares_all, {**meta, "states": bool(states and blocks)})
+    if states and blocks:
+        store.token_states, store.patch_states = np.concatenate(token_blocks), np.stack(patch_blocks)
+    return store

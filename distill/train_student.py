@@ -147,7 +147,7 @@ def student_features(sets: Sets, root: Path, config: StudentTrainConfig, student
 
 
 def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], inputs: TeacherInputs,
-                    alignment: AlignmentStore | None = None) -> TeacherTargets:
+                    alignment: AlignmentStore | None = None, states: bool = False) -> TeacherTargets:
     b, n = inputs.input_ids.shape
     m = inputs.image_features.shape[1] if inputs.image_features is not None else 49
     logits = np.zeros((b, len(LABEL_NAMES)), np.float32)
@@ -178,6 +178,16 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
                                           f"student's tokeniser gives {lengths[i]}; rebuild the teacher alignment")
             shares[i, :, : lengths[i]], has[i] = a.T, True
         targets.alignment, targets.has_alignment = torch.from_numpy(shares), torch.from_numpy(has)
+    if alignment is not None and states and alignment.token_states is not None:
+        d = alignment.token_states.shape[1]
+        token_states, patch_states = np.zeros((b, n, d), np.float32), np.zeros((b, m, d), np.float32)
+        has = np.zeros(b, bool)
+        for i, e in enumerate(examples):
+            got = alignment.states(example_key(e)) if has_image[i] else None
+            if got is not None and len(got[0]) == lengths[i]:
+                token_states[i, : lengths[i]], patch_states[i], has[i] = got[0], got[1], True
+        targets.token_states, targets.patch_states = torch.from_numpy(token_states), torch.from_numpy(patch_states)
+        targets.has_states = torch.from_numpy(has)
     return targets
 
 
@@ -187,7 +197,7 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
     """The student on one batch against the teacher's stored targets and the gold labels:
     `distill_loss`'s total and parts."""
     inputs, human, has_human = features.batch(batch)
-    targets = teacher_targets(store, batch, inputs, alignment)
+    targets = teacher_targets(store, batch, inputs, alignment, states=bool(weights.hidden))
     labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
     out = model(inputs)
     content = model.content_mask(inputs.input_ids, inputs.attention_mask)
@@ -228,11 +238,15 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         raise FileNotFoundError(f"{teacher_ckpt}: the student is initialised from the teacher; train it first")
     store = TeacherOutputStore.load(Path(config.outputs))
     alignment = None
-    if config.model.transfer_dim and config.loss.align:
+    if (config.model.transfer_dim and config.loss.align) or config.loss.hidden:
         alignment = AlignmentStore.load(Path(config.alignment))
         if alignment.meta.get("teacher_checkpoint_sha256") != store.meta.get("teacher_checkpoint_sha256"):
             raise TeacherOutputsError(f"{config.alignment} and {config.outputs} come from different teacher "
                                       "checkpoints; rebuild with `crisislens distill teacher-alignment`")
+        if config.loss.hidden and not alignment.has_states:
+            raise TeacherOutputsError(f"{config.alignment} holds no teacher states for the hidden-state term "
+                                      "(loss weight hidden > 0); rebuild with `crisislens distill teacher-alignment "
+                                      "--states`")
     print("assembling data ...", file=sys.stderr)
     tconfig = config.teacher_config()
     sets = assemble(root, tconfig)
@@ -267,7 +281,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
                 eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
                 shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher",
-                                                                             "align"))
+                                                                             "align", "hidden"))
                 print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} {shown} "
                       f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)
@@ -361,9 +375,10 @@ def export_teacher_outputs(config: StudentTrainConfig, reuse: bool = False) -> t
     return path, store
 
 
-def export_teacher_alignment(config: StudentTrainConfig) -> tuple[Path, AlignmentStore]:
+def export_teacher_alignment(config: StudentTrainConfig, states: bool = False) -> tuple[Path, AlignmentStore]:
     """The teacher's transfer alignment (`AlignmentStore`) for every example with a photo and
-    words that distillation and its report use, transfer pairs included."""
+    words that distillation and its report use, transfer pairs included; with `states`, also
+    the teacher's final token and patch states (the `hidden` term's targets)."""
     from crisislens.distill.teacher_outputs import compute_alignment, file_sha256
 
     run = teacher_run(config)
@@ -371,7 +386,7 @@ def export_teacher_alignment(config: StudentTrainConfig) -> tuple[Path, Alignmen
     keys = sorted(rows, key=lambda k: len(rows[k].text or ""))  # similar lengths batch together
     meta = {"teacher_checkpoint_sha256": file_sha256(run.checkpoint), "tokenizer": MINILM_ID, "seed": config.seed,
             "pairs": len(run.pairs)}
-    store = compute_alignment(run.model, run.batches, [rows[k] for k in keys], keys, meta)
+    store = compute_alignment(run.model, run.batches, [rows[k] for k in keys], keys, meta, states=states)
     path = Path(config.alignment)
     store.save(path)
     return path, store

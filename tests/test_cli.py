@@ -80,6 +80,14 @@ def test_student_options_reach_the_training_config(tmp_path):
         distill_cli._student_config(argparse.Namespace(**base, image_size=16, pairs=None))
     with pytest.raises(CliError, match="--pairs -1"):
         distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=-1))
+    assert default.loss.hidden == 0.0
+    hidden = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, hidden_weight=0.5))
+    assert hidden.loss.hidden == 0.5
+    ablated = distill_cli._student_config(argparse.Namespace(**{**base, "ablation": "no-rationale"}, image_size=None,
+                                                             pairs=None, hidden_weight=0.5))
+    assert ablated.loss.hidden == 0.5 and ablated.loss.patch_teacher == 0.0 and ablated.loss.align == 0.0
+    with pytest.raises(CliError, match="--hidden-weight -1"):
+        distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, hidden_weight=-1.0))
 
 
 def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():
@@ -90,3 +98,6 @@ def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():
     for command in ("teacher-outputs", "teacher-alignment", "student", "eval-student"):
         args = parser.parse_args(["distill", command, "--pairs", "10", "--alignment", "a.npz"])
         assert args.pairs == 10 and str(args.alignment) == "a.npz", command
+    assert parser.parse_args(["distill", "teacher-alignment", "--states"]).states
+    assert not parser.parse_args(["distill", "teacher-alignment"]).states
+    assert parser.parse_args(["distill", "student", "--hidden-weight", "0.5"]).hidden_weight == 0.5

@@ -17,7 +17,7 @@ from crisislens.distill import eval_teacher, train_student, train_teacher  # noq
 from crisislens.distill.ipot import TransferConfig  # noqa: E402
 from crisislens.distill.student import StudentConfig, load_student  # noqa: E402
 from crisislens.distill.teacher import CrossModalRationaleTeacher, JointEncoder, TeacherConfig  # noqa: E402
-from crisislens.distill.teacher_outputs import TeacherOutputStore  # noqa: E402
+from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputsError, TeacherOutputStore  # noqa: E402
 
 FIXTURE_DATA = Path(__file__).parent / "fixtures" / "data"
 D = 32
@@ -108,16 +108,28 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
     assert np.allclose(again.logits, loaded.logits, atol=1e-5)
 
     # the teacher's transfer alignment: one row per post with a photo and words, pairs included
-    _, alignment = train_student.export_teacher_alignment(sconfig)
+    _, alignment = train_student.export_teacher_alignment(sconfig, states=True)
     assert 0 < len(alignment) <= sum(loaded.row(k)["has_image"] for k in loaded.keys)
+    assert alignment.has_states and alignment.patch_states.shape[:2] == (len(alignment), 49)
     assert set(pair_keys) <= set(alignment.keys)
     key = pair_keys[0]
     shares = alignment.get(key)
     assert shares.shape == (len(loaded.row(key)["token_scores"]), 49)
     assert np.allclose(shares.sum(0), 1.0, atol=2e-2)  # every patch's mass comes from the words
 
+    # the hidden-state term needs the teacher's states: a file without them is refused up front
+    AlignmentStore(alignment.keys, alignment.starts, alignment.lengths, alignment.shares,
+                   dict(alignment.meta)).save(tmp / "no-states.npz")
+    sconfig.loss.hidden = 0.5
+    good = sconfig.alignment
+    sconfig.alignment = str(tmp / "no-states.npz")
+    with pytest.raises(TeacherOutputsError, match="--states"):
+        train_student.train_student(sconfig)
+    sconfig.alignment = good
+
     first = train_student.train_student(sconfig)
     assert first["history"][0]["train"]["align"] > 0  # the align term was trained
+    assert first["history"][0]["train"]["hidden"] > 0  # and the hidden-state term
     assert len(first["history"]) == 1 and 0.0 <= first["best_dev_macro_f1"] <= 1.0
     assert first["data"]["pairs"] == len(pair_keys)
     student = load_student(tmp / "student" / "best.pt")

@@ -133,9 +133,9 @@ def test_distill_loss_terms_and_gradients(head):
     human[0, 1:3] = 1
     loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(), human,
                                torch.tensor([True, False, False]))
-    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank", "align"}
-    assert all(v > 0 for k, v in parts.items() if k != "align")
-    assert parts["align"] == 0.0  # no teacher alignment given
+    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank", "align", "hidden"}
+    assert all(v > 0 for k, v in parts.items() if k not in ("align", "hidden"))
+    assert parts["align"] == 0.0 and parts["hidden"] == 0.0  # no teacher alignment or states given
     loss.backward()
     patch_head = model.align_patch if head == "transfer" else model.patch_head[-1]
     assert model.token_head.weight.grad is not None and patch_head.weight.grad is not None
@@ -433,7 +433,7 @@ def test_teacher_alignment_is_what_its_patch_scores_are_made_of(tmp_path):
     inputs = batch()
     with torch.no_grad():
         out = teacher(inputs)
-        shares, patch_mask = teacher.alignment(inputs)
+        shares, enc = teacher.alignment(inputs)
     assert torch.allclose(shares[0].sum(0), torch.ones(9), atol=1e-5)
     assert float(shares[1].abs().max()) == 0.0  # no photo
     assert torch.allclose((shares * out.token_scores.unsqueeze(-1)).sum(1), out.patch_scores, atol=1e-5)
@@ -446,9 +446,43 @@ def test_teacher_alignment_is_what_its_patch_scores_are_made_of(tmp_path):
     n = int(inputs.attention_mask[0].sum())
     assert back.get("k0").shape == (n, 9) and back.get("k1") is None
     assert np.allclose(back.get("k0"), shares[0, :n].numpy(), atol=1e-3)
+    assert not back.has_states and back.states("k0") is None
+
+    with_states = compute_alignment(teacher, lambda rows: inputs, ["a"], ["k0", "k1", "k2"],
+                                    {"teacher_checkpoint_sha256": "x"}, batch_size=3, states=True)
+    with_states.save(tmp_path / "st.npz")
+    back = AlignmentStore.load(tmp_path / "st.npz")
+    tokens, patches = back.states("k0")
+    assert back.meta["states"] and back.states("k1") is None
+    assert np.allclose(tokens, enc.tokens[0, :n].numpy(), atol=2e-3) and np.allclose(patches, enc.patches[0].numpy(), atol=2e-3)
+    assert np.allclose(back.get("k0"), shares[0, :n].numpy(), atol=1e-3)
     (tmp_path / "bad.npz").write_bytes(b"nope")
     with pytest.raises(TeacherOutputsError):
         AlignmentStore.load(tmp_path / "bad.npz")
+
+
+def test_hidden_term_is_zero_on_the_teacher_states_and_trains_the_fused_states():
+    model = tiny_student().train()
+    out, teacher, content, patch_mask = loss_case(model)
+    teacher.token_states = out.token_states.detach().clone() * 2.0  # same directions: cosine 1
+    teacher.patch_states = out.patch_states.detach().clone()
+    teacher.has_states = torch.tensor([True, True, True])
+    w = DistillWeights(kd=0, ce=0, token_teacher=0, token_human=0, patch_teacher=0, patch_rank=0, align=0, hidden=1.0)
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["hidden"] == pytest.approx(0.0, abs=1e-5)
+    teacher.patch_states = -teacher.patch_states  # opposite patch states: 2 per patch
+    teacher.has_states = torch.tensor([True, False, True])
+    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["hidden"] == pytest.approx(2.0, abs=1e-4)
+    loss.backward()
+    assert float(model.fusion.linear2.weight.grad.abs().sum()) > 0 and float(model.patch_proj[1].weight.grad.abs().sum()) > 0
+    # weight 0 (the default): reported, not trained on
+    model.zero_grad()
+    out, teacher, content, patch_mask = loss_case(model)
+    teacher.token_states, teacher.patch_states = torch.randn_like(out.token_states), torch.randn_like(out.patch_states)
+    teacher.has_states = torch.tensor([True, True, True])
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(kd=0))
+    assert parts["hidden"] == 0.0
 
 
 def test_align_term_is_zero_when_the_student_attends_like_the_teacher_transfers():
