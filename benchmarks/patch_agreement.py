@@ -57,11 +57,12 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
              "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
              "runs the teacher again.", "",
-             "| student | photo px | image tower | patch head | transfer pairs | dev patch IoU | test patch IoU "
-             "| test label agreement | test Macro-F1 |", "|---|---|---|---|---|---|---|---|---|"]
+             "| student | photo px | image tower | patch head | transfer pairs | hidden-state weight | dev patch IoU "
+             "| test patch IoU | test label agreement | test Macro-F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["students"].items():
         d, t = r["dev"], r["test"]
         lines.append(f"| {name} | {r['image_size']} | {r.get('tower', 'whole')} | {r['patch_head']} | {r['pairs']} | "
+                     f"{r.get('hidden', 0.0):g} | "
                      f"{d['patch_topk_iou']:.4f} ± {d['patch_iou_se']:.3f} | {t['patch_topk_iou']:.4f} ± "
                      f"{t['patch_iou_se']:.3f} | {t['label_agreement']:.4f} | {t['macro_f1']:.4f} |")
     return "\n".join(lines)
@@ -80,6 +81,14 @@ def tower_name(config: Any) -> str:
     return f"{name}, last {tuned} trained" if tuned else name
 
 
+def trained_weight(checkpoint: str, term: str) -> float:
+    """The weight a checkpoint's training gave a distillation loss term (0 for terms it predates)."""
+    import torch
+
+    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("loss") or {}
+    return float(saved.get(term, 0.0))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = student_parser(__doc__)
     args = parser.parse_args(argv)
@@ -94,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         feats = student_features(sets, root, replace(config, model=student.config), student)
         entry: dict[str, Any] = {"checkpoint": path, "image_size": student.config.image_size,
                                  "tower": tower_name(student.config), "patch_head": head_name(student.config),
-                                 "pairs": "–" if pairs is None else pairs}
+                                 "pairs": "–" if pairs is None else pairs, "hidden": trained_weight(path, "hidden")}
         for split, rows in (("dev", sets.dev), ("test", sets.test)):
             entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
         result["students"][name] = entry
