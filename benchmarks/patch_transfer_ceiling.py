@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import sys
 import time
 from collections import defaultdict
@@ -141,6 +142,12 @@ def text_dependence(store: TeacherOutputStore) -> dict[str, Any]:
             "photos": sum(1 for v in by_photo.values() if len(v) > 1)}
 
 
+def best_dev(folder: Path) -> float | None:
+    """A teacher run's best dev Macro-F1 (its train_summary.json), or None without one."""
+    path = folder / "train_summary.json"
+    return json.loads(path.read_text()).get("best_dev_macro_f1") if path.is_file() else None
+
+
 def summary(values: list[float]) -> dict[str, Any]:
     mean, se = mean_se(values)
     return {"mean_iou": mean, "se": se, "n": len(values)}
@@ -172,7 +179,8 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     if any(n.startswith("another teacher") for n in result["splits"]["test"]):
         lines += ["", "The 'another teacher' rows run a second teacher trained here (its own encoder, extractor and "
                       "IPOT) and compare its top-5 with the shipped teacher's: how far two teachers agree on the "
-                      "image rationale."]
+                      "image rationale" + (f" (the shipped teacher's dev Macro-F1: {result['teacher_dev_macro_f1']:.4f})."
+                                           if result.get("teacher_dev_macro_f1") is not None else ".")]
     best = max((v["mean_iou"], n) for n, v in result["splits"]["test"].items()
                if not n.startswith(("shipped", "IPOT, 20", "another teacher")))
     lines += ["", f"Best single-pass form from the teacher's own states on test: {best[1]} ({best[0]:.3f}); the "
@@ -208,9 +216,11 @@ def main(argv: list[str] | None = None) -> int:
         if other.config.frozen_text_layers != teacher.config.frozen_text_layers:
             parser.error(f"--other-teacher {spec}: it freezes {other.config.frozen_text_layers} text layers, the "
                          f"teacher {teacher.config.frozen_text_layers}; the cached text states would not fit it")
-        others[f"another teacher: {name} ({folder}), its own IPOT top-{k}"] = other
+        dev = best_dev(Path(folder))
+        shown = folder if dev is None else f"{folder}, dev Macro-F1 {dev:.4f}"
+        others[f"another teacher: {name} ({shown}), its own IPOT top-{k}"] = other
     teacher.eval()
-    result: dict[str, Any] = {"k": k, "target": TARGET, "splits": {}}
+    result: dict[str, Any] = {"k": k, "target": TARGET, "splits": {}, "teacher_dev_macro_f1": best_dev(Path(config.teacher))}
     for split, rows in (("dev", sets.dev), ("test", sets.test)):
         with_photo = [e for e in rows if e.image is not None and e.text]
         print(f"{split}: {len(with_photo)} posts with a photo and text", file=sys.stderr)

@@ -167,3 +167,26 @@ def test_student_benchmarks_share_one_command_line(tmp_path: Path):
     assert _students.student_checkpoints(parser, args.student) == {"a": str(ckpt), "b": str(ckpt)}
     with pytest.raises(SystemExit):
         _students.student_checkpoints(parser, [f"c={tmp_path / 'missing.pt'}"])
+
+
+def test_other_teachers_compare_their_own_top_k_on_posts_with_a_photo_and_words():
+    import patch_transfer_ceiling
+
+    from tests.test_teacher import batch, tiny_teacher
+
+    inputs = batch(image_present=(True, False, True, True), text=(True, True, False, True))
+
+    class Features:
+        def batch(self, rows):
+            return inputs, None, None
+
+    teacher = tiny_teacher().eval()
+    torch.manual_seed(1)
+    other = tiny_teacher().eval()
+    with torch.no_grad():  # a different teacher: its own extractor and transfer
+        for p in other.parameters():
+            p.add_(0.5 * torch.randn_like(p))
+    scores = patch_transfer_ceiling.other_teachers(teacher, {"same": teacher, "other": other}, Features(),
+                                                   ["r0", "r1", "r2", "r3"], k=2)
+    assert scores["same"] == [1.0, 1.0]  # posts 0 and 3: a photo and words
+    assert len(scores["other"]) == 2 and all(0.0 <= v <= 1.0 for v in scores["other"])
