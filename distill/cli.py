@@ -97,7 +97,7 @@ def register(cli: Cli) -> None:
     )
     _student_args(al)
     al.add_argument("--states", action="store_true",
-                    help="also store the teacher's final token and patch states (about 360 MB more), the targets "
+                    help="also store the teacher's final token and patch states (about 320 MB more for the default examples), the targets "
                          "of the student's hidden-state term (--hidden-weight)")
     s = distill.command(
         "student",

@@ -200,7 +200,7 @@ class AlignmentStore:
     Optionally (`crisislens distill teacher-alignment --states`) also the teacher's final fused
     states that plan was made from, per word piece (`token_states` [T, D]) and per patch
     (`patch_states` [K, M, D]), float16: the targets of the hidden-state alignment term
-    (`DistillWeights.hidden`). About 360 MB more for the default 6,288 examples."""
+    (`DistillWeights.hidden`). About 320 MB more for the default 6,288 examples."""
 
     keys: list[str]
     starts: np.ndarray  # [K] int64

@@ -167,7 +167,10 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
     targets = TeacherTargets(torch.from_numpy(logits), torch.from_numpy(tokens), torch.from_numpy(patches),
                              torch.from_numpy(has_image))
     if alignment is not None:
+        states = states and alignment.token_states is not None
+        d = alignment.token_states.shape[1] if states else 0  # type: ignore[union-attr]
         shares = np.zeros((b, m, n), np.float32)
+        token_states, patch_states = np.zeros((b, n, d), np.float32), np.zeros((b, m, d), np.float32)
         has = np.zeros(b, bool)
         for i, e in enumerate(examples):
             a = alignment.get(example_key(e)) if has_image[i] else None
@@ -177,17 +180,12 @@ def teacher_targets(store: TeacherOutputStore, examples: Sequence[D.Example], in
                 raise TeacherOutputsError(f"{example_key(e)}: the teacher alignment has {len(a)} tokens, the "
                                           f"student's tokeniser gives {lengths[i]}; rebuild the teacher alignment")
             shares[i, :, : lengths[i]], has[i] = a.T, True
+            if states:
+                token_states[i, : lengths[i]], patch_states[i] = alignment.states(example_key(e))  # type: ignore[misc]
         targets.alignment, targets.has_alignment = torch.from_numpy(shares), torch.from_numpy(has)
-    if alignment is not None and states and alignment.token_states is not None:
-        d = alignment.token_states.shape[1]
-        token_states, patch_states = np.zeros((b, n, d), np.float32), np.zeros((b, m, d), np.float32)
-        has = np.zeros(b, bool)
-        for i, e in enumerate(examples):
-            got = alignment.states(example_key(e)) if has_image[i] else None
-            if got is not None and len(got[0]) == lengths[i]:
-                token_states[i, : lengths[i]], patch_states[i], has[i] = got[0], got[1], True
-        targets.token_states, targets.patch_states = torch.from_numpy(token_states), torch.from_numpy(patch_states)
-        targets.has_states = torch.from_numpy(has)
+        if states:
+            targets.token_states, targets.patch_states = torch.from_numpy(token_states), torch.from_numpy(patch_states)
+            targets.has_states = targets.has_alignment
     return targets
 
 
