@@ -130,6 +130,9 @@ def register(cli: Cli) -> None:
     s.add_argument("--hidden-weight", type=float, default=None, metavar="W",
                    help="weight of the hidden-state alignment term (default 0: off): 1 - cosine between the "
                         "student's fused token/patch states and the teacher's; needs teacher-alignment --states")
+    s.add_argument("--relation-weight", type=float, default=None, metavar="W",
+                   help="weight of the relation term (default 0: off): the student's transfer attention learns the "
+                        "one-step transfer over the teacher's own states; needs teacher-alignment --states")
     s.add_argument("--ablation", choices=["no-rationale"], default=None,
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(
@@ -180,11 +183,12 @@ def _student_config(args: argparse.Namespace):
     if getattr(args, "epochs", None):
         config.epochs = args.epochs
     config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
-    hidden = getattr(args, "hidden_weight", None)
-    if hidden is not None:
-        if hidden < 0:
-            raise CliError(f"--hidden-weight {hidden}: give 0 or more")
-        config.loss.hidden = hidden
+    for flag, term in (("hidden_weight", "hidden"), ("relation_weight", "relation")):
+        weight = getattr(args, flag, None)
+        if weight is not None:
+            if weight < 0:
+                raise CliError(f"--{flag.replace('_', '-')} {weight}: give 0 or more")
+            setattr(config.loss, term, weight)
     if ablation == "no-rationale":
         config.loss = config.loss.without_rationale_terms()
     if getattr(args, "image_size", None) is not None:

@@ -164,9 +164,16 @@ class DistillWeights:
     # and patch states and the teacher's final ones (the states its IPOT plan is made from), mean
     # over the content tokens plus mean over the patches, on posts with a photo and words.
     hidden: float = 0.0
+    # Relation alignment to the one-step transfer over the teacher's own final states: per patch,
+    # KL from softmax over the words of cosine(teacher patch, teacher word) / `relation_temperature`
+    # to the student's transfer attention (reports/patch_ceiling.md: that one-step form, at
+    # t=0.02, is the single-pass transfer closest to the teacher's IPOT top-5). Needs the states.
+    relation: float = 0.0
+    relation_temperature: float = 0.02
 
     def without_rationale_terms(self) -> DistillWeights:
-        return replace(self, token_teacher=0.0, token_human=0.0, patch_teacher=0.0, patch_rank=0.0, align=0.0)
+        return replace(self, token_teacher=0.0, token_human=0.0, patch_teacher=0.0, patch_rank=0.0, align=0.0,
+                       relation=0.0)
 
 
 @dataclass
@@ -493,15 +500,19 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
             parts["align"] = 0.0
     else:
         parts["align"] = 0.0
-    parts["hidden"] = 0.0
-    if (weights.hidden and out.token_states is not None and out.patch_states is not None
-            and teacher.token_states is not None and teacher.patch_states is not None and teacher.has_states is not None):
+    parts["hidden"] = parts["relation"] = 0.0
+    if teacher.token_states is not None and teacher.patch_states is not None and teacher.has_states is not None:
         rows = teacher.has_states.bool() & content.any(1) & patch_mask.bool().any(1)
         words, cells = content.bool() & rows[:, None], patch_mask.bool() & rows[:, None]
-        if bool(words.any()) and bool(cells.any()):
+        if weights.hidden and out.token_states is not None and out.patch_states is not None and bool(cells.any()):
             tokens = 1 - F.cosine_similarity(out.token_states[words], teacher.token_states[words], dim=-1)
             patches = 1 - F.cosine_similarity(out.patch_states[cells], teacher.patch_states[cells], dim=-1)
             add("hidden", weights.hidden, tokens.mean() + patches.mean())
+        if weights.relation and out.alignment is not None and bool(cells.any()):
+            sim = F.normalize(teacher.patch_states, dim=-1) @ F.normalize(teacher.token_states, dim=-1).transpose(1, 2)
+            target = (sim / weights.relation_temperature).masked_fill(~content.bool()[:, None, :], -1e4).softmax(-1)
+            logq = out.alignment[cells].clamp_min(1e-12).log()
+            add("relation", weights.relation, _kl_terms(target[cells], logq).sum(-1).mean())
     return total, parts
 
 

@@ -195,7 +195,7 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
     """The student on one batch against the teacher's stored targets and the gold labels:
     `distill_loss`'s total and parts."""
     inputs, human, has_human = features.batch(batch)
-    targets = teacher_targets(store, batch, inputs, alignment, states=bool(weights.hidden))
+    targets = teacher_targets(store, batch, inputs, alignment, states=bool(weights.hidden or weights.relation))
     labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
     out = model(inputs)
     content = model.content_mask(inputs.input_ids, inputs.attention_mask)
@@ -236,15 +236,16 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
         raise FileNotFoundError(f"{teacher_ckpt}: the student is initialised from the teacher; train it first")
     store = TeacherOutputStore.load(Path(config.outputs))
     alignment = None
-    if (config.model.transfer_dim and config.loss.align) or config.loss.hidden:
+    needs_states = bool(config.loss.hidden or config.loss.relation)
+    if (config.model.transfer_dim and config.loss.align) or needs_states:
         alignment = AlignmentStore.load(Path(config.alignment))
         if alignment.meta.get("teacher_checkpoint_sha256") != store.meta.get("teacher_checkpoint_sha256"):
             raise TeacherOutputsError(f"{config.alignment} and {config.outputs} come from different teacher "
                                       "checkpoints; rebuild with `crisislens distill teacher-alignment`")
-        if config.loss.hidden and not alignment.has_states:
-            raise TeacherOutputsError(f"{config.alignment} holds no teacher states for the hidden-state term "
-                                      "(loss weight hidden > 0); rebuild with `crisislens distill teacher-alignment "
-                                      "--states`")
+        if needs_states and not alignment.has_states:
+            raise TeacherOutputsError(f"{config.alignment} holds no teacher states for the hidden-state and relation "
+                                      "terms (loss weight hidden or relation > 0); rebuild with `crisislens distill "
+                                      "teacher-alignment --states`")
     print("assembling data ...", file=sys.stderr)
     tconfig = config.teacher_config()
     sets = assemble(root, tconfig)
@@ -279,7 +280,7 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
                 rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
                 eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
                 shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher",
-                                                                             "align", "hidden"))
+                                                                             "align", "hidden", "relation"))
                 print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} {shown} "
                       f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
         print(file=sys.stderr)

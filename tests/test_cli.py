@@ -88,6 +88,10 @@ def test_student_options_reach_the_training_config(tmp_path):
     assert ablated.loss.hidden == 0.5 and ablated.loss.patch_teacher == 0.0 and ablated.loss.align == 0.0
     with pytest.raises(CliError, match="--hidden-weight -1"):
         distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, hidden_weight=-1.0))
+    relation = distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, relation_weight=1.0))
+    assert relation.loss.relation == 1.0 and relation.loss.hidden == 0.0 and default.loss.relation == 0.0
+    with pytest.raises(CliError, match="--relation-weight -2"):
+        distill_cli._student_config(argparse.Namespace(**base, image_size=None, pairs=None, relation_weight=-2.0))
 
 
 def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():

@@ -120,7 +120,7 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
     # the hidden-state term needs the teacher's states: a file without them is refused up front
     AlignmentStore(alignment.keys, alignment.starts, alignment.lengths, alignment.shares,
                    dict(alignment.meta)).save(tmp / "no-states.npz")
-    sconfig.loss.hidden = 0.5
+    sconfig.loss.hidden = sconfig.loss.relation = 0.5
     good = sconfig.alignment
     sconfig.alignment = str(tmp / "no-states.npz")
     with pytest.raises(TeacherOutputsError, match="--states"):
@@ -129,7 +129,8 @@ def test_teacher_outputs_and_student_distillation_end_to_end(tiny_world):
 
     first = train_student.train_student(sconfig)
     assert first["history"][0]["train"]["align"] > 0  # the align term was trained
-    assert first["history"][0]["train"]["hidden"] > 0  # and the hidden-state term
+    assert first["history"][0]["train"]["hidden"] > 0  # and the hidden-state and relation terms
+    assert first["history"][0]["train"]["relation"] > 0
     assert len(first["history"]) == 1 and 0.0 <= first["best_dev_macro_f1"] <= 1.0
     assert first["data"]["pairs"] == len(pair_keys)
     student = load_student(tmp / "student" / "best.pt")

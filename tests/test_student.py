@@ -133,9 +133,10 @@ def test_distill_loss_terms_and_gradients(head):
     human[0, 1:3] = 1
     loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(), human,
                                torch.tensor([True, False, False]))
-    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank", "align", "hidden"}
-    assert all(v > 0 for k, v in parts.items() if k not in ("align", "hidden"))
-    assert parts["align"] == 0.0 and parts["hidden"] == 0.0  # no teacher alignment or states given
+    assert set(parts) == {"kd", "ce", "token_teacher", "token_human", "patch_teacher", "patch_rank", "align", "hidden",
+                          "relation"}
+    assert all(v > 0 for k, v in parts.items() if k not in ("align", "hidden", "relation"))
+    assert parts["align"] == parts["hidden"] == parts["relation"] == 0.0  # no teacher alignment or states given
     loss.backward()
     patch_head = model.align_patch if head == "transfer" else model.patch_head[-1]
     assert model.token_head.weight.grad is not None and patch_head.weight.grad is not None
@@ -483,6 +484,26 @@ def test_hidden_term_is_zero_on_the_teacher_states_and_trains_the_fused_states()
     teacher.has_states = torch.tensor([True, True, True])
     _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, DistillWeights(kd=0))
     assert parts["hidden"] == 0.0
+
+
+def test_relation_term_is_zero_when_the_student_attends_like_the_one_step_transfer_over_the_teacher_states():
+    model = tiny_student().train()
+    out, teacher, content, patch_mask = loss_case(model)
+    torch.manual_seed(3)
+    teacher.token_states, teacher.patch_states = torch.randn_like(out.token_states), torch.randn_like(out.patch_states)
+    teacher.has_states = torch.tensor([True, True, True])
+    w = DistillWeights(kd=0, ce=0, token_teacher=0, token_human=0, patch_teacher=0, patch_rank=0, align=0, relation=1.0)
+    loss, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["relation"] > 0.1 and parts["hidden"] == 0.0
+    loss.backward()
+    assert float(model.align_patch.weight.grad.abs().sum()) > 0
+    # the student attends exactly as the teacher's own states would at the term's temperature
+    sim = torch.nn.functional.normalize(teacher.patch_states, dim=-1) @ torch.nn.functional.normalize(
+        teacher.token_states, dim=-1).transpose(1, 2)
+    out.alignment = (sim / w.relation_temperature).masked_fill(~content.bool()[:, None, :], -1e4).softmax(-1)
+    _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
+    assert parts["relation"] == pytest.approx(0.0, abs=1e-5)
+    assert DistillWeights(relation=1.0).without_rationale_terms().relation == 0.0
 
 
 def test_align_term_is_zero_when_the_student_attends_like_the_teacher_transfers():
