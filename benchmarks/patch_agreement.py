@@ -11,9 +11,11 @@ teacher's IPOT top-k on the posts with a photo and text -- the same quantities a
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -57,12 +59,13 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
              "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
              "runs the teacher again.", "",
-             "| student | photo px | image tower | patch head | transfer pairs | hidden-state weight | dev patch IoU "
-             "| test patch IoU | test label agreement | test Macro-F1 |", "|---|---|---|---|---|---|---|---|---|---|"]
+             "| student | photo px | image tower | patch head | transfer pairs | teacher-state terms | epochs (best) "
+             "| dev patch IoU | test patch IoU | test label agreement | test Macro-F1 |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in result["students"].items():
         d, t = r["dev"], r["test"]
         lines.append(f"| {name} | {r['image_size']} | {r.get('tower', 'whole')} | {r['patch_head']} | {r['pairs']} | "
-                     f"{r.get('hidden', 0.0):g} | "
+                     f"{r.get('state_terms', '–')} | {r.get('epochs', '–')} | "
                      f"{d['patch_topk_iou']:.4f} ± {d['patch_iou_se']:.3f} | {t['patch_topk_iou']:.4f} ± "
                      f"{t['patch_iou_se']:.3f} | {t['label_agreement']:.4f} | {t['macro_f1']:.4f} |")
     return "\n".join(lines)
@@ -81,12 +84,28 @@ def tower_name(config: Any) -> str:
     return f"{name}, last {tuned} trained" if tuned else name
 
 
-def trained_weight(checkpoint: str, term: str) -> float:
-    """The weight a checkpoint's training gave a distillation loss term (0 for terms it predates)."""
+STATE_TERMS = ("hidden", "relation")  # DistillWeights terms that read the teacher's final states
+
+
+def state_terms(checkpoint: str) -> str:
+    """The teacher-state loss terms a checkpoint was trained with and their weights ("hidden 1"),
+    or "–" (none, or a checkpoint older than those terms)."""
     import torch
 
     saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("loss") or {}
-    return float(saved.get(term, 0.0))
+    used = [f"{t} {saved[t]:g}" for t in STATE_TERMS if saved.get(t)]
+    return ", ".join(used) or "–"
+
+
+def epochs_run(checkpoint: str) -> str:
+    """"best of run": the epoch whose weights the checkpoint holds (best dev Macro-F1) and how
+    many epochs training ran (its train_summary.json); "–" without one."""
+    path = Path(checkpoint).with_name("train_summary.json")
+    history = json.loads(path.read_text()).get("history", []) if path.is_file() else []
+    if not history:
+        return "–"
+    best = max(history, key=lambda h: h["dev"]["macro_f1"])["epoch"]
+    return f"{best} of {len(history)}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -103,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
         feats = student_features(sets, root, replace(config, model=student.config), student)
         entry: dict[str, Any] = {"checkpoint": path, "image_size": student.config.image_size,
                                  "tower": tower_name(student.config), "patch_head": head_name(student.config),
-                                 "pairs": "–" if pairs is None else pairs, "hidden": trained_weight(path, "hidden")}
+                                 "pairs": "–" if pairs is None else pairs, "state_terms": state_terms(path),
+                                 "epochs": epochs_run(path)}
         for split, rows in (("dev", sets.dev), ("test", sets.test)):
             entry[split] = scores(rows, student_outputs(student, cached_batches(feats), rows), store)
         result["students"][name] = entry

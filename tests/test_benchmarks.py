@@ -190,3 +190,17 @@ def test_other_teachers_compare_their_own_top_k_on_posts_with_a_photo_and_words(
                                                    ["r0", "r1", "r2", "r3"], k=2)
     assert scores["same"] == [1.0, 1.0]  # posts 0 and 3: a photo and words
     assert len(scores["other"]) == 2 and all(0.0 <= v <= 1.0 for v in scores["other"])
+
+
+def test_patch_agreement_names_each_checkpoints_state_terms_and_epochs(tmp_path: Path):
+    import patch_agreement
+
+    ckpt = tmp_path / "best.pt"
+    torch.save({"loss": {"align": 1.0, "hidden": 0.5, "relation": 0.0}}, ckpt)
+    assert patch_agreement.state_terms(str(ckpt)) == "hidden 0.5"
+    torch.save({"loss": {"align": 1.0}}, ckpt)  # trained before the state terms existed
+    assert patch_agreement.state_terms(str(ckpt)) == "–"
+    assert patch_agreement.epochs_run(str(ckpt)) == "–"
+    history = [{"epoch": e, "dev": {"macro_f1": f}} for e, f in ((1, 0.66), (2, 0.62), (3, 0.65))]
+    (tmp_path / "train_summary.json").write_text(json.dumps({"history": history}))
+    assert patch_agreement.epochs_run(str(ckpt)) == "1 of 3"
