@@ -253,11 +253,8 @@ class RationaleStudent(nn.Module):
     def transfer_alignment(self, tokens: Tensor, patch_states: Tensor, content: Tensor) -> Tensor:
         """[B, M, N]: each patch's attention over the content tokens (rows sum to 1; a post
         without content tokens spreads it over padding whose scores are 0)."""
-        q = F.normalize(self.align_patch(patch_states), dim=-1)
-        k = F.normalize(self.align_token(tokens), dim=-1)
         t = self.align_log_temperature.exp().clamp_min(1e-3)
-        sim = (q @ k.transpose(1, 2)) / t
-        return sim.masked_fill(~content.bool().unsqueeze(1), -1e4).softmax(-1)
+        return soft_assignment(self.align_patch(patch_states), self.align_token(tokens), content, t)
 
     def train(self, mode: bool = True) -> RationaleStudent:
         super().train(mode)
@@ -325,6 +322,13 @@ class RationaleStudent(nn.Module):
         return StudentOutput(logits, token_scores, token_rationale, patch_scores, patch_rationale,
                              token_logits, patch_logits, alignment if self.config.transfer_dim else None,
                              tokens, patch_states)
+
+
+def soft_assignment(patches: Tensor, tokens: Tensor, content: Tensor, temperature: Tensor | float) -> Tensor:
+    """[B, M, N]: each patch's softmax over the content tokens of cosine(patch, token) / temperature
+    (a post without content tokens spreads it over padding)."""
+    sim = F.normalize(patches, dim=-1) @ F.normalize(tokens, dim=-1).transpose(1, 2) / temperature
+    return sim.masked_fill(~content.bool().unsqueeze(1), -1e4).softmax(-1)
 
 
 def _fusion_layer(config: StudentConfig) -> nn.TransformerEncoderLayer:
@@ -509,8 +513,7 @@ def distill_loss(out: StudentOutput, teacher: TeacherTargets, labels: Tensor, co
             patches = 1 - F.cosine_similarity(out.patch_states[cells], teacher.patch_states[cells], dim=-1)
             add("hidden", weights.hidden, tokens.mean() + patches.mean())
         if weights.relation and out.alignment is not None and bool(cells.any()):
-            sim = F.normalize(teacher.patch_states, dim=-1) @ F.normalize(teacher.token_states, dim=-1).transpose(1, 2)
-            target = (sim / weights.relation_temperature).masked_fill(~content.bool()[:, None, :], -1e4).softmax(-1)
+            target = soft_assignment(teacher.patch_states, teacher.token_states, content, weights.relation_temperature)
             logq = out.alignment[cells].clamp_min(1e-12).log()
             add("relation", weights.relation, _kl_terms(target[cells], logq).sum(-1).mean())
     return total, parts

@@ -500,7 +500,7 @@ def test_relation_term_is_zero_when_the_student_attends_like_the_one_step_transf
     # the student attends exactly as the teacher's own states would at the term's temperature
     sim = torch.nn.functional.normalize(teacher.patch_states, dim=-1) @ torch.nn.functional.normalize(
         teacher.token_states, dim=-1).transpose(1, 2)
-    out.alignment = (sim / w.relation_temperature).masked_fill(~content.bool()[:, None, :], -1e4).softmax(-1)
+    out.alignment = (sim / w.relation_temperature).masked_fill(~content.bool()[:, None, :], float("-inf")).softmax(-1)
     _, parts = distill_loss(out, teacher, torch.tensor([0, 1, 2]), content, patch_mask, w)
     assert parts["relation"] == pytest.approx(0.0, abs=1e-5)
     assert DistillWeights(relation=1.0).without_rationale_terms().relation == 0.0
