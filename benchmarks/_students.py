@@ -61,12 +61,16 @@ def teacher_side(data_root: str | None) -> TeacherSide:
     return TeacherSide(config, root, sets, TeacherOutputStore.load(Path(config.outputs)))
 
 
+def training_summary(checkpoint: str) -> dict[str, Any] | None:
+    """The train_summary.json beside a checkpoint, or None without one."""
+    path = Path(checkpoint).with_name("train_summary.json")
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def trained_pairs(checkpoint: str) -> int | None:
     """How many transfer pairs a checkpoint was trained with (its train_summary.json; None without one)."""
-    path = Path(checkpoint).with_name("train_summary.json")
-    if not path.is_file():
-        return None
-    return int(json.loads(path.read_text()).get("data", {}).get("pairs", 0))
+    summary = training_summary(checkpoint)
+    return None if summary is None else int(summary.get("data", {}).get("pairs", 0))
 
 
 def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) -> list[float]:

@@ -11,11 +11,9 @@ teacher's IPOT top-k on the posts with a photo and text -- the same quantities a
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -38,6 +36,7 @@ from _students import (  # benchmarks/_students.py
     student_parser,
     teacher_side,
     trained_pairs,
+    training_summary,
 )
 
 
@@ -100,8 +99,7 @@ def state_terms(checkpoint: str) -> str:
 def epochs_run(checkpoint: str) -> str:
     """"best of run": the epoch whose weights the checkpoint holds (best dev Macro-F1) and how
     many epochs training ran (its train_summary.json); "–" without one."""
-    path = Path(checkpoint).with_name("train_summary.json")
-    history = json.loads(path.read_text()).get("history", []) if path.is_file() else []
+    history = (training_summary(checkpoint) or {}).get("history", [])
     if not history:
         return "–"
     best = max(history, key=lambda h: h["dev"]["macro_f1"])["epoch"]
