@@ -204,3 +204,76 @@ def test_patch_agreement_names_each_checkpoints_state_terms_and_epochs(tmp_path:
     history = [{"epoch": e, "dev": {"macro_f1": f}} for e, f in ((1, 0.66), (2, 0.62), (3, 0.65))]
     (tmp_path / "train_summary.json").write_text(json.dumps({"history": history}))
     assert patch_agreement.epochs_run(str(ckpt)) == "1 of 3"
+
+
+def test_bundle_token_rule_matches_the_students_and_fills_up_to_the_minimum():
+    import bundle_rationale_agreement as bra
+    from crisislens.distill.teacher import select_tokens
+
+    config = argparse.Namespace(rationale_threshold=0.5, min_rationale_tokens=2)
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        n = int(rng.integers(3, 12))
+        scores = rng.random(n)
+        content = np.r_[False, rng.random(n - 2) < 0.8, False]
+        ours = bra.hard_tokens(scores, content, 0.5, 2)
+        theirs = select_tokens(torch.tensor(scores)[None], torch.tensor(content)[None], config)[0].numpy()
+        assert (ours == theirs).all()
+    # nothing passes the threshold: the two best content tokens, never a special token
+    keep = bra.hard_tokens(np.array([0.9, 0.1, 0.3, 0.2, 0.95]), np.array([False, True, True, True, False]), 0.5, 2)
+    assert keep.tolist() == [False, False, True, True, False]
+
+
+def test_chance_iou_is_the_mean_over_all_pairs_of_k_sets():
+    from itertools import combinations
+
+    import bundle_rationale_agreement as bra
+
+    m, k = 6, 2
+    sets = [set(c) for c in combinations(range(m), k)]
+    exact = np.mean([len(a & b) / len(a | b) for a in sets for b in sets])
+    assert bra.chance_iou(k, m) == pytest.approx(exact)
+    assert bra.chance_iou(49, 49) == pytest.approx(1.0)
+    assert bra.chance_iou(1, 49) == pytest.approx(1 / 49)
+    with pytest.raises(ValueError, match="0 < k <= m"):
+        bra.chance_iou(0, 49)
+
+
+def test_bundle_agreement_with_its_own_outputs_as_teacher_is_perfect(tiny_bundle: Path, tmp_path: Path):
+    """The tiny bundle scored against a teacher store made of its own outputs: every agreement is 1,
+    posts without a photo stay out of the patch IoU, and a teacher of other lengths is refused."""
+    from PIL import Image
+
+    import bundle_rationale_agreement as bra
+    from crisislens.distill.teacher_outputs import TeacherOutputStore
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.schema import Post
+
+    rng = np.random.default_rng(0)
+    posts = []
+    for i in range(6):
+        photo = None
+        if i % 2 == 0:
+            photo = tmp_path / f"p{i}.png"
+            Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(photo)
+        posts.append(Post(id=f"t{i}", text=f"flood water rising near bridge {i} people need boats", image=photo,
+                          label="rescue_volunteering_or_donation_effort"))
+    own = bra.variant_outputs(Engine(load_bundle(tiny_bundle)), posts, batch_size=4)
+    assert [o["has_image"] for o in own] == [True, False] * 3
+    assert all(o["patch_rationale"].sum() == (2 if o["has_image"] else 0) for o in own)  # manifest top_k_patches 2
+    keys = [f"crisismmd:{p.id}" for p in posts]
+    store = TeacherOutputStore.from_rows(keys, own, {"teacher_checkpoint_sha256": "x"})
+    result = bra.evaluate_variant(tiny_bundle, None, posts, store, ks=[1, 2])
+    a = result["agreement_with_teacher"]
+    assert a["label_agreement"] == 1.0 and a["n_with_image"] == 3
+    assert a["token_rationale_vs_teacher"]["micro_f1"] == pytest.approx(1.0)
+    assert a["patch_topk_iou_vs_teacher"] == pytest.approx(1.0)
+    assert result["patch_iou_at_k"]["1"]["n"] == 3 and result["teacher_stored_top_k"]["n"] == 3
+    md = bra.to_markdown({"n": 6, "ks": [1, 2], "pytorch_reference": None, "variants": {"tiny": result},
+                          "seconds": 0.1}, {"command": "x", "git_commit": "abc1234", "created": "now"})
+    assert "| tiny (" in md and "k = 2" in md and "chance" in md
+
+    short = [dict(o, token_scores=o["token_scores"][:-1], token_rationale=o["token_rationale"][:-1]) for o in own]
+    with pytest.raises(ValueError, match="crisismmd:t0: the teacher's outputs cover"):
+        bra.teacher_rows(TeacherOutputStore.from_rows(keys, short, {}), keys, own)
