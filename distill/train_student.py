@@ -17,7 +17,6 @@ import json
 import random
 import sys
 import time
-from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -45,6 +44,7 @@ from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputsErr
 from crisislens.distill.train_teacher import (
     MINILM_ID,
     Features,
+    EpochLoop,
     Sets,
     TrainConfig,
     WarmupLinear,
@@ -53,11 +53,12 @@ from crisislens.distill.train_teacher import (
     assemble,
     class_weights,
     make_optimizer,
+    mean_parts,
     minilm_encoder,
     new_state,
-    optimizer_step,
     resume_from,
-    save_last,
+    run_epochs,
+    run_summary,
     set_seed,
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
@@ -262,51 +263,22 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     last = out / "last.pt"
     state = (resume_from(last, model, optimizer) if resume else None) or new_state()
     steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + len(pairs) + config.batch_size - 1) // config.batch_size
-    schedule = WarmupLinear(optimizer, steps_per_epoch, config.epochs)
-
-    stopped_early = False
-    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
-        epoch = state["epoch"]
-        model.train()
-        batches = _bucketed(_epoch_examples(sets, tconfig, epoch) + pairs, features, config.batch_size,
-                            random.Random(config.seed + epoch))
-        t0 = time.perf_counter()
-        sums: Counter[str] = Counter()
-        for step, batch in enumerate(batches):
-            schedule.set(epoch, step)
-            loss, parts = batch_loss(model, batch, features, store, alignment, config.loss, weights)
-            optimizer_step(model, optimizer, loss, parts, sums)
-            if step % 20 == 0 or step == len(batches) - 1:
-                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
-                eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
-                shown = " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in ("kd", "ce", "token_teacher", "patch_teacher",
-                                                                             "align", "hidden", "relation"))
-                print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} {shown} "
-                      f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-        scores = dev_scores(model, features, sets.dev)
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1),
-                                 "train": {k: v / sums["n"] for k, v in sums.items() if k != "n"}, "dev": scores})
-        improved = scores["macro_f1"] > state["best"]
-        if improved:
-            state["best"], state["bad_epochs"] = scores["macro_f1"], 0
-            save_student(model, out / "best.pt", {"epoch": epoch + 1, "dev": scores, "loss": asdict(config.loss)})
-        else:
-            state["bad_epochs"] += 1
-        save_last(last, model, optimizer, state)
-        print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f}{' *best*' if improved else ''}", file=sys.stderr)
-        if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
-            stopped_early = True
-            break
-    summary = {
-        "config": asdict(config),
+    loop = EpochLoop(
+        model=model, optimizer=optimizer, schedule=WarmupLinear(optimizer, steps_per_epoch, config.epochs), last=last,
+        batches=lambda epoch: _bucketed(_epoch_examples(sets, tconfig, epoch) + pairs, features, config.batch_size,
+                                        random.Random(config.seed + epoch)),
+        step_loss=lambda batch: batch_loss(model, batch, features, store, alignment, config.loss, weights),
+        dev=lambda: dev_scores(model, features, sets.dev),
+        save_best=lambda epoch, scores: save_student(model, out / "best.pt",
+                                                     {"epoch": epoch, "dev": scores, "loss": asdict(config.loss)}),
+        progress=lambda sums: mean_parts(sums, ("kd", "ce", "token_teacher", "patch_teacher", "align", "hidden",
+                                                "relation")),
+        progress_every=20)
+    stopped_early = run_epochs(loop, state, epochs=config.epochs, patience=config.patience,
+                               batch_size=config.batch_size, started=started, max_minutes=config.max_minutes)
+    summary = run_summary(config, state, stopped_early, started) | {
         "teacher_outputs": {"path": config.outputs, "rows": len(store), "meta": store.meta},
         "data": {name: len(rows) for name, rows in sets.train.items()} | {"pairs": len(pairs), "dev": len(sets.dev)},
-        "history": state["history"],
-        "best_dev_macro_f1": state["best"],
-        "stopped_by_time_limit": stopped_early,
-        "train_minutes": round((time.perf_counter() - started) / 60, 1),
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

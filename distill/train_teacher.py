@@ -330,6 +330,72 @@ class WarmupLinear:
             g["lr"] = base * f
 
 
+@dataclass
+class EpochLoop:
+    """What differs between the teacher's and the student's training loops; `run_epochs` is the
+    loop itself (epochs, early stop on dev Macro-F1, best/last checkpoints, time limit)."""
+
+    model: torch.nn.Module
+    optimizer: torch.optim.Optimizer
+    schedule: WarmupLinear
+    last: Path  # resumable checkpoint, written after every epoch
+    batches: Callable[[int], list[list[D.Example]]]  # epoch -> its batches
+    step_loss: Callable[[list[D.Example]], tuple[torch.Tensor, dict[str, float]]]
+    dev: Callable[[], dict[str, float]]  # scores on dev, "macro_f1" among them
+    save_best: Callable[[int, dict[str, float]], None]  # (epoch number, dev scores)
+    progress: Callable[[Counter[str]], str]  # the running loss parts, shown on the progress line
+    describe: Callable[[dict[str, float]], str] = lambda s: f"dev Macro-F1 {s['macro_f1']:.4f}"
+    progress_every: int = 10
+
+
+def run_epochs(loop: EpochLoop, state: dict[str, Any], *, epochs: int, patience: int, batch_size: int,
+               started: float, max_minutes: float | None = None) -> bool:
+    """Train until `epochs`, `patience` epochs without a better dev Macro-F1, or `max_minutes`
+    (then True: stopped by the time limit). `state` (`new_state`/`resume_from`) is updated in place."""
+    while state["epoch"] < epochs and state["bad_epochs"] < patience:
+        epoch = state["epoch"]
+        loop.model.train()
+        batches = loop.batches(epoch)
+        t0 = time.perf_counter()
+        sums: Counter[str] = Counter()
+        for step, batch in enumerate(batches):
+            loop.schedule.set(epoch, step)
+            loss, parts = loop.step_loss(batch)
+            optimizer_step(loop.model, loop.optimizer, loss, parts, sums)
+            if step % loop.progress_every == 0 or step == len(batches) - 1:
+                rate = (step + 1) * batch_size / (time.perf_counter() - t0)
+                eta = (len(batches) - step - 1) * batch_size / max(rate, 1e-9)
+                print(f"\repoch {epoch + 1}/{epochs} step {step + 1}/{len(batches)} {loop.progress(sums)} "
+                      f"({rate:.0f} ex/s, ETA {eta / 60:.1f} min)", end="", file=sys.stderr, flush=True)
+        print(file=sys.stderr)
+        scores = loop.dev()
+        state["epoch"] = epoch + 1
+        state["history"].append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1),
+                                 "train": {k: v / sums["n"] for k, v in sums.items() if k != "n"}, "dev": scores})
+        improved = scores["macro_f1"] > state["best"]
+        if improved:
+            state["best"], state["bad_epochs"] = scores["macro_f1"], 0
+            loop.save_best(epoch + 1, scores)
+        else:
+            state["bad_epochs"] += 1
+        save_last(loop.last, loop.model, loop.optimizer, state)
+        print(f"epoch {epoch + 1}: {loop.describe(scores)}{' *best*' if improved else ''}", file=sys.stderr)
+        if max_minutes and (time.perf_counter() - started) / 60 > max_minutes:
+            return True
+    return False
+
+
+def run_summary(config: Any, state: dict[str, Any], stopped_early: bool, started: float) -> dict[str, Any]:
+    """The fields every train_summary.json has (the caller adds its data counts)."""
+    return {"config": asdict(config), "history": state["history"], "best_dev_macro_f1": state["best"],
+            "stopped_by_time_limit": stopped_early, "train_minutes": round((time.perf_counter() - started) / 60, 1)}
+
+
+def mean_parts(sums: Counter[str], keys: Sequence[str]) -> str:
+    """'name value ...' of the running means of the loss parts `keys` (for the progress line)."""
+    return " ".join(f"{k} {sums[k] / sums['n']:.3f}" for k in keys)
+
+
 def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     root = D.resolve_data_root(config.data_root)
@@ -348,56 +414,29 @@ def train(config: TrainConfig, resume: bool = True) -> dict[str, Any]:
     last = out / "last.pt"
     state = (resume_from(last, model, optimizer) if resume else None) or new_state()
     steps_per_epoch = (len(_epoch_examples(sets, config, 0)) + config.batch_size - 1) // config.batch_size
-    schedule = WarmupLinear(optimizer, steps_per_epoch, config.epochs)
-    stopped_early = False
-    while state["epoch"] < config.epochs and state["bad_epochs"] < config.patience:
-        epoch = state["epoch"]
-        model.train()
-        rng = random.Random(config.seed + epoch)
-        batches = _bucketed(_epoch_examples(sets, config, epoch), features, config.batch_size, rng)
-        t0 = time.perf_counter()
-        sums: Counter[str] = Counter()
-        for step, batch in enumerate(batches):
-            schedule.set(epoch, step)
-            inputs, rationale, has_rat = features.batch(batch)
-            labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
-            out_ = model(inputs)
-            content = model.content_mask(inputs.input_ids, inputs.attention_mask)
-            loss, parts = teacher_loss(out_, labels, rationale, has_rat, content, config.loss, weights)
-            optimizer_step(model, optimizer, loss, parts, sums)
-            if step % 10 == 0 or step == len(batches) - 1:
-                rate = (step + 1) * config.batch_size / (time.perf_counter() - t0)
-                eta = (len(batches) - step - 1) * config.batch_size / max(rate, 1e-9)
-                print(f"\repoch {epoch + 1}/{config.epochs} step {step + 1}/{len(batches)} "
-                      f"ce {sums['ce'] / sums['n']:.3f} full {sums['ce_full'] / sums['n']:.3f} "
-                      f"bce {sums['bce'] / sums['n']:.3f} ({rate:.0f} ex/s, ETA {eta / 60:.1f} min)",
-                      end="", file=sys.stderr, flush=True)
-        print(file=sys.stderr)
-        scores = dev_scores(model, features, sets.dev)
-        state["epoch"] = epoch + 1
-        state["history"].append({"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 1),
-                                 "train": {k: v / sums["n"] for k, v in sums.items() if k != "n"}, "dev": scores})
-        improved = scores["macro_f1"] > state["best"]
-        if improved:
-            state["best"], state["bad_epochs"] = scores["macro_f1"], 0
-            torch.save({"model": model.state_dict(), "config": config.model.to_dict(), "epoch": epoch + 1,
-                        "dev": scores}, out / "best.pt")
-        else:
-            state["bad_epochs"] += 1
-        save_last(last, model, optimizer, state)
-        print(f"epoch {epoch + 1}: dev Macro-F1 {scores['macro_f1']:.4f} (full-input head "
-              f"{scores['full_macro_f1']:.4f}){' *best*' if improved else ''}", file=sys.stderr)
-        if config.max_minutes and (time.perf_counter() - started) / 60 > config.max_minutes:
-            stopped_early = True
-            break
-    summary = {
-        "config": asdict(config),
+
+    def step_loss(batch: list[D.Example]) -> tuple[torch.Tensor, dict[str, float]]:
+        inputs, rationale, has_rat = features.batch(batch)
+        labels = torch.tensor([label_index(e.label) for e in batch])  # type: ignore[arg-type]
+        content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+        return teacher_loss(model(inputs), labels, rationale, has_rat, content, config.loss, weights)
+
+    def save_best(epoch: int, scores: dict[str, float]) -> None:
+        torch.save({"model": model.state_dict(), "config": config.model.to_dict(), "epoch": epoch, "dev": scores},
+                   out / "best.pt")
+
+    loop = EpochLoop(
+        model=model, optimizer=optimizer, schedule=WarmupLinear(optimizer, steps_per_epoch, config.epochs), last=last,
+        batches=lambda epoch: _bucketed(_epoch_examples(sets, config, epoch), features, config.batch_size,
+                                        random.Random(config.seed + epoch)),
+        step_loss=step_loss, dev=lambda: dev_scores(model, features, sets.dev), save_best=save_best,
+        progress=lambda sums: mean_parts(sums, ("ce", "ce_full", "bce")),
+        describe=lambda s: f"dev Macro-F1 {s['macro_f1']:.4f} (full-input head {s['full_macro_f1']:.4f})")
+    stopped_early = run_epochs(loop, state, epochs=config.epochs, patience=config.patience,
+                               batch_size=config.batch_size, started=started, max_minutes=config.max_minutes)
+    summary = run_summary(config, state, stopped_early, started) | {
         "data": {name: len(rows) for name, rows in sets.train.items()} | {"dev": len(sets.dev)},
         "leakage_excluded": sets.leakage,
-        "history": state["history"],
-        "best_dev_macro_f1": state["best"],
-        "stopped_by_time_limit": stopped_early,
-        "train_minutes": round((time.perf_counter() - started) / 60, 1),
     }
     (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
     return summary

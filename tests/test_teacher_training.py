@@ -163,3 +163,55 @@ def test_resumed_schedule_starts_from_the_base_rates(tmp_path: Path):
     model2, opt2 = build()
     resume_from(tmp_path / "last.pt", model2, opt2)
     assert WarmupLinear(opt2, steps_per_epoch=10, epochs=2).base_lrs == [1e-3, 1e-2]
+
+
+def test_epoch_loop_keeps_the_best_stops_on_patience_and_resumes(tmp_path: Path):
+    """`run_epochs`, the loop the teacher and the student share: best.pt only on a better dev
+    score, early stop after `patience` epochs without one, last.pt every epoch, and a run asked
+    for more epochs continues from the saved state."""
+    import types
+
+    import torch
+
+    from crisislens.distill.train_teacher import (EpochLoop, WarmupLinear, make_optimizer, new_state, resume_from,
+                                                  run_epochs, run_summary)
+
+    def build(dev_scores: list[float], saved: list[int]):
+        torch.manual_seed(0)
+        model = torch.nn.Linear(2, 1)
+        opt = make_optimizer(model, torch.nn.Identity(), types.SimpleNamespace(lr_text=1e-3, lr_new=1e-2, weight_decay=0.0))
+        x = torch.ones(4, 2)
+        scores = iter(dev_scores)
+        loop = EpochLoop(model=model, optimizer=opt, schedule=WarmupLinear(opt, steps_per_epoch=3, epochs=10),
+                         last=tmp_path / "last.pt", batches=lambda epoch: [[], [], []],
+                         step_loss=lambda batch: ((model(x) ** 2).mean(), {"mse": 1.0}),
+                         dev=lambda: {"macro_f1": next(scores)}, save_best=lambda epoch, s: saved.append(epoch),
+                         progress=lambda sums: f"mse {sums['mse'] / sums['n']:.1f}")
+        return model, opt, loop
+
+    saved: list[int] = []
+    _, _, loop = build([0.3, 0.5, 0.4, 0.45, 0.9], saved)
+    state = new_state()
+    stopped = run_epochs(loop, state, epochs=10, patience=2, batch_size=4, started=0.0)
+    assert not stopped and state["epoch"] == 4 and state["best"] == 0.5 and state["bad_epochs"] == 2
+    assert saved == [1, 2]  # epochs 3 and 4 were worse: no best.pt; epoch 5 never ran
+    assert [h["train"]["mse"] for h in state["history"]] == [1.0] * 4
+
+    saved2: list[int] = []
+    model2, opt2, loop2 = build([0.7], saved2)
+    resumed = resume_from(tmp_path / "last.pt", model2, opt2)
+    assert resumed is not None and resumed["epoch"] == 4
+    assert run_epochs(loop2, resumed, epochs=5, patience=3, batch_size=4, started=0.0) is False
+    assert resumed["epoch"] == 5 and saved2 == [5] and resumed["best"] == 0.7
+
+    # a time limit already spent stops after the epoch in hand, and the summary says so
+    saved3: list[int] = []
+    _, _, loop3 = build([0.1, 0.2], saved3)
+    state3 = new_state()
+    assert run_epochs(loop3, state3, epochs=5, patience=5, batch_size=4, started=0.0, max_minutes=1e-9) is True
+    assert state3["epoch"] == 1
+    from crisislens.distill.train_teacher import TrainConfig
+
+    summary = run_summary(TrainConfig(epochs=5), state3, True, started=0.0)
+    assert summary["stopped_by_time_limit"] is True and summary["config"]["epochs"] == 5
+    assert summary["best_dev_macro_f1"] == 0.1 and len(summary["history"]) == 1
