@@ -277,3 +277,47 @@ def test_bundle_agreement_with_its_own_outputs_as_teacher_is_perfect(tiny_bundle
     short = [dict(o, token_scores=o["token_scores"][:-1], token_rationale=o["token_rationale"][:-1]) for o in own]
     with pytest.raises(ValueError, match="crisismmd:t0: the teacher's outputs cover"):
         bra.teacher_rows(TeacherOutputStore.from_rows(keys, short, {}), keys, own)
+
+
+def test_teacher_rerun_compares_a_run_with_the_stored_teacher_and_renders(tmp_path: Path):
+    import teacher_rerun_agreement as tra
+    from crisislens.distill import data as D
+    from crisislens.distill.teacher_outputs import TeacherOutputStore
+    from crisislens.runtime.labels import LABEL_NAMES
+
+    rng = np.random.default_rng(1)
+    rows, outs = [], []
+    for i in range(8):
+        n = int(rng.integers(4, 9))
+        content = np.r_[False, np.ones(n - 2, bool), False]
+        has_image = i % 2 == 0
+        patch = rng.random(49)
+        outs.append({"probs": np.eye(5)[i % 5] * 0.8 + 0.04, "content": content, "token_scores": rng.random(n),
+                     "token_rationale": content & (rng.random(n) < 0.5), "has_image": has_image,
+                     "patch_scores": patch, "patch_rationale": np.argsort(-patch).argsort() < 5})
+        rows.append(D.Example(id=str(i), text="x", image=None, label=LABEL_NAMES[i % 5], source="crisismmd"))
+    store = TeacherOutputStore.from_rows([f"crisismmd:{i}" for i in range(8)], outs, {"teacher_checkpoint_sha256": "abc"})
+    same = tra.compare(outs, rows, store, [1, 5])
+    a = same["agreement_with_teacher"]
+    assert same["macro_f1"] == pytest.approx(1.0) and a["label_agreement"] == 1.0 and a["n_with_image"] == 4
+    assert a["token_rationale_vs_teacher"]["micro_f1"] == pytest.approx(1.0) and a["patch_topk_iou_vs_teacher"] == 1.0
+    other = [dict(o, probs=np.roll(o["probs"], 1), patch_scores=-o["patch_scores"],
+                  patch_rationale=np.argsort(o["patch_scores"]).argsort() < 5) for o in outs]
+    moved = tra.compare(other, rows, store, [1, 5])["agreement_with_teacher"]
+    assert moved["label_agreement"] == 0.0 and moved["patch_topk_iou_vs_teacher"] == 0.0
+
+    result = {"ks": [1, 5], "outputs": "o.npz", "reference_sha256": "abc", "seconds": 1.0,
+              "teachers": {"rerun": {"folder": "artifacts/t", "sha256": "f" * 64, "dev_macro_f1": 0.6}},
+              "splits": {"test": {"rerun": same}, "dev": {"rerun": same}},
+              "bundles": {"int8-text": tra.compare(other, rows, store, [1, 5])}}
+    md = tra.to_markdown(result, {"command": "x", "git_commit": "abc1234", "created": "now"})
+    assert "## CrisisMMD test" in md and "## CrisisMMD dev" in md and "student bundle int8-text" in md
+    assert md.count("student bundle int8-text") == 2  # test only: its two tables
+
+    parser = argparse.ArgumentParser()
+    (tmp_path / "t").mkdir()
+    (tmp_path / "t" / "best.pt").write_bytes(b"")
+    assert tra.parse_teachers(parser, [f"a={tmp_path / 't'}"]) == {"a": tmp_path / "t"}
+    for bad in ([f"{tmp_path}"], [f"a={tmp_path}"], [f"a={tmp_path / 't'}", f"a={tmp_path / 't'}"]):
+        with pytest.raises(SystemExit):
+            tra.parse_teachers(parser, bad)
