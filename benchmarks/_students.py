@@ -77,13 +77,13 @@ def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) 
     """Per post with a photo and words (for both models), the IoU of the student's top-k patches
     with the teacher's stored top-k (`TeacherOutputStore`)."""
     from crisislens.distill.features import example_key
+    from crisislens.runtime.metrics import set_iou
 
     ious = []
     for e, o in zip(rows, outs):
         t = store.row(example_key(e))
         if t["has_image"] and o["has_image"] and o["content"].any():
-            a, b = t["patch_rationale"].astype(bool), o["patch_rationale"].astype(bool)
-            ious.append(float((a & b).sum() / (a | b).sum()))
+            ious.append(set_iou(t["patch_rationale"], o["patch_rationale"]))
     return ious
 
 

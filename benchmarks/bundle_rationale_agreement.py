@@ -33,7 +33,7 @@ from crisislens.runtime.bundle import load_bundle
 from crisislens.runtime.engine import Engine, softmax
 from crisislens.runtime.evaluate import dataset_inputs
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report, soft_to_hard
+from crisislens.runtime.metrics import classification_report, set_iou, soft_to_hard
 from crisislens.runtime.readers import read_posts
 from _report import publish, run_line  # benchmarks/_report.py
 from _students import mean_se  # benchmarks/_students.py
@@ -110,10 +110,8 @@ def iou_at_k(teacher: Sequence[dict[str, Any]], student: Sequence[dict[str, Any]
     pairs = [(t, s) for t, s in zip(teacher, student) if t["has_image"] and s["has_image"]]
     out: dict[str, Any] = {}
     for k in ks:
-        ious = []
-        for t, s in pairs:
-            a, b = soft_to_hard(t["patch_scores"], top_k=k), soft_to_hard(s["patch_scores"], top_k=k)
-            ious.append(float((a & b).sum() / (a | b).sum()))
+        ious = [set_iou(soft_to_hard(t["patch_scores"], top_k=k), soft_to_hard(s["patch_scores"], top_k=k))
+                for t, s in pairs]
         mean, se = mean_se(ious)
         m = len(pairs[0][1]["patch_scores"]) if pairs else 49
         out[str(k)] = {"iou": mean, "se": se, "n": len(ious), "chance": chance_iou(k, m)}

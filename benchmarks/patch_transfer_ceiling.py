@@ -41,6 +41,7 @@ from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import build_features, minilm_encoder
+from crisislens.runtime.metrics import set_iou
 from crisislens.runtime.reports import render_again
 
 from _report import publish, run_line  # benchmarks/_report.py
@@ -52,8 +53,7 @@ TARGET = 0.60
 
 
 def iou(a: torch.Tensor, b: torch.Tensor) -> float:
-    union = int((a | b).sum())
-    return float(int((a & b).sum()) / union) if union else 1.0
+    return set_iou(a.numpy(), b.numpy())
 
 
 def transfers(teacher: Any, features: Any, rows: list[D.Example], k: int) -> dict[str, list[float]]:

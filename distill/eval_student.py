@@ -48,12 +48,7 @@ def agreement(teacher: Sequence[dict[str, Any]], student: Sequence[dict[str, Any
     with_text = [(t, s) for t, s in zip(teacher, student) if t["content"].any()]
     gold = [t["token_rationale"][t["content"]] for t, _ in with_text]
     pred = [s["token_rationale"][s["content"]] for _, s in with_text]
-    ious = []
-    for t, s in zip(teacher, student):
-        if t["has_image"]:
-            a, b = t["patch_rationale"].astype(bool), s["patch_rationale"].astype(bool)
-            union = (a | b).sum()
-            ious.append(float((a & b).sum() / union) if union else 1.0)
+    ious = [M.set_iou(t["patch_rationale"], s["patch_rationale"]) for t, s in zip(teacher, student) if t["has_image"]]
     return {"label_agreement": labels, "token_rationale_vs_teacher": M.token_f1(gold, pred).to_dict(),
             "patch_topk_iou_vs_teacher": float(np.mean(ious)) if ious else None, "n": len(teacher),
             "n_with_text": len(with_text), "n_with_image": len(ious)}

@@ -274,6 +274,16 @@ def iou_f1(
     return _f1(_mean_or_zero(precisions), _mean_or_zero(recalls))
 
 
+def set_iou(a: npt.ArrayLike, b: npt.ArrayLike) -> float:
+    """Intersection over union of two unit sets given as boolean masks of one length (e.g. two
+    top-k patch rationales); 1.0 when both are empty, since they then agree."""
+    a, b = _as_mask(a, "first mask"), _as_mask(b, "second mask")
+    if a.shape != b.shape:
+        raise ValueError(f"masks of different lengths: {a.shape[0]} and {b.shape[0]}")
+    union = int((a | b).sum())
+    return float((a & b).sum() / union) if union else 1.0
+
+
 def auprc(gold_masks: Sequence[npt.ArrayLike], soft_scores: Sequence[npt.ArrayLike]) -> float:
     """Mean average precision of soft rationale scores against gold masks.
 

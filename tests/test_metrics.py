@@ -21,6 +21,7 @@ from crisislens.runtime.metrics import (
     faithfulness,
     iou_f1,
     random_scores,
+    set_iou,
     soft_to_hard,
     token_f1,
 )
@@ -520,3 +521,15 @@ def test_faithfulness_refuses_a_predictor_whose_class_count_changes():
     shapes = iter([(1, 2), (1, 3)])
     with pytest.raises(ValueError, match=r"shape \(1, 3\) for the input without its top 1%; expected \(1, 2\)"):
         faithfulness(lambda keep: np.full(next(shapes), 0.5), [np.zeros(3)])
+
+
+def test_set_iou_of_two_masks():
+    assert set_iou(_mask("11000"), _mask("01100")) == pytest.approx(1 / 3)
+    assert set_iou(_mask("101"), _mask("101")) == 1.0
+    assert set_iou(_mask("000"), _mask("000")) == 1.0  # both empty: they agree
+    assert set_iou(_mask("100"), _mask("010")) == 0.0
+    assert set_iou([1, 0, 1], [1, 1, 1]) == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="different lengths"):
+        set_iou(_mask("10"), _mask("100"))
+    with pytest.raises(ValueError, match="boolean"):
+        set_iou(np.array([0.3, 0.7]), _mask("01"))
