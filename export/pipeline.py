@@ -22,7 +22,7 @@ from crisislens.export.onnx_export import INPUT_NAMES, check_parity, export_onnx
 from crisislens.export.optimize import optimize_graph
 from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, quantize_dynamic, quantize_static_qdq,
                                         quantize_weights_only)
-from crisislens.runtime.engine import image_inputs
+from crisislens.runtime.engine import batch_dependent, image_inputs, run_per_post
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
@@ -92,8 +92,14 @@ def batched(rows: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
-def score(session: Any, feeds: Sequence[dict[str, np.ndarray]], gold: Sequence[str]) -> tuple[dict[str, Any], np.ndarray]:
-    logits = np.concatenate([run_ort(session, f)[0] for f in feeds])
+def score(session: Any, feeds: Sequence[dict[str, np.ndarray]], gold: Sequence[str],
+          per_post: bool = False) -> tuple[dict[str, Any], np.ndarray]:
+    """Classification report and logits over `feeds`; `per_post` runs each post alone, as the
+    runtime does for a variant whose outputs depend on the batch (`runtime.engine.batch_dependent`)."""
+    def run(f: dict[str, np.ndarray]) -> tuple[np.ndarray, ...]:
+        return tuple(run_ort(session, f))
+
+    logits = np.concatenate([(run_per_post(run, f) if per_post else run(f))[0] for f in feeds])
     pred = [LABEL_NAMES[i] for i in logits.argmax(1)]
     rep = classification_report(list(gold), pred, LABEL_NAMES)
     return rep.to_dict(), logits
@@ -166,7 +172,8 @@ def run(config: ExportConfig) -> dict[str, Any]:
     reference = None
     for name, (file, precision, quant, intended) in VARIANTS.items():
         path = out / file
-        rep, logits = score(ort_session(path, quantization=BUNDLE_FIELDS[name][0]), mixed, gold)
+        rep, logits = score(ort_session(path, quantization=BUNDLE_FIELDS[name][0]), mixed, gold,
+                            per_post=batch_dependent(BUNDLE_FIELDS[name][0]))
         if reference is None:
             reference = logits
         variants[name] = {

@@ -8,7 +8,7 @@ A post whose photo cannot be used is still classified from its text, with the re
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,6 +120,32 @@ def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str
             "pixel_values": pixels, "image_index": new_index}
 
 
+def batch_dependent(quantization: str | None) -> bool:
+    """Whether a variant's outputs for a post would depend on the other posts in its call.
+    Dynamic INT8 computes each activation's scale from the whole input tensor, so a post's
+    neighbours (and their padding) move its scores and sometimes its label (measured in
+    `reports/bundle_rationale.md`); such variants run each post alone (`run_per_post`).
+    Weight-only and static (QDQ) INT8 have fixed scales."""
+    return quantization == "dynamic"
+
+
+def run_per_post(run: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]],
+                 feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """`run` on each post alone, its tokens cut to its own length, so that neither the other
+    posts nor the batch's padding can change its outputs; token scores are padded back (zeros)."""
+    width = feeds["input_ids"].shape[1]
+    logits, tokens, patches = [], [], []
+    for i in range(len(feeds["image_index"])):
+        one = slice_feeds(feeds, i, i + 1)
+        n = max(1, int(one["attention_mask"][0].sum()))
+        one["input_ids"], one["attention_mask"] = one["input_ids"][:, :n], one["attention_mask"][:, :n]
+        lg, tk, pt = run(one)
+        logits.append(lg)
+        tokens.append(np.pad(tk, ((0, 0), (0, width - tk.shape[1]))))
+        patches.append(pt)
+    return np.concatenate(logits), np.concatenate(tokens), np.concatenate(patches)
+
+
 @dataclass
 class Prepared:
     feeds: dict[str, np.ndarray]
@@ -154,6 +180,7 @@ class Engine:
         self.backend = backend
         self.model_id = f"{bundle.sha256[:12]}:{self.variant.name}"
         self.image_batch = max(1, int(image_batch))
+        self.per_post = batch_dependent(self.variant.quantization)
         self.grid = self.image_config.patch_grid
 
     # -- preprocessing ---------------------------------------------------------------------
@@ -179,7 +206,10 @@ class Engine:
     # -- prediction --------------------------------------------------------------------------
 
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The backend over `feeds`, in slices of at most `image_batch` photos."""
+        """The backend over `feeds`, in slices of at most `image_batch` photos (a post at a time
+        for a variant whose outputs depend on the batch: `batch_dependent`)."""
+        if self.per_post:
+            return run_per_post(self.backend.run, feeds)
         n = len(feeds["image_index"])
         if int((feeds["image_index"] >= 0).sum()) <= self.image_batch:
             return self.backend.run(feeds)

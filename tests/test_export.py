@@ -257,3 +257,24 @@ def test_the_graph_fixes_the_photo_size_and_tensorrt_profiles_follow_it(exported
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"x")
     assert T.profile_image_size(broken) == T.DEFAULT_IMAGE_SIZE
+
+
+def test_dynamic_int8_is_scored_a_post_at_a_time_like_the_runtime(exported, tmp_path):
+    """Dynamic INT8 takes its activation scales from the whole call, so the export scores such a
+    variant per post, each cut to its own tokens, as `Engine` runs it."""
+    from crisislens.export.pipeline import score
+    from crisislens.runtime.engine import slice_feeds
+
+    _, path = exported
+    rng = np.random.default_rng(5)
+    session = ort_session(quantize_dynamic(path, tmp_path / "model.int8.onnx", "avx512_vnni"))
+    batch = feeds(rng, 4, 10, [True, False, True, False])
+    gold = [LABEL_NAMES[0]] * 4
+    _, per_post = score(session, [batch], gold, per_post=True)
+    _, together = score(session, [batch], gold)
+    assert per_post.shape == together.shape == (4, 5)
+    for i in range(4):
+        one = slice_feeds(batch, i, i + 1)
+        n = int(one["attention_mask"][0].sum())
+        one["input_ids"], one["attention_mask"] = one["input_ids"][:, :n], one["attention_mask"][:, :n]
+        assert np.allclose(per_post[i], run_ort(session, one)[0], atol=1e-6)

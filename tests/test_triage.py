@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from crisislens.runtime.cli import EXIT_PROBLEMS, main
@@ -159,3 +160,84 @@ def test_progress_callback_reports_the_total_before_the_first_batch(tmp_path):
         calls.clear()
         triage(FakeEngine(), posts, s, progress=False, on_batch=lambda d, t: calls.append((d, t)))
         assert calls == [(0, 0)]  # everything already stored
+
+
+class _BatchLeakingBackend:
+    """Scores that move with the whole input tensor, as dynamic INT8's per-tensor activation
+    scales do: every output gets the batch's largest token id and its width added."""
+
+    name = "fake"
+
+    def __init__(self):
+        self.calls: list[tuple[int, int]] = []
+
+    def run(self, feeds):
+        ids = feeds["input_ids"]
+        self.calls.append(ids.shape)
+        shift = float(ids.max()) * 1e-4 + ids.shape[1] * 1e-3
+        b = len(feeds["image_index"])
+        logits = np.tile(np.arange(5, dtype=np.float32), (b, 1)) + shift
+        tokens = np.full(ids.shape, 0.5 + shift, np.float32) * feeds["attention_mask"]
+        patches = np.full((b, 4), 0.1 + shift, np.float32)
+        return logits, tokens, patches
+
+
+def _posts_of_mixed_lengths(tmp_path):
+    from PIL import Image
+
+    from crisislens.runtime.schema import Post
+
+    photo = tmp_path / "p.png"
+    Image.new("RGB", (12, 9), (200, 30, 30)).save(photo)
+    texts = ["water", "roads under water near the old bridge, families on roofs", None, "help needed now please"]
+    return [Post(id=f"p{i}", text=t, image=photo if i % 2 == 0 else None) for i, t in enumerate(texts)]
+
+
+def test_a_batch_dependent_variant_runs_each_post_alone(tiny_bundle, tmp_path):
+    """A dynamic-INT8 variant: each post is run alone and cut to its own tokens, so its scores
+    are the same in any batch; an FP32 variant keeps whole-batch calls."""
+    import shutil
+
+    from crisislens.runtime.bundle import VariantSpec, load_bundle, write_bundle
+    from crisislens.runtime.engine import Engine, batch_dependent
+    from crisislens.runtime.preprocess import ImageConfig, TextConfig
+    from tests.tiny_bundle import GRID, MAX_LEN, SIZE, minilm_tokenizer
+
+    assert batch_dependent("dynamic") and not any(batch_dependent(q) for q in (None, "weight-only", "static-qdq"))
+    source = tmp_path / "model.onnx"
+    shutil.copy(load_bundle(tiny_bundle).variant().path, source)
+    dyn = write_bundle(tmp_path / "dyn", variants={"int8": VariantSpec(source, "int8", "dynamic", "cpu", {})},
+                       tokenizer_json=minilm_tokenizer(), text_config=TextConfig(max_length=MAX_LEN),
+                       image_config=ImageConfig(size=SIZE, patch_grid=GRID), model_info={"top_k_patches": 2},
+                       command="pytest", default_variant="int8")
+    posts = _posts_of_mixed_lengths(tmp_path)
+
+    fake = _BatchLeakingBackend()
+    engine = Engine(load_bundle(dyn), backend=fake)
+    engine.grid = 2
+    together = engine.predict(posts)
+    alone = [engine.predict([p])[0] for p in posts]
+    assert [p.probabilities for p in together] == [p.probabilities for p in alone]
+    assert [p.token_rationale for p in together] == [p.token_rationale for p in alone]
+    assert [p.patch_rationale for p in together] == [p.patch_rationale for p in alone]
+    assert all(shape[0] == 1 for shape in fake.calls)  # one post per call ...
+    widths = {shape[1] for shape in fake.calls}
+    assert len(widths) > 1  # ... each cut to its own tokens, not the batch's padded width
+
+    leaky = Engine(load_bundle(tiny_bundle), backend=_BatchLeakingBackend())  # fp32: one call per batch
+    leaky.grid = 2
+    assert not leaky.per_post
+    mixed = leaky.predict(posts)
+    assert [p.probabilities for p in mixed] != [leaky.predict([p])[0].probabilities for p in posts]
+
+    # the real tiny model through both paths: same outputs, token scores padded back to the batch width
+    real = Engine(load_bundle(dyn))
+    prep = real.prepare(posts)
+    per_post = real.run(prep.feeds)
+    whole = Engine(load_bundle(tiny_bundle)).run(prep.feeds)
+    for a, b in zip(per_post, whole):
+        assert a.shape == b.shape
+    assert np.allclose(per_post[0], whole[0], atol=1e-5)
+    n = prep.feeds["attention_mask"].sum(1)
+    for i, k in enumerate(n):
+        assert np.allclose(per_post[1][i, :k], whole[1][i, :k], atol=1e-5) and not per_post[1][i, k:].any()
