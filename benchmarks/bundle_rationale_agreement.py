@@ -30,7 +30,7 @@ from crisislens.distill import data as D
 from crisislens.distill.eval_student import agreement
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.runtime.bundle import load_bundle
-from crisislens.runtime.engine import Engine, softmax
+from crisislens.runtime.engine import Engine, run_per_post, softmax
 from crisislens.runtime.evaluate import dataset_inputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report, set_iou, soft_to_hard
@@ -131,6 +131,26 @@ def stored_top_k_check(teacher: Sequence[dict[str, Any]], k: int) -> dict[str, i
     return {"n": len(teacher), "k": k, "same": same, "tied_at_k": tied}
 
 
+def batch_consistency(engine: Engine, posts: Sequence[Any], batch_size: int = 32) -> dict[str, Any]:
+    """Each post in batches of `batch_size` vs alone (`run_per_post`): how many labels differ and
+    the largest score differences, for one backend call per batch and for the runtime's own
+    `Engine.run` (which runs a batch-dependent variant a post at a time)."""
+    out: dict[str, dict[str, float]] = {name: {"labels_differing": 0, "max_token_diff": 0.0, "max_patch_diff": 0.0}
+                                        for name in ("one call per batch", "runtime")}
+    for b in range(0, len(posts), batch_size):
+        feeds = engine.prepare(posts[b : b + batch_size]).feeds
+        alone = run_per_post(engine.backend.run, feeds)
+        photo = feeds["image_index"] >= 0
+        words = feeds["attention_mask"].astype(bool)
+        for name, got in (("one call per batch", engine.backend.run(feeds)), ("runtime", engine.run(feeds))):
+            row = out[name]
+            row["labels_differing"] += int((got[0].argmax(1) != alone[0].argmax(1)).sum())
+            row["max_token_diff"] = max(row["max_token_diff"], float(np.abs(got[1] - alone[1])[words].max()))
+            if photo.any():
+                row["max_patch_diff"] = max(row["max_patch_diff"], float(np.abs(got[2] - alone[2])[photo].max()))
+    return {"batch_size": batch_size, "n": len(posts), **out}
+
+
 def evaluate_variant(folder: Path, variant: str | None, posts: Sequence[Any], store: TeacherOutputStore,
                      ks: Sequence[int]) -> dict[str, Any]:
     bundle = load_bundle(folder)
@@ -143,7 +163,7 @@ def evaluate_variant(folder: Path, variant: str | None, posts: Sequence[Any], st
     return {"folder": str(folder), "variant": engine.variant.name, "sha256": bundle.sha256, "n": len(posts),
             "macro_f1": report.macro_f1, "accuracy": report.accuracy,
             "agreement_with_teacher": agreement(teacher, student), "patch_iou_at_k": iou_at_k(teacher, student, ks),
-            "teacher_stored_top_k": stored_top5}
+            "teacher_stored_top_k": stored_top5, "batch_consistency": batch_consistency(engine, posts)}
 
 
 def pytorch_reference(path: Path) -> dict[str, Any] | None:
@@ -191,6 +211,19 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
             c = r["patch_iou_at_k"][str(k)]
             cells.append("–" if c["iou"] is None else f"{c['iou']:.4f} ± {c['se'] or 0:.3f} (n {c['n']})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    lines += ["", "## Does a post's answer depend on its batch?", "",
+              f"Each post in batches of {first['batch_consistency']['batch_size']} against the same post run alone "
+              "(cut to its own tokens). *One call per batch* is the model over the whole batch; *runtime* is what "
+              "`Engine.run` does, which runs a variant with dynamic INT8 (activation scales taken from the whole "
+              "call) one post at a time.", "",
+              "| variant | path | labels that differ | max abs Δ token score | max abs Δ patch score |",
+              "|---|---|---|---|---|"]
+    for name, r in result["variants"].items():
+        bc = r["batch_consistency"]
+        for path in ("one call per batch", "runtime"):
+            row = bc[path]
+            lines.append(f"| {name} | {path} | {row['labels_differing']} of {bc['n']} | {row['max_token_diff']:.2e} | "
+                         f"{row['max_patch_diff']:.2e} |")
     c = first["teacher_stored_top_k"]
     lines += ["", f"The first table uses the teacher's stored top-{c['k']} (taken from its 32-bit scores), the k columns "
               f"the top-k of its stored 16-bit scores: the two top-{c['k']} sets are the same on {c['same']} of {c['n']} "

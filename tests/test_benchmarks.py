@@ -272,7 +272,9 @@ def test_bundle_agreement_with_its_own_outputs_as_teacher_is_perfect(tiny_bundle
     assert result["patch_iou_at_k"]["1"]["n"] == 3 and result["teacher_stored_top_k"]["n"] == 3
     md = bra.to_markdown({"n": 6, "ks": [1, 2], "pytorch_reference": None, "variants": {"tiny": result},
                           "seconds": 0.1}, {"command": "x", "git_commit": "abc1234", "created": "now"})
-    assert "| tiny (" in md and "k = 2" in md and "chance" in md
+    assert "| tiny (" in md and "k = 2" in md and "chance" in md and "depend on its batch" in md
+    bc = result["batch_consistency"]
+    assert bc["n"] == 6 and bc["runtime"]["labels_differing"] == 0 and bc["runtime"]["max_token_diff"] < 1e-5
 
     short = [dict(o, token_scores=o["token_scores"][:-1], token_rationale=o["token_rationale"][:-1]) for o in own]
     with pytest.raises(ValueError, match="crisismmd:t0: the teacher's outputs cover"):
