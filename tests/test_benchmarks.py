@@ -311,8 +311,11 @@ def test_teacher_rerun_compares_a_run_with_the_stored_teacher_and_renders(tmp_pa
     result = {"ks": [1, 5], "outputs": "o.npz", "reference_sha256": "abc", "seconds": 1.0,
               "teachers": {"rerun": {"folder": "artifacts/t", "sha256": "f" * 64, "dev_macro_f1": 0.6}},
               "splits": {"test": {"rerun": same}, "dev": {"rerun": same}},
-              "bundles": {"int8-text": tra.compare(other, rows, store, [1, 5])}}
+              "bundles": {"int8-text": tra.compare(other, rows, store, [1, 5])},
+              "batch_dependence": {"rerun": {"n": 8, "labels_differing": 1, "max_token_diff": 0.1, "patch_iou": 0.9,
+                                             "n_with_image": 4}}}
     md = tra.to_markdown(result, {"command": "x", "git_commit": "abc1234", "created": "now"})
+    assert "| rerun | 8 | 1 | 0.100 | 0.9000 (4) |" in md
     assert "## CrisisMMD test" in md and "## CrisisMMD dev" in md and "student bundle int8-text" in md
     assert md.count("student bundle int8-text") == 2  # test only: its two tables
 
@@ -323,3 +326,30 @@ def test_teacher_rerun_compares_a_run_with_the_stored_teacher_and_renders(tmp_pa
     for bad in ([f"{tmp_path}"], [f"a={tmp_path}"], [f"a={tmp_path / 't'}", f"a={tmp_path / 't'}"]):
         with pytest.raises(SystemExit):
             tra.parse_teachers(parser, bad)
+
+
+def test_teacher_batch_dependence_compares_batched_and_single_runs():
+    import teacher_rerun_agreement as tra
+    from crisislens.distill.teacher import TeacherInputs
+    from tests.test_teacher import tiny_teacher
+
+    model = tiny_teacher().eval()
+    torch.manual_seed(1)
+    feats = {i: torch.randn(9, 16) for i in range(6)}
+    lengths = {i: 3 + i for i in range(6)}
+
+    def batches(rows):
+        width = max(lengths[r] for r in rows) + 2
+        ids = torch.zeros(len(rows), width, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for j, r in enumerate(rows):
+            row = [101, *range(11, 11 + lengths[r]), 102]
+            ids[j, : len(row)], mask[j, : len(row)] = torch.tensor(row), 1
+        return TeacherInputs(input_ids=ids, attention_mask=mask, image_present=torch.tensor([r % 2 == 0 for r in rows]),
+                             image_features=torch.stack([feats[r] for r in rows]))
+
+    r = tra.batch_dependence(model, batches, list(range(6)))
+    assert r["n"] == 6 and r["n_with_image"] == 3 and 0 <= r["labels_differing"] <= 6
+    assert 0.0 <= r["patch_iou"] <= 1.0 and r["max_token_diff"] >= 0.0
+    alone = tra.batch_dependence(model, batches, [0])  # a batch of one is its own single run
+    assert alone["max_token_diff"] == 0.0 and alone["patch_iou"] == 1.0 and alone["labels_differing"] == 0
