@@ -13,12 +13,13 @@ cache built with other settings is refused rather than silently reused.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
@@ -131,8 +132,8 @@ def build_image_cache(root: Path, paths: Sequence[Path], folder: Path, tower: An
                 feats.append(row)
         _progress(min(start + batch_size, len(unique)), len(unique), started, "image features")
     array = np.stack(feats) if feats else np.zeros((0, config.patch_grid**2, getattr(tower, "channels", 1280)), np.float16)
-    np.save(folder / "features.npy", array)
-    (folder / "meta.json").write_text(json.dumps({**meta, "index": index, "errors": errors}))
+    _replace(folder / "features.npy", lambda f: np.save(f, array))
+    _replace(folder / "meta.json", lambda f: f.write(json.dumps({**meta, "index": index, "errors": errors}).encode()))
     return ImageCache(array, index, errors)
 
 
@@ -171,6 +172,18 @@ def rationale_tokens(example: Example, cleaned: str, offsets: Sequence[tuple[int
     subs = [clean_text(s)[0] for s in example.rationale]
     spans = rationale_char_spans(cleaned, [s for s in subs if s])
     return token_mask_from_spans(offsets, spans.spans).astype(np.uint8)
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """Write `path` through a temporary file and an atomic rename: another process reading the old
+    cache (its arrays are memory-mapped) keeps the old file instead of seeing it rewritten under it."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with tmp.open("wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_text_cache(examples: Sequence[Example], folder: Path, encoder: TextEncoder, text_tower: Any, *,
@@ -212,9 +225,9 @@ def build_text_cache(examples: Sequence[Example], folder: Path, encoder: TextEnc
         _progress(min(b + batch_size, n), n, started, f"text states ({folder.name})")
     starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
     states_all = np.concatenate([r[0] for r in per_row])  # type: ignore[index]
-    np.save(folder / "states.npy", states_all)
-    np.savez(folder / "tokens.npz", input_ids=np.concatenate([r[1] for r in per_row]),  # type: ignore[index]
-             rationale=np.concatenate([r[2] for r in per_row]), starts=starts, lengths=lengths,  # type: ignore[index]
-             has_rationale=has_rationale)
-    (folder / "meta.json").write_text(json.dumps({**meta, "index": {k: i for i, k in enumerate(keys)}}))
+    _replace(folder / "states.npy", lambda f: np.save(f, states_all))
+    _replace(folder / "tokens.npz", lambda f: np.savez(
+        f, input_ids=np.concatenate([r[1] for r in per_row]), rationale=np.concatenate([r[2] for r in per_row]),  # type: ignore[index]
+        starts=starts, lengths=lengths, has_rationale=has_rationale))
+    _replace(folder / "meta.json", lambda f: f.write(json.dumps({**meta, "index": {k: i for i, k in enumerate(keys)}}).encode()))
     return TextCache.load(folder)

@@ -80,6 +80,25 @@ def test_text_cache_rows_rationales_reuse_and_mismatch(tmp_path: Path):
         build_text_cache(rows, tmp_path / "text", encoder, tower, model_id="other-model")
 
 
+def test_a_rebuilt_text_cache_leaves_a_reader_of_the_old_one_intact(tmp_path: Path):
+    """A rebuild replaces the files (atomic rename): a process that memory-mapped the old cache
+    (another training run) keeps reading the old rows, never rows of the new order."""
+    import dataclasses
+
+    rows = examples(FIXTURES / "data")
+    encoder = TextEncoder.from_file(TOKENIZER, TextConfig(max_length=16))
+    tower = tiny_text_tower()
+    old = build_text_cache(rows, tmp_path / "text", encoder, tower, model_id="tiny")
+    before = {example_key(e): old.row(example_key(e))[0].copy() for e in rows}
+    extra = dataclasses.replace(rows[0], id="new-1", text="a brand new text shifts every row")
+    new = build_text_cache([extra, *rows[::-1]], tmp_path / "text", encoder, tower, model_id="tiny")
+    assert example_key(extra) in new.index
+    for key, states in before.items():
+        assert np.array_equal(old.row(key)[0], states)
+        assert np.allclose(new.row(key)[0], states, atol=1e-3)
+    assert sorted(p.name for p in (tmp_path / "text").iterdir()) == ["meta.json", "states.npy", "tokens.npz"]
+
+
 def test_image_cache_records_unreadable_files(tmp_path: Path):
     root = FIXTURES / "data"
     good = root / "images/crisismmd/srilanka_floods/27_5_2017/100000000000000001_0.jpg"
