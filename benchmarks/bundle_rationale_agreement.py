@@ -178,6 +178,27 @@ def pytorch_reference(path: Path) -> dict[str, Any] | None:
             "n_with_image": a["n_with_image"]}
 
 
+def k_row(name: str, r: dict[str, Any], ks: Sequence[int], show_n: bool = False) -> str:
+    """A Markdown row of `r["patch_iou_at_k"]` (mean ± s.e., and n with `show_n`), '–' where missing."""
+    cells = []
+    for k in ks:
+        c = r["patch_iou_at_k"].get(str(k))
+        cells.append("–" if not c or c["iou"] is None else
+                     f"{c['iou']:.4f} ± {c['se'] or 0:.3f}" + (f" (n {c['n']})" if show_n else ""))
+    return f"| {name} | " + " | ".join(cells) + " |"
+
+
+def parse_ks(parser: argparse.ArgumentParser, value: str) -> list[int]:
+    """--ks '1,3,5': whole numbers, each at least 1."""
+    try:
+        ks = [int(k) for k in value.split(",")]
+    except ValueError:
+        parser.error(f"--ks {value!r}: expected comma-separated whole numbers")
+    if any(k < 1 for k in ks):
+        parser.error(f"--ks {value!r}: every k must be at least 1")
+    return ks
+
+
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     first = next(iter(result["variants"].values()))
     lines = ["# Shipped bundle variants: rationale agreement with the teacher (CrisisMMD test)", "",
@@ -206,11 +227,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
               "| model | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
     lines.append("| chance | " + " | ".join(f"{first['patch_iou_at_k'][str(k)]['chance']:.4f}" for k in ks) + " |")
     for name, r in result["variants"].items():
-        cells = []
-        for k in ks:
-            c = r["patch_iou_at_k"][str(k)]
-            cells.append("–" if c["iou"] is None else f"{c['iou']:.4f} ± {c['se'] or 0:.3f} (n {c['n']})")
-        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+        lines.append(k_row(name, r, ks, show_n=True))
     lines += ["", "## Does a post's answer depend on its batch?", "",
               f"Each post in batches of {first['batch_consistency']['batch_size']} against the same post run alone "
               "(cut to its own tokens). *One call per batch* is the model over the whole batch; *runtime* is what "
@@ -244,12 +261,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     bundles = parse_bundles(parser, args.bundle)
-    try:
-        ks = [int(k) for k in args.ks.split(",")]
-    except ValueError:
-        parser.error(f"--ks {args.ks!r}: expected comma-separated whole numbers")
-    if any(k < 1 for k in ks):
-        parser.error(f"--ks {args.ks!r}: every k must be at least 1")
+    ks = parse_ks(parser, args.ks)
     root = D.resolve_data_root(str(D.cli_data_root(args.data_root)))
     started = time.perf_counter()
     store = TeacherOutputStore.load(args.outputs)

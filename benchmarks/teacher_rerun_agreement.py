@@ -33,7 +33,13 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report, set_iou
 from _report import publish, run_line  # benchmarks/_report.py
 from _students import mean_se, teacher_side  # benchmarks/_students.py
-from bundle_rationale_agreement import DEFAULT_KS, iou_at_k, teacher_rows  # benchmarks/bundle_rationale_agreement.py
+from bundle_rationale_agreement import (  # benchmarks/bundle_rationale_agreement.py
+    DEFAULT_KS,
+    iou_at_k,
+    k_row,
+    parse_ks,
+    teacher_rows,
+)
 
 
 def parse_teachers(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, Path]:
@@ -89,14 +95,6 @@ def _row(name: str, r: dict[str, Any]) -> str:
             f"({a['n_with_image']}) |")
 
 
-def _k_row(name: str, r: dict[str, Any], ks: list[int]) -> str:
-    cells = []
-    for k in ks:
-        c = r["patch_iou_at_k"].get(str(k))
-        cells.append("–" if not c or c["iou"] is None else f"{c['iou']:.4f} ± {c['se'] or 0:.3f}")
-    return f"| {name} | " + " | ".join(cells) + " |"
-
-
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     ks = result["ks"]
     lines = ["# Another run of the teacher's recipe vs the shipped teacher (stored outputs)", "",
@@ -123,9 +121,9 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
         first = next(iter(runs.values()))
         lines.append("| chance | " + " | ".join(f"{first['patch_iou_at_k'][str(k)]['chance']:.4f}" for k in ks) + " |")
         for name, r in runs.items():
-            lines.append(_k_row(f"teacher run {name}", r, ks))
+            lines.append(k_row(f"teacher run {name}", r, ks))
         for name, r in shipped.items():
-            lines.append(_k_row(f"student bundle {name}", r, ks))
+            lines.append(k_row(f"student bundle {name}", r, ks))
         lines.append("")
     if result.get("batch_dependence"):
         lines += ["## Does a teacher's answer depend on its batch?", "",
@@ -154,10 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     args = parser.parse_args(argv)
     teachers = parse_teachers(parser, args.teacher)
-    try:
-        ks = [int(k) for k in args.ks.split(",")]
-    except ValueError:
-        parser.error(f"--ks {args.ks!r}: expected comma-separated whole numbers")
+    ks = parse_ks(parser, args.ks)
     started = time.perf_counter()
     torch.manual_seed(0)
     config, root, sets, store = teacher_side(args.data_root)
