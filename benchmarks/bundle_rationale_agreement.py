@@ -59,17 +59,27 @@ def chance_iou(k: int, m: int) -> float:
     return sum(comb(k, i) * comb(m - k, k - i) / comb(m, k) * i / (2 * k - i) for i in range(k + 1))
 
 
-def variant_outputs(engine: Engine, posts: Sequence[Any], batch_size: int = 32) -> list[dict[str, Any]]:
-    """Per post, what `eval_student.agreement` reads, from the runtime's backend over the
-    runtime's preprocessing; hard rationales by the bundle manifest's rules."""
+def run_batches(engine: Engine, posts: Sequence[Any], batch_size: int = 32) -> list[tuple[Any, tuple[np.ndarray, ...]]]:
+    """The runtime over `posts`: each batch prepared once (`Engine.prepare`) and run by `Engine.run`."""
+    runs = []
+    for b in range(0, len(posts), batch_size):
+        prep = engine.prepare(posts[b : b + batch_size])
+        runs.append((prep, engine.run(prep.feeds)))
+        print(f"\r{engine.variant.name}: {min(b + batch_size, len(posts))}/{len(posts)}", end="", file=sys.stderr,
+              flush=True)
+    print(file=sys.stderr)
+    return runs
+
+
+def variant_outputs(engine: Engine, runs: Sequence[tuple[Any, tuple[np.ndarray, ...]]]) -> list[dict[str, Any]]:
+    """Per post, what `eval_student.agreement` reads, from the runtime's outputs (`run_batches`);
+    hard rationales by the bundle manifest's rules."""
     model = engine.bundle.model_info
     rules = {"threshold": float(model.get("rationale_threshold", 0.5)),
              "min_tokens": int(model.get("min_rationale_tokens", 0)), "top_k": int(model.get("top_k_patches", 5))}
     special = {engine.encoder.tokenizer.token_to_id(t) for t in ("[CLS]", "[SEP]", "[PAD]")} - {None}
     out: list[dict[str, Any]] = []
-    for b in range(0, len(posts), batch_size):
-        prep = engine.prepare(posts[b : b + batch_size])
-        logits, tokens, patches = engine.run(prep.feeds)
+    for prep, (logits, tokens, patches) in runs:
         probs = softmax(logits.astype(np.float64))
         for i in range(len(logits)):
             n = int(prep.feeds["attention_mask"][i].sum())
@@ -83,9 +93,6 @@ def variant_outputs(engine: Engine, posts: Sequence[Any], batch_size: int = 32) 
                         "patch_scores": patch_scores, "has_image": has_image,
                         "patch_rationale": (soft_to_hard(patch_scores, top_k=rules["top_k"]) if has_image
                                             else np.zeros(len(patch_scores), bool))})
-        print(f"\r{engine.variant.name}: {min(b + batch_size, len(posts))}/{len(posts)}", end="", file=sys.stderr,
-              flush=True)
-    print(file=sys.stderr)
     return out
 
 
@@ -131,31 +138,33 @@ def stored_top_k_check(teacher: Sequence[dict[str, Any]], k: int) -> dict[str, i
     return {"n": len(teacher), "k": k, "same": same, "tied_at_k": tied}
 
 
-def batch_consistency(engine: Engine, posts: Sequence[Any], batch_size: int = 32) -> dict[str, Any]:
-    """Each post in batches of `batch_size` vs alone (`run_per_post`): how many labels differ and
+def batch_consistency(engine: Engine, runs: Sequence[tuple[Any, tuple[np.ndarray, ...]]]) -> dict[str, Any]:
+    """Each post in its batch (`run_batches`) vs alone (`run_per_post`): how many labels differ and
     the largest score differences, for one backend call per batch and for the runtime's own
     `Engine.run` (which runs a batch-dependent variant a post at a time)."""
     out: dict[str, dict[str, float]] = {name: {"labels_differing": 0, "max_token_diff": 0.0, "max_patch_diff": 0.0}
                                         for name in ("one call per batch", "runtime")}
-    for b in range(0, len(posts), batch_size):
-        feeds = engine.prepare(posts[b : b + batch_size]).feeds
+    for prep, runtime in runs:
+        feeds = prep.feeds
         alone = run_per_post(engine.backend.run, feeds)
         photo = feeds["image_index"] >= 0
         words = feeds["attention_mask"].astype(bool)
-        for name, got in (("one call per batch", engine.backend.run(feeds)), ("runtime", engine.run(feeds))):
+        for name, got in (("one call per batch", engine.backend.run(feeds)), ("runtime", runtime)):
             row = out[name]
             row["labels_differing"] += int((got[0].argmax(1) != alone[0].argmax(1)).sum())
             row["max_token_diff"] = max(row["max_token_diff"], float(np.abs(got[1] - alone[1])[words].max()))
             if photo.any():
                 row["max_patch_diff"] = max(row["max_patch_diff"], float(np.abs(got[2] - alone[2])[photo].max()))
-    return {"batch_size": batch_size, "n": len(posts), **out}
+    sizes = [len(prep.feeds["image_index"]) for prep, _ in runs]
+    return {"batch_size": max(sizes), "n": sum(sizes), **out}
 
 
 def evaluate_variant(folder: Path, variant: str | None, posts: Sequence[Any], store: TeacherOutputStore,
                      ks: Sequence[int]) -> dict[str, Any]:
     bundle = load_bundle(folder)
     engine = Engine(bundle, variant)
-    student = variant_outputs(engine, posts)
+    runs = run_batches(engine, posts)
+    student = variant_outputs(engine, runs)
     teacher = teacher_rows(store, [f"crisismmd:{p.id}" for p in posts], student)
     report = classification_report([p.label for p in posts], [LABEL_NAMES[int(s["probs"].argmax())] for s in student],
                                    list(LABEL_NAMES))
@@ -163,7 +172,7 @@ def evaluate_variant(folder: Path, variant: str | None, posts: Sequence[Any], st
     return {"folder": str(folder), "variant": engine.variant.name, "sha256": bundle.sha256, "n": len(posts),
             "macro_f1": report.macro_f1, "accuracy": report.accuracy,
             "agreement_with_teacher": agreement(teacher, student), "patch_iou_at_k": iou_at_k(teacher, student, ks),
-            "teacher_stored_top_k": stored_top5, "batch_consistency": batch_consistency(engine, posts)}
+            "teacher_stored_top_k": stored_top5, "batch_consistency": batch_consistency(engine, runs)}
 
 
 def pytorch_reference(path: Path) -> dict[str, Any] | None:

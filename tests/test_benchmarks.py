@@ -259,7 +259,8 @@ def test_bundle_agreement_with_its_own_outputs_as_teacher_is_perfect(tiny_bundle
             Image.fromarray(rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)).save(photo)
         posts.append(Post(id=f"t{i}", text=f"flood water rising near bridge {i} people need boats", image=photo,
                           label="rescue_volunteering_or_donation_effort"))
-    own = bra.variant_outputs(Engine(load_bundle(tiny_bundle)), posts, batch_size=4)
+    engine = Engine(load_bundle(tiny_bundle))
+    own = bra.variant_outputs(engine, bra.run_batches(engine, posts, batch_size=4))
     assert [o["has_image"] for o in own] == [True, False] * 3
     assert all(o["patch_rationale"].sum() == (2 if o["has_image"] else 0) for o in own)  # manifest top_k_patches 2
     keys = [f"crisismmd:{p.id}" for p in posts]
