@@ -66,7 +66,7 @@ def transfers(teacher: Any, features: Any, rows: list[D.Example], k: int) -> dic
             inputs, _, _ = features.batch(rows[start : start + 32])
             enc = teacher.backbone(inputs)
             content = teacher.content_mask(inputs.input_ids, inputs.attention_mask)
-            token_scores = torch.sigmoid(teacher.extractor(enc.tokens)) * content
+            token_scores = teacher.token_scores(enc.tokens, inputs, content)
             reference = top_patches(transfer_rationale(
                 ipot_align(enc.tokens, content, enc.patches, enc.patch_mask, beta=t.beta, iterations=t.iterations,
                            inner=t.inner), token_scores, enc.patch_mask), enc.patch_mask, k=k)

@@ -51,6 +51,10 @@ class TeacherConfig:
     pad_id: int = 0
     rationale_threshold: float = 0.5
     min_rationale_tokens: int = 2  # a post always keeps some words, even when no score passes
+    # The BiGRU runs over each post's own tokens (RationaleExtractor) when the model is evaluated,
+    # so a post's answer does not depend on its batch. In training too only with this set: the
+    # shipped checkpoint was trained over padded batches, and `train-teacher` reproduces it.
+    packed_extractor_training: bool = False
     transfer: TransferConfig = field(default_factory=TransferConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -387,15 +391,28 @@ class ViltBackbone(nn.Module):
 
 
 class RationaleExtractor(nn.Module):
-    """BiGRU over the joint token states -> one rationale logit per token."""
+    """BiGRU over the joint token states -> one rationale logit per token.
+
+    With `token_mask` (the attention mask: each row's tokens first, then padding) the GRU runs
+    over each row's own tokens only (a packed sequence), so the backward direction starts at the
+    row's last token, not at the batch's last padding position: a post's scores do not depend on
+    the longest post it is batched with. Padding positions get the logit of a zero state."""
 
     def __init__(self, hidden: int):
         super().__init__()
         self.gru = nn.GRU(hidden, hidden // 2, batch_first=True, bidirectional=True)
         self.out = nn.Linear(hidden, 1)
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        return self.out(self.gru(tokens)[0]).squeeze(-1)
+    def forward(self, tokens: Tensor, token_mask: Tensor | None = None) -> Tensor:
+        if token_mask is None:
+            return self.out(self.gru(tokens)[0]).squeeze(-1)
+        lengths = token_mask.sum(1)
+        if bool((lengths < 1).any()):
+            raise ValueError("RationaleExtractor: a row has no tokens (every text has at least [CLS] and [SEP])")
+        packed = nn.utils.rnn.pack_padded_sequence(tokens, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        states, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True,
+                                                     total_length=tokens.shape[1])
+        return self.out(states).squeeze(-1)
 
 
 class CrossModalRationaleTeacher(nn.Module):
@@ -410,6 +427,13 @@ class CrossModalRationaleTeacher(nn.Module):
 
     def content_mask(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
         return content_mask(input_ids, attention_mask, self.config)
+
+    def token_scores(self, tokens: Tensor, inputs: TeacherInputs, content: Tensor) -> Tensor:
+        """Rationale score per token [B, N] from the final token states: 0 off the content tokens.
+        Evaluated, the extractor reads each post's own tokens only (see `packed_extractor_training`)."""
+        packed = not self.training or self.config.packed_extractor_training
+        mask = inputs.attention_mask.bool() if packed else None
+        return torch.sigmoid(self.extractor(tokens, mask)) * content
 
     def select_tokens(self, scores: Tensor, content: Tensor) -> Tensor:
         return select_tokens(scores, content, self.config)
@@ -446,7 +470,7 @@ class CrossModalRationaleTeacher(nn.Module):
         enc = self.backbone(inputs)
         content = self.content_mask(inputs.input_ids, inputs.attention_mask)
         full_logits = self.full_head(enc.tokens[:, 0])
-        token_scores = torch.sigmoid(self.extractor(enc.tokens)) * content
+        token_scores = self.token_scores(enc.tokens, inputs, content)
         hard = self.select_tokens(token_scores.detach(), content)
         patch_scores, patch_keep = self.transfer(enc, content, token_scores.detach())
 

@@ -143,3 +143,51 @@ def test_vilt_backbone_adapter_with_a_tiny_random_config():
     assert out.logits.shape == (3, 5)
     assert out.patch_scores.shape == (3, 16)
     assert out.patch_rationale[0].sum() == 2 and not out.patch_rationale[1].any()
+
+
+def _alone_and_padded(model: CrossModalRationaleTeacher):
+    """The short post of `batch` (7 tokens) alone, and beside a longer post (12 tokens)."""
+    torch.manual_seed(1)
+    torch.set_grad_enabled(False)
+    inputs = batch(image_present=(True,), text=(True,))
+    alone = model(inputs)
+    ids = torch.zeros(2, 12, dtype=torch.long)
+    mask = torch.zeros(2, 12, dtype=torch.long)
+    ids[0, :7], mask[0, :7] = inputs.input_ids[0], inputs.attention_mask[0]
+    ids[1] = torch.tensor([101, *range(20, 30), 102])
+    mask[1] = 1
+    feats = torch.cat([inputs.image_features, torch.randn(1, 9, 16)])
+    padded = model(TeacherInputs(ids, mask, torch.tensor([True, True]), image_features=feats))
+    torch.set_grad_enabled(True)
+    return alone, padded
+
+
+def test_a_posts_rationale_does_not_depend_on_the_longest_post_in_its_batch():
+    model = tiny_teacher().eval()
+    alone, padded = _alone_and_padded(model)
+    assert torch.allclose(alone.token_scores[0], padded.token_scores[0, :7], atol=1e-5)
+    assert torch.allclose(alone.patch_scores[0], padded.patch_scores[0], atol=1e-5)
+    assert torch.allclose(alone.logits[0], padded.logits[0], atol=1e-5)
+    assert float(padded.token_scores[0, 7:].abs().max()) == 0.0
+
+
+def test_training_keeps_the_padded_recipe_unless_asked_to_pack():
+    # the shipped checkpoint's recipe: in training the backward GRU starts at the batch's last
+    # padding position, so padding reaches the tokens (the encoder without dropout, to compare passes)
+    model = tiny_teacher().train()
+    model.backbone.eval()
+    alone, padded = _alone_and_padded(model)
+    assert not torch.allclose(alone.token_scores[0], padded.token_scores[0, :7], atol=1e-5)
+    model = tiny_teacher(packed_extractor_training=True).train()
+    model.backbone.eval()
+    alone, padded = _alone_and_padded(model)
+    assert torch.allclose(alone.token_scores[0], padded.token_scores[0, :7], atol=1e-5)
+
+
+def test_packed_extractor_trains_and_refuses_an_empty_row():
+    model = tiny_teacher(packed_extractor_training=True).train()
+    out = model(batch())
+    out.token_scores.sum().backward()
+    assert all(p.grad is not None for p in model.extractor.gru.parameters())
+    with pytest.raises(ValueError, match="no tokens"):
+        model.extractor(torch.randn(2, 4, D), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]).bool())
