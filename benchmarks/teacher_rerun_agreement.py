@@ -128,9 +128,11 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     if result.get("batch_dependence"):
         lines += ["## Does a teacher's answer depend on its batch?", "",
                   "The same test posts in batches of 64 (as the stored outputs and the tables above were computed) "
-                  "and one at a time. The teacher's rationale extractor is a bidirectional GRU over the whole padded "
-                  "sequence, so a post's padding reaches its token scores; IPOT then carries any change to the "
-                  "patches.", "",
+                  "and one at a time. The teacher's rationale extractor is a bidirectional GRU; evaluated, it runs "
+                  "over each post's own tokens (`distill/teacher.py` `RationaleExtractor`, packed sequences). Over "
+                  "the whole padded sequence, as before that change, a post's padding reached its token scores and "
+                  "IPOT carried the change to the patches (max abs Δ token score 0.359, 2 of 160 labels, patch IoU "
+                  "0.9396 for the shipped teacher at commit b4572c2).", "",
                   "| teacher run | posts | labels that differ | max abs Δ token score | top-5 patch IoU, batched vs alone (n) |",
                   "|---|---|---|---|---|"]
         for name, r in result["batch_dependence"].items():
