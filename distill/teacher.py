@@ -393,10 +393,11 @@ class ViltBackbone(nn.Module):
 class RationaleExtractor(nn.Module):
     """BiGRU over the joint token states -> one rationale logit per token.
 
-    With `token_mask` (the attention mask: each row's tokens first, then padding) the GRU runs
-    over each row's own tokens only (a packed sequence), so the backward direction starts at the
-    row's last token, not at the batch's last padding position: a post's scores do not depend on
-    the longest post it is batched with. Padding positions get the logit of a zero state."""
+    With `token_mask` [B, N] the GRU runs over each row's kept tokens only, in order (a packed
+    sequence), so the backward direction starts at the row's last token, not at the batch's last
+    padding position: a post's scores do not depend on the longest post it is batched with. A
+    token masked inside the row (faithfulness removes words that way) is skipped as if deleted.
+    Masked positions get the logit of a zero state."""
 
     def __init__(self, hidden: int):
         super().__init__()
@@ -409,9 +410,13 @@ class RationaleExtractor(nn.Module):
         lengths = token_mask.sum(1)
         if bool((lengths < 1).any()):
             raise ValueError("RationaleExtractor: a row has no tokens (every text has at least [CLS] and [SEP])")
-        packed = nn.utils.rnn.pack_padded_sequence(tokens, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        # kept tokens first, in their order (the identity for an attention mask), and back after
+        order = torch.argsort((~token_mask.bool()).long(), dim=1, stable=True)[..., None]
+        front = tokens.gather(1, order.expand_as(tokens))
+        packed = nn.utils.rnn.pack_padded_sequence(front, lengths.cpu(), batch_first=True, enforce_sorted=False)
         states, _ = nn.utils.rnn.pad_packed_sequence(self.gru(packed)[0], batch_first=True,
                                                      total_length=tokens.shape[1])
+        states = torch.zeros_like(states).scatter(1, order.expand_as(states), states)
         return self.out(states).squeeze(-1)
 
 

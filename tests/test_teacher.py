@@ -191,3 +191,15 @@ def test_packed_extractor_trains_and_refuses_an_empty_row():
     assert all(p.grad is not None for p in model.extractor.gru.parameters())
     with pytest.raises(ValueError, match="no tokens"):
         model.extractor(torch.randn(2, 4, D), torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]]).bool())
+
+
+def test_a_token_masked_inside_a_row_is_skipped_as_if_deleted():
+    torch.manual_seed(2)
+    extractor = tiny_teacher().extractor.eval()
+    tokens = torch.randn(1, 6, D)
+    hole = torch.tensor([[1, 1, 0, 1, 1, 0]]).bool()
+    with torch.no_grad():
+        masked = extractor(tokens, hole)
+        deleted = extractor(tokens[:, [0, 1, 3, 4]], torch.ones(1, 4).bool())
+    assert torch.allclose(masked[0, [0, 1, 3, 4]], deleted[0], atol=1e-6)
+    assert torch.allclose(masked[0, [2, 5]], extractor.out.bias.detach().expand(2))
