@@ -56,6 +56,9 @@ def register(cli: Cli) -> None:
     t.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
     t.add_argument("--skip-unimodal", action="store_true", help="do not train the text-only/image-only models")
     t.add_argument("--only-unimodal", action="store_true", help="train only the text-only/image-only models")
+    t.add_argument("--pack-extractor", action="store_true",
+                   help="train the rationale extractor over each post's own tokens, as it is evaluated (default: "
+                        "over padded batches, the recipe of the shipped checkpoint; see README, the teacher)")
     e = distill.command(
         "eval-teacher",
         "evaluate the teacher -> reports/teacher.{json,md}",
@@ -298,6 +301,8 @@ def _train_config(args: argparse.Namespace):
     config.max_minutes = getattr(args, "max_minutes", 0.0) or 0.0
     if getattr(args, "humaid_pool", None) is not None:
         config.humaid_pool = args.humaid_pool
+    if getattr(args, "pack_extractor", False):
+        config.model.packed_extractor_training = True
     return config
 
 

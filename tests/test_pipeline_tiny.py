@@ -185,3 +185,6 @@ def test_humaid_pool_is_an_option_of_train_teacher(tmp_path):
     assert _train_config(args).humaid_pool == 0
     args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data)])
     assert _train_config(args).humaid_pool == 24000
+    assert not _train_config(args).model.packed_extractor_training  # the shipped checkpoint's recipe
+    args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data), "--pack-extractor"])
+    assert _train_config(args).model.packed_extractor_training
