@@ -148,18 +148,15 @@ def test_vilt_backbone_adapter_with_a_tiny_random_config():
 def _alone_and_padded(model: CrossModalRationaleTeacher):
     """The short post of `batch` (7 tokens) alone, and beside a longer post (12 tokens)."""
     torch.manual_seed(1)
-    torch.set_grad_enabled(False)
     inputs = batch(image_present=(True,), text=(True,))
-    alone = model(inputs)
     ids = torch.zeros(2, 12, dtype=torch.long)
     mask = torch.zeros(2, 12, dtype=torch.long)
     ids[0, :7], mask[0, :7] = inputs.input_ids[0], inputs.attention_mask[0]
     ids[1] = torch.tensor([101, *range(20, 30), 102])
     mask[1] = 1
     feats = torch.cat([inputs.image_features, torch.randn(1, 9, 16)])
-    padded = model(TeacherInputs(ids, mask, torch.tensor([True, True]), image_features=feats))
-    torch.set_grad_enabled(True)
-    return alone, padded
+    with torch.no_grad():
+        return model(inputs), model(TeacherInputs(ids, mask, torch.tensor([True, True]), image_features=feats))
 
 
 def test_a_posts_rationale_does_not_depend_on_the_longest_post_in_its_batch():
