@@ -354,3 +354,45 @@ def test_teacher_batch_dependence_compares_batched_and_single_runs():
     assert 0.0 <= r["patch_iou"] <= 1.0 and r["max_token_diff"] >= 0.0
     alone = tra.batch_dependence(model, batches, [0])  # a batch of one is its own single run
     assert alone["max_token_diff"] == 0.0 and alone["patch_iou"] == 1.0 and alone["labels_differing"] == 0
+
+
+def test_teacher_resolution_compares_the_teacher_with_itself_on_a_resized_photo(tmp_path: Path):
+    import teacher_resolution as tr
+    from PIL import Image
+
+    from tests.test_teacher import batch, tiny_teacher
+
+    rng = np.random.default_rng(5)
+    rows = []
+    for i in range(4):
+        path = tmp_path / f"p{i}.png"
+        Image.fromarray(rng.integers(0, 256, (180, 260, 3), dtype=np.uint8)).save(path)
+        rows.append(argparse.Namespace(image=path))
+    torch.manual_seed(2)
+    lift = torch.randn(3, 16)
+
+    seen = []
+
+    def tower(pixels):  # a 3 x 3 grid of mean colours, lifted to the tiny teacher's 16 channels
+        seen.append(pixels)
+        grid = torch.nn.functional.adaptive_avg_pool2d(pixels, 3)
+        return grid.flatten(2).transpose(1, 2) @ lift
+
+    inputs = batch(image_present=(True, False, True, True), text=(True, True, False, True))
+    full = np.stack([tr.load_image(r.image, tr.ImageConfig(size=224))[0] for r in rows])
+    inputs.image_features = tower(torch.from_numpy(full))  # what the cache holds: the 224 px photo
+
+    class Features:
+        def batch(self, chunk):
+            return inputs, None, None
+
+    seen.clear()
+    found = tr.compare(tiny_teacher().eval(), tower, Features(), rows, sizes=(112, 224))
+    assert [tuple(p.shape) for p in seen] == [(4, 3, 224, 224)] * 2  # always the teacher's input size
+    assert torch.equal(seen[1], torch.from_numpy(full))  # 224: the photo as cached
+    assert not torch.allclose(seen[0], seen[1], atol=1e-2)  # 112: detail lost, then resized back
+    same = found[224]  # decoded again at the teacher's size: the cached answer exactly
+    assert same["patch_iou"] == [1.0, 1.0] and same["label_agreement"] == [1.0, 1.0]
+    assert same["token_f1"] == [1.0, 1.0]  # only posts 0 and 3 have a photo and words
+    small = found[112]
+    assert len(small["patch_iou"]) == 2 and all(0.0 <= v <= 1.0 for v in small["patch_iou"])
