@@ -20,8 +20,8 @@ import numpy as np
 
 from crisislens.export.onnx_export import INPUT_NAMES, check_parity, export_onnx, ort_session, run_ort
 from crisislens.export.optimize import optimize_graph
-from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, quantize_dynamic, quantize_static_qdq,
-                                        quantize_weights_only)
+from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, gelu_projections, quantize_dynamic,
+                                        quantize_static_qdq, quantize_weights_only)
 from crisislens.runtime.engine import batch_dependent, image_inputs, run_per_post
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
@@ -44,12 +44,12 @@ VARIANTS = {
     "fp32": ("model.fp32.onnx", "fp32", None, "cpu"),
     # The FP32 graph with ONNX Runtime's transformer fusions written in (export/optimize.py).
     "fp32-opt": ("model.fp32-opt.onnx", "fp32", None, "cpu"),
-    "int8": ("model.int8.onnx", "int8", "dynamic (avx512_vnni preset)", "cpu"),
-    "int8-arm64": ("model.int8-arm64.onnx", "int8", "dynamic (arm64 preset)", "cpu-arm64"),
+    "int8": ("model.int8.onnx", "int8", "dynamic (avx512_vnni preset), per-channel weights", "cpu"),
+    "int8-arm64": ("model.int8-arm64.onnx", "int8", "dynamic (arm64 preset), per-channel weights", "cpu-arm64"),
     # Text side only (MatMul, Gather); EfficientNet's convolutions stay FP32: ONNX Runtime's
     # dynamic ConvInteger kernels are several times slower than its FP32 convolutions on x86.
-    "int8-text": ("model.int8-text.onnx", "int8", "dynamic, text side only (convs FP32)", "cpu"),
-    "int8-qdq": ("model.int8-qdq.onnx", "int8", "static QDQ, calibrated on CrisisMMD dev", "tensorrt"),
+    "int8-text": ("model.int8-text.onnx", "int8", "dynamic, per-channel weights, text side only (convs FP32)", "cpu"),
+    "int8-qdq": ("model.int8-qdq.onnx", "int8", "static QDQ, calibrated on CrisisMMD dev; projections around GELU unquantised", "tensorrt"),
     # Int8 weights (per channel), FP32 activations and compute: a quarter of the size at FP32
     # accuracy, but no faster than FP32 (see quantize.quantize_weights_only).
     "int8-w8a32": ("model.int8-w8a32.onnx", "int8", "weight-only, per-channel int8 weights, FP32 compute", "cpu"),
@@ -188,7 +188,9 @@ def run(config: ExportConfig) -> dict[str, Any]:
     return {"inputs": list(INPUT_NAMES), "n_test": len(test), "parity_fp32_vs_pytorch": parity.to_dict(),
             "graph_optimization": {"tool": "onnxruntime.transformers.optimizer (model_type bert, 12 heads, width 384)",
                                    "fused_operators": fused},
-            "variants": variants, "calibration_posts": len(calibration), "seconds": round(time.perf_counter() - started, 1),
+            "variants": variants, "calibration_posts": len(calibration),
+            "qdq_unquantised": [n for names in gelu_projections(fp32).values() for n in names],
+            "seconds": round(time.perf_counter() - started, 1),
             "student": config.student, "out": str(out)}
 
 
@@ -240,6 +242,10 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
     lines += ["", "FP16 and the QDQ model are meant for GPUs / TensorRT; on this CPU ONNX Runtime runs them for the",
               "accuracy check only (FP16 is emulated). `int8-w8a32` stores int8 weights (per channel) and computes",
               "in FP32: it is the INT8 form that keeps FP32 accuracy, at FP32 speed; the dynamic `int8`/`int8-text`",
-              "forms quantise activations too, which is faster on CPU and costs accuracy (latency: reports/bench.md)."]
+              "forms quantise activations too, which is faster on CPU and costs accuracy (latency: reports/bench.md).",
+              "The dynamic forms keep one weight scale per output column (per channel). The QDQ model leaves the",
+              f"{len(result.get('qdq_unquantised', []))} projections on either side of each GELU without Q/DQ "
+              "(quantize.gelu_projections: MiniLM's GELU outputs carry outliers that a calibrated int8 range "
+              "cannot hold), so an engine runs them in its float precision."]
     lines += targets_section("export", targets(result))
     return "\n".join(lines)

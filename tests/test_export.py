@@ -278,3 +278,49 @@ def test_dynamic_int8_is_scored_a_post_at_a_time_like_the_runtime(exported, tmp_
         n = int(one["attention_mask"][0].sum())
         one["input_ids"], one["attention_mask"] = one["input_ids"][:, :n], one["attention_mask"][:, :n]
         assert np.allclose(per_post[i], run_ort(session, one)[0], atol=1e-6)
+
+
+def test_gelu_projections_are_found_and_left_out_of_the_qdq_model(exported, tmp_path):
+    import onnx
+
+    from crisislens.export.quantize import gelu_projections
+
+    model, path = exported
+    found = gelu_projections(path)
+    graph = onnx.load(str(path)).graph
+    ops = {n.name: n.op_type for n in graph.node}
+    gelus = sum(n.op_type == "Erf" for n in graph.node)
+    # one projection into and one out of every GELU: the text layers' FFNs, fusion FFN, classifier
+    assert gelus >= 2 and len(found["up"]) == gelus and len(found["down"]) == gelus
+    assert all(ops[n] in ("MatMul", "Gemm") for n in found["up"] + found["down"])
+    assert not set(found["up"]) & set(found["down"])
+    rng = np.random.default_rng(4)
+    calib = [{k: v[0] for k, v in feeds(rng, 1, 6, [True]).items()} for _ in range(4)]
+
+    def quantised(q):  # nodes whose weight input comes out of a DequantizeLinear
+        g = onnx.load(str(q)).graph
+        dq = {o for n in g.node if n.op_type == "DequantizeLinear" for o in n.output}
+        return {n.name for n in g.node if n.op_type in ("MatMul", "Gemm") and any(i in dq for i in n.input)}
+
+    kept = quantised(quantize_static_qdq(path, tmp_path / "kept.onnx", calib))
+    every = quantised(quantize_static_qdq(path, tmp_path / "all.onnx", calib, keep_gelu_projections=False))
+    assert not kept & set(found["up"] + found["down"]) and kept  # the others are still int8
+    assert set(found["up"] + found["down"]) <= every
+
+
+def test_dynamic_int8_has_one_weight_scale_per_output_column(exported, tmp_path):
+    import onnx
+    from onnx import numpy_helper
+
+    _, path = exported
+    model = onnx.load(str(path))
+    widths = {t.name: t.dims[-1] for t in model.graph.initializer if len(t.dims) == 2}
+
+    def scales(q):  # zero points (one per scale) of each MatMulInteger with a stored weight
+        g = onnx.load(str(q)).graph
+        inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+        return [inits[n.input[3]].size for n in g.node if n.op_type == "MatMulInteger" and n.input[3] in inits]
+
+    per = scales(quantize_dynamic(path, tmp_path / "pc.onnx", "avx512_vnni"))
+    one = scales(quantize_dynamic(path, tmp_path / "pt.onnx", "avx512_vnni", per_channel=False))
+    assert per and set(one) == {1} and max(per) > 1 and max(per) in widths.values()
