@@ -88,6 +88,20 @@ def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConf
             "pixel_values": pixels, "image_index": index}
 
 
+def calibration_feeds(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConfig, posts: int,
+                      seed: int) -> list[dict[str, np.ndarray]]:
+    """`posts` of `rows` drawn with `seed`, one feed each, cut to its own tokens and without the
+    batch dimension (Optimum's calibration reader adds it): the static (QDQ) ranges come from these."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in rng.choice(len(rows), min(posts, len(rows)), replace=False):
+        f = feeds_for([rows[i]], encoder, image_config)
+        n = int(f["attention_mask"].sum())
+        out.append({"input_ids": f["input_ids"][0, :n], "attention_mask": f["attention_mask"][0, :n],
+                    "pixel_values": f["pixel_values"][0], "image_index": f["image_index"][0]})
+    return out
+
+
 def batched(rows: Sequence[Any], size: int) -> list[Sequence[Any]]:
     return [rows[i : i + size] for i in range(0, len(rows), size)]
 
@@ -143,14 +157,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     parity = check_parity(student, fp32, parity_feeds, kinds, top_k=student.config.top_k_patches)
 
     print("quantising ...", file=sys.stderr)
-    rng = np.random.default_rng(config.seed)
-    calib_rows = [dev[i] for i in rng.choice(len(dev), min(config.calibration_posts, len(dev)), replace=False)]
-    calibration = []
-    for e in calib_rows:
-        f = feeds_for([e], encoder, image_config)
-        n = int(f["attention_mask"].sum())
-        calibration.append({"input_ids": f["input_ids"][0, :n], "attention_mask": f["attention_mask"][0, :n],
-                            "pixel_values": f["pixel_values"][0], "image_index": f["image_index"][0]})
+    calibration = calibration_feeds(dev, encoder, image_config, config.calibration_posts, config.seed)
     timings = {"export_fp32": export_seconds}
     t0 = time.perf_counter()
     _, fused = optimize_graph(fp32, out / VARIANTS["fp32-opt"][0])

@@ -87,15 +87,16 @@ _GELU_STEPS = ("Add", "Mul", "Div", "Cast")
 
 
 def quantize_dynamic(onnx_path: Path, out_path: Path, target: str = "avx512_vnni",
-                     operators: Sequence[str] | None = None, per_channel: bool = True) -> Path:
+                     operators: Sequence[str] | None = None, per_channel: bool = True,
+                     exclude: Sequence[str] = ()) -> Path:
     """Dynamic INT8 for CPUs (`target` in CPU_TARGETS picks Optimum's preset); weights with one
-    scale per output column unless `per_channel` is False."""
+    scale per output column unless `per_channel` is False; the nodes named in `exclude` stay FP32."""
     from optimum.onnxruntime.configuration import AutoQuantizationConfig
 
     if target not in CPU_TARGETS:
         raise ValueError(f"unknown CPU target {target!r}; choose one of {', '.join(CPU_TARGETS)}")
     preset = getattr(AutoQuantizationConfig, target)
-    kwargs: dict[str, Any] = {"is_static": False, "per_channel": per_channel}
+    kwargs: dict[str, Any] = {"is_static": False, "per_channel": per_channel, "nodes_to_exclude": list(exclude)}
     if operators is not None:
         kwargs["operators_to_quantize"] = list(operators)
     config = preset(**kwargs)
@@ -106,23 +107,26 @@ def quantize_dynamic(onnx_path: Path, out_path: Path, target: str = "avx512_vnni
 
 
 def quantize_static_qdq(onnx_path: Path, out_path: Path, calibration: Sequence[dict[str, np.ndarray]],
-                        operators: Sequence[str] = ("MatMul", "Conv", "Gemm"), keep_gelu_projections: bool = True) -> Path:
+                        operators: Sequence[str] = ("MatMul", "Conv", "Gemm"), keep_gelu_projections: bool = True,
+                        exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
     """Static INT8 with Q/DQ nodes (symmetric, per-channel weights), calibrated on `calibration`
     feeds (one post per feed: arrays without the batch dimension, as Optimum's reader adds it).
-    `keep_gelu_projections` leaves the projections around each GELU unquantised."""
+    `keep_gelu_projections` leaves the projections around each GELU unquantised, `exclude` other
+    nodes by name; `only` quantises just the nodes it names (a sensitivity check)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantizationMode, QuantType
     from optimum.onnxruntime.configuration import CalibrationConfig, QuantizationConfig
 
     if not calibration:
         raise ValueError("static quantisation needs calibration posts")
     kept = gelu_projections(Path(onnx_path)) if keep_gelu_projections else {}
-    excluded = [name for names in kept.values() for name in names]
+    excluded = [name for names in kept.values() for name in names] + list(exclude)
     calib = CalibrationConfig(dataset_name="crisismmd-dev", dataset_config_name="humanitarian", dataset_split="dev",
                               dataset_num_samples=len(calibration), method=CalibrationMethod.MinMax)
     config = QuantizationConfig(is_static=True, format=QuantFormat.QDQ, mode=QuantizationMode.QLinearOps,
                                 activations_dtype=QuantType.QInt8, activations_symmetric=True,
                                 weights_dtype=QuantType.QInt8, weights_symmetric=True, per_channel=True,
-                                operators_to_quantize=list(operators), nodes_to_exclude=excluded)
+                                operators_to_quantize=list(operators), nodes_to_exclude=excluded,
+                                nodes_to_quantize=list(only or []))
     with tempfile.TemporaryDirectory() as tmp:
         q = _quantizer(Path(onnx_path), Path(tmp))
         ranges = q.fit(dataset=list(calibration), calibration_config=calib,

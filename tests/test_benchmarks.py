@@ -396,3 +396,22 @@ def test_teacher_resolution_compares_the_teacher_with_itself_on_a_resized_photo(
     assert same["token_f1"] == [1.0, 1.0]  # only posts 0 and 3 have a photo and words
     small = found[112]
     assert len(small["patch_iou"]) == 2 and all(0.0 <= v <= 1.0 for v in small["patch_iou"])
+
+
+def test_quantization_choices_scores_a_form_against_fp32_and_reads_the_photo_size(tiny_exported):
+    import quantization_choices as qc
+
+    _, path = tiny_exported
+    from tests.tiny_bundle import SIZE
+
+    assert qc.photo_size(path) == SIZE
+    reference = np.array([[2.0, 0, 0, 0, 0], [0, 2.0, 0, 0, 0], [0, 0, 2.0, 0, 0], [0, 0, 0, 2.0, 0]])
+    moved = reference.copy()
+    moved[3] = [0, 0, 0, 1.0, 1.5]  # one label changes, by 1.5 at most
+    gold = ["affected_individuals", "infrastructure_and_utility_damage", "rescue_volunteering_or_donation_effort",
+            "other_relevant_information"]
+    same = qc.agreement(reference, reference, gold)
+    assert same["label_agreement"] == 1.0 and same["max_abs_logit_diff"] == 0.0 and same["accuracy"] == 1.0
+    m = qc.agreement(moved, reference, gold)
+    assert m["label_agreement"] == 0.75 and m["max_abs_logit_diff"] == 1.5 and m["accuracy"] == 0.75
+    assert m["mean_abs_logit_diff"] == pytest.approx(2.5 / 20)
