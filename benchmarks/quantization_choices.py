@@ -156,7 +156,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              f"{result['reference']['accuracy']:.4f}). QDQ ranges from {result['calibration_posts']} of these posts "
              "(MinMax, symmetric int8, per-channel weights).", "",
              "## Dynamic INT8, text side (the `int8-text` form)", "",
-             head[:-1] + " | model ms per post |", "|---|---|---|---|---|---|---|",
+             head[:-2] + " | model ms per post |", "|---|---|---|---|---|---|---|",
              f"| FP32 | {result['reference']['macro_f1']:.4f} | {result['reference']['accuracy']:.4f} | 100.00% | 0 | 0 | "
              f"{ms['fp32']:.2f} |"]
     for name, m in result["dynamic"].items():
