@@ -86,6 +86,11 @@ def test_a_real_row_in_a_child_process(tiny_bundle, tmp_path):
     assert row["status"] == "ok", row
     assert row["cold_start_s"] > 0 and row["peak_rss_mb"] > 0 and len(row["labels"]) == 12
     json.dumps(row)
+    both = spawn_row({"interleave": ["ort-fp32"], "bundle": str(tiny_bundle), "data_root": str(root), "threads": 1,
+                      "single": 4, "rounds": 2, "warmup": 1})
+    assert both["status"] == "ok", both
+    assert set(both["p50_ms"]) == {"ort-fp32"} and both["p50_ms"]["ort-fp32"] > 0
+    assert both["posts"] == 4 and both["rounds"] == 2  # the photo posts, timed against each other
 
 
 def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
@@ -110,3 +115,46 @@ def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
     assert (trt.name, trt.backend) == ("trt-fp16", "tensorrt")
     ort = OnnxRunner("onnxruntime", "fp16")
     assert (ort.name, ort.backend) == ("ort-fp16", "onnxruntime")
+
+
+def test_interleaved_runners_take_turns_and_are_timed_on_one_clock():
+    from crisislens.runtime.bench import interleaved_p50
+
+    now = [0.0]
+    order = []
+
+    class Slow:
+        def __init__(self, name, seconds):
+            self.name, self.seconds = name, seconds
+
+        def predict(self, posts):
+            order.append(self.name)
+            now[0] += self.seconds
+            return [LABEL_NAMES[0] for _ in posts]
+
+    posts = [Post(id=str(i), text="t") for i in range(4)]
+    p50 = interleaved_p50({"fast": Slow("fast", 0.005), "peer": Slow("peer", 0.02)}, posts, warmup=1, rounds=2,
+                          clock=lambda: now[0])
+    assert p50 == {"fast": pytest.approx(5.0), "peer": pytest.approx(20.0)}
+    timed = order[2:]  # after one warm-up post each
+    assert len(timed) == 2 * 4 * 2
+    assert timed[:4] == ["fast", "peer", "peer", "fast"]  # who goes first alternates post by post
+    assert timed[8:12] == ["peer", "fast", "fast", "peer"]  # and round by round
+
+
+def test_the_speed_up_target_is_judged_on_the_interleaved_run_when_there_is_one():
+    result = {"rows": [_row("ort-int8-text", "onnxruntime", 6.0), _row("peer-transformers-eager", "pytorch", 17.0)],
+              "machine": {"cpu": "x", "cpu_count": 2, "machine": "x86_64", "python": "3.11",
+                          "onnxruntime_providers": ["CPUExecutionProvider"]},
+              "batch": 32, "single": 10, "throughput_posts": 64}
+    first = {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]
+    assert first["met"] is False and first["measured"] == "2.83x"  # separate rows only
+    result["interleaved"] = {"status": "ok", "posts": 10, "rounds": 3,
+                             "p50_ms": {"ort-int8-text": 5.0, "peer-transformers-eager": 20.0}}
+    judged = {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]
+    assert judged["met"] is True and judged["measured"] == "4.00x interleaved (2.83x from the separate rows)"
+    md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
+    assert "## Speed-up over the peer, timed together" in md and "| ort-int8-text | 5.0 | 20.0 | 4.00x | 2.83x |" in md
+    result["interleaved"] = {"status": "failed", "error": ["boom"]}
+    assert {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]["measured"] == "2.83x"
+    assert "The interleaved run failed" in to_markdown(result, {"command": "c", "git_commit": "a", "created": "n"})
