@@ -114,8 +114,9 @@ PyTorch installed, unless --runtime-only) the PyTorch student and teacher and th
 same student run as a user without CrisisLens would (transformers + PyTorch eager, per post).
 Each row runs in a fresh process: size, Macro-F1 on CrisisMMD test, agreement with FP32,
 batch-1 latency p50/p90/p99 (text-only, text+image), batch-32 throughput, peak RSS, cold start.
-Then the CPU INT8 rows and the peer are timed once more in one process, taking turns post by
-post, for the speed-up over the peer (rows run minutes apart also carry the machine's drift)."""
+Then the CPU INT8 rows and the peer are timed once more, batch-1 latency only, in alternating
+rounds of fresh processes, for the speed-up over the peer (rows run minutes apart also carry the
+machine's drift)."""
 
 
 def _bench(args: argparse.Namespace) -> int:
