@@ -1,4 +1,4 @@
-"""How the benchmark scripts head and write their reports (one place for the five of them)."""
+"""How the benchmark scripts head and write their reports (one place for all of them)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from crisislens.runtime.reports import provenance, write_report
+from crisislens.runtime.reports import provenance, render_again, write_report
 
 
 def run_line(prov: dict[str, Any], seconds: float, extra: str = "") -> str:
@@ -22,3 +22,15 @@ def publish(name: str, command: str, result: dict[str, Any],
     prov = provenance(command)
     json_path, md_path = write_report(name, {"provenance": prov, **result}, render(result, prov), out)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
+
+
+def add_render_only(parser: Any) -> None:
+    """The `--render-only` option: rewrite a report's .md from the numbers in its .json."""
+    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the numbers in the .json")
+
+
+def render_only(name: str, out: Path, render: Callable[[dict[str, Any], dict[str, Any]], str]) -> int:
+    """Rewrite reports/<name>.md from reports/<name>.json with `render`, nothing re-measured; exit code 0."""
+    render_again(name, out, lambda payload: render(payload, payload["provenance"]))
+    print(f"rewrote {out / (name + '.md')}")
+    return 0

@@ -42,9 +42,8 @@ from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.metrics import set_iou
-from crisislens.runtime.reports import render_again
 
-from _report import publish, run_line  # benchmarks/_report.py
+from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
 from _students import mean_se, teacher_side  # benchmarks/_students.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
@@ -194,12 +193,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=Path("reports"))
     parser.add_argument("--other-teacher", action="append", default=[], metavar="NAME=DIR",
                         help="another teacher checkpoint folder (DIR/best.pt) to compare patches with; repeatable")
-    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the numbers in the .json")
+    add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
-        render_again("patch_ceiling", args.out, lambda payload: to_markdown(payload, payload["provenance"]))
-        print(f"rewrote {args.out / 'patch_ceiling.md'}")
-        return 0
+        return render_only("patch_ceiling", args.out, to_markdown)
     started = time.perf_counter()
     torch.manual_seed(0)
     config, root, sets, store = teacher_side(args.data_root)

@@ -38,9 +38,8 @@ from crisislens.export.quantize import TEXT_OPERATORS, gelu_projections, quantiz
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig
-from crisislens.runtime.reports import render_again
 
-from _report import publish, run_line  # benchmarks/_report.py
+from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
 
 TIMED_POSTS = 120  # posts per form in the latency rounds (half with a photo)
 ROUNDS = 3
@@ -181,12 +180,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--onnx", type=Path, default=Path("artifacts/export/model.fp32.onnx"))
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("reports"))
-    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the numbers in the .json")
+    add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
-        render_again("quantization", args.out, lambda payload: to_markdown(payload, payload["provenance"]))
-        print(f"rewrote {args.out / 'quantization.md'}")
-        return 0
+        return render_only("quantization", args.out, to_markdown)
     if not args.onnx.is_file():
         parser.error(f"--onnx {args.onnx}: not found (make it with `crisislens export onnx`)")
     started = time.perf_counter()

@@ -32,9 +32,8 @@ from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.metrics import set_iou
 from crisislens.runtime.preprocess import ImageConfig, load_image
-from crisislens.runtime.reports import render_again
 
-from _report import publish, run_line  # benchmarks/_report.py
+from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
 from _students import mean_se, teacher_side  # benchmarks/_students.py
 
 SIZES = (112, 128, 144, 160, 192, 224)
@@ -106,12 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("reports"))
-    parser.add_argument("--render-only", action="store_true", help="rewrite the .md from the numbers in the .json")
+    add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
-        render_again("patch_resolution", args.out, lambda payload: to_markdown(payload, payload["provenance"]))
-        print(f"rewrote {args.out / 'patch_resolution.md'}")
-        return 0
+        return render_only("patch_resolution", args.out, to_markdown)
     started = time.perf_counter()
     torch.manual_seed(0)
     config, root, sets, _ = teacher_side(args.data_root)
