@@ -387,13 +387,22 @@ def test_teacher_resolution_compares_the_teacher_with_itself_on_a_resized_photo(
             return inputs, None, None
 
     seen.clear()
-    found = tr.compare(tiny_teacher().eval(), tower, Features(), rows, sizes=(112, 224))
+    student = [np.zeros(9, bool) for _ in rows]
+    for p in student:
+        p[:2] = True  # a student that always picks the first two patches
+    teacher = tiny_teacher().eval()
+    found = tr.compare(teacher, tower, Features(), rows, sizes=(112, 224), student_patches=student)
     assert [tuple(p.shape) for p in seen] == [(4, 3, 224, 224)] * 2  # always the teacher's input size
     assert torch.equal(seen[1], torch.from_numpy(full))  # 224: the photo as cached
     assert not torch.allclose(seen[0], seen[1], atol=1e-2)  # 112: detail lost, then resized back
     same = found[224]  # decoded again at the teacher's size: the cached answer exactly
     assert same["patch_iou"] == [1.0, 1.0] and same["label_agreement"] == [1.0, 1.0]
     assert same["token_f1"] == [1.0, 1.0]  # only posts 0 and 3 have a photo and words
+    with torch.no_grad():
+        cached = teacher(inputs).patch_rationale.numpy()
+    from crisislens.runtime.metrics import set_iou
+
+    assert same["student_patch_iou"] == [set_iou(student[i], cached[i]) for i in (0, 3)]
     small = found[112]
     assert len(small["patch_iou"]) == 2 and all(0.0 <= v <= 1.0 for v in small["patch_iou"])
 
