@@ -61,6 +61,16 @@ def teacher_side(data_root: str | None) -> TeacherSide:
     return TeacherSide(config, root, sets, TeacherOutputStore.load(Path(config.outputs)))
 
 
+def shipped_teacher(side: TeacherSide) -> tuple[Any, Any]:
+    """(the teacher the student was distilled from, evaluated; its cached input features for `side`'s sets)."""
+    from crisislens.distill.eval_teacher import load_teacher
+    from crisislens.distill.train_teacher import build_features, minilm_encoder
+
+    tconfig = side.config.teacher_config()
+    teacher = load_teacher(Path(side.config.teacher) / "best.pt").eval()
+    return teacher, build_features(side.sets, side.root, tconfig, teacher, minilm_encoder(tconfig))
+
+
 def training_summary(checkpoint: str) -> dict[str, Any] | None:
     """The train_summary.json beside a checkpoint, or None without one."""
     path = Path(checkpoint).with_name("train_summary.json")

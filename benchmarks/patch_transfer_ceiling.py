@@ -40,11 +40,10 @@ from crisislens.distill.ipot import cosine_cost, ipot_align, top_patches, transf
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
-from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.metrics import set_iou
 
 from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
-from _students import mean_se, teacher_side  # benchmarks/_students.py
+from _students import mean_se, shipped_teacher, teacher_side  # benchmarks/_students.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.5)
@@ -199,10 +198,9 @@ def main(argv: list[str] | None = None) -> int:
         return render_only("patch_ceiling", args.out, to_markdown)
     started = time.perf_counter()
     torch.manual_seed(0)
-    config, root, sets, store = teacher_side(args.data_root)
-    tconfig = config.teacher_config()
-    teacher = load_teacher(Path(config.teacher) / "best.pt")
-    features = build_features(sets, root, tconfig, teacher, minilm_encoder(tconfig))
+    side = teacher_side(args.data_root)
+    config, root, sets, store = side
+    teacher, features = shipped_teacher(side)
     k = teacher.config.transfer.top_k
     others = {}
     for spec in args.other_teacher:

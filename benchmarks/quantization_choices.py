@@ -31,6 +31,7 @@ from typing import Any
 import numpy as np
 
 from crisislens.distill import data as D
+from crisislens.distill.eval_student import interleaved_ms
 from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
 from crisislens.export.onnx_export import ort_session, run_ort
 from crisislens.export.pipeline import ExportConfig, calibration_feeds, feeds_for
@@ -69,21 +70,12 @@ def agreement(logits: np.ndarray, reference: np.ndarray, gold: list[str]) -> dic
 
 
 def model_ms(forms: dict[str, tuple[Path, str | None]], feeds: list[dict[str, np.ndarray]]) -> dict[str, float]:
-    """Median ms per post of each form, the forms taking turns post by post (order swapped every
-    post), after a warm-up: a slow spell of this shared machine hits them alike."""
+    """Median ms per post of each form, the forms taking turns post by post (`interleaved_ms`,
+    as the distillation report times teacher and student), after a warm-up."""
     sessions = {n: ort_session(p, quantization=k) for n, (p, k) in forms.items()}
-    times: dict[str, list[float]] = {n: [] for n in sessions}
-    for f in feeds[:10]:
-        for s in sessions.values():
-            run_ort(s, f)
-    for r in range(ROUNDS):
-        for i, f in enumerate(feeds):
-            names = list(sessions) if (i + r) % 2 == 0 else list(sessions)[::-1]
-            for n in names:
-                t0 = time.perf_counter()
-                run_ort(sessions[n], f)
-                times[n].append((time.perf_counter() - t0) * 1000)
-    return {n: float(np.median(t)) for n, t in times.items()}
+    runs = {n: (lambda f, s=s: run_ort(s, f)) for n, s in sessions.items()}
+    timed = interleaved_ms(runs, {n: feeds for n in sessions}, warmup=10, rounds=ROUNDS)
+    return {n: t["median_ms"] for n, t in timed.items()}
 
 
 def run(onnx_path: Path, data_root: str | None, work: Path) -> dict[str, Any]:

@@ -28,16 +28,15 @@ import torch
 from torch.nn import functional as F
 
 from crisislens.distill import data as D
-from crisislens.distill.eval_teacher import cached_batches, load_teacher
+from crisislens.distill.eval_teacher import cached_batches
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import student_features, student_outputs
-from crisislens.distill.train_teacher import build_features, minilm_encoder
-from crisislens.runtime.metrics import set_iou
+from crisislens.runtime.metrics import set_iou, token_f1
 from crisislens.runtime.preprocess import ImageConfig, load_image
 
 from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
-from _students import mean_se, teacher_side  # benchmarks/_students.py
+from _students import mean_se, shipped_teacher, teacher_side  # benchmarks/_students.py
 
 SIZES = (112, 128, 144, 160, 192, 224)
 TEACHER_SIZE = 224
@@ -69,9 +68,8 @@ def compare(teacher: Any, tower: Any, features: Any, rows: list[D.Example], size
                         continue
                     found[size]["patch_iou"].append(set_iou(ref.patch_rationale[i].numpy(), out.patch_rationale[i].numpy()))
                     found[size]["label_agreement"].append(float(ref.logits[i].argmax() == out.logits[i].argmax()))
-                    a, b = ref.token_rationale[i].numpy(), out.token_rationale[i].numpy()
-                    both = float((a & b).sum())
-                    found[size]["token_f1"].append(2 * both / (a.sum() + b.sum()) if a.sum() + b.sum() else 1.0)
+                    found[size]["token_f1"].append(
+                        token_f1([ref.token_rationale[i].numpy()], [out.token_rationale[i].numpy()]).micro_f1)
                     if student_patches is not None:
                         found[size]["student_patch_iou"].append(
                             set_iou(student_patches[start + i], out.patch_rationale[i].numpy()))
@@ -128,10 +126,9 @@ def main(argv: list[str] | None = None) -> int:
         return render_only("patch_resolution", args.out, to_markdown)
     started = time.perf_counter()
     torch.manual_seed(0)
-    config, root, sets, _ = teacher_side(args.data_root)
-    tconfig = config.teacher_config()
-    teacher = load_teacher(Path(config.teacher) / "best.pt").eval()
-    features = build_features(sets, root, tconfig, teacher, minilm_encoder(tconfig))
+    side = teacher_side(args.data_root)
+    config, root, sets, _ = side
+    teacher, features = shipped_teacher(side)
     tower = ImageTower(grid=teacher.config.patch_grid).eval()
     result: dict[str, Any] = {"k": teacher.config.transfer.top_k, "sizes": list(SIZES), "target": TARGET, "splits": {}}
     student_path = Path(config.out) / "best.pt"

@@ -94,7 +94,7 @@ def raw_inputs(rows: Sequence[D.Example], encoder: Any, with_image: bool,
                          torch.from_numpy(present), pixel_values=torch.from_numpy(pixels))
 
 
-def _interleaved_ms(models: dict[str, Any], inputs: dict[str, Sequence[Any]], warmup: int,
+def interleaved_ms(models: dict[str, Any], inputs: dict[str, Sequence[Any]], warmup: int,
                     rounds: int = 1) -> dict[str, dict[str, float]]:
     """Median ms per model over the same inputs, the models taking turns input by input (and
     swapping who goes first), so a slow spell of a shared machine hits both alike and the ratio
@@ -146,7 +146,7 @@ def latency(models: dict[str, torch.nn.Module], test: Sequence[D.Example], encod
             for name in models:
                 out[name][key] = None
             continue
-        measured = _interleaved_ms(models, inputs, 1 if big else warmup, 1 if big else rounds)
+        measured = interleaved_ms(models, inputs, 1 if big else warmup, 1 if big else rounds)
         for name in models:
             out[name][key] = measured[name]
     for name in models:

@@ -343,7 +343,7 @@ def test_merged_teacher_outputs_take_each_row_from_the_store_that_has_it():
 
 
 def test_latency_runs_the_models_in_turns_and_swaps_who_goes_first():
-    from crisislens.distill.eval_student import _interleaved_ms
+    from crisislens.distill.eval_student import interleaved_ms
 
     calls = []
 
@@ -351,7 +351,7 @@ def test_latency_runs_the_models_in_turns_and_swaps_who_goes_first():
         return lambda x: calls.append((name, x))
 
     inputs = {"teacher": ["t0", "t1", "t2"], "student": ["s0", "s1", "s2"]}
-    out = _interleaved_ms({"teacher": model("teacher"), "student": model("student")}, inputs, warmup=1, rounds=2)
+    out = interleaved_ms({"teacher": model("teacher"), "student": model("student")}, inputs, warmup=1, rounds=2)
     timed = calls[2:]  # after one warm-up call each
     assert calls[:2] == [("teacher", "t0"), ("student", "s0")]
     assert timed[:6] == [("teacher", "t0"), ("student", "s0"), ("student", "s1"), ("teacher", "t1"),
