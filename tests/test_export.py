@@ -324,3 +324,22 @@ def test_dynamic_int8_has_one_weight_scale_per_output_column(exported, tmp_path)
     per = scales(quantize_dynamic(path, tmp_path / "pc.onnx", "avx512_vnni"))
     one = scales(quantize_dynamic(path, tmp_path / "pt.onnx", "avx512_vnni", per_channel=False))
     assert per and set(one) == {1} and max(per) > 1 and max(per) in widths.values()
+
+
+def test_dynamic_int8_can_keep_the_projections_out_of_each_gelu_in_fp32(exported, tmp_path):
+    import onnx
+
+    from crisislens.export.quantize import gelu_projections
+
+    _, path = exported
+    down = set(gelu_projections(path)["down"])
+
+    def float_projections(q):  # MatMul/Gemm nodes left in float (a Gemm is split into <name>_MatMul + Add)
+        return {n.name.removesuffix("_MatMul") for n in onnx.load(str(q)).graph.node if n.op_type in ("MatMul", "Gemm")}
+
+    kept = quantize_dynamic(path, tmp_path / "kept.onnx", "avx512_vnni", keep_gelu_down=True)
+    plain = quantize_dynamic(path, tmp_path / "plain.onnx", "avx512_vnni")
+    assert down and down <= float_projections(kept)
+    assert not down & float_projections(plain)
+    integer = sum(n.op_type == "MatMulInteger" for n in onnx.load(str(kept)).graph.node)
+    assert integer and integer < sum(n.op_type == "MatMulInteger" for n in onnx.load(str(plain)).graph.node)
