@@ -250,8 +250,8 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
                   "online (ORT_ENABLE_ALL), so the variants are built from the plain FP32 graph."]
     lines += ["", "FP16 and the QDQ model are meant for GPUs / TensorRT; on this CPU ONNX Runtime runs them for the",
               "accuracy check only (FP16 is emulated). `int8-w8a32` stores int8 weights (per channel) and computes",
-              "in FP32: it is the INT8 form that keeps FP32 accuracy, at FP32 speed; the dynamic `int8`/`int8-text`",
-              "forms quantise activations too, which is faster on CPU and costs accuracy (latency: reports/bench.md).",
+              "in FP32: it is the INT8 form closest to FP32's answers, at FP32 speed; the dynamic `int8`/`int8-text`",
+              "forms quantise activations too, which is faster on CPU and moves more labels (latency: reports/bench.md).",
               "The dynamic forms keep one weight scale per output column (per channel) and leave the projections",
               "out of each GELU in FP32 (reports/quantization.md). The QDQ model leaves the",
               f"{len(result.get('qdq_unquantised', []))} projections on either side of each GELU without Q/DQ "
