@@ -7,12 +7,14 @@ dependencies (torch, sklearn, textual) inside the command functions, so `crisisl
 stays fast and works on a base (runtime-only) install.
 
 Exit codes: 0 success, 1 the job ran but found problems (e.g. bad input rows), 2 usage or
-input error, 3 a needed optional dependency is missing, 130 interrupted.
+input error, 3 a needed optional dependency is missing, 130 interrupted, 141 the reader of its
+output went away (`| head`).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
@@ -22,6 +24,7 @@ EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_MISSING_DEPENDENCY = 3
 EXIT_INTERRUPTED = 130
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader left
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -122,6 +125,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("crisislens: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # the reader went away (`crisislens validate ... | head`): stop quietly
+        _silence_stdout()
+        return EXIT_BROKEN_PIPE
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null, so the interpreter's last flush at exit meets no closed pipe."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, replaced)
+        pass
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -17,6 +17,10 @@ VALIDATE_DESCRIPTION = """\
 Read cached posts and report what a run would see: how many posts, with text, with an image,
 and every problem as FILE:LINE: MESSAGE. Nothing is changed.
 
+Each image's header is read (no pixel decoded): an image the model could not use (not an image,
+a damaged header, too many pixels) is reported like a missing one, and the post counts as
+text-only. Damage past the header shows only when a run decodes the photo.
+
 Inputs: .jsonl files (one JSON object per line), .csv / .tsv files with a header row
 (CrisisMMD task files included), or folders of ID.txt + ID.jpg pairs.
 
@@ -42,6 +46,8 @@ def register(cli: Cli) -> None:
     )
     p.add_argument("--strict", action="store_true", help="stop at the first problem, error or warning (exit 2)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary with every problem")
+    p.add_argument("--no-image-check", dest="check_images", action="store_false",
+                   help="do not open the images (by default each image's header is read, no pixel decoded)")
 
     # `crisislens eval --bundle ...` is the runtime's (torch-free); stages add subcommands below
     # it (`crisislens eval baseline`).
@@ -280,7 +286,8 @@ def _validate(args: argparse.Namespace) -> int:
     if args.image_root is not None and not args.image_root.is_dir():
         raise CliError(f"--image-root {args.image_root}: not a folder")
     try:
-        report = read_posts(args.inputs, image_root=args.image_root, strict=args.strict)
+        report = read_posts(args.inputs, image_root=args.image_root, strict=args.strict,
+                            check_images=args.check_images)
     except ReadError as exc:
         raise CliError(f"{_printable(str(exc.problem))} (--strict stops at the first problem)", EXIT_USAGE) from None
     if args.json:

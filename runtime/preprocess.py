@@ -29,7 +29,8 @@ import threading
 import unicodedata
 import warnings as _warnings
 from bisect import bisect_right
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -146,16 +147,7 @@ def load_image(path: str | Path, config: ImageConfig | None = None) -> tuple[np.
     """
     config = config or ImageConfig()
     path = Path(path)
-    if path.is_dir():
-        raise ImageError(path, "is a directory, not an image file")
-    if not path.exists():
-        raise ImageError(path, "file not found")
-    try:
-        empty = path.stat().st_size == 0
-    except OSError as exc:
-        raise ImageError(path, f"cannot read file ({exc.strerror})") from None
-    if empty:
-        raise ImageError(path, "empty file (0 bytes)")
+    _check_file(path)
     try:
         return _decode(path, config, partial=False)
     except _DecodeFailed as first:
@@ -172,8 +164,35 @@ def load_image(path: str | Path, config: ImageConfig | None = None) -> tuple[np.
     return pixels, [f"truncated or damaged image data ({reason}): decoded partially", *notes]
 
 
-def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarray, list[str]]:
-    """One decoding attempt; everything happens while the file is open (closing drops the pixels)."""
+def check_image(path: str | Path, config: ImageConfig | None = None) -> tuple[int, int]:
+    """The checks `load_image` makes before decoding any pixel, and only those: the file's header
+    is read, its pixels are not. Returns (width, height); raises `ImageError` for a file that
+    `load_image` would refuse for its header (missing, a directory, empty, not an image, a damaged
+    header, too many pixels, no pixels). Damage after the header is found only by decoding.
+    """
+    config = config or ImageConfig()
+    path = Path(path)
+    _check_file(path)
+    with _opened(path, config) as image:
+        return image.size
+
+
+def _check_file(path: Path) -> None:
+    if path.is_dir():
+        raise ImageError(path, "is a directory, not an image file")
+    if not path.exists():
+        raise ImageError(path, "file not found")
+    try:
+        empty = path.stat().st_size == 0
+    except OSError as exc:
+        raise ImageError(path, f"cannot read file ({exc.strerror})") from None
+    if empty:
+        raise ImageError(path, "empty file (0 bytes)")
+
+
+@contextmanager
+def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
+    """The image at `path`, opened (header parsed, no pixel decoded) and its size checked."""
     with _warnings.catch_warnings():
         # Pillow warns (not raises) between 1x and 2x its limit: make that a refusal too.
         _warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -200,25 +219,31 @@ def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarr
                                        f"the limit of {config.max_pixels:,} pixels (ImageConfig.max_pixels)")
             if width == 0 or height == 0:
                 raise ImageError(path, f"image has no pixels ({width}x{height})")
-            notes: list[str] = []
-            try:
-                if getattr(image, "is_animated", False):
-                    notes.append("animated or multi-frame image: only the first frame is used")
-                    image.seek(0)
-                image.load()
-            except OSError as exc:
-                raise _DecodeFailed(str(exc) or type(exc).__name__) from None
-            except Exception as exc:  # any other decoder failure
-                raise ImageError(path, f"cannot decode image data ({type(exc).__name__}: {exc})") from None
-            if partial and _is_uniform(image):
-                # Truncated before the first pixel: the "image" is the decoder's fill colour.
-                raise _DecodeFailed("no pixel data before the end of the file")
-            upright, orient_notes = _upright(image)
-            try:
-                rgb, mode_notes = to_rgb(upright)
-            except ValueError as exc:
-                raise ImageError(path, str(exc)) from None
-            return preprocess_pil(rgb, config), notes + orient_notes + mode_notes
+            yield image
+
+
+def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarray, list[str]]:
+    """One decoding attempt; everything happens while the file is open (closing drops the pixels)."""
+    with _opened(path, config) as image:
+        notes: list[str] = []
+        try:
+            if getattr(image, "is_animated", False):
+                notes.append("animated or multi-frame image: only the first frame is used")
+                image.seek(0)
+            image.load()
+        except OSError as exc:
+            raise _DecodeFailed(str(exc) or type(exc).__name__) from None
+        except Exception as exc:  # any other decoder failure
+            raise ImageError(path, f"cannot decode image data ({type(exc).__name__}: {exc})") from None
+        if partial and _is_uniform(image):
+            # Truncated before the first pixel: the "image" is the decoder's fill colour.
+            raise _DecodeFailed("no pixel data before the end of the file")
+        upright, orient_notes = _upright(image)
+        try:
+            rgb, mode_notes = to_rgb(upright)
+        except ValueError as exc:
+            raise ImageError(path, str(exc)) from None
+        return preprocess_pil(rgb, config), notes + orient_notes + mode_notes
 
 
 def _is_uniform(image: Image.Image) -> bool:

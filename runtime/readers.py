@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
+from crisislens.runtime.preprocess import ImageError, check_image
 from crisislens.runtime.schema import Post
 
 JSONL_SUFFIXES = (".jsonl", ".ndjson")
@@ -140,9 +141,16 @@ def read_posts(
     *,
     image_root: Path | str | None = None,
     strict: bool = False,
+    check_images: bool = False,
 ) -> ReadReport:
-    """Read every input into one `ReadReport` (see `iter_posts`)."""
-    reader = _Reader(image_root)
+    """Read every input into one `ReadReport` (see `iter_posts`).
+
+    `check_images`: also read each image's header (`preprocess.check_image`, no pixel decoded)
+    and treat an image the model could not use like a missing one: the post is read as
+    text-only with a warning, or is an error without text. Off for a run, which decodes every
+    image anyway and reports what it could not use with the post; on for `crisislens validate`.
+    """
+    reader = _Reader(image_root, check_images)
     report = ReadReport()
     for item in _checked(reader.read(_as_inputs(inputs)), strict):
         if isinstance(item, Post):
@@ -195,8 +203,9 @@ def _checked(items: Iterator[Post | ReadProblem], strict: bool) -> Iterator[Post
 class _Reader:
     """One read: the ids seen so far (duplicates are checked across all inputs) and counters."""
 
-    def __init__(self, image_root: Path | str | None):
+    def __init__(self, image_root: Path | str | None, check_images: bool = False):
         self.image_root = None if image_root is None else Path(image_root)
+        self.check_images = check_images
         self.rows_seen = 0
         self.files: list[Path] = []
         self._first_seen: dict[str, tuple[str, int | None]] = {}
@@ -320,9 +329,10 @@ class _Reader:
             first = self._first_seen.get(post_id)
             if first is not None:
                 raise _RowError(f"duplicate id {_quoted(post_id)} (first seen at {_where(first, raw.file)})")
-            fields = _post_fields(raw, inp)
+            fields = _post_fields(raw, inp, self.check_images)
             problems = [ReadProblem(raw.file, raw.line, w, "warning", post_id) for w in raw.warnings]
-            post = Post(id=post_id, **fields, warnings=tuple(str(p) for p in problems))
+            origin = raw.file if raw.line is None else f"{raw.file}:{raw.line}"
+            post = Post(id=post_id, **fields, warnings=tuple(str(p) for p in problems), origin=origin)
         except (_RowError, ValueError) as exc:
             yield ReadProblem(raw.file, raw.line, str(exc), "error", post_id)
             return
@@ -370,7 +380,7 @@ def _optional_str(values: dict[str, Any], name: str) -> str | None:
     return value if value.strip() else None
 
 
-def _post_fields(raw: _Raw, inp: _Input) -> dict[str, Any]:
+def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str, Any]:
     """Validate and repair a row's fields into `Post` keyword arguments (without id/warnings)."""
     values = raw.values
     text = _optional_str(values, "text")
@@ -393,6 +403,15 @@ def _post_fields(raw: _Raw, inp: _Input) -> dict[str, Any]:
             raise _RowError(f"image {_quoted(shown)} not found and the post has no text")
         raw.warnings.append(f"image {_quoted(shown)} not found; read as text-only")
         image = None
+    elif image is not None and check_images:
+        try:
+            check_image(image)
+        except ImageError as exc:
+            shown = str(ref) if isinstance(ref, str) else ref.name
+            if text is None:
+                raise _RowError(f"image {_quoted(shown)} cannot be used ({exc.problem}) and the post has no text") from None
+            raw.warnings.append(f"image {_quoted(shown)} cannot be used ({exc.problem}); read as text-only")
+            image = None
     if text is None and image is None:
         raise _RowError("neither text nor image")
     return {

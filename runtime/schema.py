@@ -23,7 +23,8 @@ class Post:
 
     `image` is an absolute (resolved) path or None for a text-only post; `label` is a gold
     label when the source carries one (evaluation files); `warnings` are input problems the
-    reader repaired (e.g. invalid UTF-8 replaced) — the post is still usable.
+    reader repaired (e.g. invalid UTF-8 replaced) — the post is still usable; `origin` is
+    where the reader found it, so a problem found later (in a run) can name the file and line.
     """
 
     id: str
@@ -34,6 +35,7 @@ class Post:
     label: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
+    origin: str | None = None  # where the reader found it: FILE:LINE, or the file of a folder post
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -67,6 +69,7 @@ class Post:
             label=data.get("label"),
             metadata=dict(data.get("metadata") or {}),
             warnings=tuple(data.get("warnings") or ()),
+            origin=data.get("origin"),
         )
 
     def to_json(self) -> str:
@@ -123,6 +126,12 @@ class Prediction:
     @property
     def confidence(self) -> float:
         return float(self.probabilities.get(self.label, 0.0))
+
+    @property
+    def has_evidence(self) -> bool:
+        """Whether the model saw at least one word or a photo. Without either, its label is the
+        model's prior (its answer to an empty post), not a reading of the post."""
+        return bool(self.token_rationale) or self.patch_rationale is not None
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -5,8 +5,11 @@ survives Ctrl-C and kill -9.
   interrupted run loses at most the batch in flight and never leaves a half-written row.
 - Re-running with the same store resumes: posts already stored (by post id) are skipped.
 - A post that cannot be predicted at all (it should not happen: unusable images and texts are
-  warnings) is stored in `errors` with the reason, never silently dropped; rows the readers
-  reject are stored there too, with file and line.
+  warnings) is stored in `errors` with the reason, never silently dropped; so is a post the
+  model saw nothing of (no word after cleaning, no usable photo), whose label would only be the
+  model's prior; rows the readers reject are stored there too, with file and line. Each problem
+  is stored once however often a run is repeated; a later run that predicts the post
+  supersedes its run errors.
 - A responder's review lives in the same file: the current state (reviewed, corrected label,
   flag) on the prediction row for filtering, and every action with its time in `feedback`, so
   corrections are kept as history and can be exported as labelled training data.
@@ -69,6 +72,11 @@ CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
 CREATE INDEX IF NOT EXISTS feedback_post ON feedback(post_id);
 """
 FEEDBACK_ACTIONS = ("label", "reviewed", "unreviewed", "flag", "unflag")
+# The errors a run gives a post it read (not the reader's): a later run that predicts the post
+# supersedes them (`TriageStore.errors` leaves them out; the table keeps them).
+PREDICTION_FAILED = "prediction failed"
+NOTHING_TO_CLASSIFY = "nothing to classify"
+_RUN_ERRORS = (PREDICTION_FAILED, NOTHING_TO_CLASSIFY)
 # Stores written before the review columns existed get them on open.
 _MIGRATIONS = {"flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"}
 
@@ -132,8 +140,11 @@ class TriageStore:
                 [(post.id, pred.label, pred.confidence, pred.to_json(), post.text,
                   str(post.image) if post.image else None, post.source, post.created_at, post.label,
                   sum(pred.timings.values()), bundle_sha256, variant, now) for post, pred in items])
-            self.db.executemany("INSERT INTO errors(post_id, where_, message, stored_at) VALUES (?, ?, ?, ?)",
-                                [(pid, where, msg, now) for pid, where, msg in errors])
+            # A run again over the same inputs (a resume, a watched folder) meets the same problems.
+            self.db.executemany("INSERT INTO errors(post_id, where_, message, stored_at) SELECT ?, ?, ?, ? "
+                                "WHERE NOT EXISTS (SELECT 1 FROM errors WHERE post_id IS ? AND where_ IS ? "
+                                "AND message = ?)",
+                                [(pid, where, msg, now, pid, where, msg) for pid, where, msg in errors])
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -151,8 +162,15 @@ class TriageStore:
                    "review_label": review, "bundle_sha256": sha, "variant": variant}
 
     def errors(self) -> list[dict[str, Any]]:
-        return [{"post_id": p, "where": w, "message": m}
-                for p, w, m in self.db.execute("SELECT post_id, where_, message FROM errors ORDER BY rowid")]
+        """The input rows and posts not triaged, each problem once, oldest first. A run's error for
+        a post (`PREDICTION_FAILED`, `NOTHING_TO_CLASSIFY`) is left out once a later run
+        predicted that post."""
+        run_error = " OR ".join("substr(message, 1, ?) = ?" for _ in _RUN_ERRORS)
+        sql = ("SELECT post_id, where_, message FROM errors "
+               f"WHERE NOT (({run_error}) AND post_id IN (SELECT post_id FROM predictions)) "
+               "GROUP BY post_id, where_, message ORDER BY MIN(rowid)")
+        args = [x for prefix in _RUN_ERRORS for x in (len(prefix), prefix)]
+        return [{"post_id": p, "where": w, "message": m} for p, w, m in self.db.execute(sql, args)]
 
     # -------------------------------------------------------------------------- review
 
@@ -318,7 +336,9 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
                     try:
                         items.append((post, engine.predict([post], classes=classes)[0]))
                     except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
-                        errs.append((post.id, post.source or "", f"prediction failed: {type(exc).__name__}: {exc}"))
+                        errs.append((post.id, _where(post), f"{PREDICTION_FAILED}: {type(exc).__name__}: {exc}"))
+            items, empty = _with_evidence(items)
+            errs.extend(empty)
             store.write_batch(items, sha, variant, errs)
             predicted += len(items)
             errors += len(errs)
@@ -334,6 +354,25 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
             bar.close()
     return TriageResult(str(store.path), len(posts), skipped, predicted, errors + len(read_errors),
                         round(time.perf_counter() - started, 2), interrupted)
+
+
+def _with_evidence(items: list[tuple[Post, Prediction]]) -> tuple[list[tuple[Post, Prediction]],
+                                                                   list[tuple[str | None, str, str]]]:
+    """Split off the posts the model saw nothing of (no word left after cleaning, no usable photo):
+    their label would be the model's prior, so they are errors a responder sees, not predictions."""
+    kept, errors = [], []
+    for post, pred in items:
+        if pred.has_evidence:
+            kept.append((post, pred))
+        else:
+            why = "; ".join(pred.input_warnings) or "no input"
+            errors.append((post.id, _where(post), f"{NOTHING_TO_CLASSIFY}: no word and no photo reached the "
+                                                   f"model ({why})"))
+    return kept, errors
+
+
+def _where(post: Post) -> str:
+    return post.origin or post.source or ""
 
 
 # ----------------------------------------------------------------------------- export

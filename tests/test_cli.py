@@ -105,3 +105,20 @@ def test_teacher_passes_and_student_all_take_the_number_of_transfer_pairs():
     assert parser.parse_args(["distill", "teacher-alignment", "--states"]).states
     assert not parser.parse_args(["distill", "teacher-alignment"]).states
     assert parser.parse_args(["distill", "student", "--hidden-weight", "0.5"]).hidden_weight == 0.5
+
+
+def test_a_reader_that_leaves_early_stops_the_command_quietly(tmp_path):
+    """`crisislens validate ... | head`: no traceback when the pipe closes, exit 141 (128 + SIGPIPE)."""
+    import json
+    import subprocess
+    import sys
+
+    rows = tmp_path / "p.jsonl"
+    rows.write_text("".join(json.dumps({"id": "same", "text": "x"}) + "\n" for _ in range(3000)))  # 2999 errors
+    proc = subprocess.Popen([sys.executable, "-m", "crisislens.runtime", "validate", "--json", str(rows)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert proc.stdout.readline().strip() == b"{"
+    proc.stdout.close()  # far more than a pipe buffer is still to come
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err

@@ -102,6 +102,9 @@ def test_prediction_json_round_trip():
     assert again.confidence == pytest.approx(0.8)
     no_image = Prediction(post_id="1", label="not_humanitarian", probabilities={"not_humanitarian": 1.0})
     assert Prediction.from_dict(no_image.to_dict()) == no_image
+    assert pred.has_evidence and not no_image.has_evidence  # no word, no photo: the label is the prior
+    assert Prediction(post_id="2", label="not_humanitarian", probabilities={"not_humanitarian": 1.0},
+                      patch_rationale=((0.1,),)).has_evidence
 
 
 def test_prediction_rejects_bad_values():

@@ -19,6 +19,7 @@ from crisislens.runtime.preprocess import (
     TextConfig,
     TextEncoder,
     WordScore,
+    check_image,
     clean_text,
     load_image,
     patch_boxes,
@@ -283,6 +284,29 @@ def test_oversized_images_are_refused_from_the_header(tmp_path):
         load_image(_png_claiming(tmp_path, 100_000, 100_000))
     with pytest.raises(ImageError, match="too large"):
         load_image(_png_claiming(tmp_path, 300, 300), ImageConfig(max_pixels=1000))
+
+
+def test_check_image_refuses_what_load_image_refuses_from_the_header_without_decoding(tmp_path):
+    good = tmp_path / "good.jpg"
+    _noise_image(height=40, width=60).save(good)
+    assert check_image(good, SMALL) == (60, 40)
+    junk = tmp_path / "junk.jpg"
+    junk.write_bytes(b"hello, this is not a picture\n")
+    empty = tmp_path / "empty.png"
+    empty.write_bytes(b"")
+    for path, match in [(junk, "not an image"), (empty, "empty file"), (tmp_path / "nope.jpg", "not found"),
+                        (tmp_path, "directory"), (_png_claiming(tmp_path, 8000, 8000), "too large")]:
+        with pytest.raises(ImageError, match=match):
+            check_image(path, SMALL)
+        with pytest.raises(ImageError, match=match):
+            load_image(path, SMALL)
+    # Damage past the header: the header check passes, decoding finds it (and decodes what it can).
+    cut = tmp_path / "cut.jpg"
+    _noise_image().save(cut)
+    cut.write_bytes(cut.read_bytes()[:1500])
+    assert check_image(cut, SMALL) == (96, 64)
+    _, notes = load_image(cut, SMALL)
+    assert any("decoded partially" in n for n in notes)
 
 
 def test_image_error_survives_pickling():

@@ -287,6 +287,25 @@ def test_missing_image_keeps_the_text(tmp_path: Path):
     assert "not found and the post has no text" in only_error(report).message and only_error(report).line == 2
 
 
+def test_checking_images_reads_an_unusable_photo_like_a_missing_one(tmp_path: Path, image: Path):
+    write(tmp_path / "img" / "junk.jpg", b"not a photo at all")
+    rows = jsonl({"id": "1", "text": "Shelter open", "image": "img/junk.jpg"}, {"id": "2", "image": "img/junk.jpg"},
+                 {"id": "3", "text": "Bridge out", "image": "img/flood.jpg"})
+    path = write(tmp_path / "p.jsonl", rows)
+    unchecked = read_posts([path])
+    assert [p.image is not None for p in unchecked.posts] == [True, True, True] and not unchecked.problems
+    report = read_posts([path], check_images=True)
+    assert [(p.id, p.image) for p in report.posts] == [("1", None), ("3", image)]
+    (warning,) = report.warnings
+    assert warning.line == 1 and warning.message == (
+        "image 'img/junk.jpg' cannot be used (not an image file (unknown format or damaged header)); read as text-only")
+    assert report.posts[0].warnings == (str(warning),)
+    assert [p.origin for p in report.posts] == [f"{path}:1", f"{path}:3"]  # a run's later problems can name them
+    error = only_error(report)
+    assert error.line == 2 and error.post_id == "2" and "cannot be used" in error.message
+    assert error.message.endswith("and the post has no text")
+
+
 def test_invalid_utf8_in_jsonl_is_replaced_with_a_warning(tmp_path: Path):
     good = json.dumps({"id": "1", "text": "fine"}).encode()
     bad = b'{"id": "2", "text": "caf\xe9 flooded \xff"}'
@@ -444,6 +463,20 @@ def test_validate_json(cli_main, capsys):
         "severity": "warning",
         "post_id": "880000000000000002_0",
     }
+
+
+def test_validate_reads_each_image_header_unless_told_not_to(cli_main, capsys, tmp_path: Path):
+    folder = tmp_path / "cache"
+    write(folder / "1.txt", "Water rising")
+    write(folder / "1.jpg", b"\x00" * 64)
+    write(folder / "2.jpg", b"GIF89a-but-not-really")
+    assert cli_main(["validate", str(folder)]) == 1
+    out = capsys.readouterr().out
+    assert "posts     1  (with text 1, with image 0, both 0)" in out
+    assert f"warning  {folder}/1.txt: image '1.jpg' cannot be used (not an image file" in out
+    assert f"error    {folder}/2.jpg: image '2.jpg' cannot be used (" in out and "and the post has no text" in out
+    assert cli_main(["validate", "--no-image-check", str(folder)]) == 0
+    assert "posts     2  (with text 1, with image 2, both 1)" in capsys.readouterr().out
 
 
 def test_validate_strict_exits_2_without_traceback(cli_main, capsys, tmp_path: Path):

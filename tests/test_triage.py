@@ -73,6 +73,37 @@ def test_unreadable_rows_are_recorded_not_dropped(tiny_bundle, tmp_path):
         assert "posts.jsonl:2" in err["where"]
 
 
+def test_a_post_the_model_sees_nothing_of_is_an_error_not_a_prediction(tiny_bundle, tmp_path):
+    """No text and a photo that turns out unusable: the model's label would be its prior, so the
+    post is recorded as an error (once, however often the run is repeated) until it can be read."""
+    from PIL import Image
+
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    (folder / "a.txt").write_text("bridge down on route 9")
+    (folder / "b.jpg").write_bytes(b"junk, not a photo")
+    (folder / "c.txt").write_text("\u200b\u200b")  # only invisible characters: nothing left after cleaning
+    store = tmp_path / "t.sqlite"
+    args = ["triage", str(folder), "--bundle", str(tiny_bundle), "--out", str(store), "--quiet"]
+    for _ in range(2):  # the second run is a resume: the same two errors, not four
+        assert main(args) == EXIT_PROBLEMS
+        with TriageStore(store) as s:
+            assert [r["post_id"] for r in s.rows()] == ["a"]
+            errors = {e["post_id"]: e for e in s.errors()}
+            assert sorted(errors) == ["b", "c"] and len(s.errors()) == 2
+    assert errors["b"]["message"].startswith("nothing to classify: no word and no photo reached the model (empty text;")
+    assert "image not used" in errors["b"]["message"] and "b.jpg: not an image file" in errors["b"]["message"]
+    assert (errors["b"]["where"], errors["c"]["where"]) == (f"{folder}/b.jpg", f"{folder}/c.txt")  # the files
+    assert errors["c"]["message"] == ("nothing to classify: no word and no photo reached the model "
+                                      "(empty text)")
+    Image.new("RGB", (20, 20), (90, 90, 200)).save(folder / "b.jpg", format="JPEG")  # the photo arrives whole
+    assert main(args) == EXIT_PROBLEMS  # c still has nothing to classify
+    with TriageStore(store) as s:
+        assert sorted(r["post_id"] for r in s.rows()) == ["a", "b"]
+        assert [e["post_id"] for e in s.errors()] == ["c"]  # b's old error is superseded, kept in the table
+        assert s.db.execute("SELECT COUNT(*) FROM errors WHERE post_id = 'b'").fetchone()[0] == 1
+
+
 def test_export_results_jsonl_and_csv(tiny_bundle, tmp_path):
     store = tmp_path / "t.sqlite"
     assert main(["triage", str(FIXTURES / "posts.jsonl"), "--bundle", str(tiny_bundle), "--out", str(store), "--quiet"]) in (0, 1)
@@ -141,7 +172,7 @@ def test_backend_choice_is_reported_and_a_missing_tensorrt_is_a_clear_error(tiny
 def test_progress_callback_reports_the_total_before_the_first_batch(tmp_path):
     import types
 
-    from crisislens.runtime.schema import Post, Prediction
+    from crisislens.runtime.schema import Post, Prediction, TokenScore
     from crisislens.runtime.triage import triage
 
     class FakeEngine:
@@ -149,8 +180,8 @@ def test_progress_callback_reports_the_total_before_the_first_batch(tmp_path):
         variant = types.SimpleNamespace(name="fake")
 
         def predict(self, posts, classes=None):
-            return [Prediction(post_id=p.id, label="not_humanitarian", probabilities={"not_humanitarian": 1.0})
-                    for p in posts]
+            return [Prediction(post_id=p.id, label="not_humanitarian", probabilities={"not_humanitarian": 1.0},
+                               token_rationale=(TokenScore(p.text, 0, len(p.text), 0.5),)) for p in posts]
 
     calls = []
     with TriageStore(tmp_path / "s.sqlite") as s:
