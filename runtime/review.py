@@ -59,7 +59,13 @@ class ReviewItem:
 
     @property
     def has_image(self) -> bool:
-        return self.image is not None
+        """Whether the model used a photo (a post whose photo could not be decoded has none)."""
+        return self.prediction.patch_rationale is not None
+
+    @property
+    def photo_unusable(self) -> bool:
+        """The post came with a photo the model could not use (why: `prediction.input_warnings`)."""
+        return self.image is not None and self.prediction.patch_rationale is None
 
     @property
     def priority(self) -> float:

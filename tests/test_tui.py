@@ -330,6 +330,32 @@ def test_cli_triages_inputs_then_prints(tiny_bundle, tmp_path, capsys):
         assert len(s.errors()) == 1  # the bad row is not recorded twice
 
 
+def test_a_photo_the_model_could_not_read_is_marked_unusable_not_shown_as_used(tiny_bundle, tmp_path, capsys):
+    from PIL import Image
+
+    from crisislens.runtime.cli import main
+    from crisislens.tui.widgets.post_list import photo_cell
+
+    folder = tmp_path / "posts"
+    folder.mkdir()
+    for pid, text in (("good", "bridge collapsed near the river"), ("junk", "shelter open on main street"),
+                      ("none", "water is rising fast")):
+        (folder / f"{pid}.txt").write_text(text)
+    Image.new("RGB", (30, 20), (120, 40, 40)).save(folder / "good.jpg")
+    (folder / "junk.jpg").write_bytes(b"half a download")
+    store = tmp_path / "s.sqlite"
+    assert main(["tui", str(folder), "--bundle", str(tiny_bundle), "--store", str(store), "--print"]) == 0
+    rows = {line.split("│")[-2].strip(): line for line in capsys.readouterr().out.splitlines() if line.count("│") > 8}
+    photo_column = {text[:6]: line.split("│")[5].strip() for text, line in rows.items()}
+    assert photo_column == {"bridge": "yes", "shelte": "unusable", "water ": ""}
+    with TriageStore(store) as s:
+        items = {it.post_id: it for it in s.items()}
+    assert [(items[k].has_image, items[k].photo_unusable) for k in ("good", "junk", "none")] == [
+        (True, False), (False, True), (False, False)]
+    assert [photo_cell(items[k]).plain for k in ("good", "junk", "none")] == ["▣", "✕", " "]
+    assert any("junk.jpg: not an image file" in w for w in items["junk"].prediction.input_warnings)
+
+
 def test_cli_errors_are_one_clear_line(store_path, tmp_path, capsys):
     from crisislens.runtime.cli import main
 

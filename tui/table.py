@@ -32,7 +32,7 @@ def triage_table(items: Sequence[ReviewItem], limit: int | None = None) -> Table
         label = get_label(it.final_label)
         state = ("flagged " if it.flagged else "") + ("corrected" if it.corrected else "reviewed" if it.reviewed else "")
         table.add_row(str(rank), Text(label.title, style=label.colour), f"{it.confidence:.0%}", f"{it.priority:.2f}",
-                      "yes" if it.has_image else "", state.strip(), one_line(top_words(it)), one_line(it.text, 280))
+                      "yes" if it.has_image else "unusable" if it.photo_unusable else "", state.strip(), one_line(top_words(it)), one_line(it.text, 280))
     return table
 
 

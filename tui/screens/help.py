@@ -27,7 +27,8 @@ def legend() -> Text:
         out.append(f"{label.title} ", style="bold")
         out.append(f"(severity {label.severity:.1f}): {label.description}\n", style="dim")
     out.append("\nMarkers in the list\n", style="bold")
-    out.append("  ⚑ flagged   ✓ reviewed   ✎ label corrected (the list shows your label)   ▣ has a photo\n")
+    out.append("  ⚑ flagged   ✓ reviewed   ✎ label corrected (the list shows your label)\n"
+               "  ▣ the model used the photo   ✕ the post's photo could not be read (the label is from the text)\n")
     out.append("\nIn the detail pane, highlighted words and the amber boxes on the photo are what the model\n"
                "based its decision on. Text from posts is shown as typed: markup and control characters are\n"
                "displayed, never obeyed. Every action is saved to the store at once.", style="dim")

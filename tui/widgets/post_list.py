@@ -32,9 +32,16 @@ def class_cell(item: ReviewItem) -> Text:
     return out
 
 
+def photo_cell(item: ReviewItem) -> Text:
+    """▣ the model used the post's photo; ✕ the post came with a photo it could not use."""
+    if item.has_image:
+        return Text("▣")
+    return Text("✕", style="yellow") if item.photo_unusable else Text(" ")
+
+
 def row_cells(item: ReviewItem, text_width: int = 200) -> tuple[Text, ...]:
     return (state_cell(item), class_cell(item), Text(f"{item.confidence:4.0%}", justify="right"),
-            Text(f"{item.priority:.2f}", justify="right"), Text("▣" if item.has_image else " "),
+            Text(f"{item.priority:.2f}", justify="right"), photo_cell(item),
             one_line(item.text, text_width))
 
 
