@@ -16,6 +16,27 @@ from typing import Literal
 from crisislens.runtime.labels import LABEL_NAMES, get_label
 from crisislens.runtime.schema import Prediction
 
+# A word with a score at least this is part of the rationale (the student's `rationale_threshold`).
+RATIONALE_THRESHOLD = 0.5
+_WORD_EDGES = "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + "\u2018\u2019\u201c\u201d\u2026\u00ab\u00bb"
+
+
+def top_words(prediction: Prediction, k: int = 5, threshold: float = RATIONALE_THRESHOLD) -> list[str]:
+    """The `k` highest-scoring rationale words (score >= `threshold`) for a one-line summary:
+    highest first, punctuation trimmed from their ends ("trapped," -> "trapped"), each word once
+    (case-insensitive). The full, untrimmed words and scores stay in `token_rationale`."""
+    out: list[str] = []
+    seen: set[str] = set()
+    for token in sorted(prediction.token_rationale, key=lambda t: -t.score):
+        if token.score < threshold or len(out) == k:
+            break
+        word = token.text.strip(_WORD_EDGES) or token.text  # a word that is only punctuation stays as it is
+        if word.casefold() not in seen:
+            seen.add(word.casefold())
+            out.append(word)
+    return out
+
+
 SortKey = Literal["priority", "confidence", "latest", "class"]
 SORT_KEYS: tuple[SortKey, ...] = ("priority", "confidence", "latest", "class")
 CONFIDENCE_STEPS: tuple[float, ...] = (0.0, 0.5, 0.7, 0.9)

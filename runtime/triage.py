@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.labels import get_label
-from crisislens.runtime.review import ReviewItem
+from crisislens.runtime.review import ReviewItem, top_words
 from crisislens.runtime.schema import Post, Prediction
 
 SCHEMA = """
@@ -406,8 +406,7 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
             w.writerow(CSV_COLUMNS)
             for it in items:
                 p = it.prediction
-                words = sorted(p.token_rationale, key=lambda t: -t.score)[:5]
-                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(t.text for t in words),
+                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(top_words(p)),
                             p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
                             it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
     tmp.replace(out)

@@ -126,3 +126,21 @@ def test_export_feedback_command(store, tmp_path, capsys):
     assert json.loads(out.read_text(encoding="utf-8"))["label"] == "affected_individuals"
     assert main(["export-feedback", str(tmp_path / "none.sqlite"), "--out", str(out)]) == 2
     assert "none.sqlite: no such triage store" in capsys.readouterr().err
+
+
+def test_top_words_are_the_highlighted_words_trimmed_of_punctuation_each_once():
+    from crisislens.runtime.review import top_words
+    from crisislens.runtime.schema import Prediction, TokenScore
+
+    scores = [("Bridge", 0.7), ("collapsed", 0.95), ("on", 0.1), ("route", 0.4), ("9,", 0.6), ("trapped,", 0.9),
+              ("“Trapped”", 0.8), ("!!", 0.55), ("help…", 0.65), ("now", 0.52)]
+    tokens, pos = [], 0
+    for word, score in scores:
+        tokens.append(TokenScore(word, pos, pos + len(word), score))
+        pos += len(word) + 1
+    pred = Prediction(post_id="1", label="affected_individuals", probabilities={"affected_individuals": 1.0},
+                      token_rationale=tokens)
+    assert top_words(pred) == ["collapsed", "trapped", "Bridge", "help", "9"]  # "Trapped" is "trapped" again
+    assert top_words(pred, k=10) == ["collapsed", "trapped", "Bridge", "help", "9", "!!", "now"]
+    assert top_words(pred, threshold=0.9) == ["collapsed", "trapped"]
+    assert top_words(Prediction(post_id="2", label="not_humanitarian", probabilities={"not_humanitarian": 1.0})) == []

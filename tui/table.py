@@ -13,13 +13,13 @@ from rich.text import Text
 
 from crisislens.runtime.labels import get_label
 from crisislens.runtime.review import ReviewFilter, ReviewItem, counts, select
+from crisislens.runtime.review import top_words as rationale_top_words
 from crisislens.tui.safe import one_line
 from crisislens.tui.widgets.rationale import THRESHOLD
 
 
 def top_words(item: ReviewItem, k: int = 5) -> str:
-    words = sorted((t for t in item.prediction.token_rationale if t.score >= THRESHOLD), key=lambda t: -t.score)
-    return " ".join(t.text for t in words[:k])
+    return " ".join(rationale_top_words(item.prediction, k, THRESHOLD))
 
 
 def triage_table(items: Sequence[ReviewItem], limit: int | None = None) -> Table:

@@ -14,11 +14,12 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
+from crisislens.runtime.review import RATIONALE_THRESHOLD
 from crisislens.runtime.schema import TokenScore
 from crisislens.tui.safe import PLACEHOLDER_STYLE, segments
 from crisislens.tui.theme import RATIONALE
 
-THRESHOLD = 0.5  # a word with a score at least this is part of the rationale
+THRESHOLD = RATIONALE_THRESHOLD  # a word with a score at least this is part of the rationale
 HIGHLIGHT = Color.parse(RATIONALE)
 BACKGROUND = Color.parse("#1e1e1e")
 
