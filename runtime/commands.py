@@ -171,7 +171,10 @@ Classify cached posts with a model bundle and store every prediction (label, pro
 rationale words with scores, patch score grid, warnings, latency, bundle hash) in SQLite.
 One transaction per batch: Ctrl-C or a killed process loses at most the batch in flight, and
 running the same command again resumes where it stopped (stored posts are skipped). Rows the
-readers reject are stored as errors with file and line; nothing is silently dropped.
+readers reject are stored as errors with file and line; nothing is silently dropped. A photo
+that cannot be decoded is left out with a warning (the post is classified from its text); a post
+left with no word and no usable photo is stored as a 'nothing to classify' error, not a label,
+and is tried again on the next run.
 
 Exit codes: 0 all posts predicted, 1 some rows could not be read or predicted (see the store's
 errors), 130 interrupted (rerun to resume)."""
@@ -279,6 +282,9 @@ def _eval_bundle(args: argparse.Namespace) -> int:
               f"accuracy {result['accuracy']:.4f}")
         for name, f1 in result["per_class"].items():
             print(f"  {name:<40} F1 {f1:.4f}")
+        if result["without_evidence"]:
+            print(f"  {result['without_evidence']} post(s) scored with no word and no photo to read "
+                  "(the label is the model's prior)")
     return EXIT_OK
 
 

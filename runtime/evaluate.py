@@ -77,6 +77,8 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
         "inputs": [str(p) for p in inputs],
         "n": len(posts), "skipped_unlabelled": unlabelled, "read_errors": len(report.errors),
         "with_image_used": sum(1 for p in preds if p.patch_rationale is not None),
+        # scored all the same (every gold post counts), though the model saw no word and no photo
+        "without_evidence": sum(1 for p in preds if not p.has_evidence),
         "classes": labels, "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "weighted_f1": rep.weighted_f1,
         "per_class": {name: c["f1"] for name, c in rep.to_dict()["per_class"].items()},
         "seconds": round(time.perf_counter() - started, 1),

@@ -190,10 +190,12 @@ def test_evaluate_bundle_on_labelled_posts(bundle, tmp_path):
 
     rows = [{"id": f"p{i}", "text": f"post number {i} about the flood", "label": LABEL_NAMES[i % 5]} for i in range(10)]
     rows.append({"id": "unlabelled", "text": "no gold"})
+    rows.append({"id": "blank", "text": "\u200b", "label": "not_humanitarian"})  # nothing left after cleaning
     path = tmp_path / "gold.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in rows))
     result = evaluate_bundle(bundle, [path], batch_size=4)
-    assert result["n"] == 10 and result["skipped_unlabelled"] == 1
+    assert result["n"] == 11 and result["skipped_unlabelled"] == 1
+    assert result["without_evidence"] == 1 and result["with_image_used"] == 0  # still scored, and counted
     assert 0.0 <= result["macro_f1"] <= 1.0 and set(result["per_class"]) == set(LABEL_NAMES)
     assert result["bundle_sha256"] == load_bundle(bundle).sha256
 
