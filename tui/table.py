@@ -31,8 +31,9 @@ def triage_table(items: Sequence[ReviewItem], limit: int | None = None) -> Table
     for rank, it in enumerate(items[:limit] if limit else items, 1):
         label = get_label(it.final_label)
         state = ("flagged " if it.flagged else "") + ("corrected" if it.corrected else "reviewed" if it.reviewed else "")
+        photo = "yes" if it.has_image else "unusable" if it.photo_unusable else ""
         table.add_row(str(rank), Text(label.title, style=label.colour), f"{it.confidence:.0%}", f"{it.priority:.2f}",
-                      "yes" if it.has_image else "unusable" if it.photo_unusable else "", state.strip(), one_line(top_words(it)), one_line(it.text, 280))
+                      photo, state.strip(), one_line(top_words(it)), one_line(it.text, 280))
     return table
 
 
