@@ -37,7 +37,7 @@ HELP = [
     ("s", "sort: priority → confidence → latest → class"),
     ("x", "clear every filter and the search"),
     ("e", "export the posts shown now to CSV or JSONL"),
-    ("E", "input problems: rows of the inputs that could not be read, with file, line and reason"),
+    ("E", "input problems: rows that could not be read or had nothing to classify, with file, line and reason"),
     ("ctrl+p", "command palette: every action by name"),
     ("?", "this help"),
     ("q", "quit (everything is already saved)"),
