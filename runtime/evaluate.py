@@ -17,6 +17,7 @@ from typing import Any
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.readers import read_posts
+from crisislens.runtime.schema import Post, Prediction
 
 ENV_DATA_ROOT = "CRISISLENS_DATA"
 DATASETS = {
@@ -45,6 +46,17 @@ def dataset_inputs(name: str, root: Path) -> tuple[list[Path], Path]:
     return [path], root / images
 
 
+def predict_all(engine: Any, posts: Sequence[Post], *, classes: Sequence[str] | None = None, batch_size: int = 32,
+                what: str = "eval") -> list[Prediction]:
+    """`engine.predict` over `posts` in batches, with a progress line on stderr."""
+    preds: list[Prediction] = []
+    for b in range(0, len(posts), batch_size):
+        preds.extend(engine.predict(posts[b : b + batch_size], classes=classes))
+        print(f"\r{what}: {min(b + batch_size, len(posts))}/{len(posts)}", end="", file=sys.stderr, flush=True)
+    print(file=sys.stderr)
+    return preds
+
+
 def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | None = None,
                     image_root: Path | None = None, classes: Sequence[str] | None = None, batch_size: int = 32,
                     threads: int | None = None, providers: Sequence[str] | None = None,
@@ -64,11 +76,7 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
         outside = sorted({p.label for p in posts if p.label not in classes})  # type: ignore[misc]
         if outside:
             raise ValueError(f"gold labels outside --classes: {', '.join(outside)}")
-    preds = []
-    for b in range(0, len(posts), batch_size):
-        preds.extend(engine.predict(posts[b : b + batch_size], classes=classes))
-        print(f"\reval: {min(b + batch_size, len(posts))}/{len(posts)}", end="", file=sys.stderr, flush=True)
-    print(file=sys.stderr)
+    preds = predict_all(engine, posts, classes=classes, batch_size=batch_size)
     labels = list(classes) if classes else list(LABEL_NAMES)
     rep = classification_report([p.label for p in posts], [p.label for p in preds], labels)  # type: ignore[misc]
     return {

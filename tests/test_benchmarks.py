@@ -424,3 +424,30 @@ def test_quantization_choices_scores_a_form_against_fp32_and_reads_the_photo_siz
     m = qc.agreement(moved, reference, gold)
     assert m["label_agreement"] == 0.75 and m["max_abs_logit_diff"] == 1.5 and m["accuracy"] == 0.75
     assert m["mean_abs_logit_diff"] == pytest.approx(2.5 / 20)
+
+
+def test_calibration_measures_each_split_as_shipped_and_with_the_dev_temperature(tiny_bundle: Path, tmp_path: Path):
+    import calibration as C
+
+    rng = np.random.default_rng(3)
+    words = ["flood", "bridge", "donate", "injured", "road", "water", "shelter", "power", "help", "storm"]
+    data = {}
+    for split in C.SPLITS:
+        path = tmp_path / f"{split}.jsonl"
+        path.write_text("".join(json.dumps({"id": f"{split}{i}", "text": " ".join(rng.choice(words, 6)),
+                                            "label": C.LABEL_NAMES[i % 5]}) + "\n" for i in range(25)))
+        data[split] = ([path], None)
+    result = C.measure(tiny_bundle, None, data)
+    assert result["temperature_fit_on_dev"] > 0
+    for split in C.SPLITS:
+        shipped, scaled = result[split]["as_shipped"], result[split]["with_temperature"]
+        assert shipped["n"] == scaled["n"] == 25
+        assert shipped["accuracy"] == scaled["accuracy"]  # a temperature never changes the top class
+        assert [a["threshold"] for a in shipped["at_confidence"]] == list(C.STEPS)
+        assert sum(b["n"] for b in shipped["bins"]) == 25
+    dev = result["crisismmd_dev"]
+    assert dev["with_temperature"]["nll"] <= dev["as_shipped"]["nll"] + 1e-9  # fitted on dev: never worse there
+    text = C.to_markdown({"n_bins": C.N_BINS, "steps": list(C.STEPS), "crisislex_n": 25, "seconds": 1.0,
+                          "bundles": {"tiny": result}},
+                         {"command": "python benchmarks/calibration.py", "git_commit": "0" * 40, "created": "now"})
+    assert text.count("| tiny | ") == 2 * len(C.SPLITS) and "Reliability of tiny as shipped on CrisisMMD test" in text

@@ -533,3 +533,67 @@ def test_set_iou_of_two_masks():
         set_iou(_mask("10"), _mask("100"))
     with pytest.raises(ValueError, match="boolean"):
         set_iou(np.array([0.3, 0.7]), _mask("01"))
+
+
+# --------------------------------------------------------------------------- calibration
+
+
+def test_calibration_of_a_calibrated_and_an_overconfident_model():
+    from crisislens.runtime.metrics import calibration
+
+    probs = np.tile([0.8, 0.1, 0.1], (10, 1))
+    right = calibration(probs, np.array([0] * 8 + [1, 2]))  # 80% sure, right 8 times in 10
+    assert right.ece == pytest.approx(0.0) and right.mce == pytest.approx(0.0)
+    assert right.accuracy == pytest.approx(0.8) and right.mean_confidence == pytest.approx(0.8)
+    assert right.nll == pytest.approx(-(8 * np.log(0.8) + 2 * np.log(0.1)) / 10)
+    assert right.brier == pytest.approx((8 * (0.2**2 + 0.02) + 2 * (0.64 + 0.81 + 0.01)) / 10)
+    [full] = [b for b in right.bins if b.n]
+    assert (full.low, full.high, full.n) == (pytest.approx(11 / 15), pytest.approx(12 / 15), 10)
+    over = calibration(np.vstack([np.tile([0.9, 0.05, 0.05], (5, 1)), np.tile([0.1, 0.6, 0.3], (5, 1))]),
+                       np.array([0, 0, 0, 1, 1, 1, 1, 1, 2, 2]), n_bins=10)
+    # 0.9-bin: 3 of 5 right (gap 0.3); 0.6-bin: 3 of 5 right (gap 0.0)
+    assert over.ece == pytest.approx(0.15) and over.mce == pytest.approx(0.3)
+    assert sum(b.n for b in over.bins) == 10 and len(over.bins) == 10
+
+
+def test_accuracy_at_confidence_counts_the_posts_at_or_above_each_step():
+    from crisislens.runtime.metrics import accuracy_at_confidence
+
+    probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
+    rows = accuracy_at_confidence(probs, np.array([0, 1, 1, 0]), [0.5, 0.9, 0.99])
+    assert rows == [{"threshold": 0.5, "n": 4, "share": 1.0, "accuracy": 0.75},
+                    {"threshold": 0.9, "n": 2, "share": 0.5, "accuracy": 0.5},
+                    {"threshold": 0.99, "n": 0, "share": 0.0, "accuracy": 0.0}]
+
+
+def test_temperature_scaling_recovers_a_known_overconfidence():
+    from crisislens.runtime.metrics import calibration, fit_temperature, with_temperature
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(0, 1.5, (20000, 5))
+    true = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    target = np.array([rng.choice(5, p=row) for row in true])
+    sharp = with_temperature(true, 0.5)  # a model twice as sure as it should be
+    assert np.array_equal(sharp.argmax(axis=1), true.argmax(axis=1))
+    assert np.allclose(with_temperature(true, 1.0), true)
+    t = fit_temperature(sharp, target)
+    assert t == pytest.approx(2.0, rel=0.05)
+    assert calibration(with_temperature(sharp, t), target).ece < calibration(sharp, target).ece / 3
+    assert fit_temperature(true, target) == pytest.approx(1.0, rel=0.05)
+
+
+def test_calibration_refuses_bad_input():
+    from crisislens.runtime.metrics import calibration, fit_temperature, with_temperature
+
+    with pytest.raises(ValueError, match="sum to 1"):
+        calibration(np.array([[0.5, 0.6]]), np.array([0]))
+    with pytest.raises(ValueError, match=r"\[n, classes\]"):
+        calibration(np.zeros((0, 3)), np.array([], dtype=int))
+    with pytest.raises(ValueError, match="class index"):
+        calibration(np.array([[0.5, 0.5]]), np.array([2]))
+    with pytest.raises(ValueError, match="n_bins"):
+        calibration(np.array([[0.5, 0.5]]), np.array([0]), n_bins=0)
+    with pytest.raises(ValueError, match="temperature"):
+        with_temperature(np.array([[0.5, 0.5]]), 0.0)
+    with pytest.raises(ValueError, match="sum to 1"):
+        fit_temperature(np.array([[np.nan, 0.5]]), np.array([0]))

@@ -1,0 +1,141 @@
+"""Is the shipped model's confidence honest? Calibration per bundle -> reports/calibration.{json,md}
+
+The app shows each post's confidence, sorts by severity x confidence and filters at 50 / 70 /
+90 % (`runtime.review.CONFIDENCE_STEPS`). This measures, through the runtime (the readers,
+preprocessing and ONNX Runtime backend of a triage run), how often a post shown at a given
+confidence is right: accuracy vs mean confidence, expected / maximum calibration error (15
+equal-width bins), NLL and Brier score, and the accuracy of the posts at or above each filter
+step, on CrisisMMD dev and test and on CrisisLexT26 (26 crises never trained on, text only).
+
+It also fits one temperature on CrisisMMD dev (NLL, `runtime.metrics.fit_temperature`) and
+scores test and CrisisLexT26 again with it: the same labels (a temperature never changes the
+top class), other confidences. The shipped bundle applies no temperature; this says what one
+would change.
+
+    python benchmarks/calibration.py --bundle int8-text=models/crisislens-student \\
+        --bundle int8-w8a32=models/crisislens-student:int8-w8a32
+
+The tweets go to a temporary file that is deleted afterwards (their licence forbids keeping
+them in the repository).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crisislens.distill import data as D
+from crisislens.runtime.bundle import load_bundle
+from crisislens.runtime.engine import Engine
+from crisislens.runtime.evaluate import dataset_inputs, predict_all
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
+from crisislens.runtime.readers import read_posts
+from crisislens.runtime.review import CONFIDENCE_STEPS
+from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
+from zero_shot_bundles import crisislex_file, parse_bundles
+
+N_BINS = 15
+STEPS = tuple(t for t in CONFIDENCE_STEPS if t > 0)  # the app's minimum-confidence filter
+SPLITS = ("crisismmd_dev", "crisismmd_test", "crisislex_t26")
+SPLIT_TITLES = {"crisismmd_dev": "CrisisMMD dev", "crisismmd_test": "CrisisMMD test",
+                "crisislex_t26": "CrisisLexT26 (zero-shot)"}
+
+
+def probabilities(engine: Engine, inputs: list[Path], image_root: Path | None, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """[n, 5] probabilities and the gold class indices of the labelled posts in `inputs`."""
+    posts = [p for p in read_posts(inputs, image_root=image_root).posts if p.label is not None]
+    preds = predict_all(engine, posts, what=what)
+    probs = np.array([[pred.probabilities[name] for name in LABEL_NAMES] for pred in preds])
+    return probs, np.array([LABEL_NAMES.index(p.label) for p in posts])  # type: ignore[arg-type]
+
+
+def scores(probs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
+    return {**calibration(probs, target, N_BINS).to_dict(), "at_confidence": accuracy_at_confidence(probs, target, STEPS)}
+
+
+def measure(folder: Path, variant: str | None, data: dict[str, tuple[list[Path], Path | None]]) -> dict[str, Any]:
+    bundle = load_bundle(folder)
+    engine = Engine(bundle, variant)
+    out: dict[str, Any] = {"folder": str(folder), "sha256": bundle.sha256, "variant": engine.variant.name}
+    probs = {split: probabilities(engine, *data[split], what=split) for split in SPLITS}
+    t = fit_temperature(*probs["crisismmd_dev"])
+    out["temperature_fit_on_dev"] = t
+    for split, (p, y) in probs.items():
+        out[split] = {"as_shipped": scores(p, y), "with_temperature": scores(with_temperature(p, t), y)}
+    return out
+
+
+def _row(name: str, split: str, how: str, s: dict[str, Any]) -> str:
+    steps = " | ".join(f"{a['accuracy']:.3f} ({a['n']:,})" for a in s["at_confidence"])
+    return (f"| {name} | {SPLIT_TITLES[split]} | {how} | {s['n']:,} | {s['accuracy']:.4f} | {s['mean_confidence']:.4f} | "
+            f"{s['ece']:.4f} | {s['mce']:.4f} | {s['nll']:.4f} | {s['brier']:.4f} | {steps} |")
+
+
+def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
+    steps = " | ".join(f"accuracy at >= {t:.0%} (n)" for t in result["steps"])
+    lines = ["# Calibration: is a confidence of 90% right 90% of the time?", "",
+             run_line(prov, result["seconds"]), "",
+             "Through the runtime (ONNX Runtime, the bundle's preprocessing). Confidence = the top class's "
+             f"probability. ECE / MCE over {result['n_bins']} equal-width bins (Guo et al., 2017); NLL and Brier "
+             "over the 5 classes. The last columns are the app's minimum-confidence filter steps: how often the "
+             "posts at or above each are right, and how many there are. `with T` divides the log-probabilities "
+             "by one temperature fitted on CrisisMMD dev (NLL); labels do not change. CrisisLexT26: "
+             f"{result['crisislex_n']:,} labelled tweets of 26 events never trained on, text only.", "",
+             f"| bundle | data | confidence | n | accuracy | mean confidence | ECE | MCE | NLL | Brier | {steps} |",
+             "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(result["steps"])]
+    for name, r in result["bundles"].items():
+        for split in SPLITS:
+            lines.append(_row(name, split, "as shipped", r[split]["as_shipped"]))
+            lines.append(_row(name, split, f"with T = {r['temperature_fit_on_dev']:.3f}", r[split]["with_temperature"]))
+    lines += ["", "Bundles: " + "; ".join(f"{name} = `{r['folder']}` variant {r['variant']} (sha256 {r['sha256'][:12]})"
+                                         for name, r in result["bundles"].items()) + ".", ""]
+    first, r = next(iter(result["bundles"].items()))
+    for split in ("crisismmd_test", "crisislex_t26"):
+        lines += [f"Reliability of {first} as shipped on {SPLIT_TITLES[split]} (non-empty bins):", "",
+                  "| confidence | n | accuracy | mean confidence | gap |", "|---|---|---|---|---|"]
+        for b in r[split]["as_shipped"]["bins"]:
+            if b["n"]:
+                lines.append(f"| ({b['low']:.3f}, {b['high']:.3f}] | {b['n']:,} | {b['accuracy']:.3f} | "
+                             f"{b['mean_confidence']:.3f} | {b['accuracy'] - b['mean_confidence']:+.3f} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", action="append", metavar="NAME=DIR[:VARIANT]",
+                        help="a bundle to measure (repeatable)")
+    parser.add_argument("--data-root", default=None)
+    parser.add_argument("--out", type=Path, default=Path("reports"))
+    add_render_only(parser)
+    args = parser.parse_args(argv)
+    if args.render_only:
+        return render_only("calibration", args.out, to_markdown)
+    if not args.bundle:
+        parser.error("--bundle is required (or --render-only)")
+    bundles = parse_bundles(parser, args.bundle)
+    root = D.resolve_data_root(str(D.cli_data_root(args.data_root)))
+    started = time.perf_counter()
+    result: dict[str, Any] = {"n_bins": N_BINS, "steps": list(STEPS), "bundles": {}}
+    with tempfile.TemporaryDirectory() as tmp:
+        lex_path, result["crisislex_n"] = crisislex_file(root, Path(tmp))
+        data = {"crisismmd_dev": dataset_inputs("crisismmd:dev", root), "crisismmd_test": dataset_inputs("crisismmd:test", root),
+                "crisislex_t26": ([lex_path], None)}
+        for name, (folder, variant) in bundles.items():
+            print(f"{name} ...", file=sys.stderr)
+            result["bundles"][name] = measure(folder, variant, data)
+    result["seconds"] = round(time.perf_counter() - started, 1)
+    publish("calibration", " ".join(["python", "benchmarks/calibration.py", *(argv or sys.argv[1:])]), result,
+            to_markdown, args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
