@@ -7,10 +7,11 @@ confidence is right: accuracy vs mean confidence, expected / maximum calibration
 equal-width bins), NLL and Brier score, and the accuracy of the posts at or above each filter
 step, on CrisisMMD dev and test and on CrisisLexT26 (26 crises never trained on, text only).
 
-It also fits one temperature on CrisisMMD dev (NLL, `runtime.metrics.fit_temperature`) and
-scores test and CrisisLexT26 again with it: the same labels (a temperature never changes the
-top class), other confidences. The shipped bundle applies no temperature; this says what one
-would change.
+Each variant is run with temperature 1 (the model's own softmax) and scored again with the
+temperature its bundle carries (`crisislens export calibrate`, fitted on CrisisMMD dev), or,
+for a bundle without one, with a temperature fitted here on CrisisMMD dev
+(`runtime.metrics.fit_temperature`): the same labels (a temperature never changes the top
+class), other confidences. log(probabilities) / T gives the runtime's softmax(logits / T).
 
     python benchmarks/calibration.py --bundle int8-text=models/crisislens-student \\
         --bundle int8-w8a32=models/crisislens-student:int8-w8a32
@@ -63,12 +64,16 @@ def scores(probs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
 def measure(folder: Path, variant: str | None, data: dict[str, tuple[list[Path], Path | None]]) -> dict[str, Any]:
     bundle = load_bundle(folder)
     engine = Engine(bundle, variant)
+    in_bundle = engine.temperature
+    engine.temperature = 1.0
     out: dict[str, Any] = {"folder": str(folder), "sha256": bundle.sha256, "variant": engine.variant.name}
     probs = {split: probabilities(engine, *data[split], what=split) for split in SPLITS}
-    t = fit_temperature(*probs["crisismmd_dev"])
-    out["temperature_fit_on_dev"] = t
+    fitted = fit_temperature(*probs["crisismmd_dev"])
+    t = in_bundle if in_bundle != 1.0 else fitted
+    out.update(temperature_in_bundle=in_bundle, temperature_fit_on_dev=fitted, temperature=t,
+               temperature_from="the bundle" if in_bundle != 1.0 else "fitted on CrisisMMD dev here")
     for split, (p, y) in probs.items():
-        out[split] = {"as_shipped": scores(p, y), "with_temperature": scores(with_temperature(p, t), y)}
+        out[split] = {"no_temperature": scores(p, y), "with_temperature": scores(with_temperature(p, t), y)}
     return out
 
 
@@ -85,22 +90,26 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              "Through the runtime (ONNX Runtime, the bundle's preprocessing). Confidence = the top class's "
              f"probability. ECE / MCE over {result['n_bins']} equal-width bins (Guo et al., 2017); NLL and Brier "
              "over the 5 classes. The last columns are the app's minimum-confidence filter steps: how often the "
-             "posts at or above each are right, and how many there are. `with T` divides the log-probabilities "
-             "by one temperature fitted on CrisisMMD dev (NLL); labels do not change. CrisisLexT26: "
+             "posts at or above each are right, and how many there are. `T = 1` is the model's own softmax; the "
+             "other row divides the logits by the bundle's temperature (fitted on CrisisMMD dev by `crisislens "
+             "export calibrate`; for a bundle without one, fitted here the same way); labels do not change. "
+             "CrisisLexT26: "
              f"{result['crisislex_n']:,} labelled tweets of 26 events never trained on, text only.", "",
              f"| bundle | data | confidence | n | accuracy | mean confidence | ECE | MCE | NLL | Brier | {steps} |",
              "|---|---|---|---|---|---|---|---|---|---|" + "---|" * len(result["steps"])]
     for name, r in result["bundles"].items():
         for split in SPLITS:
-            lines.append(_row(name, split, "as shipped", r[split]["as_shipped"]))
-            lines.append(_row(name, split, f"with T = {r['temperature_fit_on_dev']:.3f}", r[split]["with_temperature"]))
-    lines += ["", "Bundles: " + "; ".join(f"{name} = `{r['folder']}` variant {r['variant']} (sha256 {r['sha256'][:12]})"
+            lines.append(_row(name, split, "T = 1", r[split]["no_temperature"]))
+            lines.append(_row(name, split, f"T = {r['temperature']:.3f} ({r['temperature_from']})",
+                              r[split]["with_temperature"]))
+    lines += ["", "Bundles: " + "; ".join(f"{name} = `{r['folder']}` variant {r['variant']} (sha256 {r['sha256'][:12]}; "
+                                         f"temperature fitted on CrisisMMD dev here: {r['temperature_fit_on_dev']:.3f})"
                                          for name, r in result["bundles"].items()) + ".", ""]
     first, r = next(iter(result["bundles"].items()))
     for split in ("crisismmd_test", "crisislex_t26"):
-        lines += [f"Reliability of {first} as shipped on {SPLIT_TITLES[split]} (non-empty bins):", "",
-                  "| confidence | n | accuracy | mean confidence | gap |", "|---|---|---|---|---|"]
-        for b in r[split]["as_shipped"]["bins"]:
+        lines += [f"Reliability of {first} with T = {r['temperature']:.3f} on {SPLIT_TITLES[split]} (non-empty bins):",
+                  "", "| confidence | n | accuracy | mean confidence | gap |", "|---|---|---|---|---|"]
+        for b in r[split]["with_temperature"]["bins"]:
             if b["n"]:
                 lines.append(f"| ({b['low']:.3f}, {b['high']:.3f}] | {b['n']:,} | {b['accuracy']:.3f} | "
                              f"{b['mean_confidence']:.3f} | {b['accuracy'] - b['mean_confidence']:+.3f} |")

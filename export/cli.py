@@ -51,6 +51,24 @@ def register(cli: Cli) -> None:
     b.add_argument("--overwrite", action="store_true", help="replace an existing bundle in --out")
 
 
+    c = export.command(
+        "calibrate",
+        "fit each bundle variant's softmax temperature on held-out posts (confidences, not labels)",
+        _calibrate,
+        description=(
+            "Run each variant of the bundle (through the runtime) on labelled held-out posts, fit the\n"
+            "temperature that minimises their NLL, and write it into the manifest with the evidence\n"
+            "(ECE and NLL before and after): the runtime then divides the logits by it before the\n"
+            "softmax. Labels never change; confidences, the priority order and the confidence filter do.\n"
+            "Run it after `export bundle` (which writes every variant with temperature 1). The bundle\n"
+            "gets a new hash."
+        ),
+    )
+    c.add_argument("--bundle", type=Path, required=True, help="bundle folder to calibrate")
+    c.add_argument("--dataset", default="crisismmd:dev", help="held-out labelled posts (default crisismmd:dev)")
+    c.add_argument("--variants", default=None, help="comma-separated variants (default: all of the bundle's)")
+    c.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+
     t = export.command(
         "tensorrt",
         "build (or reuse) a TensorRT engine from an exported ONNX variant; writes the trtexec command too",
@@ -122,6 +140,22 @@ def _bundle(args: argparse.Namespace) -> int:
         raise CliError(str(exc)) from None
     size = sum(f.stat().st_size for f in Path(path).rglob("*") if f.is_file()) / 2**20
     print(f"wrote bundle {path} ({size:.1f} MB, variants {', '.join(bundle.variants)}, hash {bundle.sha256[:12]})")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.evaluate import calibrate_bundle, data_root, dataset_inputs
+
+    variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None
+    try:
+        inputs, images = dataset_inputs(args.dataset, data_root(args.data_root))
+        result = calibrate_bundle(args.bundle, inputs, dataset=args.dataset, image_root=images, variants=variants)
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    for name, r in result.items():
+        print(f"{name}: temperature {r['temperature']:.3f} on {r['n']} {args.dataset} posts; "
+              f"NLL {r['nll_before']:.4f} -> {r['nll_after']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
     return 0
 
 

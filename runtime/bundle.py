@@ -26,7 +26,10 @@ Rules a bundle must follow (each broken rule is reported by `verify_bundle`):
   would run a different model than they think. Other unlisted files (notes, engine caches) are
   ignored;
 - `labels.json` equals `LABEL_NAMES`, in order (every probability vector uses that order); a
-  subset, an unknown name or another order is refused with which of these it is.
+  subset, an unknown name or another order is refused with which of these it is;
+- a variant's optional `temperature` (default 1) is a positive number: the runtime divides the
+  model's logits by it before the softmax (temperature scaling, fitted on held-out data by
+  `crisislens export calibrate` through `set_temperature`). It moves confidences, never labels.
 
 Torch-free: stdlib plus the runtime's own modules.
 """
@@ -35,9 +38,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
@@ -123,6 +127,7 @@ class Variant:
     metrics: dict[str, Any]
     sha256: str
     bytes: int
+    temperature: float = 1.0  # logits / temperature before the softmax (1: as the model gives them)
 
 
 @dataclass(frozen=True)
@@ -422,6 +427,37 @@ def update_metrics(path: str | Path, variant: str, metrics: Mapping[str, Any], *
     the numbers loaded the bundle with `load_bundle`, which did. Two concurrent updates of one
     bundle may lose one of them.
     """
+    def update(spec: dict[str, Any]) -> dict[str, Any]:
+        old = spec.get("metrics")
+        merged = dict(metrics) if replace or not isinstance(old, dict) else {**old, **metrics}
+        _check_plain(path, variant, merged)
+        spec["metrics"] = merged
+        return merged
+
+    return _edit_variant(path, variant, update)
+
+
+def set_temperature(path: str | Path, variant: str, temperature: float, evidence: Mapping[str, Any]) -> None:
+    """Give `variant` a softmax temperature (see the module's rules), and record how it was found
+    (`evidence`: data, counts, scores before and after) as its metrics' `calibration`. Only the
+    manifest is rewritten, as by `update_metrics`; the bundle gets a new hash."""
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        raise BundleError(path, f"variant {variant!r}: temperature must be a positive number, got {temperature!r}",
+                          hint=None)
+
+    def update(spec: dict[str, Any]) -> None:
+        metrics = dict(spec.get("metrics") or {})
+        metrics["calibration"] = {"temperature": float(temperature), **evidence}
+        _check_plain(path, variant, metrics)
+        spec["temperature"] = float(temperature)
+        spec["metrics"] = metrics
+
+    _edit_variant(path, variant, update)
+
+
+def _edit_variant(path: str | Path, variant: str, update: Callable[[dict[str, Any]], Any]) -> Any:
+    """Apply `update` to `variant`'s entry of the manifest and write the manifest back (atomically)."""
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
@@ -435,16 +471,17 @@ def update_metrics(path: str | Path, variant: str, metrics: Mapping[str, Any], *
         available = ", ".join(variants) if isinstance(variants, dict) else "none"
         raise BundleError(path, f"{MANIFEST}: no variant {variant!r} to update; available: {available}",
                           hint="Choose one of the available variants.")
-    old = variants[variant].get("metrics")
-    merged = dict(metrics) if replace or not isinstance(old, dict) else {**old, **metrics}
+    result = update(variants[variant])
+    _write_manifest(path, manifest)
+    return result
+
+
+def _check_plain(path: str | Path, variant: str, metrics: Mapping[str, Any]) -> None:
     try:
-        _dumps(merged)
+        _dumps(metrics)
     except (TypeError, ValueError) as exc:
         raise BundleError(path, f"variant {variant!r}: metrics are not plain JSON ({exc})",
                           hint="Use numbers, strings or null (not NaN).") from None
-    variants[variant]["metrics"] = merged
-    _write_manifest(path, manifest)
-    return merged
 
 
 def _read_json(path: Path) -> Any:
@@ -576,6 +613,10 @@ def _variant_problems(name: Any, spec: Any) -> list[str]:
         problems.append(f"{where}: intended {spec.get('intended')!r} is not one of {', '.join(INTENDED)}")
     if not isinstance(spec.get("metrics", {}), dict):
         problems.append(f"{where}: metrics must be an object")
+    temperature = spec.get("temperature", 1.0)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
+            math.isfinite(temperature) and temperature > 0):
+        problems.append(f"{where}: temperature {temperature!r} is not a positive number")
     return problems
 
 
@@ -595,7 +636,8 @@ def _load_variants(folder: Path, manifest: dict[str, Any], files: dict[str, Any]
         if not trouble and rel in intact:  # a file that failed its check is already reported
             entry = files[rel]
             variants[name] = Variant(name, folder / rel, spec["precision"], spec["quantization"], spec["intended"],
-                                     dict(spec.get("metrics", {})), entry["sha256"], entry["bytes"])
+                                     dict(spec.get("metrics", {})), entry["sha256"], entry["bytes"],
+                                     float(spec.get("temperature", 1.0)))
     default = manifest.get("default_variant")
     if default not in raw:
         problems.append(f"{MANIFEST}: default_variant {default!r} is not one of the variants: {', '.join(map(str, raw))}")

@@ -181,6 +181,8 @@ class Engine:
         self.model_id = f"{bundle.sha256[:12]}:{self.variant.name}"
         self.image_batch = max(1, int(image_batch))
         self.per_post = batch_dependent(self.variant.quantization)
+        # The bundle's softmax temperature (1 when none was fitted); set 1.0 to see the raw model.
+        self.temperature = self.variant.temperature
         self.grid = self.image_config.patch_grid
 
     # -- preprocessing ---------------------------------------------------------------------
@@ -225,7 +227,7 @@ class Engine:
         t0 = time.perf_counter()
         logits, token_scores, patch_scores = self.run(prep.feeds)
         model_s = time.perf_counter() - t0
-        probs = restrict(softmax(logits.astype(np.float64)), classes)
+        probs = restrict(softmax(logits.astype(np.float64) / self.temperature), classes)
         per_post = {"preprocess": prep.seconds * 1000 / len(posts), "model": model_s * 1000 / len(posts)}
         out = []
         for i, post in enumerate(posts):

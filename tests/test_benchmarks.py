@@ -438,16 +438,26 @@ def test_calibration_measures_each_split_as_shipped_and_with_the_dev_temperature
                                             "label": C.LABEL_NAMES[i % 5]}) + "\n" for i in range(25)))
         data[split] = ([path], None)
     result = C.measure(tiny_bundle, None, data)
-    assert result["temperature_fit_on_dev"] > 0
+    assert result["temperature"] == result["temperature_fit_on_dev"] > 0  # the tiny bundle carries none
+    assert result["temperature_from"] == "fitted on CrisisMMD dev here"
     for split in C.SPLITS:
-        shipped, scaled = result[split]["as_shipped"], result[split]["with_temperature"]
+        shipped, scaled = result[split]["no_temperature"], result[split]["with_temperature"]
         assert shipped["n"] == scaled["n"] == 25
         assert shipped["accuracy"] == scaled["accuracy"]  # a temperature never changes the top class
         assert [a["threshold"] for a in shipped["at_confidence"]] == list(C.STEPS)
         assert sum(b["n"] for b in shipped["bins"]) == 25
     dev = result["crisismmd_dev"]
-    assert dev["with_temperature"]["nll"] <= dev["as_shipped"]["nll"] + 1e-9  # fitted on dev: never worse there
+    assert dev["with_temperature"]["nll"] <= dev["no_temperature"]["nll"] + 1e-9  # fitted on dev: never worse there
+    import shutil
+
+    from crisislens.runtime.bundle import set_temperature
+
+    own = shutil.copytree(tiny_bundle, tmp_path / "calibrated")
+    set_temperature(own, "fp32", 1.3, {"fitted_on": "somewhere"})
+    carried = C.measure(own, "fp32", data)
+    assert (carried["temperature"], carried["temperature_from"]) == (1.3, "the bundle")
+    assert carried["crisismmd_test"]["no_temperature"] == C.measure(tiny_bundle, "fp32", data)["crisismmd_test"]["no_temperature"]
     text = C.to_markdown({"n_bins": C.N_BINS, "steps": list(C.STEPS), "crisislex_n": 25, "seconds": 1.0,
                           "bundles": {"tiny": result}},
                          {"command": "python benchmarks/calibration.py", "git_commit": "0" * 40, "created": "now"})
-    assert text.count("| tiny | ") == 2 * len(C.SPLITS) and "Reliability of tiny as shipped on CrisisMMD test" in text
+    assert text.count("| tiny | ") == 2 * len(C.SPLITS) and "Reliability of tiny with T = " in text

@@ -396,6 +396,30 @@ def test_update_metrics(tmp_path, sources):
         update_metrics(out, "int8", {"x": 1})
 
 
+def test_a_variant_temperature_is_set_with_its_evidence_and_checked_on_load(tmp_path, sources):
+    from crisislens.runtime.bundle import set_temperature
+
+    out = make(tmp_path / "b", sources)
+    before = load_bundle(out)
+    assert before.variant("int8").temperature == 1.0  # none written: the model's own softmax
+    set_temperature(out, "int8", 1.25, {"fitted_on": "crisismmd:dev", "n": 998})
+    after = load_bundle(out)
+    assert after.variant("int8").temperature == 1.25 and after.variant("fp32").temperature == 1.0
+    assert after.variant("int8").metrics["calibration"] == {"temperature": 1.25, "fitted_on": "crisismmd:dev", "n": 998}
+    assert after.variant("int8").metrics["macro_f1"] == 0.70  # the other metrics stay
+    assert after.sha256 != before.sha256 and after.manifest["files"] == before.manifest["files"]
+    for bad in (0.0, -1.0, float("nan"), True):
+        with pytest.raises(BundleError, match="temperature must be a positive number"):
+            set_temperature(out, "int8", bad, {})
+    with pytest.raises(BundleError, match="no variant 'fp16' to update"):
+        set_temperature(out, "fp16", 1.1, {})
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["variants"]["fp32"]["temperature"] = "warm"
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="variant 'fp32': temperature 'warm' is not a positive number"):
+        load_bundle(out)
+
+
 def test_bundle_hash_changes_with_the_manifest_only(tmp_path, sources):
     out = make(tmp_path / "b", sources)
     first = load_bundle(out).sha256

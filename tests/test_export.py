@@ -200,6 +200,55 @@ def test_evaluate_bundle_on_labelled_posts(bundle, tmp_path):
     assert result["bundle_sha256"] == load_bundle(bundle).sha256
 
 
+def test_calibrate_fits_a_temperature_per_variant_that_moves_confidences_not_labels(bundle, tmp_path, capsys):
+    import shutil
+
+    from crisislens.runtime.cli import main
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.evaluate import calibrate_bundle
+    from crisislens.runtime.schema import Post
+
+    own = tmp_path / "bundle"
+    shutil.copytree(bundle, own)  # the shared tiny bundle stays as it is
+    words = ["flood", "bridge", "donate", "injured", "road", "water", "shelter", "power", "help", "storm"]
+    rng = np.random.default_rng(5)
+    rows = [{"id": f"d{i}", "text": " ".join(rng.choice(words, 5)), "label": LABEL_NAMES[i % 5]} for i in range(40)]
+    held_out = tmp_path / "dev.jsonl"
+    held_out.write_text("\n".join(json.dumps(r) for r in rows))
+    posts = [Post(id=f"q{i}", text=" ".join(rng.choice(words, 5))) for i in range(8)]
+    raw = Engine(load_bundle(own)).predict(posts)
+
+    result = calibrate_bundle(own, [held_out], dataset="test-posts")
+    loaded = load_bundle(own)
+    assert set(result) == set(loaded.variants)
+    for name, r in result.items():
+        assert loaded.variant(name).temperature == pytest.approx(r["temperature"]) and r["temperature"] != 1.0
+        assert r["n"] == 40 and r["fitted_on"] == "test-posts" and r["nll_after"] <= r["nll_before"] + 1e-12
+        assert loaded.variant(name).metrics["calibration"]["nll_after"] == r["nll_after"]
+    engine = Engine(loaded)
+    scaled = engine.predict(posts)
+    assert [p.label for p in scaled] == [p.label for p in raw]  # a temperature never changes the label
+    t = engine.temperature
+    for a, b in zip(raw, scaled):
+        logits = np.log([a.probabilities[n] for n in LABEL_NAMES]) / t
+        expected = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+        assert np.allclose([b.probabilities[n] for n in LABEL_NAMES], expected, atol=1e-6)
+    again = calibrate_bundle(own, [held_out], dataset="test-posts")  # fitted from temperature 1 again
+    assert {n: r["temperature"] for n, r in again.items()} == pytest.approx({n: r["temperature"] for n, r in result.items()})
+
+    root = tmp_path / "data"
+    (root / "crisismmd").mkdir(parents=True)
+    (root / "images" / "crisismmd").mkdir(parents=True)
+    shutil.copy(Path(__file__).parent / "fixtures" / "posts" / "crisismmd" / "task_humanitarian_sample.tsv",
+                root / "crisismmd" / "task_humanitarian_text_img_agreed_lab_dev.tsv")
+    capsys.readouterr()
+    assert main(["export", "calibrate", "--bundle", str(own), "--data-root", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert all(f"{name}: temperature " in out for name in loaded.variants) and "3 crisismmd:dev posts" in out
+    assert main(["export", "calibrate", "--bundle", str(own), "--variants", "nope", "--data-root", str(root)]) == 2
+    assert "no variant 'nope'" in capsys.readouterr().err
+
+
 def test_image_inputs_and_slicing_keep_each_post_with_its_photo():
     from crisislens.runtime.engine import image_inputs, slice_feeds
 
