@@ -34,10 +34,8 @@ import numpy as np
 from crisislens.distill import data as D
 from crisislens.runtime.bundle import load_bundle
 from crisislens.runtime.engine import Engine
-from crisislens.runtime.evaluate import dataset_inputs, predict_all
-from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.evaluate import class_probabilities, dataset_inputs, labelled_posts
 from crisislens.runtime.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
-from crisislens.runtime.readers import read_posts
 from crisislens.runtime.review import CONFIDENCE_STEPS
 from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
 from zero_shot_bundles import crisislex_file, parse_bundles
@@ -47,14 +45,6 @@ STEPS = tuple(t for t in CONFIDENCE_STEPS if t > 0)  # the app's minimum-confide
 SPLITS = ("crisismmd_dev", "crisismmd_test", "crisislex_t26")
 SPLIT_TITLES = {"crisismmd_dev": "CrisisMMD dev", "crisismmd_test": "CrisisMMD test",
                 "crisislex_t26": "CrisisLexT26 (zero-shot)"}
-
-
-def probabilities(engine: Engine, inputs: list[Path], image_root: Path | None, what: str) -> tuple[np.ndarray, np.ndarray]:
-    """[n, 5] probabilities and the gold class indices of the labelled posts in `inputs`."""
-    posts = [p for p in read_posts(inputs, image_root=image_root).posts if p.label is not None]
-    preds = predict_all(engine, posts, what=what)
-    probs = np.array([[pred.probabilities[name] for name in LABEL_NAMES] for pred in preds])
-    return probs, np.array([LABEL_NAMES.index(p.label) for p in posts])  # type: ignore[arg-type]
 
 
 def scores(probs: np.ndarray, target: np.ndarray) -> dict[str, Any]:
@@ -67,7 +57,7 @@ def measure(folder: Path, variant: str | None, data: dict[str, tuple[list[Path],
     in_bundle = engine.temperature
     engine.temperature = 1.0
     out: dict[str, Any] = {"folder": str(folder), "sha256": bundle.sha256, "variant": engine.variant.name}
-    probs = {split: probabilities(engine, *data[split], what=split) for split in SPLITS}
+    probs = {split: class_probabilities(engine, labelled_posts(*data[split])[0], what=split) for split in SPLITS}
     fitted = fit_temperature(*probs["crisismmd_dev"])
     t = in_bundle if in_bundle != 1.0 else fitted
     out.update(temperature_in_bundle=in_bundle, temperature_fit_on_dev=fitted, temperature=t,

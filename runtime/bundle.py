@@ -441,8 +441,7 @@ def set_temperature(path: str | Path, variant: str, temperature: float, evidence
     """Give `variant` a softmax temperature (see the module's rules), and record how it was found
     (`evidence`: data, counts, scores before and after) as its metrics' `calibration`. Only the
     manifest is rewritten, as by `update_metrics`; the bundle gets a new hash."""
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0):
+    if not _is_temperature(temperature):
         raise BundleError(path, f"variant {variant!r}: temperature must be a positive number, got {temperature!r}",
                           hint=None)
 
@@ -474,6 +473,12 @@ def _edit_variant(path: str | Path, variant: str, update: Callable[[dict[str, An
     result = update(variants[variant])
     _write_manifest(path, manifest)
     return result
+
+
+def _is_temperature(value: Any) -> bool:
+    """A finite positive number (not a bool): what a variant's softmax temperature must be."""
+    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
+            and value > 0)
 
 
 def _check_plain(path: str | Path, variant: str, metrics: Mapping[str, Any]) -> None:
@@ -614,8 +619,7 @@ def _variant_problems(name: Any, spec: Any) -> list[str]:
     if not isinstance(spec.get("metrics", {}), dict):
         problems.append(f"{where}: metrics must be an object")
     temperature = spec.get("temperature", 1.0)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not (
-            math.isfinite(temperature) and temperature > 0):
+    if not _is_temperature(temperature):
         problems.append(f"{where}: temperature {temperature!r} is not a positive number")
     return problems
 

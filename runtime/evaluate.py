@@ -14,9 +14,11 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import calibration, classification_report, fit_temperature, with_temperature
-from crisislens.runtime.readers import read_posts
+from crisislens.runtime.readers import ReadReport, read_posts
 from crisislens.runtime.schema import Post, Prediction
 
 ENV_DATA_ROOT = "CRISISLENS_DATA"
@@ -57,6 +59,23 @@ def predict_all(engine: Any, posts: Sequence[Post], *, classes: Sequence[str] | 
     return preds
 
 
+def labelled_posts(inputs: Sequence[Path], image_root: Path | None = None) -> tuple[list[Post], ReadReport]:
+    """The posts in `inputs` that carry a gold label (and the whole read); none is an error."""
+    report = read_posts(list(inputs), image_root=image_root)
+    posts = [p for p in report.posts if p.label is not None]
+    if not posts:
+        raise ValueError(f"no labelled posts in {', '.join(map(str, inputs))}: records need a gold 'label'")
+    return posts, report
+
+
+def class_probabilities(engine: Any, posts: Sequence[Post], *, batch_size: int = 32,
+                        what: str = "eval") -> tuple[np.ndarray, np.ndarray]:
+    """[n, 5] probabilities (`LABEL_NAMES` order) of labelled `posts` and their gold class indices."""
+    preds = predict_all(engine, posts, batch_size=batch_size, what=what)
+    probs = np.array([[p.probabilities[name] for name in LABEL_NAMES] for p in preds])
+    return probs, np.array([LABEL_NAMES.index(p.label) for p in posts])  # type: ignore[arg-type]
+
+
 def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | None = None,
                     image_root: Path | None = None, classes: Sequence[str] | None = None, batch_size: int = 32,
                     threads: int | None = None, providers: Sequence[str] | None = None,
@@ -67,11 +86,8 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
     started = time.perf_counter()
     bundle = load_bundle(bundle_dir)
     engine = Engine(bundle, variant, threads=threads, providers=providers, prefer=prefer)
-    report = read_posts(list(inputs), image_root=image_root)
-    posts = [p for p in report.posts if p.label is not None]
+    posts, report = labelled_posts(inputs, image_root)
     unlabelled = len(report.posts) - len(posts)
-    if not posts:
-        raise ValueError(f"no labelled posts in {', '.join(map(str, inputs))}: records need a gold 'label'")
     if classes:
         outside = sorted({p.label for p in posts if p.label not in classes})  # type: ignore[misc]
         if outside:
@@ -110,18 +126,13 @@ def calibrate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, dataset: str, 
     names = list(variants) if variants else list(bundle.variants)
     for name in names:
         bundle.variant(name)  # an unknown name is refused before anything runs
-    report = read_posts(list(inputs), image_root=image_root)
-    posts = [p for p in report.posts if p.label is not None]
-    if not posts:
-        raise ValueError(f"no labelled posts in {', '.join(map(str, inputs))}: records need a gold 'label'")
-    target = [LABEL_NAMES.index(p.label) for p in posts]  # type: ignore[arg-type]
+    posts, _ = labelled_posts(inputs, image_root)
     commit = provenance()["git_commit"]
     out: dict[str, dict[str, Any]] = {}
     for name in names:
         engine = Engine(bundle, name)
         engine.temperature = 1.0
-        preds = predict_all(engine, posts, batch_size=batch_size, what=f"calibrate {name}")
-        probs = [[p.probabilities[label] for label in LABEL_NAMES] for p in preds]
+        probs, target = class_probabilities(engine, posts, batch_size=batch_size, what=f"calibrate {name}")
         t = fit_temperature(probs, target)
         before, after = calibration(probs, target), calibration(with_temperature(probs, t), target)
         evidence = {"fitted_on": dataset, "n": len(posts), "objective": "nll",

@@ -247,7 +247,7 @@ def calibration(probs: npt.ArrayLike, target: npt.ArrayLike, n_bins: int = 15) -
         mean_confidence=float(conf.mean()),
         ece=float(ece),
         mce=float(mce),
-        nll=float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean()),
+        nll=_nll(p, y),
         brier=float(((p - onehot) ** 2).sum(axis=1).mean()),
         bins=tuple(bins),
     )
@@ -286,8 +286,7 @@ def fit_temperature(probs: npt.ArrayLike, target: npt.ArrayLike, low: float = 0.
     p, y = _probs_and_target(probs, target)
 
     def nll(log_t: float) -> float:
-        q = with_temperature(p, math.exp(log_t))
-        return float(-np.log(np.clip(q[np.arange(len(y)), y], 1e-12, None)).mean())
+        return _nll(with_temperature(p, math.exp(log_t)), y)
 
     a, b = math.log(low), math.log(high)
     ratio = (math.sqrt(5) - 1) / 2
@@ -303,6 +302,11 @@ def fit_temperature(probs: npt.ArrayLike, target: npt.ArrayLike, low: float = 0.
             d = a + ratio * (b - a)
             fd = nll(d)
     return float(math.exp((a + b) / 2))
+
+
+def _nll(p: FloatArray, y: npt.NDArray[np.int64]) -> float:
+    """Mean -log p(true class), a probability floored at 1e-12."""
+    return float(-np.log(np.clip(p[np.arange(len(y)), y], 1e-12, None)).mean())
 
 
 def _probs_and_target(probs: npt.ArrayLike, target: npt.ArrayLike) -> tuple[FloatArray, npt.NDArray[np.int64]]:

@@ -429,13 +429,15 @@ def test_quantization_choices_scores_a_form_against_fp32_and_reads_the_photo_siz
 def test_calibration_measures_each_split_as_shipped_and_with_the_dev_temperature(tiny_bundle: Path, tmp_path: Path):
     import calibration as C
 
+    from crisislens.runtime.labels import LABEL_NAMES
+
     rng = np.random.default_rng(3)
     words = ["flood", "bridge", "donate", "injured", "road", "water", "shelter", "power", "help", "storm"]
     data = {}
     for split in C.SPLITS:
         path = tmp_path / f"{split}.jsonl"
         path.write_text("".join(json.dumps({"id": f"{split}{i}", "text": " ".join(rng.choice(words, 6)),
-                                            "label": C.LABEL_NAMES[i % 5]}) + "\n" for i in range(25)))
+                                            "label": LABEL_NAMES[i % 5]}) + "\n" for i in range(25)))
         data[split] = ([path], None)
     result = C.measure(tiny_bundle, None, data)
     assert result["temperature"] == result["temperature_fit_on_dev"] > 0  # the tiny bundle carries none
