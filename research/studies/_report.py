@@ -18,7 +18,7 @@ def run_line(prov: dict[str, Any], seconds: float, extra: str = "") -> str:
 
 def publish(name: str, command: str, result: dict[str, Any],
             render: Callable[[dict[str, Any], dict[str, Any]], str], out: Path) -> None:
-    """Write reports/<name>.{json,md} for `result` with the provenance of `command`, and say where."""
+    """Write <out>/<name>.{json,md} for `result` with the provenance of `command`, and say where."""
     prov = provenance(command)
     json_path, md_path = write_report(name, {"provenance": prov, **result}, render(result, prov), out)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
@@ -30,7 +30,7 @@ def add_render_only(parser: Any) -> None:
 
 
 def render_only(name: str, out: Path, render: Callable[[dict[str, Any], dict[str, Any]], str]) -> int:
-    """Rewrite reports/<name>.md from reports/<name>.json with `render`, nothing re-measured; exit code 0."""
+    """Rewrite <out>/<name>.md from <out>/<name>.json with `render`, nothing re-measured; exit code 0."""
     render_again(name, out, lambda payload: render(payload, payload["provenance"]))
     print(f"rewrote {out / (name + '.md')}")
     return 0

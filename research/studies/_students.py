@@ -18,7 +18,7 @@ def student_parser(doc: str) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--student", action="append", required=True, metavar="NAME=CHECKPOINT")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     return parser
 
 
@@ -35,7 +35,7 @@ def student_checkpoints(parser: argparse.ArgumentParser, specs: list[str]) -> di
 
 def command(script: str, specs: list[str]) -> str:
     """The command line a report records."""
-    return f"python benchmarks/{script} " + " ".join(f"--student {s}" for s in specs)
+    return f"python research/studies/{script} " + " ".join(f"--student {s}" for s in specs)
 
 
 class TeacherSide(NamedTuple):

@@ -1,4 +1,4 @@
-"""Do the shipped bundle variants explain like the teacher? -> reports/bundle_rationale.{json,md}
+"""Do the shipped bundle variants explain like the teacher? -> research/results/bundle_rationale.{json,md}
 
 What a responder sees comes from a bundle variant through the runtime (ONNX Runtime, INT8), not
 from the PyTorch student that `reports/distill.md` scores. This runs each variant given over
@@ -9,7 +9,7 @@ tokens; the top-k patches) and compares them with the teacher's stored outputs
 (`eval_student.agreement`). Patch agreement is also given at other k, beside the IoU that two
 random k-sets of the patches have on average, so the top-5 number can be read against chance:
 
-    python benchmarks/bundle_rationale_agreement.py --bundle int8-text=models/crisislens-student:int8-text \
+    python research/studies/bundle_rationale_agreement.py --bundle int8-text=models/crisislens-student:int8-text \
         --bundle int8-w8a32=models/crisislens-student:int8-w8a32
 """
 
@@ -35,9 +35,9 @@ from crisislens.runtime.evaluate import dataset_inputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report, set_iou, soft_to_hard
 from crisislens.runtime.readers import read_posts
-from _report import publish, run_line  # benchmarks/_report.py
-from _students import mean_se  # benchmarks/_students.py
-from zero_shot_bundles import parse_bundles  # benchmarks/zero_shot_bundles.py
+from _report import publish, run_line  # research/studies/_report.py
+from _students import mean_se  # research/studies/_students.py
+from zero_shot_bundles import parse_bundles  # research/studies/zero_shot_bundles.py
 
 DEFAULT_KS = (1, 3, 5, 10)
 
@@ -267,7 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reference", type=Path, default=Path("reports/distill.json"),
                         help="the PyTorch student's report, shown as the first row")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     args = parser.parse_args(argv)
     bundles = parse_bundles(parser, args.bundle)
     ks = parse_ks(parser, args.ks)
@@ -282,7 +282,7 @@ def main(argv: list[str] | None = None) -> int:
     for name, (folder, variant) in bundles.items():
         result["variants"][name] = evaluate_variant(folder, variant, posts, store, ks)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("bundle_rationale", " ".join(["python", "benchmarks/bundle_rationale_agreement.py",
+    publish("bundle_rationale", " ".join(["python", "research/studies/bundle_rationale_agreement.py",
                                           *(argv or sys.argv[1:])]), result, to_markdown, args.out)
     return 0
 

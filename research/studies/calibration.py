@@ -1,4 +1,4 @@
-"""Is the shipped model's confidence honest? Calibration per bundle -> reports/calibration.{json,md}
+"""Is the shipped model's confidence honest? Calibration per bundle -> research/results/calibration.{json,md}
 
 The app shows each post's confidence, sorts by severity x confidence and filters at 50 / 70 /
 90 % (`runtime.review.CONFIDENCE_STEPS`). This measures, through the runtime (the readers,
@@ -13,7 +13,7 @@ for a bundle without one, with a temperature fitted here on CrisisMMD dev
 (`runtime.metrics.fit_temperature`): the same labels (a temperature never changes the top
 class), other confidences. log(probabilities) / T gives the runtime's softmax(logits / T).
 
-    python benchmarks/calibration.py --bundle int8-text=models/crisislens-student \\
+    python research/studies/calibration.py --bundle int8-text=models/crisislens-student \\
         --bundle int8-w8a32=models/crisislens-student:int8-w8a32
 
 The tweets go to a temporary file that is deleted afterwards (their licence forbids keeping
@@ -37,7 +37,7 @@ from crisislens.runtime.engine import Engine
 from crisislens.runtime.evaluate import class_probabilities, dataset_inputs, labelled_posts
 from crisislens.runtime.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
 from crisislens.runtime.review import CONFIDENCE_STEPS
-from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
+from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 from zero_shot_bundles import crisislex_file, parse_bundles
 
 N_BINS = 15
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", metavar="NAME=DIR[:VARIANT]",
                         help="a bundle to measure (repeatable)")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name} ...", file=sys.stderr)
             result["bundles"][name] = measure(folder, variant, data)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("calibration", " ".join(["python", "benchmarks/calibration.py", *(argv or sys.argv[1:])]), result,
+    publish("calibration", " ".join(["python", "research/studies/calibration.py", *(argv or sys.argv[1:])]), result,
             to_markdown, args.out)
     return 0
 

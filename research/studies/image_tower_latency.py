@@ -1,13 +1,13 @@
-"""EfficientNet-Lite0 at batch 1, by photo size and by how much of it runs -> reports/image_tower.{json,md}
+"""EfficientNet-Lite0 at batch 1, by photo size and by how much of it runs -> research/results/image_tower.{json,md}
 
-The student's batch-1 time is mostly its image tower (`reports/student_latency.md`). This
+The student's batch-1 time is mostly its image tower (`research/results/student_latency.md`). This
 times the frozen tower (PyTorch, CPU) at several photo sizes, whole (stem, 16 blocks and the
 1x1 head to 1280 channels, as `ImageTower` runs it) and cut after a stage (the stride-16
 stage 5, 112 channels; stage 6, 192 channels; the last block, 320 channels, without the head),
 the variants taking turns call by call so a slow spell of this shared machine hits all alike.
 Random pixels: the time of a convolutional network does not depend on them.
 
-    python benchmarks/image_tower_latency.py
+    python research/studies/image_tower_latency.py
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import torch
 
 from crisislens.distill.teacher import ImageTower
 
-from _report import publish, run_line  # benchmarks/_report.py
+from _report import publish, run_line  # research/studies/_report.py
 
 # (name, blocks run; None = the whole tower with its head, as ImageTower runs it)
 CUTS: tuple[tuple[str, int | None], ...] = (("whole (head, 1280 ch)", None), ("to block 16 (320 ch)", 16),
@@ -79,12 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[224, 192, 160, 128])
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--reps", type=int, default=20)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     args = parser.parse_args(argv)
     started = time.perf_counter()
     result = measure(args.sizes, args.rounds, args.reps)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("image_tower", " ".join(["python", "benchmarks/image_tower_latency.py", *(argv or sys.argv[1:])]),
+    publish("image_tower", " ".join(["python", "research/studies/image_tower_latency.py", *(argv or sys.argv[1:])]),
             result, to_markdown, args.out)
     return 0
 

@@ -1,12 +1,12 @@
 """Which student change costs patch agreement? Several student checkpoints against the teacher's
-stored outputs, one run -> reports/patch_agreement.{json,md}
+stored outputs, one run -> research/results/patch_agreement.{json,md}
 
 For each checkpoint (its own resolution and patch head, as saved): CrisisMMD dev and test
 Macro-F1, label agreement with the teacher and the mean IoU of the top-k patches with the
 teacher's IPOT top-k on the posts with a photo and text -- the same quantities as
 `crisislens distill eval-student`, without the latency and faithfulness parts.
 
-    python benchmarks/patch_agreement.py --student NAME=CHECKPOINT [--student ...]
+    python research/studies/patch_agreement.py --student NAME=CHECKPOINT [--student ...]
 """
 
 from __future__ import annotations
@@ -27,8 +27,8 @@ from crisislens.distill.train_student import student_features, student_outputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 
-from _report import publish, run_line  # benchmarks/_report.py
-from _students import (  # benchmarks/_students.py
+from _report import publish, run_line  # research/studies/_report.py
+from _students import (  # research/studies/_students.py
     command,
     mean_se,
     patch_ious,

@@ -1,5 +1,5 @@
 """Does the student fail to *learn* the teacher's patches, or to *generalise* them? One run ->
-reports/patch_fit.{json,md}
+research/results/patch_fit.{json,md}
 
 For each student checkpoint: top-5 patch IoU with the teacher's IPOT top-5 on the posts it was
 trained on (CrisisMMD training posts with a photo and text, and the synthetic transfer pairs it
@@ -11,9 +11,9 @@ With `--tune-epochs N`, the first student's patch side alone -- the patch projec
 embeddings and transfer head, nothing the words' scores or the class use directly -- is trained
 N more epochs on the examples with a photo and text (patch losses only), with the IoU after each
 epoch: does a longer run of the patch side close the gap? (How much the teacher's patches depend
-on the words: `reports/patch_ceiling.md`.)
+on the words: `research/results/patch_ceiling.md`.)
 
-    python benchmarks/patch_fit.py --student NAME=CHECKPOINT [--student ...] [--tune-epochs N]
+    python research/studies/patch_fit.py --student NAME=CHECKPOINT [--student ...] [--tune-epochs N]
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from crisislens.distill.train_student import (
 )
 from crisislens.distill.train_teacher import Features, _bucketed, optimizer_step
 
-from _report import publish, run_line  # benchmarks/_report.py
-from _students import (  # benchmarks/_students.py
+from _report import publish, run_line  # research/studies/_report.py
+from _students import (  # research/studies/_students.py
     command,
     mean_se,
     patch_ious,

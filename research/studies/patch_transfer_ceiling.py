@@ -1,4 +1,4 @@
-"""How far can a one-pass model follow the teacher's image rationale? -> reports/patch_ceiling.{json,md}
+"""How far can a one-pass model follow the teacher's image rationale? -> research/results/patch_ceiling.{json,md}
 
 The distillation issue asks for a student whose top-5 patches overlap the teacher's with IoU >=
 0.60. The teacher's patches come from 50 IPOT iterations over its own final token and patch
@@ -15,7 +15,7 @@ top-5 -- an upper bound for any student that has to imitate those states in one 
 - with `--other-teacher NAME=DIR`, other teachers trained here (DIR/best.pt: another run of the
   recipe, other epochs or data) with their own forward pass: how far two teachers' patches agree.
 
-    python benchmarks/patch_transfer_ceiling.py [--data-root ../shared/data] [--other-teacher NAME=DIR ...]
+    python research/studies/patch_transfer_ceiling.py [--data-root ../shared/data] [--other-teacher NAME=DIR ...]
 """
 
 from __future__ import annotations
@@ -42,8 +42,8 @@ from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.runtime.metrics import set_iou
 
-from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
-from _students import mean_se, shipped_teacher, teacher_side  # benchmarks/_students.py
+from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
+from _students import mean_se, shipped_teacher, teacher_side  # research/studies/_students.py
 
 IPOT_STEPS = (1, 3, 5, 10, 20)
 SOFT_TEMPERATURES = (0.02, 0.05, 0.1, 0.5)
@@ -189,7 +189,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     parser.add_argument("--other-teacher", action="append", default=[], metavar="NAME=DIR",
                         help="another teacher checkpoint folder (DIR/best.pt) to compare patches with; repeatable")
     add_render_only(parser)
@@ -225,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
         result["splits"][split] = {name: summary(v) for name, v in scores.items()}
     result["text_dependence"] = text_dependence(store)
     result["seconds"] = round(time.perf_counter() - started, 1)
-    command = "python benchmarks/patch_transfer_ceiling.py" + "".join(f" --other-teacher {s}" for s in args.other_teacher)
+    command = "python research/studies/patch_transfer_ceiling.py" + "".join(f" --other-teacher {s}" for s in args.other_teacher)
     publish("patch_ceiling", command, result, to_markdown, args.out)
     return 0
 

@@ -1,4 +1,4 @@
-"""Which INT8 choices keep the student's answers? -> reports/quantization.{json,md}
+"""Which INT8 choices keep the student's answers? -> research/results/quantization.{json,md}
 
 `crisislens export onnx` makes two kinds of INT8 model from the FP32 graph: dynamic (int8 weights,
 activation scales computed per call; the fast CPU form and the shipped default `int8-text`) and
@@ -16,7 +16,7 @@ the runtime runs them; for the dynamic forms also the model's own time per post 
 batch 1, forms taking turns post by post). The QDQ ranges come from 256 dev posts (as in the
 export), so they are among the posts scored here.
 
-    python benchmarks/quantization_choices.py [--onnx artifacts/export/model.fp32.onnx] [--data-root ../shared/data]
+    python research/studies/quantization_choices.py [--onnx artifacts/export/model.fp32.onnx] [--data-root ../shared/data]
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig
 
-from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
+from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 
 TIMED_POSTS = 120  # posts per form in the latency rounds (half with a photo)
 ROUNDS = 3
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--onnx", type=Path, default=Path("artifacts/export/model.fp32.onnx"))
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
@@ -182,7 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         result = run(args.onnx, args.data_root, Path(tmp))
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("quantization", "python benchmarks/quantization_choices.py", result, to_markdown, args.out)
+    publish("quantization", "python research/studies/quantization_choices.py", result, to_markdown, args.out)
     return 0
 
 

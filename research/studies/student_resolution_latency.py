@@ -1,4 +1,4 @@
-"""Teacher vs students at their photo resolutions, PyTorch CPU, one run -> reports/student_latency.{json,md}
+"""Teacher vs students at their photo resolutions, PyTorch CPU, one run -> research/results/student_latency.{json,md}
 
 A student's batch-1 time was mostly EfficientNet-Lite0. This run times the teacher (224 px) and
 each student checkpoint given (e.g. the earlier 192 px student on the whole tower and the shipped
@@ -7,7 +7,7 @@ the same process, the models taking turns post by post (`eval_student.latency`),
 ratios are comparable. Same raw inputs as `crisislens distill eval-student`: token ids and
 pixels at each model's resolution, on CrisisMMD test posts.
 
-    python benchmarks/student_resolution_latency.py --student student-192=artifacts/student_192_mlp/best.pt \
+    python research/studies/student_resolution_latency.py --student student-192=artifacts/student_192_mlp/best.pt \
         --student student-112-cut=artifacts/student/best.pt
 """
 
@@ -29,8 +29,8 @@ from crisislens.distill.train_student import StudentTrainConfig
 from crisislens.distill.train_teacher import minilm_encoder
 from crisislens.runtime.preprocess import ImageConfig
 
-from _report import publish, run_line  # benchmarks/_report.py
-from _students import command, student_checkpoints, student_parser  # benchmarks/_students.py
+from _report import publish, run_line  # research/studies/_report.py
+from _students import command, student_checkpoints, student_parser  # research/studies/_students.py
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:

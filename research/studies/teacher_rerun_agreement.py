@@ -1,15 +1,15 @@
-"""How far does another run of the teacher's recipe agree with the shipped teacher? -> reports/teacher_rerun.{json,md}
+"""How far does another run of the teacher's recipe agree with the shipped teacher? -> research/results/teacher_rerun.{json,md}
 
 The student's agreement targets (`reports/distill.md`) compare it with one run of the teacher,
 whose outputs are stored (`models/teacher-outputs/outputs.npz`). This scores other teacher
 checkpoints against those stored outputs by the same definitions (`eval_student.agreement`:
 label agreement, token-rationale F1, top-5 patch IoU; the patch IoU at other k as in
-`benchmarks/bundle_rationale_agreement.py`) and puts the shipped bundle variants beside them
-(`reports/bundle_rationale.json`), so a student's agreement can be read against what the
+`research/studies/bundle_rationale_agreement.py`) and puts the shipped bundle variants beside them
+(`research/results/bundle_rationale.json`), so a student's agreement can be read against what the
 teacher's own recipe reproduces. It trains nothing; for the same recipe run again:
 
     crisislens distill train-teacher --epochs 3 --skip-unimodal --out artifacts/teacher_rerun
-    python benchmarks/teacher_rerun_agreement.py --teacher rerun=artifacts/teacher_rerun
+    python research/studies/teacher_rerun_agreement.py --teacher rerun=artifacts/teacher_rerun
 """
 
 from __future__ import annotations
@@ -31,9 +31,9 @@ from crisislens.distill.teacher_outputs import TeacherOutputStore, file_sha256
 from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report, set_iou
-from _report import publish, run_line  # benchmarks/_report.py
-from _students import mean_se, teacher_side  # benchmarks/_students.py
-from bundle_rationale_agreement import (  # benchmarks/bundle_rationale_agreement.py
+from _report import publish, run_line  # research/studies/_report.py
+from _students import mean_se, teacher_side  # research/studies/_students.py
+from bundle_rationale_agreement import (  # research/studies/bundle_rationale_agreement.py
     DEFAULT_KS,
     iou_at_k,
     k_row,
@@ -79,7 +79,7 @@ def batch_dependence(model: Any, batches: Any, rows: list[Any]) -> dict[str, Any
 
 
 def bundle_rows(path: Path) -> dict[str, Any]:
-    """The shipped bundle variants' test numbers from `reports/bundle_rationale.json` ({} without it)."""
+    """The shipped bundle variants' test numbers from `research/results/bundle_rationale.json` ({} without it)."""
     if not path.is_file():
         return {}
     d = json.loads(path.read_text())
@@ -102,7 +102,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              f"Reference: the shipped teacher's stored outputs (`{result['outputs']}`, teacher checkpoint sha256 "
              f"{(result['reference_sha256'] or '?')[:12]}). Definitions as in `reports/distill.md` (token-rationale F1 "
              "micro over content word pieces; top-5 patch IoU over the posts with a photo) and "
-             "`reports/bundle_rationale.md` (IoU at k: top-k of the stored 16-bit scores, posts where both used a "
+             "`research/results/bundle_rationale.md` (IoU at k: top-k of the stored 16-bit scores, posts where both used a "
              "photo). The student's targets: token F1 >= 0.80, patch IoU >= 0.60.", ""]
     for split in result["splits"]:
         lines += [f"## CrisisMMD {split}", "",
@@ -115,7 +115,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
                               f"{result['teachers'][name]['sha256'][:12]})", r))
         shipped = result["bundles"] if split == "test" else {}
         for name, r in shipped.items():
-            lines.append(_row(f"student bundle {name} (`reports/bundle_rationale.json`)", r))
+            lines.append(_row(f"student bundle {name} (`research/results/bundle_rationale.json`)", r))
         lines += ["", "Patch IoU with the shipped teacher at other k (mean ± standard error):", "",
                   "| model | " + " | ".join(f"k = {k}" for k in ks) + " |", "|---|" + "---|" * len(ks)]
         first = next(iter(runs.values()))
@@ -147,10 +147,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--teacher", action="append", required=True, metavar="NAME=DIR",
                         help="a teacher checkpoint folder (DIR/best.pt) to compare with the stored outputs; repeatable")
     parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="patch top-k sizes, comma-separated")
-    parser.add_argument("--bundles", type=Path, default=Path("reports/bundle_rationale.json"),
+    parser.add_argument("--bundles", type=Path, default=Path("research/results/bundle_rationale.json"),
                         help="the bundle variants' report, shown beside the teacher runs")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     args = parser.parse_args(argv)
     teachers = parse_teachers(parser, args.teacher)
     ks = parse_ks(parser, args.ks)
@@ -188,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     result["batch_dependence"] = {name: batch_dependence(model, cached_batches(features), sample)
                                   for name, model in models.items()}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("teacher_rerun", " ".join(["python", "benchmarks/teacher_rerun_agreement.py", *(argv or sys.argv[1:])]),
+    publish("teacher_rerun", " ".join(["python", "research/studies/teacher_rerun_agreement.py", *(argv or sys.argv[1:])]),
             result, to_markdown, args.out)
     return 0
 

@@ -1,4 +1,4 @@
-"""How much of the teacher's image rationale survives a smaller photo? -> reports/patch_resolution.{json,md}
+"""How much of the teacher's image rationale survives a smaller photo? -> research/results/patch_resolution.{json,md}
 
 The distillation issue asks for a student whose top-5 patches overlap the teacher's at IoU >=
 0.60; the student that meets the speed target sees its photo at 112 px, the teacher at 224 px.
@@ -10,7 +10,7 @@ Whatever the teacher's patch choice loses there lives in detail that a photo of 
 longer has, and a student fed that photo cannot see it either. The 224 px row decodes the photo again through
 the runtime's preprocessing and checks it against the cached features (it should agree fully).
 
-    python benchmarks/teacher_resolution.py [--data-root ../shared/data]
+    python research/studies/teacher_resolution.py [--data-root ../shared/data]
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from crisislens.distill.train_student import student_features, student_outputs
 from crisislens.runtime.metrics import set_iou, token_f1
 from crisislens.runtime.preprocess import ImageConfig, load_image
 
-from _report import add_render_only, publish, render_only, run_line  # benchmarks/_report.py
-from _students import mean_se, shipped_teacher, teacher_side  # benchmarks/_students.py
+from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
+from _students import mean_se, shipped_teacher, teacher_side  # research/studies/_students.py
 
 SIZES = (112, 128, 144, 160, 192, 224)
 TEACHER_SIZE = 224
@@ -119,7 +119,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     add_render_only(parser)
     args = parser.parse_args(argv)
     if args.render_only:
@@ -144,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         found = compare(teacher, tower, features, with_photo, student_patches=patches)
         result["splits"][split] = {str(s): {m: summary(v) for m, v in found[s].items()} for s in SIZES}
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("patch_resolution", "python benchmarks/teacher_resolution.py", result, to_markdown, args.out)
+    publish("patch_resolution", "python research/studies/teacher_resolution.py", result, to_markdown, args.out)
     return 0
 
 

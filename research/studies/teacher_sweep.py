@@ -1,4 +1,4 @@
-"""Teacher training recipes on a GPU, text path -> reports/teacher_sweep.{json,md}
+"""Teacher training recipes on a GPU, text path -> research/results/teacher_sweep.{json,md}
 
 Is the teacher's Macro-F1 held back by its CPU training budget (3 epochs, 4 of 6 MiniLM layers
 frozen and cached, 8,000 HumAID rows an epoch), or by its backbone and data? This trains the
@@ -11,9 +11,9 @@ other, and with the same-run replica of the CPU recipe, not with reports/teacher
 
 Three steps, the middle one on a machine with a GPU:
 
-    python benchmarks/teacher_sweep.py prepare --out .gpu          # here: token ids + MiniLM weights, no text
-    python benchmarks/teacher_sweep.py run --payload .gpu --out $OUT --shard 0/4   # there, shards 0..3 at once
-    python benchmarks/teacher_sweep.py render --run 'COMMAND' results_*.json [--run ...] --out reports
+    python research/studies/teacher_sweep.py prepare --out .gpu          # here: token ids + MiniLM weights, no text
+    python research/studies/teacher_sweep.py run --payload .gpu --out $OUT --shard 0/4   # there, shards 0..3 at once
+    python research/studies/teacher_sweep.py render --run 'COMMAND' results_*.json [--run ...] --out research/results
 
 The payload (token ids and labels of CrisisMMD, HumAID and the Nepal rationale set, MiniLM's
 weights in fp16 with only the word-embedding rows those ids use) stays out of git.
@@ -433,7 +433,7 @@ def render(runs: list[list[str]], out: Path) -> None:
 
     results = merge([(command, [json.loads(Path(f).read_text()) for f in files]) for command, *files in runs])
     files = sum(len(files) for _, *files in runs)
-    prov = provenance(f"python benchmarks/teacher_sweep.py render --run COMMAND FILE... ({len(runs)} runs, {files} "
+    prov = provenance(f"python research/studies/teacher_sweep.py render --run COMMAND FILE... ({len(runs)} runs, {files} "
                       f"results files) --out {out}")
     json_path, md_path = write_report("teacher_sweep", {"provenance": prov, **results}, to_markdown(results, prov), out)
     print(f"wrote {json_path} and {md_path}", file=sys.stderr)
@@ -456,7 +456,7 @@ def main(argv: list[str] | None = None) -> int:
     d = sub.add_parser("render")
     d.add_argument("--run", nargs="+", action="append", required=True, metavar="COMMAND FILE",
                    help="one device run: the command it ran, then its shards' results_<k>.json (repeatable)")
-    d.add_argument("--out", type=Path, default=Path("reports"))
+    d.add_argument("--out", type=Path, default=Path("research/results"))
     args = parser.parse_args(argv)
     if args.step == "prepare":
         prepare(args.out, args.data_root, args.limit)

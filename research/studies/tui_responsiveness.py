@@ -1,10 +1,10 @@
-"""How quickly the TUI answers on large triage stores -> reports/tui.{json,md}.
+"""How quickly the TUI answers on large triage stores -> research/results/tui.{json,md}.
 
 Synthetic stores (no model run) of 1,000 / 5,000 / 20,000 posts; the app runs headless
 (Textual's test driver) at 140x44 and every action is timed from the key press until the screen
 has processed it. Times are medians over `--repeats` presses.
 
-    python benchmarks/tui_responsiveness.py [--sizes 1000,5000,20000] [--repeats 5]
+    python research/studies/tui_responsiveness.py [--sizes 1000,5000,20000] [--repeats 5]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="1000,5000,20000")
     parser.add_argument("--repeats", type=int, default=5)
-    parser.add_argument("--reports", type=Path, default=Path("reports"))
+    parser.add_argument("--reports", type=Path, default=Path("research/results"))
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
     results = {}
@@ -87,7 +87,7 @@ def main() -> None:
             build_store(path, n)
             results[str(n)] = {k: round(v, 3) for k, v in asyncio.run(measure(path, args.repeats)).items()}
             print(n, results[str(n)])
-    prov = provenance(command="python benchmarks/tui_responsiveness.py " + " ".join(
+    prov = provenance(command="python research/studies/tui_responsiveness.py " + " ".join(
         f"--{k} {v}" for k, v in (("sizes", args.sizes), ("repeats", args.repeats))))
     actions = list(next(iter(results.values())))
     lines = ["# TUI responsiveness on large triage stores", "",

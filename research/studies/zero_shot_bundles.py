@@ -1,4 +1,4 @@
-"""Shipped bundles on unseen crises (CrisisLexT26) and on CrisisMMD test -> reports/zero_shot.{json,md}
+"""Shipped bundles on unseen crises (CrisisLexT26) and on CrisisMMD test -> research/results/zero_shot.{json,md}
 
 The field tool meets crises it was never trained on. This scores each bundle given, through
 the runtime (`crisislens.runtime.evaluate.evaluate_bundle`: the same readers, preprocessing and
@@ -8,7 +8,7 @@ Use it to compare two versions of the shipped student, e.g. the committed one an
 one taken out of git:
 
     git archive e78770a models/crisislens-student | tar -x -C /tmp/old
-    python benchmarks/zero_shot_bundles.py --bundle before=/tmp/old/models/crisislens-student \
+    python research/studies/zero_shot_bundles.py --bundle before=/tmp/old/models/crisislens-student \
         --bundle now=models/crisislens-student
 
 The tweets go to a temporary file that is deleted afterwards (their licence forbids keeping
@@ -27,7 +27,7 @@ from typing import Any
 
 from crisislens.distill import data as D
 from crisislens.runtime.evaluate import dataset_inputs, evaluate_bundle
-from _report import publish, run_line  # benchmarks/_report.py
+from _report import publish, run_line  # research/studies/_report.py
 
 
 def parse_bundles(parser: argparse.ArgumentParser, values: list[str]) -> dict[str, tuple[Path, str | None]]:
@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--bundle", action="append", required=True, metavar="NAME=DIR[:VARIANT]",
                         help="a bundle to score (repeatable)")
     parser.add_argument("--data-root", default=None)
-    parser.add_argument("--out", type=Path, default=Path("reports"))
+    parser.add_argument("--out", type=Path, default=Path("research/results"))
     args = parser.parse_args(argv)
     bundles = parse_bundles(parser, args.bundle)
     root = D.resolve_data_root(str(D.cli_data_root(args.data_root)))
@@ -100,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                                        "crisislex_t26": lex, "crisismmd_test": mmd}
             result["classes"] = lex["classes"]
     result["seconds"] = round(time.perf_counter() - started, 1)
-    publish("zero_shot", " ".join(["python", "benchmarks/zero_shot_bundles.py", *(argv or sys.argv[1:])]), result,
+    publish("zero_shot", " ".join(["python", "research/studies/zero_shot_bundles.py", *(argv or sys.argv[1:])]), result,
             to_markdown, args.out)
     return 0
 

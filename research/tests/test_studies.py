@@ -1,4 +1,4 @@
-"""The benchmark scripts' own logic: the teacher recipe sweep end to end on a tiny random MiniLM
+"""The studies' own logic (research/studies): the teacher recipe sweep end to end on a tiny random MiniLM
 and a synthetic payload (no data, no GPU), and the zero-shot script's bundle option."""
 
 from __future__ import annotations
@@ -14,7 +14,9 @@ import pytest
 torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "studies"))
+
+from tests.conftest import tiny_bundle, tiny_exported  # noqa: E402, F401  (the product suite's fixtures)
 
 import teacher_sweep  # noqa: E402
 
@@ -163,7 +165,7 @@ def test_student_benchmarks_share_one_command_line(tmp_path: Path):
     ckpt.write_bytes(b"")
     parser = _students.student_parser("Title line.\nmore")
     args = parser.parse_args(["--student", f"a={ckpt}", "--student", f"b={ckpt}"])
-    assert args.out == Path("reports") and args.data_root is None
+    assert args.out == Path("research/results") and args.data_root is None
     assert _students.student_checkpoints(parser, args.student) == {"a": str(ckpt), "b": str(ckpt)}
     with pytest.raises(SystemExit):
         _students.student_checkpoints(parser, [f"c={tmp_path / 'missing.pt'}"])
@@ -461,5 +463,5 @@ def test_calibration_measures_each_split_as_shipped_and_with_the_dev_temperature
     assert carried["crisismmd_test"]["no_temperature"] == C.measure(tiny_bundle, "fp32", data)["crisismmd_test"]["no_temperature"]
     text = C.to_markdown({"n_bins": C.N_BINS, "steps": list(C.STEPS), "crisislex_n": 25, "seconds": 1.0,
                           "bundles": {"tiny": result}},
-                         {"command": "python benchmarks/calibration.py", "git_commit": "0" * 40, "created": "now"})
+                         {"command": "python research/studies/calibration.py", "git_commit": "0" * 40, "created": "now"})
     assert text.count("| tiny | ") == 2 * len(C.SPLITS) and "Reliability of tiny with T = " in text
