@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.demo-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: test demo screenshot eval-demo install data-check baseline clean help
+.PHONY: test demo screenshot eval-demo install data-check baseline docs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -20,6 +20,12 @@ $(BIN)/python:
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[distill,export,tui,dev]"
 	touch $(STAMP)
+
+DOCS_STAMP := $(VENV)/.docs-stamp
+
+$(DOCS_STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[docs]"
+	touch $(DOCS_STAMP)
 
 # The demo needs only the runtime and the TUI (no torch): a quick install.
 $(DEMO_STAMP): pyproject.toml | $(BIN)/python
@@ -55,5 +61,8 @@ eval-demo: $(STAMP)  ## triage the CrisisMMD test posts (../shared/data) with th
 	$(BIN)/crisislens export-results artifacts/demo.sqlite --out artifacts/demo.csv
 	$(BIN)/crisislens eval --bundle $(BUNDLE) --dataset crisismmd:test
 
-clean:  ## remove the virtual environment and caches
-	rm -rf $(VENV) .pytest_cache .hypothesis build *.egg-info
+docs: $(DOCS_STAMP)  ## build the documentation site (docs/ -> site/) with --strict, as CI does
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
+
+clean:  ## remove the virtual environment, caches and the built site
+	rm -rf $(VENV) .pytest_cache .hypothesis build site *.egg-info
