@@ -10,10 +10,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from crisislens.export.onnx_export import INPUT_NAMES, OUTPUT_NAMES
-from crisislens.export.pipeline import BUNDLE_FIELDS, VARIANTS
 from crisislens.runtime.bundle import VariantSpec, write_bundle
 from crisislens.runtime.preprocess import ImageConfig, TextConfig
+from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.variants import VARIANTS
 
 METRIC_KEYS = ("size_mb", "size_vs_fp32", "label_agreement_with_fp32", "max_abs_logit_diff_vs_fp32")
 
@@ -56,12 +56,11 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
         raise ValueError(f"{report_path}: no measured metrics for {', '.join(missing)}; run `crisislens export onnx`")
     specs = {}
     for name in variants:
-        file, precision, _, _ = VARIANTS[name]
-        source = Path(export_dir) / file
+        v = VARIANTS[name]
+        source = Path(export_dir) / v.file
         if not source.is_file():
             raise FileNotFoundError(f"{source}: variant {name} not exported; run `crisislens export onnx`")
-        quant, intended = BUNDLE_FIELDS[name]
-        specs[name] = VariantSpec(source, precision, quant, intended, variant_metrics(report, name))
+        specs[name] = VariantSpec(source, v.precision, v.quantization, v.target, variant_metrics(report, name))
     info = student_info(student_path)
     image_config = ImageConfig(size=info["image_size"], patch_grid=info["patch_grid"])
     return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),

@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 
 from crisislens.runtime.cli import EXIT_MISSING_DEPENDENCY, Cli, CliError, require
-
-DATA_ROOT_HELP = "data root (default: $CRISISLENS_DATA, else ../shared/data)"
+from crisislens.runtime.settings import DATA_ROOT_HELP
+from crisislens.runtime.variants import PRECISIONS, variants_help
 
 
 def register(cli: Cli) -> None:
@@ -43,7 +43,7 @@ def register(cli: Cli) -> None:
         ),
     )
     b.add_argument("--out", type=Path, required=True, help="bundle folder to write")
-    b.add_argument("--variants", default="int8", help="comma-separated: fp32,int8,int8-text,int8-arm64,int8-qdq,fp16 (default int8)")
+    b.add_argument("--variants", default="int8", help=f"comma-separated, of: {variants_help()} (default int8)")
     b.add_argument("--default", dest="default_variant", default=None, help="default variant (default: the first)")
     b.add_argument("--export-dir", type=Path, default=Path("artifacts/export"), help="where `export onnx` wrote the models")
     b.add_argument("--reports", type=Path, default=Path("reports"), help="folder holding export.json")
@@ -84,7 +84,7 @@ def register(cli: Cli) -> None:
     )
     t.add_argument("--onnx", type=Path, default=None,
                    help="ONNX file (default: artifacts/export/model.fp16.onnx, or model.int8-qdq.onnx for int8)")
-    t.add_argument("--precision", choices=["fp32", "fp16", "int8"], default="fp16")
+    t.add_argument("--precision", choices=PRECISIONS, default="fp16")
     t.add_argument("--cache-dir", type=Path, default=Path("artifacts/engines"), help="engine cache folder")
     t.add_argument("--batch-buckets", default="1,8,32", help="comma-separated batch buckets (default 1,8,32)")
     t.add_argument("--workspace-gb", type=float, default=2.0)

@@ -1,7 +1,7 @@
 """The student as an ONNX graph, and proof that the graph computes what PyTorch computes.
 
 Inputs (all with a dynamic batch; token inputs also a dynamic sequence length up to the
-bundle's `max_length`):
+bundle's `max_length`), as declared in `crisislens.runtime.signature`:
 
 | name | type | shape |
 |---|---|---|
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_index")
-OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
+from crisislens.runtime.signature import BATCH, IMAGES, INPUT_NAMES, INPUTS, OUTPUT_NAMES, SEQ
+
 DEFAULT_OPSET = 18
 
 
@@ -49,11 +49,9 @@ def export_onnx(student: Any, path: Path, *, max_length: int = 64, opset: int = 
     mask[1, n // 2 :] = 0
     pixels = torch.randn(2, 3, image_size, image_size, generator=g)  # K = 2 photos for b = 3 posts
     index = torch.tensor([1, -1, 0])
-    batch = torch.export.Dim("batch", min=1, max=4096)
-    images = torch.export.Dim("images", min=1, max=4096)
-    seq = torch.export.Dim("seq", min=2, max=max_length)
-    dynamic = {"input_ids": {0: batch, 1: seq}, "attention_mask": {0: batch, 1: seq}, "pixel_values": {0: images},
-               "image_index": {0: batch}}
+    dims = {BATCH: torch.export.Dim(BATCH, min=1, max=4096), IMAGES: torch.export.Dim(IMAGES, min=1, max=4096),
+            SEQ: torch.export.Dim(SEQ, min=2, max=max_length)}
+    dynamic = {t.name: {axis: dims[symbol] for axis, symbol in t.dynamic_axes.items()} for t in INPUTS}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():

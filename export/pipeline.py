@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from crisislens.export.onnx_export import INPUT_NAMES, check_parity, export_onnx, ort_session, run_ort
+from crisislens.export.onnx_export import check_parity, export_onnx, ort_session, run_ort
 from crisislens.export.optimize import optimize_graph
 from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, gelu_projections, quantize_dynamic,
                                         quantize_static_qdq, quantize_weights_only)
@@ -26,7 +26,10 @@ from crisislens.runtime.engine import batch_dependent, image_inputs, run_per_pos
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
+from crisislens.runtime.markdown import md_table
 from crisislens.runtime.reports import targets_section
+from crisislens.runtime.signature import INPUT_NAMES
+from crisislens.runtime.variants import EXPORT_VARIANTS, VARIANTS, ExportVariant
 
 
 @dataclass
@@ -37,38 +40,6 @@ class ExportConfig:
     batch_size: int = 32
     calibration_posts: int = 256  # CrisisMMD dev posts for the static (QDQ) ranges
     seed: int = 13
-
-
-VARIANTS = {
-    # name: (file, precision, quantization, intended)
-    "fp32": ("model.fp32.onnx", "fp32", None, "cpu"),
-    # The FP32 graph with ONNX Runtime's transformer fusions written in (export/optimize.py).
-    "fp32-opt": ("model.fp32-opt.onnx", "fp32", None, "cpu"),
-    "int8": ("model.int8.onnx", "int8", "dynamic (avx512_vnni preset), per-channel weights; projections out of GELU FP32", "cpu"),
-    "int8-arm64": ("model.int8-arm64.onnx", "int8", "dynamic (arm64 preset), per-channel weights; projections out of GELU FP32", "cpu-arm64"),
-    # Text side only (MatMul, Gather); EfficientNet's convolutions stay FP32: ONNX Runtime's
-    # dynamic ConvInteger kernels are several times slower than its FP32 convolutions on x86.
-    "int8-text": ("model.int8-text.onnx", "int8", "dynamic, per-channel weights, text side only (convs and projections out of GELU FP32)", "cpu"),
-    "int8-qdq": ("model.int8-qdq.onnx", "int8", "static QDQ, calibrated on CrisisMMD dev; projections around GELU unquantised", "tensorrt"),
-    # Int8 weights (per channel), FP32 activations and compute: a quarter of the size at FP32
-    # accuracy, but no faster than FP32 (see quantize.quantize_weights_only).
-    "int8-w8a32": ("model.int8-w8a32.onnx", "int8", "weight-only, per-channel int8 weights, FP32 compute", "cpu"),
-    "fp16": ("model.fp16.onnx", "fp16", None, "gpu"),
-}
-
-
-# How each variant is described in a bundle manifest: (quantization kind, intended backend).
-# The kind also sets up its ONNX Runtime session (runtime.engine.session_options).
-BUNDLE_FIELDS = {
-    "fp32": (None, "cpu"),
-    "fp32-opt": (None, "cpu"),
-    "int8": ("dynamic", "cpu"),
-    "int8-arm64": ("dynamic", "cpu"),
-    "int8-text": ("dynamic", "cpu"),
-    "int8-qdq": ("static-qdq", "tensorrt"),
-    "int8-w8a32": ("weight-only", "cpu"),
-    "fp16": (None, "gpu"),
-}
 
 
 def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConfig, *, text: bool = True,
@@ -141,7 +112,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
 
     print("exporting FP32 ...", file=sys.stderr)
     t0 = time.perf_counter()
-    fp32 = export_onnx(student, out / VARIANTS["fp32"][0], max_length=encoder.config.max_length,
+    fp32 = export_onnx(student, out / VARIANTS["fp32"].file, max_length=encoder.config.max_length,
                        image_size=image_config.size)
     export_seconds = time.perf_counter() - t0
 
@@ -160,33 +131,27 @@ def run(config: ExportConfig) -> dict[str, Any]:
     calibration = calibration_feeds(dev, encoder, image_config, config.calibration_posts, config.seed)
     timings = {"export_fp32": export_seconds}
     t0 = time.perf_counter()
-    _, fused = optimize_graph(fp32, out / VARIANTS["fp32-opt"][0])
-    timings["fp32-opt"] = time.perf_counter() - t0
-    print(f"  fp32-opt: {timings['fp32-opt']:.1f} s, fused {fused}", file=sys.stderr)
-    # The dynamic forms keep the projections out of each GELU in FP32 (reports/quantization.md).
-    for name, fn in (("int8", lambda p: quantize_dynamic(fp32, p, "avx512_vnni", keep_gelu_down=True)),
-                     ("int8-arm64", lambda p: quantize_dynamic(fp32, p, "arm64", keep_gelu_down=True)),
-                     ("int8-text", lambda p: quantize_dynamic(fp32, p, "avx512_vnni", operators=TEXT_OPERATORS,
-                                                               keep_gelu_down=True)),
-                     ("int8-qdq", lambda p: quantize_static_qdq(fp32, p, calibration)),
-                     ("int8-w8a32", lambda p: quantize_weights_only(fp32, p)),
-                     ("fp16", lambda p: convert_fp16(fp32, p))):
+    fused: dict[str, int] = {}
+    for v in EXPORT_VARIANTS:
+        if v.builder == "onnx":
+            continue
         t0 = time.perf_counter()
-        fn(out / VARIANTS[name][0])
-        timings[name] = time.perf_counter() - t0
-        print(f"  {name}: {timings[name]:.1f} s", file=sys.stderr)
+        fused.update(_build(v, fp32, out / v.file, calibration))
+        timings[v.name] = time.perf_counter() - t0
+        detail = f", fused {fused}" if v.builder == "optimize" else ""
+        print(f"  {v.name}: {timings[v.name]:.1f} s{detail}", file=sys.stderr)
 
     print("scoring variants on CrisisMMD test ...", file=sys.stderr)
     variants: dict[str, Any] = {}
     reference = None
-    for name, (file, precision, quant, intended) in VARIANTS.items():
-        path = out / file
-        rep, logits = score(ort_session(path, quantization=BUNDLE_FIELDS[name][0]), mixed, gold,
-                            per_post=batch_dependent(BUNDLE_FIELDS[name][0]))
+    for v in EXPORT_VARIANTS:
+        name, path = v.name, out / v.file
+        rep, logits = score(ort_session(path, quantization=v.quantization), mixed, gold,
+                            per_post=batch_dependent(v.quantization))
         if reference is None:
             reference = logits
         variants[name] = {
-            "file": file, "precision": precision, "quantization": quant, "intended": intended,
+            "file": v.file, "precision": v.precision, "quantization": v.detail, "intended": v.runs_on,
             "size_mb": round(os.path.getsize(path) / 2**20, 2),
             "size_vs_fp32": round(os.path.getsize(path) / os.path.getsize(fp32), 4),
             "test": rep,
@@ -201,6 +166,26 @@ def run(config: ExportConfig) -> dict[str, Any]:
             "qdq_unquantised": [n for names in gelu_projections(fp32).values() for n in names],
             "seconds": round(time.perf_counter() - started, 1),
             "student": config.student, "out": str(out)}
+
+
+def _build(v: ExportVariant, fp32: Path, path: Path, calibration: list[dict[str, np.ndarray]]) -> dict[str, int]:
+    """Build variant `v` from the FP32 graph into `path` by its row's recipe; the operators fused
+    (only the `optimize` recipe fuses any). The dynamic forms keep the projections out of each
+    GELU in FP32 (reports/quantization.md)."""
+    if v.builder == "optimize":
+        return optimize_graph(fp32, path)[1]
+    if v.builder == "dynamic":
+        quantize_dynamic(fp32, path, v.cpu or "avx512_vnni", operators=TEXT_OPERATORS if v.text_only else None,
+                         keep_gelu_down=True)
+    elif v.builder == "static-qdq":
+        quantize_static_qdq(fp32, path, calibration)
+    elif v.builder == "weight-only":
+        quantize_weights_only(fp32, path)
+    elif v.builder == "fp16":
+        convert_fp16(fp32, path)
+    else:
+        raise ValueError(f"variant {v.name!r}: no recipe for builder {v.builder!r}")
+    return {}
 
 
 def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
@@ -229,19 +214,18 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
              f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']} · "
              f"run time {result['seconds']} s on {provenance['environment']['cpu_count']} CPU cores.", "",
              f"## Parity: ONNX FP32 (ONNX Runtime CPU) vs PyTorch ({p['n']} posts)", "",
-             "| batches | posts | max abs Δlogit | label agreement | max abs Δ token score | token rationale agreement | top-k patch agreement |",
-             "|---|---|---|---|---|---|---|"]
-    for kind, s in p["by_kind"].items():
-        lines.append(f"| {kind} | {s['n']} | {s['max_abs_logit_diff']:.2e} | {s['label_agreement'] * 100:.2f}% | "
-                     f"{s['max_abs_token_score_diff']:.2e} | {s['token_rationale_agreement'] * 100:.2f}% | "
-                     f"{s['patch_topk_agreement'] * 100:.2f}% |")
+             *md_table(["batches", "posts", "max abs Δlogit", "label agreement", "max abs Δ token score",
+                        "token rationale agreement", "top-k patch agreement"],
+                       [(kind, s["n"], f"{s['max_abs_logit_diff']:.2e}", f"{s['label_agreement'] * 100:.2f}%",
+                         f"{s['max_abs_token_score_diff']:.2e}", f"{s['token_rationale_agreement'] * 100:.2f}%",
+                         f"{s['patch_topk_agreement'] * 100:.2f}%") for kind, s in p["by_kind"].items()])]
     lines += ["", f"## Variants on CrisisMMD test ({result['n_test']} posts, ONNX Runtime CPU)", "",
-              "| variant | precision | quantisation | for | size MB | vs FP32 size | Macro-F1 | accuracy | label agreement with FP32 | max abs Δlogit vs FP32 |",
-              "|---|---|---|---|---|---|---|---|---|---|"]
-    for name, v in result["variants"].items():
-        lines.append(f"| {name} | {v['precision']} | {v['quantization'] or '–'} | {v['intended']} | {v['size_mb']:.1f} | "
-                     f"{v['size_vs_fp32'] * 100:.1f}% | {v['test']['macro_f1']:.4f} | {v['test']['accuracy']:.4f} | "
-                     f"{v['label_agreement_with_fp32'] * 100:.2f}% | {v['max_abs_logit_diff_vs_fp32']:.3f} |")
+              *md_table(["variant", "precision", "quantisation", "for", "size MB", "vs FP32 size", "Macro-F1", "accuracy",
+                         "label agreement with FP32", "max abs Δlogit vs FP32"],
+                        [(name, v["precision"], v["quantization"] or "–", v["intended"], f"{v['size_mb']:.1f}",
+                          f"{v['size_vs_fp32'] * 100:.1f}%", f"{v['test']['macro_f1']:.4f}",
+                          f"{v['test']['accuracy']:.4f}", f"{v['label_agreement_with_fp32'] * 100:.2f}%",
+                          f"{v['max_abs_logit_diff_vs_fp32']:.3f}") for name, v in result["variants"].items()])]
     g = result.get("graph_optimization")
     if g:
         fused = ", ".join(f"{k} {v}" for k, v in g["fused_operators"].items()) or "nothing"

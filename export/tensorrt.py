@@ -35,7 +35,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.bundle import hash_file
+from crisislens.runtime import signature as S
+from crisislens.runtime.files import atomic_write
 from crisislens.runtime.preprocess import ImageConfig, TextConfig
 from crisislens.runtime.trt_profiles import (
     DEFAULT_STEM,
@@ -93,14 +96,12 @@ class InputLayout:
         return tuple(dims)
 
 
-# The student's ONNX signature (see `crisislens.distill.student.StudentExport`).
-STUDENT_INPUTS: tuple[InputLayout, ...] = (
-    InputLayout("input_ids", (BATCH, SEQ)),  # int64
-    InputLayout("attention_mask", (BATCH, SEQ)),  # int64
-    InputLayout("pixel_values", (BATCH, 3, IMAGE, IMAGE)),  # float32; axis 0 = the posts with a photo (1..batch)
-    InputLayout("image_index", (BATCH,)),  # int64, -1 = no photo
-)
-STUDENT_OUTPUTS: tuple[str, ...] = ("logits", "token_scores", "patch_scores")
+# The student's ONNX signature (`crisislens.runtime.signature`), in the builder's axes: the
+# photos' axis is sized like the batch (a batch has at most one photo per post).
+_AXES: dict[str | int, str | int] = {S.BATCH: BATCH, S.SEQ: SEQ, S.IMAGES: BATCH, S.IMAGE: IMAGE}
+STUDENT_INPUTS: tuple[InputLayout, ...] = tuple(InputLayout(t.name, tuple(_AXES.get(a, a) for a in t.axes))
+                                                for t in S.INPUTS)
+STUDENT_OUTPUTS: tuple[str, ...] = S.OUTPUT_NAMES
 
 DEFAULT_BATCH_BUCKETS: tuple[int, ...] = (1, 8, 32)
 DEFAULT_SEQ_BUCKETS: tuple[int, ...] = (16, 32, 64)
@@ -112,7 +113,7 @@ PRECISIONS: tuple[str, ...] = ("fp32", "fp16", "int8")
 # ----------------------------------------------------------------------------- errors
 
 
-class EngineBuildError(RuntimeError):
+class EngineBuildError(CrisisLensError, RuntimeError):
     """TensorRT could not parse the ONNX model or build the engine."""
 
 
@@ -285,21 +286,7 @@ def check_profile_inputs(network_inputs: Sequence[str], profiles: Sequence[Profi
 
 def write_sidecar(path: Path, sidecar: EngineSidecar) -> None:
     text = json.dumps(sidecar.to_dict(), indent=2, sort_keys=True, allow_nan=False) + "\n"
-    _atomic_write(path, text.encode("utf-8"))
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename: a reader sees the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fout:
-            fout.write(data)
-            fout.flush()
-            os.fsync(fout.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    atomic_write(path, text.encode("utf-8"))
 
 
 def write_engine(cache_dir: str | Path, fields: EngineFields, engine: bytes, *, stem: str = DEFAULT_STEM,
@@ -307,7 +294,7 @@ def write_engine(cache_dir: str | Path, fields: EngineFields, engine: bytes, *, 
     """Write the engine, then its sidecar (both atomically). The sidecar goes last: it is the
     mark of a complete engine, so a crash in between leaves an engine that is never used."""
     path = Path(cache_dir) / engine_filename(fields.key, stem)
-    _atomic_write(path, engine)
+    atomic_write(path, engine)
     record = EngineSidecar(key=fields.key, engine=path.name, fields=fields, engine_bytes=len(engine),
                            engine_sha256=hashlib.sha256(engine).hexdigest(),
                            built_at=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
@@ -396,7 +383,7 @@ def write_trtexec_script(
             "# On Jetson trtexec is /usr/src/tensorrt/bin/trtexec: put it on PATH or edit the line below.\n"
             'cd "$(dirname "$0")" || exit 1\n'
             f"exec {command.shell}\n")
-    _atomic_write(script, text.encode("utf-8"))
+    atomic_write(script, text.encode("utf-8"))
     script.chmod(0o755)
     return script
 
@@ -444,7 +431,7 @@ def load_timing_cache(config: Any, path: Path | None) -> bool:
 def save_timing_cache(config: Any, path: Path | None) -> None:
     """Write the builder config's timing cache (including this build's timings) to `path`."""
     if path is not None:
-        _atomic_write(path, bytes(config.get_timing_cache().serialize()))
+        atomic_write(path, bytes(config.get_timing_cache().serialize()))
 
 
 def _parser_error(error: Any) -> str:

@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any, Union
 
+from crisislens.runtime.errors import CrisisLensError
+from crisislens.runtime.files import atomic_write
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocess import ImageConfig, TextConfig
 from crisislens.runtime.reports import provenance
@@ -68,7 +70,7 @@ _SHA256 = re.compile(r"[0-9a-f]{64}")
 _CHUNK = 1 << 20  # 1 MiB: ONNX files can be hundreds of MB
 
 
-class BundleError(ValueError):
+class BundleError(CrisisLensError, ValueError):
     """A bundle that cannot be written, loaded or used.
 
     `problems` each name the file or manifest field and what is wrong; the message adds the
@@ -353,12 +355,7 @@ def _write_and_hash(dst: Path, data: bytes) -> dict[str, Any]:
 
 def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     """Write `manifest.json` atomically: readers see the old one or the new one, never half."""
-    tmp = folder / f".{MANIFEST}.tmp"
-    with open(tmp, "wb") as fout:
-        fout.write(_dumps(manifest))
-        fout.flush()
-        os.fsync(fout.fileno())
-    os.replace(tmp, folder / MANIFEST)
+    atomic_write(folder / MANIFEST, _dumps(manifest))
 
 
 def _dumps(payload: Any) -> bytes:

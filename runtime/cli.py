@@ -19,6 +19,8 @@ import sys
 from collections.abc import Callable, Sequence
 from importlib.metadata import entry_points
 
+from crisislens.runtime.errors import CrisisLensError
+
 EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
@@ -29,7 +31,7 @@ EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whos
 Handler = Callable[[argparse.Namespace], int]
 
 
-class CliError(Exception):
+class CliError(CrisisLensError):
     """An error the user can act on: printed as one line, no traceback."""
 
     def __init__(self, message: str, code: int = EXIT_USAGE):
@@ -122,12 +124,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         print(f"crisislens: error: {exc}", file=sys.stderr)
         return exc.code
+    except CrisisLensError as exc:  # one a command did not catch: still one line, no traceback
+        print(f"crisislens: error: {printable(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except KeyboardInterrupt:
         print("crisislens: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     except BrokenPipeError:  # the reader went away (`crisislens validate ... | head`): stop quietly
         _silence_stdout()
         return EXIT_BROKEN_PIPE
+
+
+def printable(text: str) -> str:
+    """Escape control characters and undecodable bytes: file names and ids come from the field."""
+    return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
 
 def _silence_stdout() -> None:

@@ -10,6 +10,7 @@ from typing import Any
 
 from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
+from crisislens.runtime.settings import DATA_ROOT_HELP
 
 MAX_LISTED_PROBLEMS = 100  # the human listing; --json always has them all
 
@@ -60,7 +61,7 @@ def register(cli: Cli) -> None:
     source = e.add_mutually_exclusive_group()
     source.add_argument("--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)")
     source.add_argument("--dataset", metavar="NAME", help="a dataset under the data root: crisismmd:test, crisismmd:dev")
-    e.add_argument("--data-root", type=Path, default=None, help="data root for --dataset (default: $CRISISLENS_DATA, else ../shared/data)")
+    e.add_argument("--data-root", type=Path, default=None, help=f"{DATA_ROOT_HELP}; for --dataset")
     e.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
     e.add_argument("--classes", default=None, metavar="A,B,...", help="restrict prediction to these labels (renormalised)")
     e.add_argument("--batch-size", type=int, default=32)
@@ -104,7 +105,7 @@ def register(cli: Cli) -> None:
     bn.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle with the ONNX variants")
     bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
     bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
-    bn.add_argument("--data-root", type=Path, default=None, help="data root (default: $CRISISLENS_DATA, else ../shared/data)")
+    bn.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
     bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
     bn.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")

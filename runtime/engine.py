@@ -18,9 +18,8 @@ import numpy as np
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocess import ImageError, TextEncoder, load_image, words_with_scores
 from crisislens.runtime.schema import Post, Prediction, TokenScore
+from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
 
-INPUT_NAMES = ("input_ids", "attention_mask", "pixel_values", "image_index")
-OUTPUT_NAMES = ("logits", "token_scores", "patch_scores")
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
 

@@ -7,7 +7,6 @@ gold `label`, or a named dataset under the data root (`crisismmd:test`, `crisism
 
 from __future__ import annotations
 
-import os
 import sys
 import time
 from collections.abc import Sequence
@@ -20,22 +19,14 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import calibration, classification_report, fit_temperature, with_temperature
 from crisislens.runtime.readers import ReadReport, read_posts
 from crisislens.runtime.schema import Post, Prediction
+from crisislens.runtime.settings import data_root
 
-ENV_DATA_ROOT = "CRISISLENS_DATA"
 DATASETS = {
     # name: (file under the data root, image root under the data root)
     "crisismmd:train": ("crisismmd/task_humanitarian_text_img_agreed_lab_train.tsv", "images/crisismmd"),
     "crisismmd:dev": ("crisismmd/task_humanitarian_text_img_agreed_lab_dev.tsv", "images/crisismmd"),
     "crisismmd:test": ("crisismmd/task_humanitarian_text_img_agreed_lab_test.tsv", "images/crisismmd"),
 }
-
-
-def data_root(arg: str | Path | None = None) -> Path:
-    """--data-root > $CRISISLENS_DATA > ../shared/data (from the working directory)."""
-    for candidate in (arg, os.environ.get(ENV_DATA_ROOT), Path.cwd() / ".." / "shared" / "data"):
-        if candidate and Path(candidate).expanduser().is_dir():
-            return Path(candidate).expanduser().resolve()
-    raise FileNotFoundError("data root not found: pass --data-root DIR or set $CRISISLENS_DATA")
 
 
 def dataset_inputs(name: str, root: Path) -> tuple[list[Path], Path]:

@@ -39,6 +39,8 @@ import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 from tokenizers import Tokenizer
 
+from crisislens.runtime.errors import CrisisLensError
+
 RESIZE_MODES = ("shorter_then_center_crop",)
 
 _C = TypeVar("_C")
@@ -115,7 +117,7 @@ class ImageConfig:
         return _config_from_dict(cls, data)
 
 
-class ImageError(ValueError):
+class ImageError(CrisisLensError, ValueError):
     """An image file that cannot be used; the message names the file and the problem."""
 
     def __init__(self, path: str | Path, problem: str):

@@ -35,6 +35,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
+from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
 from crisislens.runtime.preprocess import ImageError, check_image
 from crisislens.runtime.schema import Post
@@ -81,7 +82,7 @@ class ReadProblem:
         return f"{where}: {self.message}"
 
 
-class ReadError(Exception):
+class ReadError(CrisisLensError):
     """Raised in strict mode at the first problem, error or warning."""
 
     def __init__(self, problem: ReadProblem):

@@ -16,6 +16,9 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.files import atomic_write
+from crisislens.runtime.markdown import md_table
+
 DEFAULT_REPORTS_DIR = Path("reports")
 _PACKAGES = ("crisislens", "numpy", "onnxruntime", "tokenizers", "pillow", "scikit-learn", "torch", "transformers")
 
@@ -83,8 +86,8 @@ def write_report(name: str, payload: dict[str, Any], markdown: str, out_dir: Pat
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{name}.json"
     md_path = out_dir / f"{name}.md"
-    json_path.write_text(json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False) + "\n", encoding="utf-8")
-    md_path.write_text(markdown.rstrip() + "\n", encoding="utf-8")
+    atomic_write(json_path, json.dumps(payload, indent=2, ensure_ascii=False, sort_keys=False) + "\n")
+    atomic_write(md_path, markdown.rstrip() + "\n")
     return json_path, md_path
 
 
@@ -96,18 +99,18 @@ def render_again(name: str, out_dir: Path, render: Any) -> tuple[Path, Path]:
     if not json_path.is_file():
         raise FileNotFoundError(f"{json_path}: no report to render; run the evaluation first")
     payload = json.loads(json_path.read_text(encoding="utf-8"))
-    md_path.write_text(render(payload).rstrip() + "\n", encoding="utf-8")
+    atomic_write(md_path, render(payload).rstrip() + "\n")
     return json_path, md_path
 
 
 def targets_section(issue: str, rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines of a report's "Targets" table. Each row: `target`, `measured` (None: not
     measured), `met` (True / False / None = no target) and optionally `gap` (how far off)."""
-    lines = ["", f"## Targets (from the {issue} issue)", "", "| target | measured | met |", "|---|---|---|"]
-    for row in rows:
-        met = "–" if row["met"] is None else "yes" if row["met"] else "no"
-        if row["met"] is False and row.get("gap"):
-            met += f" ({row['gap']})"
-        measured = "not measured" if row["measured"] is None else row["measured"]
-        lines.append(f"| {row['target']} | {measured} | {met} |")
-    return lines
+    def met(row: dict[str, Any]) -> str:
+        text = "–" if row["met"] is None else "yes" if row["met"] else "no"
+        return text + f" ({row['gap']})" if row["met"] is False and row.get("gap") else text
+
+    table = md_table(["target", "measured", "met"],
+                     [(row["target"], "not measured" if row["measured"] is None else row["measured"], met(row))
+                      for row in rows])
+    return ["", f"## Targets (from the {issue} issue)", "", *table]

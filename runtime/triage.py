@@ -29,6 +29,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.errors import CrisisLensError
+from crisislens.runtime.files import atomic_open
 from crisislens.runtime.labels import get_label
 from crisislens.runtime.review import ReviewItem, top_words
 from crisislens.runtime.schema import Post, Prediction
@@ -84,7 +86,7 @@ _MIGRATIONS = {"flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NO
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
-class StoreError(RuntimeError):
+class StoreError(CrisisLensError, RuntimeError):
     pass
 
 
@@ -396,8 +398,7 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
     Written to a temporary file and renamed, so an existing export is never left half-written."""
     out = Path(out)
     fmt = _export_format(out, fmt)
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8", newline="") as f:
+    with atomic_open(out, "w", newline="") as f:
         if fmt == "jsonl":
             for it in items:
                 f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
@@ -409,7 +410,6 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
                 w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(top_words(p)),
                             p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
                             it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
-    tmp.replace(out)
     return len(items)
 
 
@@ -435,8 +435,7 @@ def export_feedback(store: TriageStore, out: Path) -> int:
         if fb.action == "label":
             latest[fb.post_id] = fb
     photos = out.with_name(f"{out.stem}-images")
-    tmp = out.with_name(out.name + ".part")
-    with tmp.open("w", encoding="utf-8") as f:
+    with atomic_open(out) as f:
         for n, (pid, fb) in enumerate(latest.items()):
             it = store.item(pid)
             record = {"id": pid, "text": it.text, "image": None, "label": fb.label, "model_label": fb.model_label,
@@ -451,5 +450,4 @@ def export_feedback(store: TriageStore, out: Path) -> int:
                 else:
                     record["photo_missing"] = str(src)
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    tmp.replace(out)
     return len(latest)

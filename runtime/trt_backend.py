@@ -22,8 +22,10 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.bundle import hash_file
-from crisislens.runtime.engine import INPUT_NAMES, OUTPUT_NAMES, slice_feeds
+from crisislens.runtime.engine import slice_feeds
+from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
 from crisislens.runtime.trt_profiles import (
     DEFAULT_STEM,
     EngineMismatch,
@@ -41,7 +43,7 @@ RUNTIME_HINT = ('meanwhile run the ONNX model with onnxruntime (make_backend(...
                 'it by itself; prefer="onnxruntime" forces it)')
 
 
-class TensorRTRuntimeError(RuntimeError):
+class TensorRTRuntimeError(CrisisLensError, RuntimeError):
     """A CUDA call or TensorRT failed while loading or running an engine; the message names the call."""
 
 

@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.errors import CrisisLensError
+
 DEFAULT_STEM = "student"
 SIDECAR_FORMAT = 1
 KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among a folder's engines
@@ -31,7 +33,7 @@ KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among 
 # ----------------------------------------------------------------------------- errors
 
 
-class TensorRTUnavailable(ImportError):
+class TensorRTUnavailable(CrisisLensError, ImportError):
     """`import tensorrt` failed: says how to install it and what to do meanwhile (`hint`; by default
     the trtexec fallback the exporter writes beside the ONNX file). `missing` is the short form."""
 
@@ -58,19 +60,19 @@ class CudaPythonUnavailable(TensorRTUnavailable):
                "backend needs it to move tensors to and from the GPU")
 
 
-class GpuProbeError(RuntimeError):
+class GpuProbeError(CrisisLensError, RuntimeError):
     """The GPU's name and compute capability could not be found (they are part of the engine key)."""
 
 
-class NoProfileFits(ValueError):
+class NoProfileFits(CrisisLensError, ValueError):
     """No optimisation profile accepts the requested (batch, seq)."""
 
 
-class SidecarError(ValueError):
+class SidecarError(CrisisLensError, ValueError):
     """An engine's JSON sidecar is missing fields or is not JSON."""
 
 
-class EngineMismatch(Exception):
+class EngineMismatch(CrisisLensError):
     """No usable cached engine: `differing` names the fields that changed (empty when the cache
     is empty, or the engine or its sidecar is missing or corrupt); the message says what."""
 
