@@ -163,7 +163,7 @@ def _onnx(args: argparse.Namespace) -> int:
     require("torch", "export")
     require("optimum", "export")
     from crisislens.distill.data import cli_data_root
-    from crisislens.export.pipeline import ExportConfig, run, targets, to_markdown
+    from crisislens.export.pipeline import ExportConfig, run, to_markdown
     from crisislens.runtime.reports import provenance, write_report
 
     if not args.student.is_file():
@@ -171,9 +171,7 @@ def _onnx(args: argparse.Namespace) -> int:
     root = cli_data_root(args.data_root)
     result = run(ExportConfig(data_root=str(root), student=str(args.student), out=str(args.out)))
     prov = provenance()
-    payload = {**result, "targets": targets(result), "provenance": prov}
+    payload = {**result, "provenance": prov}
     json_path, md_path = write_report("export", payload, to_markdown(result, prov), args.reports)
-    for row in targets(result):
-        print(f"{'ok ' if row['met'] else 'NO '} {row['target']}: {row['measured']}")
     print(f"wrote {json_path} and {md_path}")
     return 0

@@ -27,7 +27,6 @@ from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
 from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.markdown import md_table
-from crisislens.runtime.reports import targets_section
 from crisislens.runtime.signature import INPUT_NAMES
 from crisislens.runtime.variants import EXPORT_VARIANTS, VARIANTS, ExportVariant
 
@@ -171,7 +170,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
 def _build(v: ExportVariant, fp32: Path, path: Path, calibration: list[dict[str, np.ndarray]]) -> dict[str, int]:
     """Build variant `v` from the FP32 graph into `path` by its row's recipe; the operators fused
     (only the `optimize` recipe fuses any). The dynamic forms keep the projections out of each
-    GELU in FP32 (reports/quantization.md)."""
+    GELU in FP32 (research/results/quantization.md)."""
     if v.builder == "optimize":
         return optimize_graph(fp32, path)[1]
     if v.builder == "dynamic":
@@ -186,26 +185,6 @@ def _build(v: ExportVariant, fp32: Path, path: Path, calibration: list[dict[str,
     else:
         raise ValueError(f"variant {v.name!r}: no recipe for builder {v.builder!r}")
     return {}
-
-
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    p = result["parity_fp32_vs_pytorch"]
-    v = result["variants"]
-    f32 = v["fp32"]["test"]["macro_f1"]
-    rows = [
-        ("ONNX FP32 max |Δlogit| vs PyTorch <= 1e-3", f"{p['max_abs_logit_diff']:.2e}", p["max_abs_logit_diff"] <= 1e-3),
-        ("ONNX FP32 label agreement 100%", f"{p['label_agreement'] * 100:.2f}%", p["label_agreement"] == 1.0),
-    ]
-    # Both INT8 forms are judged: dynamic (int8 compute, the fast CPU form) and weight-only (int8
-    # weights, FP32 compute: small file, FP32 speed).
-    for name, kind in (("int8", "dynamic"), ("int8-w8a32", "weight-only")):
-        if name not in v:
-            continue
-        i8, ratio = v[name]["test"]["macro_f1"], v[name]["size_vs_fp32"]
-        rows += [(f"INT8 {kind} ({name}) Macro-F1 within 0.01 of FP32", f"{i8:.4f} vs {f32:.4f} (Δ {i8 - f32:+.4f})",
-                  abs(i8 - f32) <= 0.01),
-                 (f"INT8 {kind} ({name}) file <= 35% of FP32", f"{ratio * 100:.1f}%", ratio <= 0.35)]
-    return [{"target": t, "measured": m, "met": bool(ok)} for t, m, ok in rows]
 
 
 def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
@@ -237,9 +216,8 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
               "in FP32: it is the INT8 form closest to FP32's answers, at FP32 speed; the dynamic `int8`/`int8-text`",
               "forms quantise activations too, which is faster on CPU and moves more labels (latency: reports/bench.md).",
               "The dynamic forms keep one weight scale per output column (per channel) and leave the projections",
-              "out of each GELU in FP32 (reports/quantization.md). The QDQ model leaves the",
+              "out of each GELU in FP32 (research/results/quantization.md). The QDQ model leaves the",
               f"{len(result.get('qdq_unquantised', []))} projections on either side of each GELU without Q/DQ "
               "(quantize.gelu_projections: MiniLM's GELU outputs carry outliers that a calibrated int8 range "
               "cannot hold), so an engine runs them in its float precision."]
-    lines += targets_section("export", targets(result))
     return "\n".join(lines)

@@ -3,19 +3,17 @@
 - **Dynamic INT8 (CPU)** with Optimum's `ORTQuantizer` and its per-ISA presets
   (`AutoQuantizationConfig.avx512_vnni` for x86 laptops, `.arm64` for Jetson/ARM CPUs):
   weights stored as int8 with one scale per output column (per channel), activations quantised
-  on the fly; with one scale per weight matrix instead, 6.0% of the dev labels moved against
-  2.3% (reports/quantization.md). The pipeline keeps the projections out of each GELU in FP32
-  (`keep_gelu_down`): on dev that moves 1.6% of the labels instead of 2.3%, for about 1 ms more
-  a post. The word-embedding table (the largest tensor) is quantised too (`Gather`), which is
-  what brings the file to ~1/4.
+  on the fly; one scale per weight matrix moves more labels. The pipeline keeps the projections
+  out of each GELU in FP32 (`keep_gelu_down`): fewer labels move, for a little more time a post
+  (research/results/quantization.md measures both choices on dev). The word-embedding table
+  (the largest tensor) is quantised too (`Gather`), which is what makes the file small.
 - **Static INT8, QDQ** (explicit quantisation, the form TensorRT 10/11 builds INT8 engines
   from): symmetric int8 activations and weights, ranges calibrated on real CrisisMMD dev posts
   with `ORTQuantizer.fit` (MinMax). Optimum's `AutoCalibrationConfig` wants a `datasets.Dataset`;
   we build the `CalibrationConfig` directly from a list of feeds instead (same calibrator).
   The feed-forward projections on either side of each GELU (`gelu_projections`) get no Q/DQ
   and stay in the engine's float precision: a calibrated int8 range cannot hold the outliers of
-  MiniLM's GELU outputs (reports/quantization.md: with them quantised 18.1% of the dev labels
-  moved, without 1.6%).
+  MiniLM's GELU outputs (research/results/quantization.md measures how many dev labels they move).
 - **FP16 (GPU)**: Optimum has no FP16 path for a custom (non-transformers) graph, so this uses
   the ONNX Runtime tool it wraps for its own models (`onnxruntime.transformers.float16`), keeping
   inputs/outputs in their original types.
