@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
+from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.schema import Post
 
 STUDENT = "artifacts/student/best.pt"

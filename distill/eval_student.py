@@ -37,7 +37,7 @@ from crisislens.distill.train_student import StudentTrainConfig, student_feature
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.preprocess import ImageConfig, ImageError, load_image
+from crisislens.runtime.preprocessing import ImageConfig, ImageError, load_image
 from crisislens.runtime.reports import targets_section
 
 

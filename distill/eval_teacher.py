@@ -25,7 +25,7 @@ from crisislens.distill.train_teacher import Features, Sets, TrainConfig, assemb
 from crisislens.distill.unimodal import load_unimodal, predict_probs
 from crisislens.runtime import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.preprocess import TextEncoder
+from crisislens.runtime.preprocessing import TextEncoder
 from crisislens.runtime.reports import targets_section
 
 FAITHFULNESS_SEED = 7

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO
 import numpy as np
 
 from crisislens.distill.data import Example, rationale_char_spans, token_mask_from_spans
-from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, clean_text, load_image
+from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, clean_text, load_image
 
 CACHE_VERSION = 1
 
@@ -33,9 +33,10 @@ def preprocess_fingerprint() -> str:
     """sha256 of the shared preprocessing code: a cache made by other code is never reused."""
     import hashlib
 
-    from crisislens.runtime import preprocess
+    from crisislens.runtime import preprocessing
 
-    return hashlib.sha256(Path(preprocess.__file__).read_bytes()).hexdigest()[:16]
+    files = sorted(Path(preprocessing.__file__).parent.glob("*.py"))
+    return hashlib.sha256(b"".join(f.read_bytes() for f in files)).hexdigest()[:16]
 
 
 def example_key(example: Example) -> str:

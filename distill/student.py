@@ -54,7 +54,7 @@ from crisislens.distill.teacher import (
     select_tokens,
 )
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.preprocess import ImageConfig
+from crisislens.runtime.preprocessing import ImageConfig
 
 # ----------------------------------------------------------------------------- configuration
 

@@ -63,7 +63,7 @@ from crisislens.distill.train_teacher import (
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.preprocess import ImageConfig
+from crisislens.runtime.preprocessing import ImageConfig
 
 DEFAULT_OUTPUTS = "models/teacher-outputs/outputs.npz"
 DEFAULT_ALIGNMENT = "artifacts/teacher-alignment.npz"

@@ -45,7 +45,7 @@ from crisislens.distill.teacher import (
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.preprocess import TextConfig, TextEncoder
+from crisislens.runtime.preprocessing import TextConfig, TextEncoder
 
 MINILM_ID = "all-MiniLM-L6-v2"
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.bundle import VariantSpec, write_bundle
-from crisislens.runtime.preprocess import ImageConfig, TextConfig
+from crisislens.runtime.preprocessing import ImageConfig, TextConfig
 from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
 from crisislens.runtime.variants import VARIANTS
 

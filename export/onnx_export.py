@@ -139,7 +139,7 @@ def ort_session(path: Path, threads: int | None = None, quantization: str | None
     """A CPU session with the runtime's own options for this kind of model."""
     import onnxruntime as ort
 
-    from crisislens.runtime.engine import session_options
+    from crisislens.runtime.backends.ort import session_options
 
     return ort.InferenceSession(str(path), session_options(quantization, threads), providers=["CPUExecutionProvider"])
 

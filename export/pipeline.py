@@ -22,10 +22,10 @@ from crisislens.export.onnx_export import check_parity, export_onnx, ort_session
 from crisislens.export.optimize import optimize_graph
 from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, gelu_projections, quantize_dynamic,
                                         quantize_static_qdq, quantize_weights_only)
-from crisislens.runtime.engine import batch_dependent, image_inputs, run_per_post
+from crisislens.runtime.backends.feeds import batch_dependent, image_inputs, run_per_post
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.preprocess import ImageConfig, ImageError, TextEncoder, load_image
+from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.signature import INPUT_NAMES
 from crisislens.runtime.variants import EXPORT_VARIANTS, VARIANTS, ExportVariant

@@ -39,33 +39,10 @@ from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.bundle import hash_file
 from crisislens.runtime import signature as S
 from crisislens.runtime.files import atomic_write
-from crisislens.runtime.preprocess import ImageConfig, TextConfig
-from crisislens.runtime.trt_profiles import (
-    DEFAULT_STEM,
-    FIELD_LABELS,
-    EngineFields,
-    EngineMismatch,
-    EngineSidecar,
-    GpuInfo,
-    GpuProbeError,
-    NoProfileFits,
-    ProfileSpec,
-    ShapeRange,
-    SidecarError,
-    TensorRTUnavailable,
-    capturing_logger,
-    check_positive,
-    differing_fields,
-    engine_filename,
-    find_cached_engine,
-    import_tensorrt,
-    mismatch_message,
-    parse_nvidia_smi,
-    probe_gpu,
-    read_sidecar,
-    select_profile,
-    sidecar_path,
-)
+from crisislens.runtime.preprocessing import ImageConfig, TextConfig
+from crisislens.runtime.backends.engines import DEFAULT_STEM, FIELD_LABELS, EngineFields, EngineMismatch, EngineSidecar, SidecarError, differing_fields, engine_filename, find_cached_engine, mismatch_message, read_sidecar, sidecar_path
+from crisislens.runtime.backends.gpu import GpuInfo, GpuProbeError, TensorRTUnavailable, capturing_logger, import_tensorrt, parse_nvidia_smi, probe_gpu
+from crisislens.runtime.backends.profiles import NoProfileFits, ProfileSpec, ShapeRange, check_positive, select_profile
 
 # ----------------------------------------------------------------------------- the model's inputs
 

@@ -5,7 +5,7 @@ preprocessing, the model-bundle format and the inference backends. Nothing in th
 imports torch or transformers; the training, export and TUI stages stand on it.
 """
 
-from crisislens.runtime.labels import LABELS, LABEL_NAMES, Label, label_index, to_humanitarian5
+from crisislens.runtime.labels import LABEL_NAMES, LABELS, Label, label_index, to_humanitarian5
 from crisislens.runtime.schema import Post, Prediction, TokenScore
 
 __all__ = [

@@ -211,7 +211,6 @@ def speed_rows(results: Sequence[dict[str, Any]]) -> list[str]:
 
 def machine() -> dict[str, Any]:
     import onnxruntime as ort
-
     from crisislens.runtime.reports import environment
 
     env = environment()

@@ -14,12 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import calibration, classification_report, fit_temperature, with_temperature
 from crisislens.runtime.readers import ReadReport, read_posts
 from crisislens.runtime.schema import Post, Prediction
-from crisislens.runtime.settings import data_root
 
 DATASETS = {
     # name: (file under the data root, image root under the data root)

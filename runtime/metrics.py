@@ -28,7 +28,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-
 from crisislens.runtime.labels import LABEL_NAMES
 
 BoolArray = npt.NDArray[np.bool_]

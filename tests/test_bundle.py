@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from tokenizers import Tokenizer, models, pre_tokenizers, processors
 
-from crisislens.runtime import bundle as bundle_mod
+from crisislens.runtime.bundle import write as bundle_mod
 from crisislens.runtime.bundle import (
     Bundle,
     BundleError,
@@ -24,7 +24,7 @@ from crisislens.runtime.bundle import (
     write_bundle,
 )
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.preprocess import ImageConfig, TextConfig, TextEncoder
+from crisislens.runtime.preprocessing import ImageConfig, TextConfig, TextEncoder
 
 TEXT = TextConfig(max_length=32)
 IMAGE = ImageConfig(size=64, patch_grid=4)

@@ -38,7 +38,7 @@ def feeds(rng, b, n, present, text=True):
     if b > 1 and n > 4:
         mask[0, n - 2 :] = 0  # padding
         ids[0, n - 2 :] = 0
-    from crisislens.runtime.engine import image_inputs
+    from crisislens.runtime.backends.feeds import image_inputs
 
     photos = [rng.standard_normal((3, SIZE, SIZE)).astype(np.float32) if p else None for p in present]
     pixels, index = image_inputs(photos, SIZE)
@@ -104,7 +104,7 @@ def test_weight_only_int8_keeps_fp32_compute_and_shrinks_the_file(exported, tmp_
         q, scale = (numpy_helper.to_array(inits[i]) for i in node.input[:2])
         axis = next(a.i for a in node.attribute if a.name == "axis")
         assert q.dtype == np.int8 and scale.shape == (q.shape[axis],) and np.abs(q).max() <= 127
-    from crisislens.runtime.engine import session_options
+    from crisislens.runtime.backends.ort import session_options
 
     assert session_options("weight-only").get_session_config_entry("session.disable_quant_qdq") == "1"
     try:
@@ -250,7 +250,7 @@ def test_calibrate_fits_a_temperature_per_variant_that_moves_confidences_not_lab
 
 
 def test_image_inputs_and_slicing_keep_each_post_with_its_photo():
-    from crisislens.runtime.engine import image_inputs, slice_feeds
+    from crisislens.runtime.backends.feeds import image_inputs, slice_feeds
 
     photos = [None, np.full((3, 2, 2), 1.0, np.float32), None, np.full((3, 2, 2), 3.0, np.float32)]
     pixels, index = image_inputs(photos, 2)
@@ -284,7 +284,7 @@ def test_runtime_inputs_are_the_training_inputs(bundle):
     """The runtime feeds the model exactly what training and export computed for a post: the
     same tokenizer file and text cleaning, the same image decoding and normalisation."""
     from crisislens.runtime.engine import Engine
-    from crisislens.runtime.preprocess import ImageConfig, TextConfig, TextEncoder, load_image
+    from crisislens.runtime.preprocessing import ImageConfig, TextConfig, TextEncoder, load_image
     from crisislens.runtime.schema import Post
     from tests.tiny_bundle import minilm_tokenizer
 
@@ -314,7 +314,7 @@ def test_dynamic_int8_is_scored_a_post_at_a_time_like_the_runtime(exported, tmp_
     """Dynamic INT8 takes its activation scales from the whole call, so the export scores such a
     variant per post, each cut to its own tokens, as `Engine` runs it."""
     from crisislens.export.pipeline import score
-    from crisislens.runtime.engine import slice_feeds
+    from crisislens.runtime.backends.feeds import slice_feeds
 
     _, path = exported
     rng = np.random.default_rng(5)

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageFile, features
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors
 
-from crisislens.runtime.preprocess import (
+from crisislens.runtime.preprocessing import (
     ImageConfig,
     ImageError,
     TextConfig,

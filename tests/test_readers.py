@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-import crisislens.runtime.cli as cli_module
+import crisislens.runtime.cli.parser as cli_module
 from crisislens.runtime.readers import ReadError, ReadProblem, ReadReport, iter_posts, read_posts
 from crisislens.runtime.schema import Post
 
@@ -565,7 +565,7 @@ def test_no_heavy_imports():
     import sys
 
     code = (
-        "import sys, crisislens.runtime.readers, crisislens.runtime.commands; "
+        "import sys, crisislens.runtime.readers, crisislens.runtime.cli.commands; "
         "print(sorted(m for m in ('torch', 'transformers', 'pandas') if m in sys.modules))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout

@@ -10,8 +10,8 @@ import sqlite3
 import pytest
 
 from crisislens.runtime.readers import read_posts
-from crisislens.runtime.review import ReviewFilter, counts, next_in_cycle, priority, select
-from crisislens.runtime.triage import TriageStore, export_feedback, export_items
+from crisislens.runtime.store.review import ReviewFilter, counts, next_in_cycle, priority, select
+from crisislens.runtime.store import TriageStore, export_feedback, export_items
 from tests.tui_fixtures import POSTS, build_store
 
 
@@ -129,7 +129,7 @@ def test_export_feedback_command(store, tmp_path, capsys):
 
 
 def test_top_words_are_the_highlighted_words_trimmed_of_punctuation_each_once():
-    from crisislens.runtime.review import top_words
+    from crisislens.runtime.store.review import top_words
     from crisislens.runtime.schema import Prediction, TokenScore
 
     scores = [("Bridge", 0.7), ("collapsed", 0.95), ("on", 0.1), ("route", 0.4), ("9,", 0.6), ("trapped,", 0.9),

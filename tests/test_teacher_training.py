@@ -24,7 +24,7 @@ from crisislens.distill.features import (  # noqa: E402
 from crisislens.distill.teacher import TeacherInputs, TextTower  # noqa: E402
 from crisislens.distill.train_teacher import Features, _stratified_sample, class_weights  # noqa: E402
 from crisislens.runtime.labels import LABEL_NAMES  # noqa: E402
-from crisislens.runtime.preprocess import TextConfig, TextEncoder  # noqa: E402
+from crisislens.runtime.preprocessing import TextConfig, TextEncoder  # noqa: E402
 
 from conftest import FIXTURES  # noqa: E402
 
@@ -141,7 +141,7 @@ def test_stratified_sample_and_class_weights():
 def test_real_pretrained_weights_load_and_run():
     """The offline MiniLM and EfficientNet-Lite0 weights load; a text+image post runs end to end."""
     from crisislens.distill.teacher import ImageTower, TeacherConfig, build_teacher
-    from crisislens.runtime.preprocess import ImageConfig, load_image
+    from crisislens.runtime.preprocessing import ImageConfig, load_image
 
     model = build_teacher(TeacherConfig(), image_tower=ImageTower()).eval()
     encoder = TextEncoder.from_file(TOKENIZER)

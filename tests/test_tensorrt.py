@@ -261,7 +261,7 @@ def test_parse_nvidia_smi():
 
 
 def test_probe_gpu_falls_back_and_then_explains(monkeypatch):
-    from crisislens.runtime import trt_profiles  # where probe_gpu and its probes live
+    from crisislens.runtime.backends import gpu as trt_profiles  # where probe_gpu and its probes live
 
     def fail(message):
         def probe(device):

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 from crisislens.runtime.cli import EXIT_PROBLEMS, main
-from crisislens.runtime.triage import TriageStore, bucketed, export_results
+from crisislens.runtime.store import TriageStore, bucketed, export_results
 
 FIXTURES = Path(__file__).parent / "fixtures" / "posts"
 
@@ -173,7 +173,7 @@ def test_progress_callback_reports_the_total_before_the_first_batch(tmp_path):
     import types
 
     from crisislens.runtime.schema import Post, Prediction, TokenScore
-    from crisislens.runtime.triage import triage
+    from crisislens.runtime.store import triage
 
     class FakeEngine:
         bundle = types.SimpleNamespace(sha256="0" * 64)
@@ -230,8 +230,9 @@ def test_a_batch_dependent_variant_runs_each_post_alone(tiny_bundle, tmp_path):
     import shutil
 
     from crisislens.runtime.bundle import VariantSpec, load_bundle, write_bundle
-    from crisislens.runtime.engine import Engine, batch_dependent
-    from crisislens.runtime.preprocess import ImageConfig, TextConfig
+    from crisislens.runtime.backends.feeds import batch_dependent
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.preprocessing import ImageConfig, TextConfig
     from tests.tiny_bundle import GRID, MAX_LEN, SIZE, minilm_tokenizer
 
     assert batch_dependent("dynamic") and not any(batch_dependent(q) for q in (None, "weight-only", "static-qdq"))

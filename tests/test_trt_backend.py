@@ -17,11 +17,13 @@ import numpy as np
 import pytest
 
 from crisislens.export.tensorrt import EngineFields, make_profiles, sidecar_path, write_engine
-from crisislens.runtime import trt_backend as B
+from crisislens.runtime.backends import trt as B
 from crisislens.runtime.backends import make_backend
 from crisislens.runtime.bundle import Variant, hash_file
-from crisislens.runtime.engine import OnnxBackend
-from crisislens.runtime.trt_profiles import EngineMismatch, NoProfileFits, TensorRTUnavailable, plan_batches
+from crisislens.runtime.backends.ort import OnnxBackend
+from crisislens.runtime.backends.engines import EngineMismatch
+from crisislens.runtime.backends.gpu import TensorRTUnavailable
+from crisislens.runtime.backends.profiles import NoProfileFits, plan_batches
 from tests.test_tensorrt import fake_tensorrt, make_tiny_onnx
 
 IMAGE = 14  # the tiny model pools 2x2 cells into the 7x7 patch grid
@@ -294,7 +296,7 @@ def make_feeds(batch: int, seq: int, seed: int = 0) -> dict[str, np.ndarray]:
 
 def test_backend_modules_import_without_tensorrt_or_cuda_python():
     code = ("import sys\nfor m in ('tensorrt', 'cuda', 'cuda.bindings', 'cuda.cudart'):\n    sys.modules[m] = None\n"
-            "import crisislens.runtime.trt_backend, crisislens.runtime.backends\nprint('ok')\n")
+            "import crisislens.runtime.backends.trt, crisislens.runtime.backends\nprint('ok')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "ok"
 
@@ -448,7 +450,7 @@ def test_engine_with_another_signature_is_refused():
 def test_real_tensorrt_backend_matches_onnxruntime(tmp_path, tiny_onnx):
     pytest.importorskip("tensorrt", reason="TensorRT is not installed here (needs NVIDIA's index or JetPack)")
     from crisislens.export import tensorrt as T
-    from crisislens.runtime.trt_profiles import import_cudart
+    from crisislens.runtime.backends.gpu import import_cudart
 
     try:
         import_cudart()

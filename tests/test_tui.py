@@ -12,8 +12,8 @@ import pytest
 
 pytest.importorskip("textual", reason="the TUI needs the [tui] extra (textual)")
 
-from crisislens.runtime.review import select  # noqa: E402
-from crisislens.runtime.triage import TriageStore  # noqa: E402
+from crisislens.runtime.store.review import select  # noqa: E402
+from crisislens.runtime.store import TriageStore  # noqa: E402
 from crisislens.tui.app import CrisisLensApp  # noqa: E402
 from crisislens.tui.safe import inert, one_line  # noqa: E402
 from crisislens.tui.screens.help import HelpScreen  # noqa: E402

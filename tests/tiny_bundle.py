@@ -39,7 +39,7 @@ def export_tiny(folder: Path):
 
 def write_tiny_bundle(onnx_path: Path, out: Path) -> Path:
     from crisislens.runtime.bundle import VariantSpec, write_bundle
-    from crisislens.runtime.preprocess import ImageConfig, TextConfig
+    from crisislens.runtime.preprocessing import ImageConfig, TextConfig
 
     return write_bundle(out, variants={"fp32": VariantSpec(onnx_path, "fp32", None, "cpu", {"macro_f1": 0.1})},
                         tokenizer_json=minilm_tokenizer(), text_config=TextConfig(max_length=MAX_LEN),

@@ -10,7 +10,7 @@ from PIL import Image, ImageDraw
 
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.schema import Post, Prediction, TokenScore
-from crisislens.runtime.triage import TriageStore
+from crisislens.runtime.store import TriageStore
 
 INJECTION = "[bold red]PWNED[/] \x1b[2J\x1b[31mred\x1b[0m zero\u200bwidth \u202eevil\u202c [link=http://x]click[/link]"
 

@@ -17,7 +17,7 @@ from textual.app import App, SystemCommand
 from textual.screen import Screen
 
 from crisislens.runtime.labels import LABELS
-from crisislens.runtime.triage import TriageStore
+from crisislens.runtime.store import TriageStore
 from crisislens.tui.live import TriageJob
 from crisislens.tui.messages import TriageDone, TriageFailed, TriageProgress
 from crisislens.tui.safe import inert

@@ -94,7 +94,7 @@ def _check_bundle(job) -> None:  # noqa: ANN001
 
 def _tui(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError
-    from crisislens.runtime.triage import StoreError, TriageStore
+    from crisislens.runtime.store import StoreError, TriageStore
 
     store, job = _plan(args)
     _check_bundle(job)
@@ -122,7 +122,7 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
     import threading
 
     from crisislens.runtime.bundle import BundleError
-    from crisislens.runtime.triage import StoreError, TriageStore
+    from crisislens.runtime.store import StoreError, TriageStore
     from crisislens.tui.table import print_table
 
     code = EXIT_OK

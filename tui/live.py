@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from crisislens.runtime.readers import JSONL_SUFFIXES, TABLE_SUFFIXES, read_posts
-from crisislens.runtime.triage import TriageResult, TriageStore, triage
+from crisislens.runtime.store import TriageResult, TriageStore, triage
 
 Report = Callable[[int, int, str], None]  # (done, total, note)
 

@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from crisislens.runtime.labels import get_label
-from crisislens.runtime.review import ReviewFilter, ReviewItem, counts, select
-from crisislens.runtime.review import top_words as rationale_top_words
+from crisislens.runtime.store.review import ReviewFilter, ReviewItem, counts, select
+from crisislens.runtime.store.review import top_words as rationale_top_words
 from crisislens.tui.safe import one_line
 from crisislens.tui.widgets.rationale import THRESHOLD
 

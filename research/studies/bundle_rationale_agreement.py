@@ -30,7 +30,8 @@ from crisislens.distill import data as D
 from crisislens.distill.eval_student import agreement
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.runtime.bundle import load_bundle
-from crisislens.runtime.engine import Engine, run_per_post, softmax
+from crisislens.runtime.backends.feeds import run_per_post
+from crisislens.runtime.engine import Engine, softmax
 from crisislens.runtime.evaluate import dataset_inputs
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report, set_iou, soft_to_hard

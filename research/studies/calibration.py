@@ -36,7 +36,7 @@ from crisislens.runtime.bundle import load_bundle
 from crisislens.runtime.engine import Engine
 from crisislens.runtime.evaluate import class_probabilities, dataset_inputs, labelled_posts
 from crisislens.runtime.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
-from crisislens.runtime.review import CONFIDENCE_STEPS
+from crisislens.runtime.store.review import CONFIDENCE_STEPS
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 from zero_shot_bundles import crisislex_file, parse_bundles
 

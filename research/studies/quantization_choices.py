@@ -38,7 +38,7 @@ from crisislens.export.pipeline import ExportConfig, calibration_feeds, feeds_fo
 from crisislens.export.quantize import TEXT_OPERATORS, gelu_projections, quantize_dynamic, quantize_static_qdq
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.preprocess import ImageConfig
+from crisislens.runtime.preprocessing import ImageConfig
 
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 

@@ -27,7 +27,7 @@ from crisislens.distill.student import load_student, student_image_config, stude
 from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import StudentTrainConfig
 from crisislens.distill.train_teacher import minilm_encoder
-from crisislens.runtime.preprocess import ImageConfig
+from crisislens.runtime.preprocessing import ImageConfig
 
 from _report import publish, run_line  # research/studies/_report.py
 from _students import command, student_checkpoints, student_parser  # research/studies/_students.py

@@ -19,7 +19,7 @@ from pathlib import Path
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.reports import provenance, write_report
 from crisislens.runtime.schema import Post, Prediction, TokenScore
-from crisislens.runtime.triage import TriageStore
+from crisislens.runtime.store import TriageStore
 from crisislens.tui.app import CrisisLensApp
 
 ACTIONS = {  # name: keys pressed (each action is undone or neutral, so repeats measure the same work)

@@ -11,7 +11,7 @@ from textual.containers import Vertical
 from textual.screen import ModalScreen
 from textual.widgets import Input, Static
 
-from crisislens.runtime.triage import EXPORT_FORMATS
+from crisislens.runtime.store import EXPORT_FORMATS
 
 
 class ExportScreen(ModalScreen[Path | None]):

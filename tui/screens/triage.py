@@ -12,8 +12,8 @@ from textual.screen import Screen
 from textual.widgets import DataTable, Footer, Input, ProgressBar, Static
 
 from crisislens.runtime.labels import LABEL_NAMES, get_label
-from crisislens.runtime.review import CONFIDENCE_STEPS, SORT_KEYS, ReviewFilter, ReviewItem, next_in_cycle, select
-from crisislens.runtime.triage import export_feedback, export_items
+from crisislens.runtime.store.review import CONFIDENCE_STEPS, SORT_KEYS, ReviewFilter, ReviewItem, next_in_cycle, select
+from crisislens.runtime.store import export_feedback, export_items
 from crisislens.tui import keys
 from crisislens.tui.screens.export import ExportScreen
 from crisislens.tui.screens.help import HelpScreen

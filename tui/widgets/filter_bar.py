@@ -7,7 +7,7 @@ from textual.app import ComposeResult
 from textual.containers import Horizontal
 from textual.widgets import Input, Static
 
-from crisislens.runtime.review import ReviewFilter
+from crisislens.runtime.store.review import ReviewFilter
 
 
 def describe(f: ReviewFilter, shown: int, total: int) -> Text:

@@ -27,7 +27,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from crisislens.runtime.preprocess import patch_boxes
+from crisislens.runtime.preprocessing import patch_boxes
 from crisislens.tui.theme import RATIONALE
 
 RENDERERS = ("auto", "halfblock", "kitty", "sixel", "unicode", "none")

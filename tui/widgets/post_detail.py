@@ -8,7 +8,7 @@ from textual.containers import VerticalScroll
 from textual.widgets import Static
 
 from crisislens.runtime.labels import get_label
-from crisislens.runtime.review import ReviewItem
+from crisislens.runtime.store.review import ReviewItem
 from crisislens.tui.safe import inert
 from crisislens.tui.widgets.image_view import PatchImage
 from crisislens.tui.widgets.prob_bars import ProbabilityBars

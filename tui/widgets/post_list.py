@@ -8,7 +8,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from crisislens.runtime.labels import get_label
-from crisislens.runtime.review import ReviewItem
+from crisislens.runtime.store.review import ReviewItem
 from crisislens.tui.safe import one_line
 from crisislens.tui.theme import SHORT_TITLES
 

@@ -14,7 +14,7 @@ from rich.style import Style
 from rich.text import Text
 from textual.widgets import Static
 
-from crisislens.runtime.review import RATIONALE_THRESHOLD
+from crisislens.runtime.store.review import RATIONALE_THRESHOLD
 from crisislens.runtime.schema import TokenScore
 from crisislens.tui.safe import PLACEHOLDER_STYLE, segments
 from crisislens.tui.theme import RATIONALE

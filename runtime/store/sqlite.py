@@ -17,23 +17,18 @@ survives Ctrl-C and kill -9.
 
 from __future__ import annotations
 
-import csv
 import json
-import re
-import shutil
 import sqlite3
-import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.errors import CrisisLensError
-from crisislens.runtime.files import atomic_open
 from crisislens.runtime.labels import get_label
-from crisislens.runtime.review import ReviewItem, top_words
 from crisislens.runtime.schema import Post, Prediction
+from crisislens.runtime.store.review import ReviewItem
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -81,9 +76,6 @@ NOTHING_TO_CLASSIFY = "nothing to classify"
 _RUN_ERRORS = (PREDICTION_FAILED, NOTHING_TO_CLASSIFY)
 # Stores written before the review columns existed get them on open.
 _MIGRATIONS = {"flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"}
-
-
-_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 class StoreError(CrisisLensError, RuntimeError):
@@ -241,213 +233,3 @@ class Feedback:
     model_label: str
     note: str | None
     at: str
-
-
-# ----------------------------------------------------------------------------- the run
-
-
-@dataclass
-class TriageResult:
-    store: str
-    total: int
-    skipped_done: int
-    predicted: int
-    errors: int
-    seconds: float
-    interrupted: bool = False
-
-    @property
-    def posts_per_second(self) -> float:
-        return self.predicted / self.seconds if self.seconds > 0 else 0.0
-
-
-def bucketed(posts: Sequence[Post], batch_size: int, chunk: int = 50) -> list[list[Post]]:
-    """Batches of one kind (with / without image) and similar text length, in input order of
-    chunks (so progress follows the input), to keep padding and masked patches low."""
-    batches: list[list[Post]] = []
-    span = batch_size * chunk
-    for c in range(0, len(posts), span):
-        part = posts[c : c + span]
-        for with_image in (False, True):
-            group = sorted((p for p in part if (p.image is not None) == with_image), key=lambda p: len(p.text or ""))
-            batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
-    return batches
-
-
-class Progress:
-    def __init__(self, total: int, stream: Any = sys.stderr, every: float = 0.5):
-        self.total, self.stream, self.every = total, stream, every
-        self.started = self.last = time.perf_counter()
-        self.done = 0
-
-    def update(self, n: int, force: bool = False) -> None:
-        self.done += n
-        now = time.perf_counter()
-        if not force and now - self.last < self.every and self.done < self.total:
-            return
-        self.last = now
-        rate = self.done / max(now - self.started, 1e-9)
-        eta = (self.total - self.done) / rate if rate > 0 else 0.0
-        width = 30
-        filled = int(width * self.done / max(self.total, 1))
-        print(f"\rtriage [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.1f} posts/s ETA {eta:.0f} s",
-              end="", file=self.stream, flush=True)
-
-    def close(self) -> None:
-        print(file=self.stream, flush=True)
-
-
-def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size: int = 32,
-           classes: Sequence[str] | None = None, read_errors: Sequence[tuple[str | None, str, str]] = (),
-           progress: bool = True, on_batch: Callable[[int, int], None] | None = None,
-           should_stop: Callable[[], bool] | None = None) -> TriageResult:
-    """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
-    is called once before the first batch (done 0) and after each stored batch; `should_stop()` is asked before each batch (a stopped run
-    is `interrupted` and resumes like one)."""
-    started = time.perf_counter()
-    done = store.done_ids()
-    pending, seen = [], set()
-    for p in posts:
-        if p.id in done or p.id in seen:
-            continue
-        seen.add(p.id)
-        pending.append(p)
-    skipped = len(posts) - len(pending)
-    sha, variant = engine.bundle.sha256, engine.variant.name
-    store.set_meta("bundle_sha256", sha)
-    store.set_meta("variant", variant)
-    store.set_meta("classes", list(classes) if classes else None)
-    if read_errors:
-        store.write_batch([], sha, variant, read_errors)
-    bar = Progress(len(pending)) if progress else None
-    if on_batch is not None:
-        on_batch(0, len(pending))
-    predicted = errors = 0
-    interrupted = False
-    try:
-        for batch in bucketed(pending, batch_size):
-            if should_stop is not None and should_stop():
-                interrupted = True
-                break
-            items: list[tuple[Post, Prediction]] = []
-            errs: list[tuple[str | None, str, str]] = []
-            try:
-                items = list(zip(batch, engine.predict(batch, classes=classes)))
-            except Exception:  # one bad batch: retry post by post, record the ones that fail
-                for post in batch:
-                    try:
-                        items.append((post, engine.predict([post], classes=classes)[0]))
-                    except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
-                        errs.append((post.id, _where(post), f"{PREDICTION_FAILED}: {type(exc).__name__}: {exc}"))
-            items, empty = _with_evidence(items)
-            errs.extend(empty)
-            store.write_batch(items, sha, variant, errs)
-            predicted += len(items)
-            errors += len(errs)
-            if bar:
-                bar.update(len(batch))
-            if on_batch is not None:
-                on_batch(predicted + errors, len(pending))
-    except KeyboardInterrupt:
-        interrupted = True
-    finally:
-        if bar:
-            bar.update(0, force=True)
-            bar.close()
-    return TriageResult(str(store.path), len(posts), skipped, predicted, errors + len(read_errors),
-                        round(time.perf_counter() - started, 2), interrupted)
-
-
-def _with_evidence(items: list[tuple[Post, Prediction]]) -> tuple[list[tuple[Post, Prediction]],
-                                                                   list[tuple[str | None, str, str]]]:
-    """Split off the posts the model saw nothing of (no word left after cleaning, no usable photo):
-    their label would be the model's prior, so they are errors a responder sees, not predictions."""
-    kept, errors = [], []
-    for post, pred in items:
-        if pred.has_evidence:
-            kept.append((post, pred))
-        else:
-            why = "; ".join(pred.input_warnings) or "no input"
-            errors.append((post.id, _where(post), f"{NOTHING_TO_CLASSIFY}: no word and no photo reached the "
-                                                   f"model ({why})"))
-    return kept, errors
-
-
-def _where(post: Post) -> str:
-    return post.origin or post.source or ""
-
-
-# ----------------------------------------------------------------------------- export
-
-
-EXPORT_FORMATS = ("csv", "jsonl")
-CSV_COLUMNS = ["post_id", "label", "confidence", "top_words", "has_image", "warnings", "reviewed", "review_label",
-               "flagged", "gold_label", "text", "image"]
-
-
-def _export_format(out: Path, fmt: str | None) -> str:
-    fmt = (fmt or out.suffix.lstrip(".")).lower()
-    if fmt not in EXPORT_FORMATS:
-        raise ValueError(f"{out}: unknown export format {fmt!r}; use .jsonl or .csv")
-    return fmt
-
-
-def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None) -> int:
-    """Write `items` (e.g. the TUI's current filter) as JSONL (everything) or CSV (one row per post).
-
-    Written to a temporary file and renamed, so an existing export is never left half-written."""
-    out = Path(out)
-    fmt = _export_format(out, fmt)
-    with atomic_open(out, "w", newline="") as f:
-        if fmt == "jsonl":
-            for it in items:
-                f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
-        else:
-            w = csv.writer(f)
-            w.writerow(CSV_COLUMNS)
-            for it in items:
-                p = it.prediction
-                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(top_words(p)),
-                            p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
-                            it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
-    return len(items)
-
-
-def _item_record(it: ReviewItem) -> dict[str, Any]:
-    return {"post_id": it.post_id, "text": it.text, "image": it.image, "source": it.source,
-            "created_at": it.created_at, "gold_label": it.gold_label, "prediction": it.prediction.to_dict(),
-            "reviewed": it.reviewed, "review_label": it.review_label, "flagged": it.flagged, "variant": it.variant}
-
-
-def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
-    """Write every prediction of the store (see `export_items`)."""
-    return export_items(store.items(), out, fmt)
-
-
-def export_feedback(store: TriageStore, out: Path) -> int:
-    """The responders' labels as labelled posts: JSONL (id, text, image, label, model_label,
-    corrected_at, note) that `crisislens eval --input` and the training readers read. Photos are
-    copied into `<out stem>-images/` beside it, so the file travels as one self-contained set.
-    The latest label of each post wins; a label that confirms the model is a label too."""
-    out = Path(out)
-    latest: dict[str, Feedback] = {}
-    for fb in store.feedback():
-        if fb.action == "label":
-            latest[fb.post_id] = fb
-    photos = out.with_name(f"{out.stem}-images")
-    with atomic_open(out) as f:
-        for n, (pid, fb) in enumerate(latest.items()):
-            it = store.item(pid)
-            record = {"id": pid, "text": it.text, "image": None, "label": fb.label, "model_label": fb.model_label,
-                      "corrected_at": fb.at, "note": fb.note, "source": it.source}
-            if it.image:
-                src = Path(it.image)
-                if src.is_file():
-                    photos.mkdir(parents=True, exist_ok=True)
-                    name = f"{n:06d}_{_SAFE_NAME.sub('_', pid)[:80]}{src.suffix.lower()}"
-                    shutil.copyfile(src, photos / name)
-                    record["image"] = f"{photos.name}/{name}"
-                else:
-                    record["photo_missing"] = str(src)
-            f.write(json.dumps(record, ensure_ascii=False) + "\n")
-    return len(latest)

@@ -17,55 +17,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
-import subprocess
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from crisislens.runtime.backends.profiles import ProfileSpec
 from crisislens.runtime.errors import CrisisLensError
 
 DEFAULT_STEM = "student"
 SIDECAR_FORMAT = 1
 KEY_LENGTH = 16  # hex digits of the sha256: collisions are not a concern among a folder's engines
-
-# ----------------------------------------------------------------------------- errors
-
-
-class TensorRTUnavailable(CrisisLensError, ImportError):
-    """`import tensorrt` failed: says how to install it and what to do meanwhile (`hint`; by default
-    the trtexec fallback the exporter writes beside the ONNX file). `missing` is the short form."""
-
-    missing = "TensorRT is not installed"
-    install = ("install it from NVIDIA's index (pip install tensorrt --extra-index-url https://pypi.nvidia.com) "
-               "or on Jetson use JetPack's python3-libnvinfer")
-
-    def __init__(self, detail: str = "", trtexec_script: Path | None = None, *, hint: str | None = None):
-        self.detail = detail
-        self.trtexec_script = trtexec_script
-        self.hint = hint
-        if hint is None:
-            where = f" ({trtexec_script})" if trtexec_script else ""
-            hint = f"meanwhile use the trtexec command written beside the ONNX file{where}"
-        message = f"{self.missing}: {self.install}; {hint}"
-        super().__init__(f"{message} [{detail}]" if detail else message)
-
-
-class CudaPythonUnavailable(TensorRTUnavailable):
-    """`cuda-python` (device memory and streams for the native TensorRT backend) is missing."""
-
-    missing = "cuda-python is not installed"
-    install = ("pip install cuda-python (the major version of the CUDA that TensorRT uses); the native TensorRT "
-               "backend needs it to move tensors to and from the GPU")
-
-
-class GpuProbeError(CrisisLensError, RuntimeError):
-    """The GPU's name and compute capability could not be found (they are part of the engine key)."""
-
-
-class NoProfileFits(CrisisLensError, ValueError):
-    """No optimisation profile accepts the requested (batch, seq)."""
 
 
 class SidecarError(CrisisLensError, ValueError):
@@ -81,214 +43,7 @@ class EngineMismatch(CrisisLensError):
         self.differing: tuple[str, ...] = tuple(differing)
 
 
-# ----------------------------------------------------------------------------- optimisation profiles
 
-Triple = tuple[int, int, int]  # (min, opt, max)
-
-
-def check_positive(what: str, value: int) -> None:
-    """A ValueError unless `value` is a positive int (bools refused)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True)
-class ShapeRange:
-    """min/opt/max shape of one input in one profile; TensorRT tunes its kernels for `opt`."""
-
-    min: tuple[int, ...]
-    opt: tuple[int, ...]
-    max: tuple[int, ...]
-
-    def __post_init__(self) -> None:
-        if not len(self.min) == len(self.opt) == len(self.max):
-            raise ValueError(f"min/opt/max shapes differ in rank: {self.min}, {self.opt}, {self.max}")
-        for lo, mid, hi in zip(self.min, self.opt, self.max):
-            if not 1 <= lo <= mid <= hi:
-                raise ValueError("shapes must satisfy 1 <= min <= opt <= max per axis: "
-                                 f"{self.min}, {self.opt}, {self.max}")
-
-    def to_dict(self) -> dict[str, list[int]]:
-        return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ShapeRange:
-        return cls(tuple(data["min"]), tuple(data["opt"]), tuple(data["max"]))
-
-
-@dataclass(frozen=True)
-class ProfileSpec:
-    """One TensorRT optimisation profile: the (min, opt, max) batch and sequence length it was made
-    from, and the resulting shape range of every input (what `IOptimizationProfile.set_shape` gets)."""
-
-    batch: Triple
-    seq: Triple
-    shapes: Mapping[str, ShapeRange] = field(hash=False)
-
-    def covers(self, batch: int, seq: int) -> bool:
-        return self.batch[0] <= batch <= self.batch[2] and self.seq[0] <= seq <= self.seq[2]
-
-    def describe(self) -> str:
-        (b0, b1, b2), (s0, s1, s2) = self.batch, self.seq
-        return f"batch {b0}..{b2} (opt {b1}), seq {s0}..{s2} (opt {s1})"
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"batch": list(self.batch), "seq": list(self.seq),
-                "shapes": {name: r.to_dict() for name, r in self.shapes.items()}}
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> ProfileSpec:
-        b, s = tuple(data["batch"]), tuple(data["seq"])
-        if len(b) != 3 or len(s) != 3:
-            raise ValueError("batch and seq must be [min, opt, max]")
-        return cls((b[0], b[1], b[2]), (s[0], s[1], s[2]),
-                   {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()})
-
-
-def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int:
-    """Index of the profile to run (batch, seq) with: the smallest that covers it, whose opt shape
-    is closest. Raises `NoProfileFits` listing the profiles when none does."""
-    check_positive("batch", batch)
-    check_positive("seq", seq)
-    fitting = [i for i, p in enumerate(profiles) if p.covers(batch, seq)]
-    if not fitting:
-        ranges = "; ".join(f"#{i}: {p.describe()}" for i, p in enumerate(profiles)) or "none"
-        raise NoProfileFits(f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
-                            "split the batch or rebuild the engine with larger buckets")
-    return min(fitting, key=lambda i: (profiles[i].batch[2], profiles[i].seq[2], i))
-
-
-def plan_batches(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> list[tuple[int, int, int]]:
-    """(start, stop, profile index) slices that run a batch of `batch` rows padded to `seq` tokens.
-
-    One slice when a profile covers the whole batch; otherwise chunks of the largest batch any
-    profile takes at this length (a caller's batch of 64 on an engine built for <= 32). A sequence
-    no profile accepts still raises `NoProfileFits`: that needs another engine, not smaller chunks.
-    """
-    check_positive("batch", batch)
-    check_positive("seq", seq)
-    if any(p.covers(batch, seq) for p in profiles):
-        return [(0, batch, select_profile(profiles, batch, seq))]
-    # only profiles from batch 1 up: the last, shorter chunk must fit one too
-    largest = max((p.batch[2] for p in profiles if p.batch[0] == 1 and p.seq[0] <= seq <= p.seq[2]), default=0)
-    if largest == 0:
-        select_profile(profiles, batch, seq)  # raises, listing the profiles
-    plan = []
-    for start in range(0, batch, largest):
-        stop = min(start + largest, batch)
-        plan.append((start, stop, select_profile(profiles, stop - start, seq)))
-    return plan
-
-
-# ----------------------------------------------------------------------------- GPU identity
-
-
-@dataclass(frozen=True)
-class GpuInfo:
-    """The GPU an engine is built on; `compute_capability` as "major.minor" (e.g. "8.7" on Orin)."""
-
-    name: str
-    compute_capability: str
-
-    @property
-    def sm(self) -> str:
-        return "sm_" + self.compute_capability.replace(".", "")
-
-
-_CC = re.compile(r"^\d+\.\d+$")
-
-
-def parse_nvidia_smi(text: str, device: int = 0) -> GpuInfo:
-    """Parse `nvidia-smi --query-gpu=name,compute_cap --format=csv,noheader` output (line `device`)."""
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
-    if device >= len(lines):
-        raise GpuProbeError(f"nvidia-smi lists {len(lines)} GPU(s), no device {device}: {text.strip()!r}")
-    name, sep, cc = lines[device].rpartition(",")
-    name, cc = name.strip(), cc.strip()
-    if not sep or not name or not _CC.match(cc):
-        raise GpuProbeError(f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
-                            "(drivers before R510 do not report compute_cap)")
-    return GpuInfo(name, cc)
-
-
-def import_tensorrt(hint: str | None = None) -> Any:
-    """The `tensorrt` module, or `TensorRTUnavailable` (also when its native libraries are missing)."""
-    try:
-        import tensorrt
-    except (ImportError, OSError) as exc:
-        raise TensorRTUnavailable(f"import tensorrt failed: {exc}", hint=hint) from exc
-    return tensorrt
-
-
-def import_cudart(hint: str | None = None) -> Any:
-    """cuda-python's runtime API module (`cuda.bindings.runtime`, or `cuda.cudart` before 12.6),
-    or `CudaPythonUnavailable`."""
-    try:
-        from cuda.bindings import runtime as cudart  # cuda-python >= 12.6
-    except (ImportError, OSError):
-        try:
-            from cuda import cudart  # older cuda-python
-        except (ImportError, OSError) as exc:
-            raise CudaPythonUnavailable(f"import cuda.bindings.runtime failed: {exc}", hint=hint) from exc
-    return cudart
-
-
-def _gpu_from_cuda_python(device: int) -> GpuInfo:
-    try:
-        cudart = import_cudart()
-    except CudaPythonUnavailable as exc:
-        raise GpuProbeError("cuda-python is not installed") from exc
-    err, props = cudart.cudaGetDeviceProperties(device)
-    if err != cudart.cudaError_t.cudaSuccess:
-        raise GpuProbeError(f"cudaGetDeviceProperties({device}) failed: {err}")
-    name = props.name
-    if isinstance(name, (bytes, bytearray)):
-        name = bytes(name).split(b"\0", 1)[0].decode("utf-8", "replace")
-    return GpuInfo(str(name).strip(), f"{props.major}.{props.minor}")
-
-
-def _gpu_from_nvidia_smi(device: int) -> GpuInfo:
-    cmd = ["nvidia-smi", "--query-gpu=name,compute_cap", "--format=csv,noheader"]
-    try:
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=30)
-    except (OSError, subprocess.SubprocessError) as exc:
-        raise GpuProbeError(f"nvidia-smi could not run: {exc}") from exc
-    if out.returncode != 0:
-        raise GpuProbeError(f"nvidia-smi exited {out.returncode}: {(out.stderr or out.stdout).strip()}")
-    return parse_nvidia_smi(out.stdout, device)
-
-
-def probe_gpu(device: int = 0) -> GpuInfo:
-    """Name and compute capability of CUDA device `device`: from cuda-python if importable (works
-    on Jetson, where nvidia-smi may be missing), else from nvidia-smi. Tests monkeypatch this."""
-    problems = []
-    for probe in (_gpu_from_cuda_python, _gpu_from_nvidia_smi):
-        try:
-            return probe(device)
-        except GpuProbeError as exc:
-            problems.append(str(exc))
-    raise GpuProbeError("cannot identify the GPU (needed for the engine cache key): " + "; ".join(problems)
-                        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available.")
-
-
-def capturing_logger(trt: Any, keep: int = 100) -> Any:
-    """A TensorRT logger that keeps the last `keep` warnings and errors, so a failed build, load or
-    run can say why (bounded: a long-running backend may see a warning per batch)."""
-
-    class _Logger(trt.ILogger):
-        def __init__(self) -> None:
-            trt.ILogger.__init__(self)
-            self.lines: list[str] = []
-
-        def log(self, severity: Any, msg: str) -> None:
-            if int(severity) <= int(trt.ILogger.Severity.WARNING):
-                self.lines.append(f"[{getattr(severity, 'name', severity)}] {msg}")
-                del self.lines[:-keep]
-
-    return _Logger()
-
-
-# ----------------------------------------------------------------------------- cache key and sidecar
 
 FIELD_LABELS: dict[str, str] = {
     "onnx_sha256": "ONNX model",
@@ -509,13 +264,3 @@ def find_engine_for(cache_dir: str | Path, target: EngineTarget,
     if problems:
         raise EngineMismatch(f"{problems[0]}; rebuild it with `crisislens export tensorrt`")
     raise _closest_mismatch(cache_dir, records, target, stem)
-
-
-__all__ = [
-    "DEFAULT_STEM", "FIELD_LABELS", "KEY_LENGTH", "SIDECAR_FORMAT",
-    "CudaPythonUnavailable", "EngineFields", "EngineMismatch", "EngineSidecar", "EngineTarget", "GpuInfo",
-    "GpuProbeError", "NoProfileFits", "ProfileSpec", "ShapeRange", "SidecarError", "TensorRTUnavailable", "Triple",
-    "capturing_logger", "check_positive", "differing_fields", "engine_file_problem", "engine_filename",
-    "find_cached_engine", "find_engine_for", "import_cudart", "import_tensorrt", "mismatch_message",
-    "parse_nvidia_smi", "plan_batches", "probe_gpu", "read_sidecar", "select_profile", "sidecar_path",
-]

@@ -21,23 +21,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-
+from crisislens.runtime.backends.engines import DEFAULT_STEM, EngineMismatch, EngineTarget, find_engine_for
+from crisislens.runtime.backends.feeds import slice_feeds
+from crisislens.runtime.backends.gpu import capturing_logger, import_cudart, import_tensorrt, probe_gpu
+from crisislens.runtime.backends.profiles import ProfileSpec, plan_batches
+from crisislens.runtime.bundle.manifest import hash_file
 from crisislens.runtime.errors import CrisisLensError
-from crisislens.runtime.bundle import hash_file
-from crisislens.runtime.engine import slice_feeds
 from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
-from crisislens.runtime.trt_profiles import (
-    DEFAULT_STEM,
-    EngineMismatch,
-    EngineTarget,
-    ProfileSpec,
-    capturing_logger,
-    find_engine_for,
-    import_cudart,
-    import_tensorrt,
-    plan_batches,
-    probe_gpu,
-)
 
 RUNTIME_HINT = ('meanwhile run the ONNX model with onnxruntime (make_backend(..., prefer="auto") falls back to '
                 'it by itself; prefer="onnxruntime" forces it)')

@@ -14,10 +14,7 @@ output went away (`| head`).
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from collections.abc import Callable, Sequence
-from importlib.metadata import entry_points
+from collections.abc import Callable
 
 from crisislens.runtime.errors import CrisisLensError
 
@@ -91,66 +88,7 @@ class Cli:
         return self._children[name]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="crisislens",
-        description="Explainable, offline triage of crisis social-media posts (text + photo).",
-        epilog="Run 'crisislens COMMAND --help' for the options of a command.",
-    )
-    parser.set_defaults(_handler=None, _group_parser=parser)
-    cli = Cli(parser)
-    from crisislens.runtime import commands
-
-    commands.register(cli)
-    for ep in sorted(entry_points(group="crisislens.cli"), key=lambda e: e.name):
-        try:
-            register = ep.load()
-        except ImportError as exc:  # a stage whose own imports are broken must not take the CLI down
-            print(f"crisislens: warning: commands of '{ep.name}' unavailable: {exc}", file=sys.stderr)
-            continue
-        register(cli)
-    return parser
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    handler = getattr(args, "_handler", None)
-    if handler is None:
-        args._group_parser.print_help(sys.stderr)
-        return EXIT_USAGE
-    try:
-        return int(handler(args) or 0)
-    except CliError as exc:
-        print(f"crisislens: error: {exc}", file=sys.stderr)
-        return exc.code
-    except CrisisLensError as exc:  # one a command did not catch: still one line, no traceback
-        print(f"crisislens: error: {printable(str(exc))}", file=sys.stderr)
-        return EXIT_USAGE
-    except KeyboardInterrupt:
-        print("crisislens: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except BrokenPipeError:  # the reader went away (`crisislens validate ... | head`): stop quietly
-        _silence_stdout()
-        return EXIT_BROKEN_PIPE
-
-
 def printable(text: str) -> str:
     """Escape control characters and undecodable bytes: file names and ids come from the field."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
 
-
-def _silence_stdout() -> None:
-    """Point stdout at /dev/null, so the interpreter's last flush at exit meets no closed pipe."""
-    try:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError, AttributeError):  # stdout is not a file (captured, replaced)
-        pass
-
-
-if __name__ == "__main__":  # pragma: no cover
-    # Run the imported module's main, not this __main__ copy: stages raise *its* CliError.
-    from crisislens.runtime.cli import main as _main
-
-    sys.exit(_main())

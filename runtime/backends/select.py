@@ -13,9 +13,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from crisislens.runtime.engine import OnnxBackend
-from crisislens.runtime.trt_backend import TensorRTBackend, TensorRTRuntimeError
-from crisislens.runtime.trt_profiles import EngineMismatch, GpuProbeError, TensorRTUnavailable
+from crisislens.runtime.backends.engines import EngineMismatch
+from crisislens.runtime.backends.gpu import GpuProbeError, TensorRTUnavailable
+from crisislens.runtime.backends.ort import OnnxBackend
+from crisislens.runtime.backends.trt import TensorRTBackend, TensorRTRuntimeError
 
 PREFERENCES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_DIR = "engines"  # default engine cache: <bundle>/engines

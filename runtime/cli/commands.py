@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
+from crisislens.runtime.cli.base import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, EXIT_USAGE, Cli, CliError
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
 from crisislens.runtime.settings import DATA_ROOT_HELP
 
@@ -129,7 +129,7 @@ machine's drift)."""
 def _bench(args: argparse.Namespace) -> int:
     from crisislens.runtime.bench import chart, plugin_runners, run_bench, targets, to_markdown
     from crisislens.runtime.bundle import BundleError, load_bundle
-    from crisislens.runtime.evaluate import data_root
+    from crisislens.runtime.settings import data_root
     from crisislens.runtime.reports import provenance, write_report
 
     if args.render_only:
@@ -186,10 +186,10 @@ def _classes_arg(value: str | None) -> list[str] | None:
 
 
 def _triage(args: argparse.Namespace) -> int:
+    from crisislens.runtime.backends.engines import EngineMismatch
     from crisislens.runtime.bundle import BundleError, load_bundle
     from crisislens.runtime.engine import Engine
-    from crisislens.runtime.triage import StoreError, TriageStore, triage
-    from crisislens.runtime.trt_profiles import EngineMismatch
+    from crisislens.runtime.store import StoreError, TriageStore, triage
 
     providers = [p.strip() for p in args.providers.split(",")] if args.providers else None
     try:
@@ -219,7 +219,7 @@ def _triage(args: argparse.Namespace) -> int:
 
 def _export_from_store(args: argparse.Namespace, export: Any, what: str) -> int:
     """Run `export(store, out) -> count` on an existing triage store; one clear line on failure."""
-    from crisislens.runtime.triage import StoreError, TriageStore
+    from crisislens.runtime.store import StoreError, TriageStore
 
     if not args.store.is_file():
         raise CliError(f"{args.store}: no such triage store")
@@ -233,13 +233,13 @@ def _export_from_store(args: argparse.Namespace, export: Any, what: str) -> int:
 
 
 def _export_results(args: argparse.Namespace) -> int:
-    from crisislens.runtime.triage import export_results
+    from crisislens.runtime.store import export_results
 
     return _export_from_store(args, export_results, "predictions")
 
 
 def _export_feedback(args: argparse.Namespace) -> int:
-    from crisislens.runtime.triage import export_feedback
+    from crisislens.runtime.store import export_feedback
 
     return _export_from_store(args, export_feedback, "corrected label(s)")
 
@@ -254,9 +254,10 @@ backend as a triage run. Records need a gold `label` (one of the 5 class names, 
 
 
 def _eval_bundle(args: argparse.Namespace) -> int:
+    from crisislens.runtime.backends.engines import EngineMismatch
     from crisislens.runtime.bundle import BundleError
-    from crisislens.runtime.evaluate import data_root, dataset_inputs, evaluate_bundle
-    from crisislens.runtime.trt_profiles import EngineMismatch
+    from crisislens.runtime.evaluate import dataset_inputs, evaluate_bundle
+    from crisislens.runtime.settings import data_root
 
     if args.bundle is None:
         args._group_parser.print_help()

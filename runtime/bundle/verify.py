@@ -1,0 +1,223 @@
+"""The model bundle: one folder that holds everything the runtime needs to classify a post.
+
+```
+bundle/
+  manifest.json      what is here: provenance, every file's sha256 and size, the model variants
+  tokenizer.json     Hugging Face tokenizers file
+  preprocess.json    {"text": TextConfig.to_dict(), "image": ImageConfig.to_dict()}
+  labels.json        the class names, exactly `LABEL_NAMES` in that order
+  model.<variant>.onnx   one per variant: fp32, int8 (CPU dynamic), int8-qdq (static, TensorRT), fp16
+```
+
+`write_bundle` copies the files in and writes `manifest.json` last, atomically (temporary file +
+`os.replace`): a bundle whose writing was interrupted has no manifest and is refused.
+`load_bundle` checks every file listed in the manifest (present, same size, same sha256) before
+anything is loaded, so a tampered or truncated model is refused by name rather than giving
+quietly wrong predictions. `manifest.json` itself is not hashed: `update_metrics` may rewrite
+it (with measured numbers) without touching any model file. `Bundle.sha256`, the hash of
+`manifest.json`, identifies the exact bundle a prediction came from.
+
+Rules a bundle must follow (each broken rule is reported by `verify_bundle`):
+- `format` is "crisislens-bundle" and `format_version` is `FORMAT_VERSION`;
+- every file except `manifest.json` is listed under `files`, with its sha256 and size;
+- `tokenizer.json`, `preprocess.json`, `labels.json` and at least one variant are present;
+- an `*.onnx` file that the manifest does not list is refused, not ignored: it is a model someone
+  expected the runtime to use (or a leftover of an interrupted rebuild), and silently skipping it
+  would run a different model than they think. Other unlisted files (notes, engine caches) are
+  ignored;
+- `labels.json` equals `LABEL_NAMES`, in order (every probability vector uses that order); a
+  subset, an unknown name or another order is refused with which of these it is;
+- a variant's optional `temperature` (default 1) is a positive number: the runtime divides the
+  model's logits by it before the softmax (temperature scaling, fitted on held-out data by
+  `crisislens export calibrate` through `set_temperature`). It moves confidences, never labels.
+
+Torch-free: stdlib plus the runtime's own modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from crisislens.runtime.bundle.manifest import (
+    _SHA256,
+    LABELS,
+    MANIFEST,
+    PREPROCESS,
+    REQUIRED_FILES,
+    Bundle,
+    BundleError,
+    Variant,
+    _BadJson,
+    _header_problems,
+    _label_problems,
+    _read_json,
+    _safe_relative,
+    _variant_problems,
+    hash_file,
+)
+from crisislens.runtime.preprocessing import ImageConfig, TextConfig
+
+
+@dataclass
+class _Inspection:
+    """What `_inspect` found: the problems and whatever parsed cleanly on the way."""
+
+    problems: list[str] = field(default_factory=list)
+    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest_sha256: str = ""
+    text_config: TextConfig | None = None
+    image_config: ImageConfig | None = None
+    labels: tuple[str, ...] = ()
+    variants: dict[str, Variant] = field(default_factory=dict)
+
+
+def verify_bundle(path: str | Path, *, hashes: bool = True) -> list[str]:
+    """Every problem with the bundle at `path` (empty when it is sound), one line each, naming the
+    file or manifest field. `hashes=False` skips the sha256 checks (sizes are still compared)."""
+    return _inspect(Path(path), hashes).problems
+
+
+def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
+    """Load and check the bundle at `path`; a `BundleError` listing every problem otherwise.
+
+    `verify=False` skips hashing the files (for quick listings); existence, sizes, labels and the
+    preprocessing config are checked either way.
+    """
+    path = Path(path)
+    found = _inspect(path, verify)
+    if found.problems:
+        raise BundleError(path, found.problems)
+    assert found.text_config is not None and found.image_config is not None
+    return Bundle(path, found.manifest, found.text_config, found.image_config, found.labels,
+                  found.variants, found.manifest["default_variant"], found.manifest_sha256)
+
+
+def _inspect(path: Path, hashes: bool) -> _Inspection:
+    found = _Inspection()
+    problems = found.problems
+    if not path.is_dir():
+        problems.append("the folder does not exist" if not path.exists() else "not a folder")
+        return found
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        problems.append(f"{MANIFEST}: missing: the bundle was never finished (writing was interrupted) "
+                        "or this is not a bundle folder")
+        return found
+    raw = manifest_path.read_bytes()
+    found.manifest_sha256 = hashlib.sha256(raw).hexdigest()
+    try:
+        manifest = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        manifest = _BadJson(str(exc))
+    problems += _header_problems(manifest)
+    if problems:
+        return found
+    found.manifest = manifest
+
+    files = manifest.get("files")
+    if not isinstance(files, dict):
+        problems.append(f"{MANIFEST}: `files` must be an object of {{path: {{sha256, bytes}}}}")
+        files = {}
+    intact: set[str] = set()  # listed files that are present and match
+    for rel, entry in files.items():
+        problem = _file_problem(path, rel, entry, hashes)
+        if problem:
+            problems.append(problem)
+        else:
+            intact.add(rel)
+    for rel in REQUIRED_FILES:
+        if rel not in files:
+            problems.append(f"{rel}: required file not listed in {MANIFEST}")
+    for onnx in sorted(path.rglob("*.onnx")):
+        rel = onnx.relative_to(path).as_posix()
+        if rel not in files:
+            problems.append(f"{rel}: model file not listed in {MANIFEST} (added after the bundle was built, "
+                            "or left by an interrupted rebuild); remove it or rebuild")
+
+    found.variants = _load_variants(path, manifest, files, intact, problems)
+    # A file that failed its check is not parsed: its content is not what the manifest vouches for.
+    if LABELS in intact:
+        found.labels = _load_labels(path, problems)
+    if PREPROCESS in intact:
+        found.text_config, found.image_config = _load_preprocess(path, problems)
+    if not isinstance(manifest.get("model", {}), dict):
+        problems.append(f"{MANIFEST}: `model` must be an object")
+    return found
+
+
+def _file_problem(folder: Path, rel: Any, entry: Any, hashes: bool) -> str | None:
+    if not isinstance(rel, str) or not _safe_relative(rel) or rel == MANIFEST:
+        return f"{MANIFEST}: files: {rel!r} is not a relative path inside the bundle"
+    if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
+            or not _SHA256.fullmatch(entry["sha256"]) or isinstance(entry.get("bytes"), bool)
+            or not isinstance(entry.get("bytes"), int)):
+        return f"{MANIFEST}: files: {rel}: needs a 64-hex-digit sha256 and an integer bytes"
+    target = folder / rel
+    if not target.is_file():
+        return f"{rel}: listed in {MANIFEST} but missing from the folder"
+    size = target.stat().st_size
+    if size != entry["bytes"]:
+        return (f"{rel}: size mismatch (manifest {entry['bytes']} bytes, file {size} bytes): "
+                "the bundle was modified, truncated or corrupted")
+    if hashes:
+        actual = hash_file(target)
+        if actual != entry["sha256"]:
+            return (f"{rel}: sha256 mismatch (manifest {entry['sha256'][:12]}…, file {actual[:12]}…): "
+                    "the bundle was modified or corrupted")
+    return None
+
+
+def _load_variants(folder: Path, manifest: dict[str, Any], files: dict[str, Any], intact: set[str],
+                   problems: list[str]) -> dict[str, Variant]:
+    raw = manifest.get("variants")
+    if not isinstance(raw, dict) or not raw:
+        problems.append(f"{MANIFEST}: `variants` must list at least one model variant")
+        return {}
+    variants: dict[str, Variant] = {}
+    for name, spec in raw.items():
+        trouble = _variant_problems(name, spec)
+        rel = spec.get("file") if isinstance(spec, dict) else None
+        if not trouble and (not isinstance(rel, str) or rel not in files):
+            trouble.append(f"variant {name!r}: file {rel!r} is not listed under `files` in {MANIFEST}")
+        problems += trouble
+        if not trouble and rel in intact:  # a file that failed its check is already reported
+            entry = files[rel]
+            variants[name] = Variant(name, folder / rel, spec["precision"], spec["quantization"], spec["intended"],
+                                     dict(spec.get("metrics", {})), entry["sha256"], entry["bytes"],
+                                     float(spec.get("temperature", 1.0)))
+    default = manifest.get("default_variant")
+    if default not in raw:
+        problems.append(f"{MANIFEST}: default_variant {default!r} is not one of the variants: {', '.join(map(str, raw))}")
+    return variants
+
+
+def _load_labels(folder: Path, problems: list[str]) -> tuple[str, ...]:
+    labels = _read_json(folder / LABELS)
+    if isinstance(labels, _BadJson):
+        problems.append(f"{LABELS}: not readable JSON ({labels.reason})")
+        return ()
+    trouble = _label_problems(labels)
+    problems += [f"{LABELS}: {p}" for p in trouble]
+    return () if trouble else tuple(labels)
+
+
+def _load_preprocess(folder: Path, problems: list[str]) -> tuple[TextConfig | None, ImageConfig | None]:
+    data = _read_json(folder / PREPROCESS)
+    if isinstance(data, _BadJson):
+        problems.append(f"{PREPROCESS}: not readable JSON ({data.reason})")
+        return None, None
+    if not isinstance(data, dict):
+        problems.append(f"{PREPROCESS}: must be an object with `text` and `image`")
+        return None, None
+    configs: list[Any] = []
+    for key, cls in (("text", TextConfig), ("image", ImageConfig)):
+        try:
+            configs.append(cls.from_dict(data.get(key)))
+        except (TypeError, ValueError) as exc:
+            problems.append(f"{PREPROCESS}: {key}: {exc}")
+            configs.append(None)
+    return configs[0], configs[1]

@@ -1,0 +1,175 @@
+"""Parsing the three input formats into raw rows: a JSONL line, a CSV/TSV row (CrisisMMD's
+dialect included), a folder's ID.txt + ID.jpg pair.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+from crisislens.runtime.readers.fields import (
+    _CRISISMMD_MARKERS,
+    _FIELD_ALIASES,
+    _assign_fields,
+    _contained,
+    _json_type,
+    _quoted,
+    _Raw,
+    _RowError,
+    _split_fields,
+)
+
+_SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes or bad \u escapes
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # cheap pre-check before walking a JSON object
+
+
+_BAD_UTF8 = "invalid UTF-8 bytes replaced with U+FFFD"
+
+
+def _reject_constant(name: str) -> None:
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def _parse_json_line(data: bytes, file: str, line: int) -> _Raw:
+    warnings = []
+    data = data.rstrip(b"\r\n")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        text = data.decode("utf-8", "replace")
+        warnings.append(_BAD_UTF8)
+    try:
+        obj = json.loads(text, parse_constant=_reject_constant)
+    except json.JSONDecodeError as exc:
+        return _Raw(file, line, error=f"malformed JSON: {exc.msg.removesuffix(' at')} (column {exc.colno})")
+    except RecursionError:
+        return _Raw(file, line, error="malformed JSON: nested too deeply")
+    except ValueError as exc:  # NaN/Infinity, integers too long to convert
+        reason = "number too long" if "integer string conversion" in str(exc) else str(exc)
+        return _Raw(file, line, error=f"malformed JSON: {reason}")
+    if not isinstance(obj, dict):
+        return _Raw(file, line, error=f"expected a JSON object, got {_json_type(obj)}")
+    if _SURROGATE_ESCAPE.search(text) and _replace_surrogates(obj):
+        warnings.append("invalid \\u escape (lone surrogate) replaced with U+FFFD")
+    values, metadata = _split_fields(obj, _FIELD_ALIASES)
+    return _Raw(file, line, values, metadata, warnings)
+
+
+def _replace_surrogates(obj: dict[str, Any]) -> bool:
+    """Replace lone surrogates in every string of `obj` in place (they cannot be written as
+    UTF-8 later); iterative, so deep nesting cannot overflow the stack. True if any changed."""
+    changed = False
+    stack: list[dict[str, Any] | list[Any]] = [obj]
+    while stack:
+        node = stack.pop()
+        items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
+        for key, value in items:
+            if isinstance(value, str) and _SURROGATE.search(value):
+                node[key] = _SURROGATE.sub("\ufffd", value)
+                changed = True
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
+            if isinstance(key, str) and _SURROGATE.search(key):
+                node[_SURROGATE.sub("\ufffd", key)] = node.pop(key)
+                changed = True
+    return changed
+
+
+class _CrisisMMDDialect(csv.Dialect):
+    """CrisisMMD task files: tab-separated, no quoting (tweets start with quotes)."""
+
+    delimiter = "\t"
+    quotechar = '"'
+    doublequote = False
+    skipinitialspace = False
+    lineterminator = "\n"
+    quoting = csv.QUOTE_NONE
+
+
+def _table_dialect(suffix: str, header_line: str, sample: str) -> tuple[type[csv.Dialect] | csv.Dialect, bool]:
+    """(dialect, is CrisisMMD); sniff only a .csv whose header has no comma."""
+    if _CRISISMMD_MARKERS <= {name.strip().lower() for name in header_line.split("\t")}:
+        return _CrisisMMDDialect, True
+    if suffix == ".tsv":
+        return csv.excel_tab, False
+    if "," in header_line:
+        return csv.excel, False
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=",;\t|"), False
+    except csv.Error:
+        return csv.excel, False
+
+
+def _table_columns(header: list[str], aliases: dict[str, tuple[str, ...]]) -> tuple[list[str | None], str | None]:
+    """Canonical field of each column (None: metadata), or a problem with the header."""
+    lowered = [name.lower() for name in header]
+    duplicated = sorted({name for name in lowered if lowered.count(name) > 1})
+    if duplicated:
+        return [], f"duplicate column(s) in the header: {', '.join(duplicated)}"
+    canonical = _assign_fields(header, aliases)
+    found = set(canonical.values())
+    if "id" not in found:
+        return [], f"header has no id column (expected one of: {', '.join(aliases['id'])}); found: {', '.join(header)}"
+    if not found & {"text", "image"}:
+        expected = ", ".join(aliases["text"] + aliases["image"])
+        return [], f"header has no text or image column (expected one of: {expected}); found: {', '.join(header)}"
+    return [canonical.get(name) for name in header], None
+
+
+def _table_row(row: list[str], header: list[str], columns: list[str | None], file: str, line: int) -> _Raw:
+    if not any(cell.strip() for cell in row):
+        return _Raw(file, line, error="empty row")
+    if len(row) != len(header):
+        return _Raw(file, line, error=f"row has {len(row)} fields; the header has {len(header)}")
+    raw = _Raw(file, line)
+    repaired = []
+    for name, canonical, cell in zip(header, columns, row):
+        if _SURROGATE.search(cell):
+            cell = _SURROGATE.sub("\ufffd", cell)
+            repaired.append(name)
+        if canonical is None:
+            raw.metadata[name] = cell
+        else:
+            raw.values[canonical] = cell
+    if repaired:
+        raw.warnings.append(f"{_BAD_UTF8} (column {', '.join(repaired)})")
+    return raw
+
+
+def _folder_row(stem: str, texts: list[Path], images: list[Path], display: str, root: Path) -> _Raw:
+    first = (texts + images)[0]
+    raw = _Raw(str(Path(display) / first.name), None)
+    if _SURROGATE.search(stem):
+        raw.error = "file name is not valid UTF-8; rename the file"
+        return raw
+    for kind, files in (("text", texts), ("image", images)):
+        if len(files) > 1:
+            raw.error = f"several {kind} files for id {_quoted(stem)}: {', '.join(f.name for f in files)}"
+            return raw
+    raw.values["id"] = stem
+    try:
+        if images:
+            raw.values["image"] = _contained(images[0], root, images[0].name)
+        if texts:
+            text_path = _contained(texts[0], root, texts[0].name)
+            raw.values["text"] = _read_text_file(text_path, raw.warnings)
+    except _RowError as exc:
+        raw.error = str(exc)
+    except OSError as exc:
+        raw.error = f"cannot read: {exc.strerror or exc}"
+    return raw
+
+
+def _read_text_file(path: Path, warnings: list[str]) -> str:
+    data = path.read_bytes().removeprefix(codecs.BOM_UTF8)
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        text = data.decode("utf-8", "replace")
+        line = data.count(b"\n", 0, exc.start) + 1
+        warnings.append(f"{_BAD_UTF8} (first at line {line})")
+    return text.rstrip("\r\n")

@@ -1,0 +1,257 @@
+"""Reading cached posts into `Post`s: JSONL, CSV/TSV (CrisisMMD task files included) and
+folders of `ID.txt` + `ID.jpg` pairs.
+
+Field data is messy, so a bad row never stops a read: it becomes a `ReadProblem` that names the
+file, the line and what is wrong. Every input row ends up either as a `Post` or as an error
+problem (row skipped); a warning means the row was repaired and kept (the warning is also in
+`Post.warnings`). In strict mode the first problem of either kind raises `ReadError`.
+
+Conventions:
+- Fields: id <- id | post_id | tweet_id, text <- text | tweet_text, image <- image | image_path,
+  plus created_at, source and label (a CrisisMMD 8- or 5-class name, stored as one of the 5
+  classes); names match case-insensitively, every other field goes to `Post.metadata`.
+  A JSON id may be a string or an integer, never a float (tweet ids lose digits as floats).
+- .csv is RFC 4180 (the delimiter is sniffed only when the header has no comma); .tsv is
+  tab-separated with the same quoting; a broken quote (end of file inside quotes, text after a
+  closing quote) is a row error, reported with the lines it took.
+  A CrisisMMD task file (header with event_name, image_id, image) has no quoting (a quote is
+  text) and one post per image: id = image_id; tweet_id and event_name go to metadata.
+- Image paths are relative to the input file's folder, or to `image_root` (where a CrisisMMD
+  `data_image/` prefix is dropped); after resolving links they must stay inside that folder.
+  A folder input reads its own `ID.txt` / `ID.jpg` files, in id order, whatever `image_root`.
+- Text that is empty or only whitespace counts as no text (`Post.text` is None).
+- A post id is used once per read, across all inputs: the first row that was kept wins.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import replace
+from pathlib import Path
+
+from crisislens.runtime.readers.fields import (
+    _CRISISMMD_ALIASES,
+    _CRISISMMD_IMAGE_PREFIX,
+    _FIELD_ALIASES,
+    _exists,
+    _Input,
+    _parse_id,
+    _post_fields,
+    _quoted,
+    _Raw,
+    _RowError,
+    _where,
+)
+from crisislens.runtime.readers.formats import (
+    _SURROGATE,
+    _folder_row,
+    _parse_json_line,
+    _table_columns,
+    _table_dialect,
+    _table_row,
+)
+from crisislens.runtime.readers.report import ReadError, ReadProblem, ReadReport
+from crisislens.runtime.schema import Post
+
+JSONL_SUFFIXES = (".jsonl", ".ndjson")
+TABLE_SUFFIXES = (".csv", ".tsv")
+TEXT_SUFFIX = ".txt"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
+
+
+
+_SNIFF_CHARS = 64 * 1024
+
+
+def iter_posts(
+    inputs: Iterable[str | Path] | str | Path,
+    *,
+    image_root: Path | str | None = None,
+    strict: bool = False,
+) -> Iterator[Post | ReadProblem]:
+    """Stream posts and problems in input order; a post's warnings come just before it.
+
+    Memory stays flat for big JSONL files (one line at a time; only the seen ids are kept).
+    """
+    yield from _checked(_Reader(image_root).read(_as_inputs(inputs)), strict)
+
+
+def read_posts(
+    inputs: Iterable[str | Path] | str | Path,
+    *,
+    image_root: Path | str | None = None,
+    strict: bool = False,
+    check_images: bool = False,
+) -> ReadReport:
+    """Read every input into one `ReadReport` (see `iter_posts`).
+
+    `check_images`: also read each image's header (`preprocess.check_image`, no pixel decoded)
+    and treat an image the model could not use like a missing one: the post is read as
+    text-only with a warning, or is an error without text. Off for a run, which decodes every
+    image anyway and reports what it could not use with the post; on for `crisislens validate`.
+    """
+    reader = _Reader(image_root, check_images)
+    report = ReadReport()
+    for item in _checked(reader.read(_as_inputs(inputs)), strict):
+        if isinstance(item, Post):
+            report.posts.append(item)
+        else:
+            report.problems.append(item)
+    report.files = list(reader.files)
+    report.rows_seen = reader.rows_seen
+    return report
+
+
+def _as_inputs(inputs: Iterable[str | Path] | str | Path) -> list[Path | str]:
+    return [inputs] if isinstance(inputs, (str, Path)) else list(inputs)
+
+
+def _checked(items: Iterator[Post | ReadProblem], strict: bool) -> Iterator[Post | ReadProblem]:
+    for item in items:
+        if strict and isinstance(item, ReadProblem):
+            raise ReadError(item)
+        yield item
+
+
+class _Reader:
+    """One read: the ids seen so far (duplicates are checked across all inputs) and counters."""
+
+    def __init__(self, image_root: Path | str | None, check_images: bool = False):
+        self.image_root = None if image_root is None else Path(image_root)
+        self.check_images = check_images
+        self.rows_seen = 0
+        self.files: list[Path] = []
+        self._first_seen: dict[str, tuple[str, int | None]] = {}
+        self._read: set[Path] = set()
+
+    def read(self, inputs: list[Path | str]) -> Iterator[Post | ReadProblem]:
+        if self.image_root is not None and not self.image_root.is_dir():
+            yield ReadProblem(str(self.image_root), None, "image root is not a folder; every image will be missing")
+        for given in inputs:
+            yield from self._read_input(Path(given), str(given))
+
+    def _read_input(self, path: Path, display: str) -> Iterator[Post | ReadProblem]:
+        if not _exists(path):
+            yield ReadProblem(display, None, "no such file or folder")
+            return
+        resolved = path.resolve()
+        if resolved in self._read:
+            yield ReadProblem(display, None, "given twice; read once", "warning")
+            return
+        suffix = path.suffix.lower()
+        source = path.name or resolved.name
+        if path.is_dir():
+            rows = self._folder(path, display, _Input(display, source, resolved))
+        elif suffix in JSONL_SUFFIXES or suffix in TABLE_SUFFIXES:
+            root = (self.image_root or path.parent).resolve()
+            inp = _Input(display, source, root)
+            rows = self._jsonl(path, inp) if suffix in JSONL_SUFFIXES else self._table(path, inp)
+        else:
+            yield ReadProblem(
+                display,
+                None,
+                f"unknown input format {suffix or '(no extension)'!r}: expected .jsonl, .csv, .tsv "
+                "or a folder of ID.txt + ID.jpg pairs",
+            )
+            return
+        self._read.add(resolved)
+        self.files.append(path)
+        try:
+            yield from rows
+        except OSError as exc:  # unreadable file or a disk error mid-way: the rest of it is lost
+            yield ReadProblem(display, None, f"cannot read: {exc.strerror or exc}")
+
+    # -- formats ------------------------------------------------------------------------
+
+    def _jsonl(self, path: Path, inp: _Input) -> Iterator[Post | ReadProblem]:
+        with path.open("rb") as handle:  # bytes: a bad byte must cost one line, not the file
+            for line_no, data in enumerate(handle, start=1):
+                if line_no == 1:
+                    data = data.removeprefix(codecs.BOM_UTF8)
+                if data.strip():
+                    yield from self._finish(_parse_json_line(data, inp.display, line_no), inp)
+
+    def _table(self, path: Path, inp: _Input) -> Iterator[Post | ReadProblem]:
+        # surrogateescape keeps undecodable bytes until the row is parsed, so each is reported
+        # with its line and column, then replaced.
+        with path.open(encoding="utf-8-sig", errors="surrogateescape", newline="") as handle:
+            sample = handle.read(_SNIFF_CHARS)
+            handle.seek(0)
+            header_line = re.split(r"\r\n|\r|\n", sample, maxsplit=1)[0]
+            dialect, crisismmd = _table_dialect(path.suffix.lower(), header_line, sample)
+            # strict: a broken quote (EOF inside quotes, text after a closing quote) is a row
+            # error, instead of quietly swallowing the rows after it into one field.
+            reader = csv.reader(handle, dialect, strict=True)
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:
+                yield ReadProblem(inp.display, 1, f"unreadable header row: {exc}")
+                return
+            if not header or not any(h.strip() for h in header):
+                yield ReadProblem(inp.display, None, "empty file: a header row is required")
+                return
+            header = [_SURROGATE.sub("\ufffd", h).strip() or f"column_{i + 1}" for i, h in enumerate(header)]
+            columns, problem = _table_columns(header, _CRISISMMD_ALIASES if crisismmd else _FIELD_ALIASES)
+            if problem:
+                yield ReadProblem(inp.display, 1, problem)
+                return
+            if crisismmd and self.image_root is not None:
+                inp = replace(inp, strip_prefix=_CRISISMMD_IMAGE_PREFIX)
+            while True:
+                line_no = reader.line_num + 1
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    span = f" (lines {line_no}-{reader.line_num} taken as one row)" if reader.line_num > line_no else ""
+                    yield from self._finish(_Raw(inp.display, line_no, error=f"unreadable row: {exc}{span}"), inp)
+                    if reader.line_num < line_no:  # no progress: give up rather than loop
+                        yield ReadProblem(inp.display, line_no, "cannot read past this row; rest of file skipped")
+                        return
+                    continue
+                if row:  # [] is a blank line, skipped like in JSONL
+                    yield from self._finish(_table_row(row, header, columns, inp.display, line_no), inp)
+
+    def _folder(self, folder: Path, display: str, inp: _Input) -> Iterator[Post | ReadProblem]:
+        groups: dict[str, tuple[list[Path], list[Path]]] = {}
+        for entry in sorted(folder.iterdir(), key=lambda p: p.name):
+            shown = str(Path(display) / entry.name)
+            suffix = entry.suffix.lower()
+            if entry.is_dir():
+                yield ReadProblem(shown, None, "subfolder ignored (folders are not read recursively)", "warning")
+            elif suffix == TEXT_SUFFIX or suffix in IMAGE_SUFFIXES:
+                texts, images = groups.setdefault(entry.stem, ([], []))
+                (texts if suffix == TEXT_SUFFIX else images).append(entry)
+            else:
+                hint = "; pass it as an input of its own to read it" if suffix in JSONL_SUFFIXES + TABLE_SUFFIXES else ""
+                yield ReadProblem(shown, None, f"ignored: not a {TEXT_SUFFIX} or image file{hint}", "warning")
+        for stem in sorted(groups):
+            texts, images = groups[stem]
+            yield from self._finish(_folder_row(stem, texts, images, display, inp.image_root), inp)
+
+    # -- validation shared by all formats ---------------------------------------------------
+
+    def _finish(self, raw: _Raw, inp: _Input) -> Iterator[Post | ReadProblem]:
+        self.rows_seen += 1
+        post_id = None
+        try:
+            if raw.error:
+                raise _RowError(raw.error)
+            post_id = _parse_id(raw.values.get("id"))
+            first = self._first_seen.get(post_id)
+            if first is not None:
+                raise _RowError(f"duplicate id {_quoted(post_id)} (first seen at {_where(first, raw.file)})")
+            fields = _post_fields(raw, inp, self.check_images)
+            problems = [ReadProblem(raw.file, raw.line, w, "warning", post_id) for w in raw.warnings]
+            origin = raw.file if raw.line is None else f"{raw.file}:{raw.line}"
+            post = Post(id=post_id, **fields, warnings=tuple(str(p) for p in problems), origin=origin)
+        except (_RowError, ValueError) as exc:
+            yield ReadProblem(raw.file, raw.line, str(exc), "error", post_id)
+            return
+        self._first_seen[post_id] = (raw.file, raw.line)
+        yield from problems
+        yield post

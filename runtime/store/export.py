@@ -1,0 +1,92 @@
+"""Writing a store's predictions (JSONL or CSV) and the responders' corrected labels (JSONL
+labelled posts, photos beside them); each file written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from crisislens.runtime.files import atomic_open
+from crisislens.runtime.store.review import ReviewItem, top_words
+from crisislens.runtime.store.sqlite import Feedback, TriageStore
+
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
+
+
+EXPORT_FORMATS = ("csv", "jsonl")
+CSV_COLUMNS = ["post_id", "label", "confidence", "top_words", "has_image", "warnings", "reviewed", "review_label",
+               "flagged", "gold_label", "text", "image"]
+
+
+def _export_format(out: Path, fmt: str | None) -> str:
+    fmt = (fmt or out.suffix.lstrip(".")).lower()
+    if fmt not in EXPORT_FORMATS:
+        raise ValueError(f"{out}: unknown export format {fmt!r}; use .jsonl or .csv")
+    return fmt
+
+
+def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None) -> int:
+    """Write `items` (e.g. the TUI's current filter) as JSONL (everything) or CSV (one row per post).
+
+    Written to a temporary file and renamed, so an existing export is never left half-written."""
+    out = Path(out)
+    fmt = _export_format(out, fmt)
+    with atomic_open(out, "w", newline="") as f:
+        if fmt == "jsonl":
+            for it in items:
+                f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
+        else:
+            w = csv.writer(f)
+            w.writerow(CSV_COLUMNS)
+            for it in items:
+                p = it.prediction
+                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(top_words(p)),
+                            p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
+                            it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
+    return len(items)
+
+
+def _item_record(it: ReviewItem) -> dict[str, Any]:
+    return {"post_id": it.post_id, "text": it.text, "image": it.image, "source": it.source,
+            "created_at": it.created_at, "gold_label": it.gold_label, "prediction": it.prediction.to_dict(),
+            "reviewed": it.reviewed, "review_label": it.review_label, "flagged": it.flagged, "variant": it.variant}
+
+
+def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
+    """Write every prediction of the store (see `export_items`)."""
+    return export_items(store.items(), out, fmt)
+
+
+def export_feedback(store: TriageStore, out: Path) -> int:
+    """The responders' labels as labelled posts: JSONL (id, text, image, label, model_label,
+    corrected_at, note) that `crisislens eval --input` and the training readers read. Photos are
+    copied into `<out stem>-images/` beside it, so the file travels as one self-contained set.
+    The latest label of each post wins; a label that confirms the model is a label too."""
+    out = Path(out)
+    latest: dict[str, Feedback] = {}
+    for fb in store.feedback():
+        if fb.action == "label":
+            latest[fb.post_id] = fb
+    photos = out.with_name(f"{out.stem}-images")
+    with atomic_open(out) as f:
+        for n, (pid, fb) in enumerate(latest.items()):
+            it = store.item(pid)
+            record = {"id": pid, "text": it.text, "image": None, "label": fb.label, "model_label": fb.model_label,
+                      "corrected_at": fb.at, "note": fb.note, "source": it.source}
+            if it.image:
+                src = Path(it.image)
+                if src.is_file():
+                    photos.mkdir(parents=True, exist_ok=True)
+                    name = f"{n:06d}_{_SAFE_NAME.sub('_', pid)[:80]}{src.suffix.lower()}"
+                    shutil.copyfile(src, photos / name)
+                    record["image"] = f"{photos.name}/{name}"
+                else:
+                    record["photo_missing"] = str(src)
+            f.write(json.dumps(record, ensure_ascii=False) + "\n")
+    return len(latest)

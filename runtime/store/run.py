@@ -1,0 +1,145 @@
+"""`crisislens triage`'s run loop: posts in batches through the engine into the store, resumable,
+with a progress line; a post the model saw nothing of is stored as an error, not a label.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from crisislens.runtime.schema import Post, Prediction
+from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, TriageStore
+
+
+@dataclass
+class TriageResult:
+    store: str
+    total: int
+    skipped_done: int
+    predicted: int
+    errors: int
+    seconds: float
+    interrupted: bool = False
+
+    @property
+    def posts_per_second(self) -> float:
+        return self.predicted / self.seconds if self.seconds > 0 else 0.0
+
+
+def bucketed(posts: Sequence[Post], batch_size: int, chunk: int = 50) -> list[list[Post]]:
+    """Batches of one kind (with / without image) and similar text length, in input order of
+    chunks (so progress follows the input), to keep padding and masked patches low."""
+    batches: list[list[Post]] = []
+    span = batch_size * chunk
+    for c in range(0, len(posts), span):
+        part = posts[c : c + span]
+        for with_image in (False, True):
+            group = sorted((p for p in part if (p.image is not None) == with_image), key=lambda p: len(p.text or ""))
+            batches += [group[i : i + batch_size] for i in range(0, len(group), batch_size)]
+    return batches
+
+
+class Progress:
+    def __init__(self, total: int, stream: Any = sys.stderr, every: float = 0.5):
+        self.total, self.stream, self.every = total, stream, every
+        self.started = self.last = time.perf_counter()
+        self.done = 0
+
+    def update(self, n: int, force: bool = False) -> None:
+        self.done += n
+        now = time.perf_counter()
+        if not force and now - self.last < self.every and self.done < self.total:
+            return
+        self.last = now
+        rate = self.done / max(now - self.started, 1e-9)
+        eta = (self.total - self.done) / rate if rate > 0 else 0.0
+        width = 30
+        filled = int(width * self.done / max(self.total, 1))
+        print(f"\rtriage [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.1f} posts/s ETA {eta:.0f} s",
+              end="", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        print(file=self.stream, flush=True)
+
+
+def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size: int = 32,
+           classes: Sequence[str] | None = None, read_errors: Sequence[tuple[str | None, str, str]] = (),
+           progress: bool = True, on_batch: Callable[[int, int], None] | None = None,
+           should_stop: Callable[[], bool] | None = None) -> TriageResult:
+    """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
+    is called once before the first batch (done 0) and after each stored batch; `should_stop()` is asked before each batch (a stopped run
+    is `interrupted` and resumes like one)."""
+    started = time.perf_counter()
+    done = store.done_ids()
+    pending, seen = [], set()
+    for p in posts:
+        if p.id in done or p.id in seen:
+            continue
+        seen.add(p.id)
+        pending.append(p)
+    skipped = len(posts) - len(pending)
+    sha, variant = engine.bundle.sha256, engine.variant.name
+    store.set_meta("bundle_sha256", sha)
+    store.set_meta("variant", variant)
+    store.set_meta("classes", list(classes) if classes else None)
+    if read_errors:
+        store.write_batch([], sha, variant, read_errors)
+    bar = Progress(len(pending)) if progress else None
+    if on_batch is not None:
+        on_batch(0, len(pending))
+    predicted = errors = 0
+    interrupted = False
+    try:
+        for batch in bucketed(pending, batch_size):
+            if should_stop is not None and should_stop():
+                interrupted = True
+                break
+            items: list[tuple[Post, Prediction]] = []
+            errs: list[tuple[str | None, str, str]] = []
+            try:
+                items = list(zip(batch, engine.predict(batch, classes=classes)))
+            except Exception:  # one bad batch: retry post by post, record the ones that fail
+                for post in batch:
+                    try:
+                        items.append((post, engine.predict([post], classes=classes)[0]))
+                    except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
+                        errs.append((post.id, _where(post), f"{PREDICTION_FAILED}: {type(exc).__name__}: {exc}"))
+            items, empty = _with_evidence(items)
+            errs.extend(empty)
+            store.write_batch(items, sha, variant, errs)
+            predicted += len(items)
+            errors += len(errs)
+            if bar:
+                bar.update(len(batch))
+            if on_batch is not None:
+                on_batch(predicted + errors, len(pending))
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar:
+            bar.update(0, force=True)
+            bar.close()
+    return TriageResult(str(store.path), len(posts), skipped, predicted, errors + len(read_errors),
+                        round(time.perf_counter() - started, 2), interrupted)
+
+
+def _with_evidence(items: list[tuple[Post, Prediction]]) -> tuple[list[tuple[Post, Prediction]],
+                                                                   list[tuple[str | None, str, str]]]:
+    """Split off the posts the model saw nothing of (no word left after cleaning, no usable photo):
+    their label would be the model's prior, so they are errors a responder sees, not predictions."""
+    kept, errors = [], []
+    for post, pred in items:
+        if pred.has_evidence:
+            kept.append((post, pred))
+        else:
+            why = "; ".join(pred.input_warnings) or "no input"
+            errors.append((post.id, _where(post), f"{NOTHING_TO_CLASSIFY}: no word and no photo reached the "
+                                                   f"model ({why})"))
+    return kept, errors
+
+
+def _where(post: Post) -> str:
+    return post.origin or post.source or ""
