@@ -15,7 +15,7 @@ from typing import Any
 
 from crisislens.distill.data import Example, load_crisismmd
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 
 _URL = re.compile(r"https?://\S+")
 

@@ -35,7 +35,7 @@ from crisislens.distill.student import RationaleStudent, load_student, student_i
 from crisislens.distill.teacher import ImageTower, TeacherInputs
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
 from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
-from crisislens.runtime import metrics as M
+from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, load_image
 from crisislens.runtime.reports import targets_section

@@ -23,7 +23,7 @@ from crisislens.distill.features import example_key
 from crisislens.distill.teacher import CrossModalRationaleTeacher, TeacherConfig, TeacherInputs, build_teacher
 from crisislens.distill.train_teacher import Features, Sets, TrainConfig, assemble, build_features, minilm_encoder
 from crisislens.distill.unimodal import load_unimodal, predict_probs
-from crisislens.runtime import metrics as M
+from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import TextEncoder
 from crisislens.runtime.reports import targets_section

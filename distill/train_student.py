@@ -62,7 +62,7 @@ from crisislens.distill.train_teacher import (
     set_seed,
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.preprocessing import ImageConfig
 
 DEFAULT_OUTPUTS = "models/teacher-outputs/outputs.npz"

@@ -44,7 +44,7 @@ from crisislens.distill.teacher import (
     ImageTower,
 )
 from crisislens.runtime.labels import LABEL_NAMES, label_index
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.preprocessing import TextConfig, TextEncoder
 
 MINILM_ID = "all-MiniLM-L6-v2"

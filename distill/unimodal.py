@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from crisislens.distill.data import Example
 from crisislens.distill.teacher import TeacherInputs, TextTower, load_minilm
 from crisislens.runtime.labels import LABEL_NAMES, label_index
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 
 
 class TextOnlyModel(nn.Module):

@@ -145,7 +145,8 @@ def _bundle(args: argparse.Namespace) -> int:
 
 def _calibrate(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError
-    from crisislens.runtime.evaluate import calibrate_bundle, dataset_inputs
+    from crisislens.evaluation.datasets import dataset_inputs
+    from crisislens.evaluation.evaluate import calibrate_bundle
     from crisislens.runtime.settings import data_root
 
     variants = [v.strip() for v in args.variants.split(",") if v.strip()] if args.variants else None

@@ -24,7 +24,7 @@ from crisislens.export.quantize import (TEXT_OPERATORS, convert_fp16, gelu_proje
                                         quantize_static_qdq, quantize_weights_only)
 from crisislens.runtime.backends.feeds import batch_dependent, image_inputs, run_per_post
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.signature import INPUT_NAMES

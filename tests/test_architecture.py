@@ -86,12 +86,29 @@ def test_the_cycle_check_finds_a_cycle():
     assert _cycle({"a": {"b"}, "b": set()}) == []
 
 
+def test_no_runtime_module_is_over_400_lines():
+    long = [f"{p.relative_to(REPO)}: {n} lines" for p in sorted((REPO / "runtime").rglob("*.py"))
+            if (n := len(p.read_text(encoding="utf-8").splitlines())) > MAX_LINES]
+    assert not long, "\n".join(long)
+
+
 def test_runtime_imports_no_stage_above_it_and_no_heavy_library():
     offenders = []
     for path in sorted((REPO / "runtime").rglob("*.py")):
         for name in _imports(path):
             top = name.split(".")[0]
-            if name.startswith(("crisislens.distill", "crisislens.export", "crisislens.tui")) or top in HEAVY:
+            if name.startswith(("crisislens.evaluation", "crisislens.distill", "crisislens.export", "crisislens.tui")) \
+                    or top in HEAVY:
+                offenders.append(f"{path.relative_to(REPO)} imports {name}")
+    assert not offenders, "\n".join(offenders)
+
+
+def test_evaluation_is_torch_free_and_stands_only_on_the_runtime():
+    offenders = []
+    for path in sorted((REPO / "evaluation").rglob("*.py")):
+        for name in _imports(path):
+            if name.startswith(("crisislens.distill", "crisislens.export", "crisislens.tui")) \
+                    or name.split(".")[0] in HEAVY:
                 offenders.append(f"{path.relative_to(REPO)} imports {name}")
     assert not offenders, "\n".join(offenders)
 
@@ -100,10 +117,11 @@ def test_runtime_and_cli_load_without_torch_in_a_fresh_interpreter():
     # Building the full parser loads every stage's register() too: they must import lazily.
     code = (
         "import sys, importlib, pkgutil\n"
-        "import crisislens.runtime as rt\n"
-        "for m in pkgutil.walk_packages(rt.__path__, 'crisislens.runtime.'):\n"
-        "    if not m.name.endswith('__main__'):  # importing it would run the CLI\n"
-        "        importlib.import_module(m.name)\n"
+        "import crisislens.runtime as rt, crisislens.evaluation as ev\n"
+        "for pkg in (rt, ev):\n"
+        "    for m in pkgutil.walk_packages(pkg.__path__, pkg.__name__ + '.'):\n"
+        "        if not m.name.endswith('__main__'):  # importing it would run the CLI\n"
+        "            importlib.import_module(m.name)\n"
         "from crisislens.runtime.cli import build_parser\n"
         "build_parser()\n"
         f"bad = sorted(m for m in sys.modules if m.split('.')[0] in {HEAVY!r})\n"

@@ -7,7 +7,8 @@ import json
 
 import pytest
 
-from crisislens.runtime.bench import Latency, chart, measure, targets, to_markdown
+from crisislens.evaluation.bench import Latency, measure
+from crisislens.evaluation.bench_report import chart, targets, to_markdown
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.schema import Post
 
@@ -67,7 +68,7 @@ def test_targets_markdown_and_chart(tmp_path):
 @pytest.mark.usefixtures("tiny_bundle")
 def test_a_real_row_in_a_child_process(tiny_bundle, tmp_path):
     """The ONNX row as `crisislens bench` runs it: a fresh process over a labelled CrisisMMD-style file."""
-    from crisislens.runtime.bench import spawn_row
+    from crisislens.evaluation.bench import spawn_row
 
     root = tmp_path / "data"
     (root / "crisismmd").mkdir(parents=True)
@@ -98,7 +99,7 @@ def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
 
     import crisislens.runtime.bundle as bundle_mod
     import crisislens.runtime.engine as engine_mod
-    from crisislens.runtime.bench import OnnxRunner
+    from crisislens.evaluation.bench import OnnxRunner
 
     model = tmp_path / "model.fp16.onnx"
     model.write_bytes(b"x" * 1024)
@@ -117,7 +118,7 @@ def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
 
 
 def test_alternating_rounds_reverse_the_order_and_keep_a_failed_turn_as_a_gap():
-    from crisislens.runtime.bench import alternating_rounds
+    from crisislens.evaluation.bench import alternating_rounds
 
     calls = []
     times = {"ort-int8-text": iter([5.0, 6.0, 5.5]), "peer": iter([20.0, 18.0, 30.0])}

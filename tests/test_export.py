@@ -186,7 +186,7 @@ def test_restricted_classes_renormalise(bundle):
 
 
 def test_evaluate_bundle_on_labelled_posts(bundle, tmp_path):
-    from crisislens.runtime.evaluate import evaluate_bundle
+    from crisislens.evaluation.evaluate import evaluate_bundle
 
     rows = [{"id": f"p{i}", "text": f"post number {i} about the flood", "label": LABEL_NAMES[i % 5]} for i in range(10)]
     rows.append({"id": "unlabelled", "text": "no gold"})
@@ -205,7 +205,7 @@ def test_calibrate_fits_a_temperature_per_variant_that_moves_confidences_not_lab
 
     from crisislens.runtime.cli import main
     from crisislens.runtime.engine import Engine
-    from crisislens.runtime.evaluate import calibrate_bundle
+    from crisislens.evaluation.evaluate import calibrate_bundle
     from crisislens.runtime.schema import Post
 
     own = tmp_path / "bundle"

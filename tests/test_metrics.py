@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import (
+from crisislens.evaluation.metrics import (
     ERASER_FRACTIONS,
     auprc,
     classification_report,
@@ -539,7 +539,7 @@ def test_set_iou_of_two_masks():
 
 
 def test_calibration_of_a_calibrated_and_an_overconfident_model():
-    from crisislens.runtime.metrics import calibration
+    from crisislens.evaluation.metrics import calibration
 
     probs = np.tile([0.8, 0.1, 0.1], (10, 1))
     right = calibration(probs, np.array([0] * 8 + [1, 2]))  # 80% sure, right 8 times in 10
@@ -557,7 +557,7 @@ def test_calibration_of_a_calibrated_and_an_overconfident_model():
 
 
 def test_accuracy_at_confidence_counts_the_posts_at_or_above_each_step():
-    from crisislens.runtime.metrics import accuracy_at_confidence
+    from crisislens.evaluation.metrics import accuracy_at_confidence
 
     probs = np.array([[0.95, 0.05], [0.9, 0.1], [0.3, 0.7], [0.5, 0.5]])
     rows = accuracy_at_confidence(probs, np.array([0, 1, 1, 0]), [0.5, 0.9, 0.99])
@@ -567,7 +567,7 @@ def test_accuracy_at_confidence_counts_the_posts_at_or_above_each_step():
 
 
 def test_temperature_scaling_recovers_a_known_overconfidence():
-    from crisislens.runtime.metrics import calibration, fit_temperature, with_temperature
+    from crisislens.evaluation.metrics import calibration, fit_temperature, with_temperature
 
     rng = np.random.default_rng(0)
     logits = rng.normal(0, 1.5, (20000, 5))
@@ -583,7 +583,7 @@ def test_temperature_scaling_recovers_a_known_overconfidence():
 
 
 def test_calibration_refuses_bad_input():
-    from crisislens.runtime.metrics import calibration, fit_temperature, with_temperature
+    from crisislens.evaluation.metrics import calibration, fit_temperature, with_temperature
 
     with pytest.raises(ValueError, match="sum to 1"):
         calibration(np.array([[0.5, 0.6]]), np.array([0]))

@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, require
+from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, add_engine_options, require
 
 DEFAULT_BUNDLE = Path("models/crisislens-student")
 STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
@@ -31,10 +31,8 @@ def register(cli: Cli) -> None:
     p.add_argument("--store", type=Path, default=None, help="triage store for INPUTs/--watch (default: triage.sqlite)")
     p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, metavar="DIR",
                    help=f"model bundle for INPUTs/--watch (default: {DEFAULT_BUNDLE})")
-    p.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
     p.add_argument("--watch", type=Path, default=None, metavar="DIR", help="live mode: triage new posts in DIR as they appear")
-    p.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
-    p.add_argument("--backend", choices=["auto", "onnxruntime", "tensorrt"], default="auto")
+    add_engine_options(p, batching=False)
     p.add_argument("--image", choices=["auto", "halfblock", "kitty", "sixel", "unicode", "none"], default="auto",
                    help="how photos are drawn: auto picks kitty graphics, sixel or half-blocks (default: auto)")
     p.add_argument("--print", dest="print_only", action="store_true",

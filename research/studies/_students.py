@@ -87,7 +87,7 @@ def patch_ious(rows: Sequence[Any], outs: Sequence[dict[str, Any]], store: Any) 
     """Per post with a photo and words (for both models), the IoU of the student's top-k patches
     with the teacher's stored top-k (`TeacherOutputStore`)."""
     from crisislens.distill.features import example_key
-    from crisislens.runtime.metrics import set_iou
+    from crisislens.evaluation.metrics import set_iou
 
     ious = []
     for e, o in zip(rows, outs):

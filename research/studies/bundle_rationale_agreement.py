@@ -32,9 +32,9 @@ from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.runtime.bundle import load_bundle
 from crisislens.runtime.backends.feeds import run_per_post
 from crisislens.runtime.engine import Engine, softmax
-from crisislens.runtime.evaluate import dataset_inputs
+from crisislens.evaluation.datasets import dataset_inputs
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report, set_iou, soft_to_hard
+from crisislens.evaluation.metrics import classification_report, set_iou, soft_to_hard
 from crisislens.runtime.readers import read_posts
 from _report import publish, run_line  # research/studies/_report.py
 from _students import mean_se  # research/studies/_students.py

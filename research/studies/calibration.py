@@ -34,8 +34,9 @@ import numpy as np
 from crisislens.distill import data as D
 from crisislens.runtime.bundle import load_bundle
 from crisislens.runtime.engine import Engine
-from crisislens.runtime.evaluate import class_probabilities, dataset_inputs, labelled_posts
-from crisislens.runtime.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
+from crisislens.evaluation.datasets import dataset_inputs, labelled_posts
+from crisislens.evaluation.evaluate import class_probabilities
+from crisislens.evaluation.metrics import accuracy_at_confidence, calibration, fit_temperature, with_temperature
 from crisislens.runtime.store.review import CONFIDENCE_STEPS
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 from zero_shot_bundles import crisislex_file, parse_bundles

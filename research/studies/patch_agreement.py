@@ -25,7 +25,7 @@ from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import student_features, student_outputs
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 
 from _report import publish, run_line  # research/studies/_report.py
 from _students import (  # research/studies/_students.py

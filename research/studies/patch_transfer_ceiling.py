@@ -40,7 +40,7 @@ from crisislens.distill.ipot import cosine_cost, ipot_align, top_patches, transf
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher_outputs import TeacherOutputStore
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
-from crisislens.runtime.metrics import set_iou
+from crisislens.evaluation.metrics import set_iou
 
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 from _students import mean_se, shipped_teacher, teacher_side  # research/studies/_students.py

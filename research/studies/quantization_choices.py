@@ -37,7 +37,7 @@ from crisislens.export.onnx_export import ort_session, run_ort
 from crisislens.export.pipeline import ExportConfig, calibration_feeds, feeds_for
 from crisislens.export.quantize import TEXT_OPERATORS, gelu_projections, quantize_dynamic, quantize_static_qdq
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report
+from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.preprocessing import ImageConfig
 
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py

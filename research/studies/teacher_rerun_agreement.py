@@ -30,7 +30,7 @@ from crisislens.distill.features import example_key
 from crisislens.distill.teacher_outputs import TeacherOutputStore, file_sha256
 from crisislens.distill.train_teacher import build_features, minilm_encoder
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report, set_iou
+from crisislens.evaluation.metrics import classification_report, set_iou
 from _report import publish, run_line  # research/studies/_report.py
 from _students import mean_se, teacher_side  # research/studies/_students.py
 from bundle_rationale_agreement import (  # research/studies/bundle_rationale_agreement.py

@@ -32,7 +32,7 @@ from crisislens.distill.eval_teacher import cached_batches
 from crisislens.distill.student import load_student
 from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import student_features, student_outputs
-from crisislens.runtime.metrics import set_iou, token_f1
+from crisislens.evaluation.metrics import set_iou, token_f1
 from crisislens.runtime.preprocessing import ImageConfig, load_image
 
 from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py

@@ -198,7 +198,7 @@ def evaluate(model: Any, rows: Rows, index: list[int], device: Any) -> dict[str,
     import torch
 
     from crisislens.runtime.labels import LABEL_NAMES
-    from crisislens.runtime.metrics import classification_report
+    from crisislens.evaluation.metrics import classification_report
 
     model.eval()
     order = sorted(index, key=lambda i: len(rows.ids[i]))

@@ -1,7 +1,7 @@
 """Shipped bundles on unseen crises (CrisisLexT26) and on CrisisMMD test -> research/results/zero_shot.{json,md}
 
 The field tool meets crises it was never trained on. This scores each bundle given, through
-the runtime (`crisislens.runtime.evaluate.evaluate_bundle`: the same readers, preprocessing and
+the runtime (`crisislens.evaluation.evaluate.evaluate_bundle`: the same readers, preprocessing and
 ONNX Runtime backend as a triage run), on CrisisLexT26 (26 events of 2012-2013, text only, its
 information types mapped to the 5 classes by `distill/data.py`) and on CrisisMMD agreed test.
 Use it to compare two versions of the shipped student, e.g. the committed one and an earlier
@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.distill import data as D
-from crisislens.runtime.evaluate import dataset_inputs, evaluate_bundle
+from crisislens.evaluation.datasets import dataset_inputs
+from crisislens.evaluation.evaluate import evaluate_bundle
 from _report import publish, run_line  # research/studies/_report.py
 
 

@@ -402,7 +402,7 @@ def test_teacher_resolution_compares_the_teacher_with_itself_on_a_resized_photo(
     assert same["token_f1"] == [1.0, 1.0]  # only posts 0 and 3 have a photo and words
     with torch.no_grad():
         cached = teacher(inputs).patch_rationale.numpy()
-    from crisislens.runtime.metrics import set_iou
+    from crisislens.evaluation.metrics import set_iou
 
     assert same["student_patch_iou"] == [set_iou(student[i], cached[i]) for i in (0, 3)]
     small = found[112]

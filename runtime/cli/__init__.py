@@ -16,10 +16,12 @@ from crisislens.runtime.cli.base import (
     Cli,
     CliError,
     Handler,
+    add_engine_options,
+    comma_list,
     printable,
     require,
 )
 from crisislens.runtime.cli.parser import build_parser, main
 
 __all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_MISSING_DEPENDENCY", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
-           "Cli", "CliError", "Handler", "build_parser", "main", "printable", "require"]
+           "Cli", "CliError", "Handler", "add_engine_options", "build_parser", "comma_list", "main", "printable", "require"]

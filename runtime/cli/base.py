@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from pathlib import Path
 
+from crisislens.runtime.backends.select import PREFERENCES
 from crisislens.runtime.errors import CrisisLensError
 
 EXIT_OK = 0
@@ -45,6 +47,11 @@ def require(module: str, extra: str) -> None:
             f"this command needs '{module}', which is not installed: pip install 'crisislens[{extra}]'",
             EXIT_MISSING_DEPENDENCY,
         )
+
+
+# The help of a group that several stages add commands to, so that it does not depend on which
+# stage registers first.
+GROUP_HELP = {"eval": "evaluate a model bundle or a predictions file, or (subcommands) train+evaluate models"}
 
 
 class Cli:
@@ -79,13 +86,39 @@ class Cli:
         if name not in self._children:
             parser = self._subparsers().add_parser(
                 name,
-                help=help,
+                help=GROUP_HELP.get(name, help),
                 description=description or help,
                 formatter_class=argparse.RawDescriptionHelpFormatter,
             )
             parser.set_defaults(_handler=None, _group_parser=parser)
             self._children[name] = Cli(parser)
         return self._children[name]
+
+
+# ----------------------------------------------------------------------------- shared option groups
+
+
+def add_engine_options(parser: argparse.ArgumentParser, *, batching: bool = True) -> None:
+    """The options of every command that runs a bundle variant (`engine_options` reads them):
+    --variant, --image-root, --backend and, with `batching`, --classes, --batch-size, --threads,
+    --providers."""
+    parser.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
+    parser.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
+    if batching:
+        parser.add_argument("--classes", default=None, metavar="A,B,...",
+                            help="restrict prediction to these labels (renormalised)")
+        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+        parser.add_argument("--providers", default=None, metavar="P1,P2",
+                            help="ONNX Runtime execution providers, in order")
+    parser.add_argument("--backend", choices=list(PREFERENCES), default="auto",
+                        help="auto: a native TensorRT engine when one fits this GPU, else ONNX Runtime (default)")
+
+
+def comma_list(value: str | None) -> list[str] | None:
+    """`a, b,c` -> ["a", "b", "c"]; None or empty -> None."""
+    items = [v.strip() for v in value.split(",") if v.strip()] if value else []
+    return items or None
 
 
 def printable(text: str) -> str:

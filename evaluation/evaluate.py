@@ -14,30 +14,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from crisislens.evaluation.datasets import labelled_posts
+from crisislens.evaluation.metrics.calibration import calibration, fit_temperature, with_temperature
+from crisislens.evaluation.score import records, score, write_predictions
+from crisislens.runtime.bundle import load_bundle, set_temperature
+from crisislens.runtime.engine import Engine
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import calibration, classification_report, fit_temperature, with_temperature
-from crisislens.runtime.readers import ReadReport, read_posts
+from crisislens.runtime.reports import provenance
 from crisislens.runtime.schema import Post, Prediction
 
-DATASETS = {
-    # name: (file under the data root, image root under the data root)
-    "crisismmd:train": ("crisismmd/task_humanitarian_text_img_agreed_lab_train.tsv", "images/crisismmd"),
-    "crisismmd:dev": ("crisismmd/task_humanitarian_text_img_agreed_lab_dev.tsv", "images/crisismmd"),
-    "crisismmd:test": ("crisismmd/task_humanitarian_text_img_agreed_lab_test.tsv", "images/crisismmd"),
-}
 
-
-def dataset_inputs(name: str, root: Path) -> tuple[list[Path], Path]:
-    if name not in DATASETS:
-        raise ValueError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
-    file, images = DATASETS[name]
-    path = root / file
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: dataset file not found (data root {root})")
-    return [path], root / images
-
-
-def predict_all(engine: Any, posts: Sequence[Post], *, classes: Sequence[str] | None = None, batch_size: int = 32,
+def predict_all(engine: Engine, posts: Sequence[Post], *, classes: Sequence[str] | None = None, batch_size: int = 32,
                 what: str = "eval") -> list[Prediction]:
     """`engine.predict` over `posts` in batches, with a progress line on stderr."""
     preds: list[Prediction] = []
@@ -48,16 +35,7 @@ def predict_all(engine: Any, posts: Sequence[Post], *, classes: Sequence[str] | 
     return preds
 
 
-def labelled_posts(inputs: Sequence[Path], image_root: Path | None = None) -> tuple[list[Post], ReadReport]:
-    """The posts in `inputs` that carry a gold label (and the whole read); none is an error."""
-    report = read_posts(list(inputs), image_root=image_root)
-    posts = [p for p in report.posts if p.label is not None]
-    if not posts:
-        raise ValueError(f"no labelled posts in {', '.join(map(str, inputs))}: records need a gold 'label'")
-    return posts, report
-
-
-def class_probabilities(engine: Any, posts: Sequence[Post], *, batch_size: int = 32,
+def class_probabilities(engine: Engine, posts: Sequence[Post], *, batch_size: int = 32,
                         what: str = "eval") -> tuple[np.ndarray, np.ndarray]:
     """[n, 5] probabilities (`LABEL_NAMES` order) of labelled `posts` and their gold class indices."""
     preds = predict_all(engine, posts, batch_size=batch_size, what=what)
@@ -68,10 +46,9 @@ def class_probabilities(engine: Any, posts: Sequence[Post], *, batch_size: int =
 def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | None = None,
                     image_root: Path | None = None, classes: Sequence[str] | None = None, batch_size: int = 32,
                     threads: int | None = None, providers: Sequence[str] | None = None,
-                    prefer: str = "auto") -> dict[str, Any]:
-    from crisislens.runtime.bundle import load_bundle
-    from crisislens.runtime.engine import Engine
-
+                    prefer: str = "auto", predictions_out: Path | None = None) -> dict[str, Any]:
+    """Score `variant` of the bundle on the labelled posts in `inputs` (`predictions_out`: also
+    write the predictions file that `crisislens eval score` reads)."""
     started = time.perf_counter()
     bundle = load_bundle(bundle_dir)
     engine = Engine(bundle, variant, threads=threads, providers=providers, prefer=prefer)
@@ -82,8 +59,10 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
         if outside:
             raise ValueError(f"gold labels outside --classes: {', '.join(outside)}")
     preds = predict_all(engine, posts, classes=classes, batch_size=batch_size)
-    labels = list(classes) if classes else list(LABEL_NAMES)
-    rep = classification_report([p.label for p in posts], [p.label for p in preds], labels)  # type: ignore[misc]
+    scored = records(posts, preds)
+    if predictions_out is not None:
+        write_predictions(predictions_out, scored)
+    scores = score(scored, classes)  # the one scoring path: the same as `crisislens eval score`
     return {
         "bundle": str(bundle_dir), "bundle_sha256": bundle.sha256, "variant": engine.variant.name,
         "providers": list(getattr(engine.backend, "providers", [])), "backend": engine.backend_reason,
@@ -91,9 +70,9 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
         "n": len(posts), "skipped_unlabelled": unlabelled, "read_errors": len(report.errors),
         "with_image_used": sum(1 for p in preds if p.patch_rationale is not None),
         # scored all the same (every gold post counts), though the model saw no word and no photo
-        "without_evidence": sum(1 for p in preds if not p.has_evidence),
-        "classes": labels, "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "weighted_f1": rep.weighted_f1,
-        "per_class": {name: c["f1"] for name, c in rep.to_dict()["per_class"].items()},
+        "without_evidence": scores.without_evidence,
+        "classes": list(scores.classes), "macro_f1": scores.macro_f1, "accuracy": scores.accuracy,
+        "weighted_f1": scores.weighted_f1, "per_class": scores.per_class,
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -101,16 +80,12 @@ def evaluate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, variant: str | 
 def calibrate_bundle(bundle_dir: Path, inputs: Sequence[Path], *, dataset: str, image_root: Path | None = None,
                      variants: Sequence[str] | None = None, batch_size: int = 32) -> dict[str, dict[str, Any]]:
     """Fit each variant's softmax temperature on the labelled posts in `inputs` (held-out data:
-    `dataset` names it in the manifest) and write it into the bundle (`bundle.set_temperature`).
+    `dataset` names it in the manifest) and write it into the bundle (`set_temperature`).
 
     Each variant is run with temperature 1 (what the model gives), the NLL-minimising
     temperature is fitted to its probabilities, and ECE / NLL before and after are recorded with
     it. Labels do not change. Returns the evidence per variant.
     """
-    from crisislens.runtime.bundle import load_bundle, set_temperature
-    from crisislens.runtime.engine import Engine
-    from crisislens.runtime.reports import provenance
-
     bundle = load_bundle(bundle_dir)
     names = list(variants) if variants else list(bundle.variants)
     for name in names:

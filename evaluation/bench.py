@@ -31,10 +31,11 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from crisislens.evaluation.metrics.classification import classification_report
 from crisislens.runtime.labels import LABEL_NAMES
-from crisislens.runtime.metrics import classification_report
-from crisislens.runtime.reports import targets_section
 from crisislens.runtime.schema import Post
+
+PEER_ROW = "peer-transformers-eager"  # the row the speed-ups are measured against
 
 
 class Runner(Protocol):
@@ -73,9 +74,6 @@ class Latency:
                    statistics.stdev(ms) if len(ms) > 1 else 0.0)
 
 
-# ----------------------------------------------------------------------------- runners
-
-
 class OnnxRunner:
     """A bundle variant through the runtime engine (what `crisislens triage` runs)."""
 
@@ -108,9 +106,6 @@ def plugin_runners() -> dict[str, Callable[..., Runner]]:
         except ImportError as exc:  # e.g. torch not installed: those rows are simply absent
             print(f"bench: rows of '{ep.name}' unavailable: {exc}", file=sys.stderr)
     return found
-
-
-# ----------------------------------------------------------------------------- one row (child process)
 
 
 def measure(runner: Runner, test: Sequence[Post], text_posts: Sequence[Post], image_posts: Sequence[Post], *,
@@ -148,7 +143,7 @@ def measure(runner: Runner, test: Sequence[Post], text_posts: Sequence[Post], im
 
 
 def load_test_posts(data_root: Path) -> tuple[list[Post], list[Post], list[Post]]:
-    from crisislens.runtime.evaluate import dataset_inputs
+    from crisislens.evaluation.datasets import dataset_inputs
     from crisislens.runtime.readers import read_posts
 
     inputs, image_root = dataset_inputs("crisismmd:test", data_root)
@@ -189,9 +184,6 @@ def run_row(spec: dict[str, Any]) -> dict[str, Any]:
     return measure(runner, test, text_posts, image_posts, spawned_at=spec.get("spawned_at"),
                    single=spec.get("single", 100), warmup=spec.get("warmup", 5), batch=spec.get("batch", 32),
                    throughput_posts=spec.get("throughput_posts", 320))
-
-
-# ----------------------------------------------------------------------------- all rows (parent)
 
 
 def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -267,135 +259,3 @@ def run_bench(bundle_dir: Path, data_root: Path, rows: Sequence[str], *, threads
         r.pop("labels", None)
     return {"rows": results, "machine": machine(), "batch": batch, "single": single,
             "throughput_posts": throughput_posts, "alternating": alternating}
-
-
-# ----------------------------------------------------------------------------- report
-
-
-TARGETS = {"int8_vs_peer_speedup": 3.0, "p50_text_image_ms": 30.0, "throughput_text_only": 150.0,
-           "throughput_text_image": 40.0, "peak_rss_mb": 400.0, "cold_start_s": 2.0}
-
-
-PEER_ROW = "peer-transformers-eager"
-
-
-def speedups(result: dict[str, Any], peer_row: str = PEER_ROW) -> dict[str, dict[str, Any]]:
-    """Per CPU INT8 row, the peer's batch-1 text+image p50 over the row's: `alternating`, the
-    median over the alternating rounds of the ratio within each round (None without them), and
-    `separate`, from the rows' own runs minutes apart."""
-    rows = {r["name"]: r for r in result["rows"] if r.get("status") == "ok"}
-    peer = rows.get(peer_row)
-    rounds = (result.get("alternating") or {}).get("p50_ms", {})
-    out: dict[str, dict[str, Any]] = {}
-    for name in speed_rows(result["rows"]):
-        if peer is None:
-            continue
-        separate = peer["latency_batch1_text_image"]["p50"] / rows[name]["latency_batch1_text_image"]["p50"]
-        pairs = [p / m for p, m in zip(rounds.get(peer_row, []), rounds.get(name, [])) if p and m]
-        out[name] = {"alternating": statistics.median(pairs) if pairs else None, "per_round": pairs,
-                     "separate": separate}
-    return out
-
-
-def targets(result: dict[str, Any], peer_row: str = PEER_ROW) -> list[dict[str, Any]]:
-    """The issue's targets, for every dynamic-INT8 ONNX Runtime row (the CPU variants). The
-    speed-up is judged on the alternating rounds where there are some (rows timed seconds apart)."""
-    rows = {r["name"]: r for r in result["rows"] if r.get("status") == "ok"}
-    int8_rows = [rows[n] for n in speed_rows(result["rows"])]
-    b = result["batch"]
-    peer = rows.get(peer_row)
-    ratios = speedups(result, peer_row)
-    out: list[dict[str, Any]] = []
-
-    def add(target: str, measured: float | None, ok: bool | None, fmt: str = "{:.2f}") -> None:
-        out.append({"target": target, "measured": None if measured is None else fmt.format(measured), "met": ok})
-
-    if not int8_rows:
-        add("ORT INT8 rows", None, None)
-    for i8 in int8_rows:
-        n = i8["name"]
-        if peer:
-            r = ratios[n]
-            speed = r["alternating"] if r["alternating"] is not None else r["separate"]
-            how = (f"{{:.2f}}x over alternating rounds ({r['separate']:.2f}x from the separate rows)"
-                   if r["alternating"] is not None else "{:.2f}x")
-            add(f"{n} >= 3x faster than the PyTorch-eager peer (batch 1, text+image, p50)", speed,
-                speed >= TARGETS["int8_vs_peer_speedup"], how)
-        p50 = i8["latency_batch1_text_image"]["p50"]
-        add(f"{n} p50 batch-1 text+image <= 30 ms", p50, p50 <= TARGETS["p50_text_image_ms"], "{:.1f} ms")
-        t = i8[f"throughput_batch{b}_text_only"]
-        add(f"{n} throughput text-only >= 150 posts/s", t, t >= TARGETS["throughput_text_only"], "{:.1f} posts/s")
-        t = i8[f"throughput_batch{b}_text_image"]
-        add(f"{n} throughput with images >= 40 posts/s", t, t >= TARGETS["throughput_text_image"], "{:.1f} posts/s")
-        add(f"{n} peak RSS <= 400 MB", i8["peak_rss_mb"], i8["peak_rss_mb"] <= TARGETS["peak_rss_mb"], "{:.0f} MB")
-        add(f"{n} cold start (new process -> first prediction) <= 2 s", i8["cold_start_s"],
-            i8["cold_start_s"] is not None and i8["cold_start_s"] <= TARGETS["cold_start_s"], "{:.2f} s")
-    return out
-
-
-def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
-    m, b = result["machine"], result["batch"]
-    lines = ["# Benchmark: backends x precisions on this machine", "",
-             f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']}.",
-             f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['machine']}), Python {m['python']}; "
-             f"ONNX Runtime providers available: {', '.join(m['onnxruntime_providers'])}.",
-             "Every row runs in a fresh process; timings are end-to-end from the post on disk (JPEG decode, "
-             f"tokenisation, model, post-processing); batch-1 latency over {result['single']} posts after warm-up; "
-             f"throughput at batch {b} over {result['throughput_posts']} posts.", "",
-             f"| row | backend | precision | size MB | Macro-F1 (test) | agreement with FP32 | batch-1 text-only p50 / p90 / p99 ms | "
-             f"batch-1 text+image p50 / p90 / p99 ms | batch-{b} text-only posts/s | batch-{b} text+image posts/s | peak RSS MB | cold start s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in result["rows"]:
-        if r.get("status") != "ok":
-            lines.append(f"| {r['name']} | failed: {r.get('error')} |" + " |" * 10)
-            continue
-        lt, li = r["latency_batch1_text_only"], r["latency_batch1_text_image"]
-        agree = r.get("label_agreement_with_fp32")
-        cold = "–" if r["cold_start_s"] is None else f"{r['cold_start_s']:.2f}"
-        lines.append(
-            f"| {r['name']} | {r['backend']} | {r['precision']} | {r['size_mb']:.1f} | {r['macro_f1']:.4f} | "
-            f"{'–' if agree is None else f'{agree * 100:.1f}%'} | {lt['p50']:.1f} / {lt['p90']:.1f} / {lt['p99']:.1f} | "
-            f"{li['p50']:.1f} / {li['p90']:.1f} / {li['p99']:.1f} | {r[f'throughput_batch{b}_text_only']:.1f} | "
-            f"{r[f'throughput_batch{b}_text_image']:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{cold} |")
-    alt = result.get("alternating")
-    if alt:
-        lines += ["", "## Speed-up over the peer, alternating rounds", "",
-                  f"The CPU INT8 rows and the peer once more, batch-1 text+image latency only, in {alt['rounds']} "
-                  "rounds (order reversed every other round), every turn a fresh process: rows timed seconds "
-                  "apart, where the rows above run minutes apart and their ratio also carries the shared "
-                  "machine's drift. The speed-up is the median over rounds of the ratio within a round.", "",
-                  "| row | p50 ms per round | peer p50 ms per round | speed-up per round | speed-up (median) | "
-                  "speed-up, separate rows |", "|---|---|---|---|---|---|"]
-
-        def ms(values: list[float | None]) -> str:
-            return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
-
-        for name, r in speedups(result).items():
-            med = "–" if r["alternating"] is None else f"{r['alternating']:.2f}x"
-            lines.append(f"| {name} | {ms(alt['p50_ms'].get(name, []))} | {ms(alt['p50_ms'].get(PEER_ROW, []))} | "
-                         f"{' / '.join(f'{x:.2f}x' for x in r['per_round']) or '–'} | {med} | {r['separate']:.2f}x |")
-    lines += targets_section("runtime", targets(result))
-    return "\n".join(lines)
-
-
-def chart(result: dict[str, Any], path: Path) -> Path:
-    """Bar chart (Pillow only) of batch-1 text+image p50 latency per row."""
-    from PIL import Image, ImageDraw
-
-    rows = [r for r in result["rows"] if r.get("status") == "ok"]
-    w, row_h, left = 900, 34, 230
-    img = Image.new("RGB", (w, 60 + row_h * max(len(rows), 1)), "white")
-    d = ImageDraw.Draw(img)
-    d.text((10, 10), "batch-1 latency, text+image post, p50 (ms, lower is better)", fill="black")
-    top = max((r["latency_batch1_text_image"]["p50"] for r in rows), default=1.0)
-    for i, r in enumerate(rows):
-        y = 40 + i * row_h
-        v = r["latency_batch1_text_image"]["p50"]
-        d.text((10, y + 8), r["name"], fill="black")
-        d.rectangle([left, y + 4, left + int((w - left - 90) * v / top), y + row_h - 8],
-                    fill=(40, 110, 200) if r["backend"] == "onnxruntime" else (200, 120, 40))
-        d.text((left + int((w - left - 90) * v / top) + 6, y + 8), f"{v:.1f}", fill="black")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    img.save(path)
-    return path

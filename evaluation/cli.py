@@ -1,0 +1,181 @@
+"""The evaluation package's commands, plugged into `crisislens` through the `crisislens.cli`
+entry-point group: `crisislens eval` (a bundle on labelled posts), `crisislens eval score` (a
+predictions file), `crisislens bench` and its internal `bench-row`. Torch-free.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from crisislens.runtime.cli.base import (
+    EXIT_OK,
+    EXIT_PROBLEMS,
+    Cli,
+    CliError,
+    add_engine_options,
+    comma_list,
+    printable,
+)
+from crisislens.runtime.errors import CrisisLensError
+from crisislens.runtime.settings import DATA_ROOT_HELP, DEFAULT_REPORTS
+
+EVAL_DESCRIPTION = """\
+Score a bundle variant through the runtime (no torch): the same readers, preprocessing and
+backend as a triage run. Records need a gold `label` (one of the 5 class names, or a CrisisMMD
+8-class name). Prints Macro-F1, accuracy and per-class F1. The scores come from the same code as
+`crisislens eval score`: --predictions-out writes the predictions file it reads.
+
+  crisislens eval --bundle models/crisislens-student --dataset crisismmd:test --json
+  crisislens eval --bundle DIR --input posts.jsonl --classes not_humanitarian,affected_individuals
+  crisislens eval score predictions.jsonl"""
+
+SCORE_DESCRIPTION = """\
+Score a predictions file: JSONL, one object per post with post_id, gold_label and label
+(probabilities and has_evidence optional; see crisislens.evaluation.score). Every model is scored
+by this code: a bundle (`crisislens eval --bundle ... --predictions-out FILE`), the teacher, a
+baseline or a study that writes the same records. Prints Macro-F1, accuracy, per-class F1 and,
+when every record has probabilities, ECE and NLL."""
+
+BENCH_DESCRIPTION = """\
+One row per backend x precision available here: ONNX Runtime for each bundle variant, and (with
+PyTorch installed, unless --runtime-only) the PyTorch student and teacher and the "peer" — the
+same student run as a user without CrisisLens would (transformers + PyTorch eager, per post).
+Each row runs in a fresh process: size, Macro-F1 on CrisisMMD test, agreement with FP32,
+batch-1 latency p50/p90/p99 (text-only, text+image), batch-32 throughput, peak RSS, cold start.
+Then the CPU INT8 rows and the peer are timed once more, batch-1 latency only, in alternating
+rounds of fresh processes, for the speed-up over the peer (rows run minutes apart also carry the
+machine's drift)."""
+
+
+def register(cli: Cli) -> None:
+    # `crisislens eval --bundle ...` is this package's; stages add subcommands below it
+    # (`crisislens eval baseline`).
+    evaluate = cli.group("eval", "evaluate a model bundle or a predictions file", description=EVAL_DESCRIPTION)
+    e = evaluate.parser
+    e.description = EVAL_DESCRIPTION  # also when another stage created the group first
+    e.set_defaults(_handler=_eval_bundle)
+    e.add_argument("--bundle", type=Path, metavar="DIR", help="model bundle folder (see `crisislens export bundle`)")
+    source = e.add_mutually_exclusive_group()
+    source.add_argument("--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)")
+    source.add_argument("--dataset", metavar="NAME", help="a dataset under the data root: crisismmd:test, crisismmd:dev")
+    e.add_argument("--data-root", type=Path, default=None, help=f"{DATA_ROOT_HELP}; for --dataset")
+    add_engine_options(e)
+    e.add_argument("--predictions-out", type=Path, default=None, metavar="FILE",
+                   help="also write the predictions file (JSONL) that `crisislens eval score` reads")
+    e.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    s = evaluate.command("score", "score a predictions file (JSONL: post_id, gold_label, label[, probabilities])",
+                         _score, description=SCORE_DESCRIPTION)
+    s.add_argument("predictions", type=Path, metavar="PREDICTIONS.jsonl", help="the predictions file")
+    s.add_argument("--classes", default=None, metavar="A,B,...", help="score over these labels only")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    bn = cli.command("bench", "benchmark every available backend x precision -> reports/bench.{json,md,png}", _bench,
+                     description=BENCH_DESCRIPTION)
+    bn.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle with the ONNX variants")
+    bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
+    bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
+    bn.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
+    bn.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help=f"report folder (default: {DEFAULT_REPORTS})")
+    bn.add_argument("--render-only", action="store_true",
+                    help="rewrite <reports>/bench.md and .png from the numbers already in <reports>/bench.json")
+    br = cli.command("bench-row", "(internal) measure one bench row in this process and print JSON", _bench_row)
+    br.add_argument("spec", help="JSON row spec")
+
+
+def _eval_bundle(args: argparse.Namespace) -> int:
+    from crisislens.evaluation.datasets import dataset_inputs
+    from crisislens.evaluation.evaluate import evaluate_bundle
+    from crisislens.runtime.settings import data_root
+
+    if args.bundle is None:
+        args._group_parser.print_help()
+        raise CliError("--bundle DIR is needed (or a subcommand such as `crisislens eval score` or `crisislens eval baseline`)")
+    if not (args.input or args.dataset):
+        raise CliError("give --input FILE... or --dataset NAME")
+    try:
+        if args.dataset:
+            inputs, image_root = dataset_inputs(args.dataset, data_root(args.data_root))
+            image_root = args.image_root or image_root
+        else:
+            inputs, image_root = list(args.input), args.image_root
+        result = evaluate_bundle(args.bundle, inputs, variant=args.variant, image_root=image_root,
+                                 classes=comma_list(args.classes), batch_size=args.batch_size, threads=args.threads,
+                                 providers=comma_list(args.providers), prefer=args.backend,
+                                 predictions_out=args.predictions_out)
+    except (CrisisLensError, OSError, ValueError, ImportError, RuntimeError) as exc:
+        raise CliError(printable(str(exc))) from None
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['bundle']} [{result['variant']}] on {result['n']} posts: Macro-F1 {result['macro_f1']:.4f}, "
+              f"accuracy {result['accuracy']:.4f}")
+        for name, f1 in result["per_class"].items():
+            print(f"  {name:<40} F1 {f1:.4f}")
+        if result["without_evidence"]:
+            print(f"  {result['without_evidence']} post(s) scored with no word and no photo to read "
+                  "(the label is the model's prior)")
+    return EXIT_OK
+
+
+def _score(args: argparse.Namespace) -> int:
+    from crisislens.evaluation.score import read_predictions, score
+
+    try:
+        scores = score(read_predictions(args.predictions), comma_list(args.classes))
+    except (CrisisLensError, ValueError) as exc:
+        raise CliError(printable(str(exc))) from None
+    if args.json:
+        print(json.dumps({"predictions": str(args.predictions), **scores.to_dict()}, indent=2))
+        return EXIT_OK
+    print(f"{args.predictions} ({scores.n} posts): Macro-F1 {scores.macro_f1:.4f}, accuracy {scores.accuracy:.4f}")
+    for name, f1 in scores.per_class.items():
+        print(f"  {name:<40} F1 {f1:.4f}")
+    if scores.ece is not None and scores.nll is not None:
+        print(f"  calibration: ECE {scores.ece:.4f}, NLL {scores.nll:.4f}")
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from crisislens.evaluation.bench import plugin_runners, run_bench
+    from crisislens.evaluation.bench_report import chart, targets, to_markdown
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.files import atomic_write
+    from crisislens.runtime.reports import provenance, render_again, write_report
+    from crisislens.runtime.settings import data_root
+
+    if args.render_only:
+        json_path, md_path = render_again("bench", args.reports, lambda p: to_markdown(p, p["provenance"]))
+        payload = json.loads(json_path.read_text())
+        payload["targets"] = targets(payload)  # derived from the stored numbers, nothing re-measured
+        atomic_write(json_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
+        chart(payload, args.reports / "bench.png")
+        print(f"rewrote {md_path} from {json_path}")
+        return EXIT_OK
+    try:
+        bundle = load_bundle(args.bundle)
+        root = data_root(args.data_root)
+    except (CrisisLensError, OSError) as exc:
+        raise CliError(printable(str(exc))) from None
+    variants = comma_list(args.variants) or list(bundle.variants)
+    rows = [f"ort-{v}" for v in variants]
+    if not args.runtime_only:
+        rows += sorted(plugin_runners())
+    result = run_bench(args.bundle, root, rows, threads=args.threads, single=args.single)
+    prov = provenance()
+    json_path, md_path = write_report("bench", {**result, "targets": targets(result), "provenance": prov},
+                                      to_markdown(result, prov), args.reports)
+    png = chart(result, args.reports / "bench.png")
+    print(f"wrote {json_path}, {md_path} and {png}")
+    return EXIT_OK if all(r.get("status") == "ok" for r in result["rows"]) else EXIT_PROBLEMS
+
+
+def _bench_row(args: argparse.Namespace) -> int:
+    from crisislens.evaluation.bench import run_row
+
+    print(json.dumps(run_row(json.loads(args.spec))))
+    return EXIT_OK
