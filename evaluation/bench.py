@@ -70,8 +70,15 @@ class Latency:
             lo, hi = int(k), min(int(k) + 1, len(ms) - 1)
             return ms[lo] + (ms[hi] - ms[lo]) * (k - lo)
 
-        return cls(len(ms), statistics.fmean(ms), pct(0.5), pct(0.9), pct(0.95), pct(0.99),
-                   statistics.stdev(ms) if len(ms) > 1 else 0.0)
+        return cls(
+            len(ms),
+            statistics.fmean(ms),
+            pct(0.5),
+            pct(0.9),
+            pct(0.95),
+            pct(0.99),
+            statistics.stdev(ms) if len(ms) > 1 else 0.0,
+        )
 
 
 class OnnxRunner:
@@ -108,8 +115,18 @@ def plugin_runners() -> dict[str, Callable[..., Runner]]:
     return found
 
 
-def measure(runner: Runner, test: Sequence[Post], text_posts: Sequence[Post], image_posts: Sequence[Post], *,
-            spawned_at: float | None, single: int, warmup: int, batch: int, throughput_posts: int) -> dict[str, Any]:
+def measure(
+    runner: Runner,
+    test: Sequence[Post],
+    text_posts: Sequence[Post],
+    image_posts: Sequence[Post],
+    *,
+    spawned_at: float | None,
+    single: int,
+    warmup: int,
+    batch: int,
+    throughput_posts: int,
+) -> dict[str, Any]:
     runner.predict(list(test[:1]))
     cold = (time.time() - spawned_at) if spawned_at else None  # new process -> first prediction
     labels: list[str] = []
@@ -130,9 +147,14 @@ def measure(runner: Runner, test: Sequence[Post], text_posts: Sequence[Post], im
         return len(pool) / (time.perf_counter() - t0)
 
     return {
-        "name": runner.name, "backend": runner.backend, "precision": runner.precision,
-        "size_mb": round(runner.size_mb, 2), "providers": getattr(runner, "providers", None),
-        "macro_f1": rep.macro_f1, "accuracy": rep.accuracy, "labels": labels,
+        "name": runner.name,
+        "backend": runner.backend,
+        "precision": runner.precision,
+        "size_mb": round(runner.size_mb, 2),
+        "providers": getattr(runner, "providers", None),
+        "macro_f1": rep.macro_f1,
+        "accuracy": rep.accuracy,
+        "labels": labels,
         "latency_batch1_text_only": asdict(one_by_one(text_posts)),
         "latency_batch1_text_image": asdict(one_by_one(image_posts)),
         f"throughput_batch{batch}_text_only": throughput(text_posts),
@@ -181,9 +203,17 @@ def run_row(spec: dict[str, Any]) -> dict[str, Any]:
     if spec.get("latency_only"):
         lat = batch1_latency(runner, image_posts, single=spec.get("single", 100), warmup=spec.get("warmup", 5))
         return {"name": spec["row"], "p50_ms": lat.p50, "posts": lat.count}
-    return measure(runner, test, text_posts, image_posts, spawned_at=spec.get("spawned_at"),
-                   single=spec.get("single", 100), warmup=spec.get("warmup", 5), batch=spec.get("batch", 32),
-                   throughput_posts=spec.get("throughput_posts", 320))
+    return measure(
+        runner,
+        test,
+        text_posts,
+        image_posts,
+        spawned_at=spec.get("spawned_at"),
+        single=spec.get("single", 100),
+        warmup=spec.get("warmup", 5),
+        batch=spec.get("batch", 32),
+        throughput_posts=spec.get("throughput_posts", 320),
+    )
 
 
 def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
@@ -197,65 +227,111 @@ def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
 
 def speed_rows(results: Sequence[dict[str, Any]]) -> list[str]:
     """The rows the speed-up target is about: the CPU INT8 ONNX Runtime rows (not the QDQ one)."""
-    return [r["name"] for r in results if r.get("status") == "ok" and r["backend"] == "onnxruntime"
-            and r["precision"] == "int8" and "qdq" not in r["name"]]
+    return [
+        r["name"]
+        for r in results
+        if r.get("status") == "ok"
+        and r["backend"] == "onnxruntime"
+        and r["precision"] == "int8"
+        and "qdq" not in r["name"]
+    ]
 
 
 def machine() -> dict[str, Any]:
     import onnxruntime as ort
+
     from crisislens.runtime.reports import environment
 
     env = environment()
-    env.update({"onnxruntime_providers": ort.get_available_providers(), "threads": os.cpu_count(),
-                "machine": platform.machine()})
+    env.update(
+        {
+            "onnxruntime_providers": ort.get_available_providers(),
+            "threads": os.cpu_count(),
+            "machine": platform.machine(),
+        }
+    )
     return env
 
 
 SPEED_ROUNDS = 3
 
 
-def alternating_rounds(rows: Sequence[str], base: dict[str, Any], options: dict[str, dict[str, Any]], *,
-                       rounds: int = SPEED_ROUNDS, spawn: Callable[[dict[str, Any]], dict[str, Any]] | None = None
-                       ) -> dict[str, Any]:
+def alternating_rounds(
+    rows: Sequence[str],
+    base: dict[str, Any],
+    options: dict[str, dict[str, Any]],
+    *,
+    rounds: int = SPEED_ROUNDS,
+    spawn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """Batch-1 text+image p50 of each of `rows` in `rounds` rounds, every turn a fresh process
     (no threads shared between rows), the order reversed every other round: rows timed seconds
     apart instead of minutes, so a slow spell of a shared machine falls on neighbours alike."""
     spawn = spawn or spawn_row
     p50: dict[str, list[float | None]] = {row: [] for row in rows}
     for r in range(rounds):
-        for row in (rows if r % 2 == 0 else list(rows)[::-1]):
+        for row in rows if r % 2 == 0 else list(rows)[::-1]:
             print(f"bench: speed-up round {r + 1}/{rounds}: {row} ...", file=sys.stderr, flush=True)
             out = spawn({**base, "row": row, "latency_only": True, "options": options.get(row, {})})
             p50[row].append(out["p50_ms"] if out.get("status") == "ok" else None)
     return {"rounds": rounds, "p50_ms": p50}
 
 
-def run_bench(bundle_dir: Path, data_root: Path, rows: Sequence[str], *, threads: int | None = None,
-              single: int = 100, batch: int = 32, throughput_posts: int = 320,
-              options: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+def run_bench(
+    bundle_dir: Path,
+    data_root: Path,
+    rows: Sequence[str],
+    *,
+    threads: int | None = None,
+    single: int = 100,
+    batch: int = 32,
+    throughput_posts: int = 320,
+    options: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     results = []
     for row in rows:
         print(f"bench: {row} ...", file=sys.stderr, flush=True)
-        spec = {"row": row, "bundle": str(bundle_dir), "data_root": str(data_root), "threads": threads,
-                "single": single, "batch": batch, "throughput_posts": throughput_posts,
-                "options": (options or {}).get(row, {})}
+        spec = {
+            "row": row,
+            "bundle": str(bundle_dir),
+            "data_root": str(data_root),
+            "threads": threads,
+            "single": single,
+            "batch": batch,
+            "throughput_posts": throughput_posts,
+            "options": (options or {}).get(row, {}),
+        }
         r = spawn_row(spec)
         results.append(r)
         if r["status"] == "ok":
-            print(f"bench: {row}: Macro-F1 {r['macro_f1']:.4f}, batch-1 text+image p50 "
-                  f"{r['latency_batch1_text_image']['p50']:.1f} ms", file=sys.stderr)
+            print(
+                f"bench: {row}: Macro-F1 {r['macro_f1']:.4f}, batch-1 text+image p50 "
+                f"{r['latency_batch1_text_image']['p50']:.1f} ms",
+                file=sys.stderr,
+            )
         else:
             print(f"bench: {row}: FAILED {r['error']}", file=sys.stderr)
     peer = next((r for r in results if r.get("name") == PEER_ROW and r["status"] == "ok"), None)
     alternating = None
     if peer is not None and speed_rows(results):
-        alternating = alternating_rounds([*speed_rows(results), PEER_ROW], {
-            "bundle": str(bundle_dir), "data_root": str(data_root), "threads": threads, "single": single}, options or {})
+        alternating = alternating_rounds(
+            [*speed_rows(results), PEER_ROW],
+            {"bundle": str(bundle_dir), "data_root": str(data_root), "threads": threads, "single": single},
+            options or {},
+        )
     ref = next((r for r in results if r.get("name") == "ort-fp32" and r["status"] == "ok"), None)
     for r in results:
         if r["status"] == "ok" and ref is not None:
-            r["label_agreement_with_fp32"] = sum(a == b for a, b in zip(r["labels"], ref["labels"])) / len(ref["labels"])
+            r["label_agreement_with_fp32"] = sum(a == b for a, b in zip(r["labels"], ref["labels"])) / len(
+                ref["labels"]
+            )
     for r in results:
         r.pop("labels", None)
-    return {"rows": results, "machine": machine(), "batch": batch, "single": single,
-            "throughput_posts": throughput_posts, "alternating": alternating}
+    return {
+        "rows": results,
+        "machine": machine(),
+        "batch": batch,
+        "single": single,
+        "throughput_posts": throughput_posts,
+        "alternating": alternating,
+    }

@@ -9,12 +9,17 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.evaluation.bench import PEER_ROW, speed_rows
+from crisislens.runtime.markdown import md_table
 from crisislens.runtime.reports import targets_section
 
-TARGETS = {"int8_vs_peer_speedup": 3.0, "p50_text_image_ms": 30.0, "throughput_text_only": 150.0,
-           "throughput_text_image": 40.0, "peak_rss_mb": 400.0, "cold_start_s": 2.0}
-
-
+TARGETS = {
+    "int8_vs_peer_speedup": 3.0,
+    "p50_text_image_ms": 30.0,
+    "throughput_text_only": 150.0,
+    "throughput_text_image": 40.0,
+    "peak_rss_mb": 400.0,
+    "cold_start_s": 2.0,
+}
 
 
 def speedups(result: dict[str, Any], peer_row: str = PEER_ROW) -> dict[str, dict[str, Any]]:
@@ -30,8 +35,11 @@ def speedups(result: dict[str, Any], peer_row: str = PEER_ROW) -> dict[str, dict
             continue
         separate = peer["latency_batch1_text_image"]["p50"] / rows[name]["latency_batch1_text_image"]["p50"]
         pairs = [p / m for p, m in zip(rounds.get(peer_row, []), rounds.get(name, [])) if p and m]
-        out[name] = {"alternating": statistics.median(pairs) if pairs else None, "per_round": pairs,
-                     "separate": separate}
+        out[name] = {
+            "alternating": statistics.median(pairs) if pairs else None,
+            "per_round": pairs,
+            "separate": separate,
+        }
     return out
 
 
@@ -55,10 +63,17 @@ def targets(result: dict[str, Any], peer_row: str = PEER_ROW) -> list[dict[str, 
         if peer:
             r = ratios[n]
             speed = r["alternating"] if r["alternating"] is not None else r["separate"]
-            how = (f"{{:.2f}}x over alternating rounds ({r['separate']:.2f}x from the separate rows)"
-                   if r["alternating"] is not None else "{:.2f}x")
-            add(f"{n} >= 3x faster than the PyTorch-eager peer (batch 1, text+image, p50)", speed,
-                speed >= TARGETS["int8_vs_peer_speedup"], how)
+            how = (
+                f"{{:.2f}}x over alternating rounds ({r['separate']:.2f}x from the separate rows)"
+                if r["alternating"] is not None
+                else "{:.2f}x"
+            )
+            add(
+                f"{n} >= 3x faster than the PyTorch-eager peer (batch 1, text+image, p50)",
+                speed,
+                speed >= TARGETS["int8_vs_peer_speedup"],
+                how,
+            )
         p50 = i8["latency_batch1_text_image"]["p50"]
         add(f"{n} p50 batch-1 text+image <= 30 ms", p50, p50 <= TARGETS["p50_text_image_ms"], "{:.1f} ms")
         t = i8[f"throughput_batch{b}_text_only"]
@@ -66,23 +81,45 @@ def targets(result: dict[str, Any], peer_row: str = PEER_ROW) -> list[dict[str, 
         t = i8[f"throughput_batch{b}_text_image"]
         add(f"{n} throughput with images >= 40 posts/s", t, t >= TARGETS["throughput_text_image"], "{:.1f} posts/s")
         add(f"{n} peak RSS <= 400 MB", i8["peak_rss_mb"], i8["peak_rss_mb"] <= TARGETS["peak_rss_mb"], "{:.0f} MB")
-        add(f"{n} cold start (new process -> first prediction) <= 2 s", i8["cold_start_s"],
-            i8["cold_start_s"] is not None and i8["cold_start_s"] <= TARGETS["cold_start_s"], "{:.2f} s")
+        add(
+            f"{n} cold start (new process -> first prediction) <= 2 s",
+            i8["cold_start_s"],
+            i8["cold_start_s"] is not None and i8["cold_start_s"] <= TARGETS["cold_start_s"],
+            "{:.2f} s",
+        )
     return out
 
 
 def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
     m, b = result["machine"], result["batch"]
-    lines = ["# Benchmark: backends x precisions on this machine", "",
-             f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']}.",
-             f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['machine']}), Python {m['python']}; "
-             f"ONNX Runtime providers available: {', '.join(m['onnxruntime_providers'])}.",
-             "Every row runs in a fresh process; timings are end-to-end from the post on disk (JPEG decode, "
-             f"tokenisation, model, post-processing); batch-1 latency over {result['single']} posts after warm-up; "
-             f"throughput at batch {b} over {result['throughput_posts']} posts.", "",
-             f"| row | backend | precision | size MB | Macro-F1 (test) | agreement with FP32 | batch-1 text-only p50 / p90 / p99 ms | "
-             f"batch-1 text+image p50 / p90 / p99 ms | batch-{b} text-only posts/s | batch-{b} text+image posts/s | peak RSS MB | cold start s |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "# Benchmark: backends x precisions on this machine",
+        "",
+        f"Command: `{provenance['command']}` · commit {provenance['git_commit']} · {provenance['created']}.",
+        f"Machine: {m['cpu']} ({m['cpu_count']} cores, {m['machine']}), Python {m['python']}; "
+        f"ONNX Runtime providers available: {', '.join(m['onnxruntime_providers'])}.",
+        "Every row runs in a fresh process; timings are end-to-end from the post on disk (JPEG decode, "
+        f"tokenisation, model, post-processing); batch-1 latency over {result['single']} posts after warm-up; "
+        f"throughput at batch {b} over {result['throughput_posts']} posts.",
+        "",
+        *md_table(
+            [
+                "row",
+                "backend",
+                "precision",
+                "size MB",
+                "Macro-F1 (test)",
+                "agreement with FP32",
+                "batch-1 text-only p50 / p90 / p99 ms",
+                "batch-1 text+image p50 / p90 / p99 ms",
+                f"batch-{b} text-only posts/s",
+                f"batch-{b} text+image posts/s",
+                "peak RSS MB",
+                "cold start s",
+            ],
+            [],
+        ),
+    ]
     for r in result["rows"]:
         if r.get("status") != "ok":
             lines.append(f"| {r['name']} | failed: {r.get('error')} |" + " |" * 10)
@@ -92,27 +129,37 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
         cold = "–" if r["cold_start_s"] is None else f"{r['cold_start_s']:.2f}"
         lines.append(
             f"| {r['name']} | {r['backend']} | {r['precision']} | {r['size_mb']:.1f} | {r['macro_f1']:.4f} | "
-            f"{'–' if agree is None else f'{agree * 100:.1f}%'} | {lt['p50']:.1f} / {lt['p90']:.1f} / {lt['p99']:.1f} | "
+            f"{'–' if agree is None else f'{agree * 100:.1f}%'} | "
+            f"{lt['p50']:.1f} / {lt['p90']:.1f} / {lt['p99']:.1f} | "
             f"{li['p50']:.1f} / {li['p90']:.1f} / {li['p99']:.1f} | {r[f'throughput_batch{b}_text_only']:.1f} | "
             f"{r[f'throughput_batch{b}_text_image']:.1f} | {r['peak_rss_mb']:.0f} | "
-            f"{cold} |")
+            f"{cold} |"
+        )
     alt = result.get("alternating")
     if alt:
-        lines += ["", "## Speed-up over the peer, alternating rounds", "",
-                  f"The CPU INT8 rows and the peer once more, batch-1 text+image latency only, in {alt['rounds']} "
-                  "rounds (order reversed every other round), every turn a fresh process: rows timed seconds "
-                  "apart, where the rows above run minutes apart and their ratio also carries the shared "
-                  "machine's drift. The speed-up is the median over rounds of the ratio within a round.", "",
-                  "| row | p50 ms per round | peer p50 ms per round | speed-up per round | speed-up (median) | "
-                  "speed-up, separate rows |", "|---|---|---|---|---|---|"]
+        lines += [
+            "",
+            "## Speed-up over the peer, alternating rounds",
+            "",
+            f"The CPU INT8 rows and the peer once more, batch-1 text+image latency only, in {alt['rounds']} "
+            "rounds (order reversed every other round), every turn a fresh process: rows timed seconds "
+            "apart, where the rows above run minutes apart and their ratio also carries the shared "
+            "machine's drift. The speed-up is the median over rounds of the ratio within a round.",
+            "",
+            "| row | p50 ms per round | peer p50 ms per round | speed-up per round | speed-up (median) | "
+            "speed-up, separate rows |",
+            "|---|---|---|---|---|---|",
+        ]
 
         def ms(values: list[float | None]) -> str:
             return " / ".join("–" if v is None else f"{v:.1f}" for v in values)
 
         for name, r in speedups(result).items():
             med = "–" if r["alternating"] is None else f"{r['alternating']:.2f}x"
-            lines.append(f"| {name} | {ms(alt['p50_ms'].get(name, []))} | {ms(alt['p50_ms'].get(PEER_ROW, []))} | "
-                         f"{' / '.join(f'{x:.2f}x' for x in r['per_round']) or '–'} | {med} | {r['separate']:.2f}x |")
+            lines.append(
+                f"| {name} | {ms(alt['p50_ms'].get(name, []))} | {ms(alt['p50_ms'].get(PEER_ROW, []))} | "
+                f"{' / '.join(f'{x:.2f}x' for x in r['per_round']) or '–'} | {med} | {r['separate']:.2f}x |"
+            )
     lines += targets_section("runtime", targets(result))
     return "\n".join(lines)
 
@@ -131,8 +178,10 @@ def chart(result: dict[str, Any], path: Path) -> Path:
         y = 40 + i * row_h
         v = r["latency_batch1_text_image"]["p50"]
         d.text((10, y + 8), r["name"], fill="black")
-        d.rectangle([left, y + 4, left + int((w - left - 90) * v / top), y + row_h - 8],
-                    fill=(40, 110, 200) if r["backend"] == "onnxruntime" else (200, 120, 40))
+        d.rectangle(
+            [left, y + 4, left + int((w - left - 90) * v / top), y + row_h - 8],
+            fill=(40, 110, 200) if r["backend"] == "onnxruntime" else (200, 120, 40),
+        )
         d.text((left + int((w - left - 90) * v / top) + 6, y + 8), f"{v:.1f}", fill="black")
     path.parent.mkdir(parents=True, exist_ok=True)
     img.save(path)

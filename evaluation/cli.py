@@ -58,22 +58,39 @@ def register(cli: Cli) -> None:
     e.set_defaults(_handler=_eval_bundle)
     e.add_argument("--bundle", type=Path, metavar="DIR", help="model bundle folder (see `crisislens export bundle`)")
     source = e.add_mutually_exclusive_group()
-    source.add_argument("--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)")
-    source.add_argument("--dataset", metavar="NAME", help="a dataset under the data root: crisismmd:test, crisismmd:dev")
+    source.add_argument(
+        "--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)"
+    )
+    source.add_argument(
+        "--dataset", metavar="NAME", help="a dataset under the data root: crisismmd:test, crisismmd:dev"
+    )
     e.add_argument("--data-root", type=Path, default=None, help=f"{DATA_ROOT_HELP}; for --dataset")
     add_engine_options(e)
-    e.add_argument("--predictions-out", type=Path, default=None, metavar="FILE",
-                   help="also write the predictions file (JSONL) that `crisislens eval score` reads")
+    e.add_argument(
+        "--predictions-out",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="also write the predictions file (JSONL) that `crisislens eval score` reads",
+    )
     e.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    s = evaluate.command("score", "score a predictions file (JSONL: post_id, gold_label, label[, probabilities])",
-                         _score, description=SCORE_DESCRIPTION)
+    s = evaluate.command(
+        "score",
+        "score a predictions file (JSONL: post_id, gold_label, label[, probabilities])",
+        _score,
+        description=SCORE_DESCRIPTION,
+    )
     s.add_argument("predictions", type=Path, metavar="PREDICTIONS.jsonl", help="the predictions file")
     s.add_argument("--classes", default=None, metavar="A,B,...", help="score over these labels only")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
 
-    bn = cli.command("bench", "benchmark every available backend x precision -> reports/bench.{json,md,png}", _bench,
-                     description=BENCH_DESCRIPTION)
+    bn = cli.command(
+        "bench",
+        "benchmark every available backend x precision -> reports/bench.{json,md,png}",
+        _bench,
+        description=BENCH_DESCRIPTION,
+    )
     bn.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle with the ONNX variants")
     bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
     bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
@@ -81,8 +98,11 @@ def register(cli: Cli) -> None:
     bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
     bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
     bn.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help=f"report folder (default: {DEFAULT_REPORTS})")
-    bn.add_argument("--render-only", action="store_true",
-                    help="rewrite <reports>/bench.md and .png from the numbers already in <reports>/bench.json")
+    bn.add_argument(
+        "--render-only",
+        action="store_true",
+        help="rewrite <reports>/bench.md and .png from the numbers already in <reports>/bench.json",
+    )
     br = cli.command("bench-row", "(internal) measure one bench row in this process and print JSON", _bench_row)
     br.add_argument("spec", help="JSON row spec")
 
@@ -94,7 +114,9 @@ def _eval_bundle(args: argparse.Namespace) -> int:
 
     if args.bundle is None:
         args._group_parser.print_help()
-        raise CliError("--bundle DIR is needed (or a subcommand such as `crisislens eval score` or `crisislens eval baseline`)")
+        raise CliError(
+            "--bundle DIR is needed (or a subcommand such as `crisislens eval score` or `crisislens eval baseline`)"
+        )
     if not (args.input or args.dataset):
         raise CliError("give --input FILE... or --dataset NAME")
     try:
@@ -103,22 +125,34 @@ def _eval_bundle(args: argparse.Namespace) -> int:
             image_root = args.image_root or image_root
         else:
             inputs, image_root = list(args.input), args.image_root
-        result = evaluate_bundle(args.bundle, inputs, variant=args.variant, image_root=image_root,
-                                 classes=comma_list(args.classes), batch_size=args.batch_size, threads=args.threads,
-                                 providers=comma_list(args.providers), prefer=args.backend,
-                                 predictions_out=args.predictions_out)
+        result = evaluate_bundle(
+            args.bundle,
+            inputs,
+            variant=args.variant,
+            image_root=image_root,
+            classes=comma_list(args.classes),
+            batch_size=args.batch_size,
+            threads=args.threads,
+            providers=comma_list(args.providers),
+            prefer=args.backend,
+            predictions_out=args.predictions_out,
+        )
     except (CrisisLensError, OSError, ValueError, ImportError, RuntimeError) as exc:
         raise CliError(printable(str(exc))) from None
     if args.json:
         print(json.dumps(result, indent=2))
     else:
-        print(f"{result['bundle']} [{result['variant']}] on {result['n']} posts: Macro-F1 {result['macro_f1']:.4f}, "
-              f"accuracy {result['accuracy']:.4f}")
+        print(
+            f"{result['bundle']} [{result['variant']}] on {result['n']} posts: Macro-F1 {result['macro_f1']:.4f}, "
+            f"accuracy {result['accuracy']:.4f}"
+        )
         for name, f1 in result["per_class"].items():
             print(f"  {name:<40} F1 {f1:.4f}")
         if result["without_evidence"]:
-            print(f"  {result['without_evidence']} post(s) scored with no word and no photo to read "
-                  "(the label is the model's prior)")
+            print(
+                f"  {result['without_evidence']} post(s) scored with no word and no photo to read "
+                "(the label is the model's prior)"
+            )
     return EXIT_OK
 
 
@@ -167,8 +201,9 @@ def _bench(args: argparse.Namespace) -> int:
         rows += sorted(plugin_runners())
     result = run_bench(args.bundle, root, rows, threads=args.threads, single=args.single)
     prov = provenance()
-    json_path, md_path = write_report("bench", {**result, "targets": targets(result), "provenance": prov},
-                                      to_markdown(result, prov), args.reports)
+    json_path, md_path = write_report(
+        "bench", {**result, "targets": targets(result), "provenance": prov}, to_markdown(result, prov), args.reports
+    )
     png = chart(result, args.reports / "bench.png")
     print(f"wrote {json_path}, {md_path} and {png}")
     return EXIT_OK if all(r.get("status") == "ok" for r in result["rows"]) else EXIT_PROBLEMS

@@ -12,7 +12,7 @@ The predictions file is JSONL, one object per post:
 | `post_id` | yes | the post's id |
 | `gold_label` | yes | the gold class (one of the 5 names, or a CrisisMMD 8-class name) |
 | `label` | yes | the predicted class |
-| `probabilities` | no | {class name: probability} over the 5 classes; calibration is scored when every record has them |
+| `probabilities` | no | {class: probability} over the 5 classes (calibration is scored when all have them) |
 | `has_evidence` | no | false when the model saw no word and no photo (default true) |
 
 Other fields are kept by the writer and ignored here.
@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from crisislens.evaluation.metrics.calibration import calibration
 from crisislens.evaluation.metrics.classification import classification_report
 from crisislens.runtime.errors import CrisisLensError
@@ -74,9 +75,17 @@ class Scores:
     nll: float | None = None
 
     def to_dict(self) -> dict[str, object]:
-        return {"n": self.n, "classes": list(self.classes), "macro_f1": self.macro_f1, "accuracy": self.accuracy,
-                "weighted_f1": self.weighted_f1, "per_class": self.per_class,
-                "without_evidence": self.without_evidence, "ece": self.ece, "nll": self.nll}
+        return {
+            "n": self.n,
+            "classes": list(self.classes),
+            "macro_f1": self.macro_f1,
+            "accuracy": self.accuracy,
+            "weighted_f1": self.weighted_f1,
+            "per_class": self.per_class,
+            "without_evidence": self.without_evidence,
+            "ece": self.ece,
+            "nll": self.nll,
+        }
 
 
 def records(posts: Sequence[Post], predictions: Sequence[Prediction]) -> list[ScoredPost]:
@@ -100,13 +109,21 @@ def score(scored: Sequence[ScoredPost], classes: Sequence[str] | None = None) ->
     report = classification_report([r.gold_label for r in scored], [r.label for r in scored], labels)
     ece = nll = None
     if all(r.probabilities is not None and set(LABEL_NAMES) <= set(r.probabilities) for r in scored):
-        probs = np.array([[float(r.probabilities[c]) for c in LABEL_NAMES] for r in scored  # type: ignore[index]
-                          ])
+        probs = np.array([[float((r.probabilities or {})[c]) for c in LABEL_NAMES] for r in scored])
         cal = calibration(probs, np.array([LABEL_NAMES.index(r.gold_label) for r in scored]))
         ece, nll = cal.ece, cal.nll
     per_class = {name: float(c["f1"]) for name, c in report.to_dict()["per_class"].items()}
-    return Scores(len(scored), labels, report.macro_f1, report.accuracy, report.weighted_f1, per_class,
-                  sum(1 for r in scored if not r.has_evidence), ece, nll)
+    return Scores(
+        len(scored),
+        labels,
+        report.macro_f1,
+        report.accuracy,
+        report.weighted_f1,
+        per_class,
+        sum(1 for r in scored if not r.has_evidence),
+        ece,
+        nll,
+    )
 
 
 def write_predictions(path: str | Path, scored: Iterable[ScoredPost]) -> Path:
@@ -153,9 +170,10 @@ def _record(value: Mapping[str, object], where: str) -> ScoredPost:
     if label not in LABEL_NAMES:
         raise PredictionsError(f"{where}: label {label!r} is not one of {', '.join(LABEL_NAMES)}")
     probs = value.get("probabilities")
-    if probs is not None and (not isinstance(probs, dict)
-                              or not all(isinstance(p, (int, float)) and not isinstance(p, bool)
-                                         for p in probs.values())):
+    if probs is not None and (
+        not isinstance(probs, dict)
+        or not all(isinstance(p, (int, float)) and not isinstance(p, bool) for p in probs.values())
+    ):
         raise PredictionsError(f"{where}: probabilities must be an object of numbers")
     extra = {k: v for k, v in value.items() if k not in (*REQUIRED, "probabilities", "has_evidence")}
     return ScoredPost(str(value["post_id"]), gold, label, probs, bool(value.get("has_evidence", True)), extra)

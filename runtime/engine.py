@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from crisislens.runtime.backends.feeds import batch_dependent, image_inputs, run_per_post, slice_feeds
 from crisislens.runtime.backends.select import make_backend
 from crisislens.runtime.labels import LABEL_NAMES
@@ -56,17 +57,27 @@ class Engine:
     # for 32 photos at 224 px dominate peak memory; 8 at a time keeps the throughput.
     IMAGE_BATCH = 8
 
-    def __init__(self, bundle: Any, variant: str | None = None, *, providers: Sequence[str] | None = None,
-                 threads: int | None = None, backend: Any | None = None, image_batch: int = IMAGE_BATCH,
-                 prefer: str = "auto", engine_cache: Path | None = None):
+    def __init__(
+        self,
+        bundle: Any,
+        variant: str | None = None,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        backend: Any | None = None,
+        image_batch: int = IMAGE_BATCH,
+        prefer: str = "auto",
+        engine_cache: Path | None = None,
+    ):
         self.bundle = bundle
         self.variant = bundle.variant(variant)
         self.text_config = bundle.text_config
         self.image_config = bundle.image_config
         self.encoder = TextEncoder.from_file(bundle.tokenizer_path, self.text_config)
         if backend is None:
-            backend, self.backend_reason = make_backend(bundle, variant, prefer=prefer, engine_cache=engine_cache,
-                                                        providers=providers, threads=threads)
+            backend, self.backend_reason = make_backend(
+                bundle, variant, prefer=prefer, engine_cache=engine_cache, providers=providers, threads=threads
+            )
         else:
             self.backend_reason = "given"
         self.backend = backend
@@ -93,8 +104,12 @@ class Engine:
             except ImageError as exc:
                 warnings[i].append(f"image not used: {exc}")
         pixels, index = image_inputs(photos, self.image_config.size)
-        feeds = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "pixel_values": pixels,
-                 "image_index": index}
+        feeds = {
+            "input_ids": batch.input_ids,
+            "attention_mask": batch.attention_mask,
+            "pixel_values": pixels,
+            "image_index": index,
+        }
         return Prepared(feeds, batch.cleaned, batch.offsets, warnings, time.perf_counter() - t0)
 
     # -- prediction --------------------------------------------------------------------------
@@ -107,8 +122,10 @@ class Engine:
         n = len(feeds["image_index"])
         if int((feeds["image_index"] >= 0).sum()) <= self.image_batch:
             return self.backend.run(feeds)
-        parts = [self.backend.run(slice_feeds(feeds, start, min(start + self.image_batch, n)))
-                 for start in range(0, n, self.image_batch)]
+        parts = [
+            self.backend.run(slice_feeds(feeds, start, min(start + self.image_batch, n)))
+            for start in range(0, n, self.image_batch)
+        ]
         logits, tokens, patches = (np.concatenate(p) for p in zip(*parts))
         return logits, tokens, patches
 
@@ -130,11 +147,16 @@ class Engine:
                 g = patch_scores[i].astype(float).reshape(self.grid, self.grid)
                 grid = tuple(tuple(row) for row in g.tolist())
             label = LABEL_NAMES[int(probs[i].argmax())]
-            out.append(Prediction(
-                post_id=post.id, label=label,
-                probabilities={name: float(p) for name, p in zip(LABEL_NAMES, probs[i])},
-                token_rationale=tuple(TokenScore(w.word, w.start, w.end, round(w.score, 4)) for w in words),
-                patch_rationale=grid, timings={k: round(v, 3) for k, v in per_post.items()},
-                model_id=self.model_id, input_warnings=tuple(prep.warnings[i]),
-            ))
+            out.append(
+                Prediction(
+                    post_id=post.id,
+                    label=label,
+                    probabilities={name: float(p) for name, p in zip(LABEL_NAMES, probs[i])},
+                    token_rationale=tuple(TokenScore(w.word, w.start, w.end, round(w.score, 4)) for w in words),
+                    patch_rationale=grid,
+                    timings={k: round(v, 3) for k, v in per_post.items()},
+                    model_id=self.model_id,
+                    input_warnings=tuple(prep.warnings[i]),
+                )
+            )
         return out

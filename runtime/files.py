@@ -10,8 +10,9 @@ from typing import IO, Any
 
 
 @contextmanager
-def atomic_open(path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None,
-                fsync: bool = True) -> Iterator[IO[Any]]:
+def atomic_open(
+    path: str | Path, mode: str = "w", *, encoding: str | None = "utf-8", newline: str | None = None, fsync: bool = True
+) -> Iterator[IO[Any]]:
     """A file to write `path` through: a temporary file beside it, renamed over `path`
     (`os.replace`) when the block ends without an error, removed when it fails.
 

@@ -12,6 +12,7 @@ def md_table(header: Sequence[str], rows: Iterable[Sequence[Cell]]) -> list[str]
 
     Cells are written with `str()` (format numbers before passing them); a `|` inside a cell is
     escaped so that it cannot split the row."""
+
     def line(cells: Sequence[Cell]) -> str:
         return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
 

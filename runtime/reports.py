@@ -37,7 +37,9 @@ def _git_dirty() -> bool | None:
     try:
         out = subprocess.run(
             ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)reports"],
-            capture_output=True, text=True, timeout=5,
+            capture_output=True,
+            text=True,
+            timeout=5,
         )
     except (OSError, subprocess.SubprocessError):
         return None
@@ -81,7 +83,9 @@ def provenance(command: str | None = None) -> dict[str, Any]:
     }
 
 
-def write_report(name: str, payload: dict[str, Any], markdown: str, out_dir: Path = DEFAULT_REPORTS_DIR) -> tuple[Path, Path]:
+def write_report(
+    name: str, payload: dict[str, Any], markdown: str, out_dir: Path = DEFAULT_REPORTS_DIR
+) -> tuple[Path, Path]:
     """Write `<out_dir>/<name>.json` and `.md`; returns both paths."""
     out_dir.mkdir(parents=True, exist_ok=True)
     json_path = out_dir / f"{name}.json"
@@ -106,11 +110,13 @@ def render_again(name: str, out_dir: Path, render: Any) -> tuple[Path, Path]:
 def targets_section(issue: str, rows: list[dict[str, Any]]) -> list[str]:
     """Markdown lines of a report's "Targets" table. Each row: `target`, `measured` (None: not
     measured), `met` (True / False / None = no target) and optionally `gap` (how far off)."""
+
     def met(row: dict[str, Any]) -> str:
         text = "–" if row["met"] is None else "yes" if row["met"] else "no"
         return text + f" ({row['gap']})" if row["met"] is False and row.get("gap") else text
 
-    table = md_table(["target", "measured", "met"],
-                     [(row["target"], "not measured" if row["measured"] is None else row["measured"], met(row))
-                      for row in rows])
+    table = md_table(
+        ["target", "measured", "met"],
+        [(row["target"], "not measured" if row["measured"] is None else row["measured"], met(row)) for row in rows],
+    )
     return ["", f"## Targets (from the {issue} issue)", "", *table]

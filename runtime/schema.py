@@ -120,7 +120,9 @@ class Prediction:
             raise ValueError(f"probabilities must be finite and in [0, 1]; bad for: {', '.join(bad)}")
         object.__setattr__(self, "token_rationale", tuple(self.token_rationale))
         if self.patch_rationale is not None:
-            object.__setattr__(self, "patch_rationale", tuple(tuple(float(v) for v in row) for row in self.patch_rationale))
+            object.__setattr__(
+                self, "patch_rationale", tuple(tuple(float(v) for v in row) for row in self.patch_rationale)
+            )
         object.__setattr__(self, "input_warnings", tuple(self.input_warnings))
 
     @property
@@ -140,7 +142,9 @@ class Prediction:
             "label": self.label,
             "probabilities": dict(self.probabilities),
             "token_rationale": [asdict(t) for t in self.token_rationale],
-            "patch_rationale": [list(row) for row in self.patch_rationale] if self.patch_rationale is not None else None,
+            "patch_rationale": [list(row) for row in self.patch_rationale]
+            if self.patch_rationale is not None
+            else None,
             "timings": dict(self.timings),
             "model_id": self.model_id,
             "input_warnings": list(self.input_warnings),

@@ -50,8 +50,12 @@ class Settings:
             return Path(value).expanduser() if value else default
 
         data = env.get(ENV_DATA_ROOT)
-        return cls(data=Path(data).expanduser() if data else None, bundle=path("BUNDLE", DEFAULT_BUNDLE),
-                   store=path("STORE", DEFAULT_STORE), reports=path("REPORTS", DEFAULT_REPORTS))
+        return cls(
+            data=Path(data).expanduser() if data else None,
+            bundle=path("BUNDLE", DEFAULT_BUNDLE),
+            store=path("STORE", DEFAULT_STORE),
+            reports=path("REPORTS", DEFAULT_REPORTS),
+        )
 
     def data_root(self, arg: str | Path | None = None) -> Path:
         """The data root: `arg` (--data-root) > $CRISISLENS_DATA > ../shared/data.
@@ -87,5 +91,14 @@ def data_root(arg: str | Path | None = None) -> Path:
     return settings().data_root(arg)
 
 
-__all__ = ["DATA_ROOT_HELP", "DEFAULT_BUNDLE", "DEFAULT_REPORTS", "DEFAULT_STORE", "ENV_DATA_ROOT", "ENV_PREFIX",
-           "Settings", "data_root", "settings"]
+__all__ = [
+    "DATA_ROOT_HELP",
+    "DEFAULT_BUNDLE",
+    "DEFAULT_REPORTS",
+    "DEFAULT_STORE",
+    "ENV_DATA_ROOT",
+    "ENV_PREFIX",
+    "Settings",
+    "data_root",
+    "settings",
+]

@@ -53,5 +53,19 @@ def dynamic_axes() -> dict[str, dict[int, str]]:
     return {t.name: t.dynamic_axes for t in (*INPUTS, *OUTPUTS) if t.dynamic_axes}
 
 
-__all__ = ["BATCH", "CLASSES", "DYNAMIC", "IMAGE", "IMAGES", "INPUTS", "INPUT_DTYPES", "INPUT_NAMES", "OUTPUTS",
-           "OUTPUT_NAMES", "PATCHES", "SEQ", "TensorSpec", "dynamic_axes"]
+__all__ = [
+    "BATCH",
+    "CLASSES",
+    "DYNAMIC",
+    "IMAGE",
+    "IMAGES",
+    "INPUTS",
+    "INPUT_DTYPES",
+    "INPUT_NAMES",
+    "OUTPUTS",
+    "OUTPUT_NAMES",
+    "PATCHES",
+    "SEQ",
+    "TensorSpec",
+    "dynamic_axes",
+]

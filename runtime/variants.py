@@ -49,26 +49,73 @@ _GELU = "projections out of GELU FP32"
 EXPORT_VARIANTS: tuple[ExportVariant, ...] = (
     ExportVariant("fp32", "model.fp32.onnx", "fp32", None, "cpu", "onnx", summary="the exported graph"),
     # The FP32 graph with ONNX Runtime's transformer fusions written in (export/optimize.py).
-    ExportVariant("fp32-opt", "model.fp32-opt.onnx", "fp32", None, "cpu", "optimize",
-                  summary="FP32 with ONNX Runtime's fusions written in"),
-    ExportVariant("int8", "model.int8.onnx", "int8", "dynamic", "cpu", "dynamic",
-                  f"dynamic (avx512_vnni preset), per-channel weights; {_GELU}", cpu="avx512_vnni",
-                  summary="dynamic INT8, x86 CPUs"),
-    ExportVariant("int8-arm64", "model.int8-arm64.onnx", "int8", "dynamic", "cpu", "dynamic",
-                  f"dynamic (arm64 preset), per-channel weights; {_GELU}", cpu="arm64",
-                  summary="dynamic INT8, arm64 CPUs"),
+    ExportVariant(
+        "fp32-opt",
+        "model.fp32-opt.onnx",
+        "fp32",
+        None,
+        "cpu",
+        "optimize",
+        summary="FP32 with ONNX Runtime's fusions written in",
+    ),
+    ExportVariant(
+        "int8",
+        "model.int8.onnx",
+        "int8",
+        "dynamic",
+        "cpu",
+        "dynamic",
+        f"dynamic (avx512_vnni preset), per-channel weights; {_GELU}",
+        cpu="avx512_vnni",
+        summary="dynamic INT8, x86 CPUs",
+    ),
+    ExportVariant(
+        "int8-arm64",
+        "model.int8-arm64.onnx",
+        "int8",
+        "dynamic",
+        "cpu",
+        "dynamic",
+        f"dynamic (arm64 preset), per-channel weights; {_GELU}",
+        cpu="arm64",
+        summary="dynamic INT8, arm64 CPUs",
+    ),
     # Text side only (MatMul, Gather); EfficientNet's convolutions stay FP32: ONNX Runtime's
     # dynamic ConvInteger kernels are several times slower than its FP32 convolutions on x86.
-    ExportVariant("int8-text", "model.int8-text.onnx", "int8", "dynamic", "cpu", "dynamic",
-                  "dynamic, per-channel weights, text side only (convs and projections out of GELU FP32)",
-                  cpu="avx512_vnni", text_only=True, summary="dynamic INT8 on the text side, x86 CPUs"),
-    ExportVariant("int8-qdq", "model.int8-qdq.onnx", "int8", "static-qdq", "tensorrt", "static-qdq",
-                  "static QDQ, calibrated on CrisisMMD dev; projections around GELU unquantised",
-                  summary="static INT8 (QDQ) for TensorRT"),
+    ExportVariant(
+        "int8-text",
+        "model.int8-text.onnx",
+        "int8",
+        "dynamic",
+        "cpu",
+        "dynamic",
+        "dynamic, per-channel weights, text side only (convs and projections out of GELU FP32)",
+        cpu="avx512_vnni",
+        text_only=True,
+        summary="dynamic INT8 on the text side, x86 CPUs",
+    ),
+    ExportVariant(
+        "int8-qdq",
+        "model.int8-qdq.onnx",
+        "int8",
+        "static-qdq",
+        "tensorrt",
+        "static-qdq",
+        "static QDQ, calibrated on CrisisMMD dev; projections around GELU unquantised",
+        summary="static INT8 (QDQ) for TensorRT",
+    ),
     # Int8 weights (per channel), FP32 activations and compute: a quarter of the size at FP32
     # accuracy, but no faster than FP32 (see quantize.quantize_weights_only).
-    ExportVariant("int8-w8a32", "model.int8-w8a32.onnx", "int8", "weight-only", "cpu", "weight-only",
-                  "weight-only, per-channel int8 weights, FP32 compute", summary="int8 weights, FP32 compute"),
+    ExportVariant(
+        "int8-w8a32",
+        "model.int8-w8a32.onnx",
+        "int8",
+        "weight-only",
+        "cpu",
+        "weight-only",
+        "weight-only, per-channel int8 weights, FP32 compute",
+        summary="int8 weights, FP32 compute",
+    ),
     ExportVariant("fp16", "model.fp16.onnx", "fp16", None, "gpu", "fp16", summary="FP16 for GPUs"),
 )
 VARIANTS: dict[str, ExportVariant] = {v.name: v for v in EXPORT_VARIANTS}
@@ -87,5 +134,14 @@ def variants_help() -> str:
     return ", ".join(VARIANTS)
 
 
-__all__ = ["BUILDERS", "EXPORT_VARIANTS", "PRECISIONS", "QUANTIZATIONS", "TARGETS", "VARIANTS", "ExportVariant",
-           "export_variant", "variants_help"]
+__all__ = [
+    "BUILDERS",
+    "EXPORT_VARIANTS",
+    "PRECISIONS",
+    "QUANTIZATIONS",
+    "TARGETS",
+    "VARIANTS",
+    "ExportVariant",
+    "export_variant",
+    "variants_help",
+]

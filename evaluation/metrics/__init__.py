@@ -45,4 +45,28 @@ from crisislens.evaluation.metrics.rationale import (
     token_f1,
 )
 
-__all__ = ['BoolArray', 'Calibration', 'ClassScores', 'ClassificationReport', 'ERASER_FRACTIONS', 'FaithfulnessResult', 'FloatArray', 'PredictProba', 'ReliabilityBin', 'TokenPRF', 'accuracy_at_confidence', 'auprc', 'calibration', 'classification_report', 'confusion_matrix', 'faithfulness', 'fit_temperature', 'iou_f1', 'random_scores', 'set_iou', 'soft_to_hard', 'token_f1', 'with_temperature']
+__all__ = [
+    "BoolArray",
+    "Calibration",
+    "ClassScores",
+    "ClassificationReport",
+    "ERASER_FRACTIONS",
+    "FaithfulnessResult",
+    "FloatArray",
+    "PredictProba",
+    "ReliabilityBin",
+    "TokenPRF",
+    "accuracy_at_confidence",
+    "auprc",
+    "calibration",
+    "classification_report",
+    "confusion_matrix",
+    "faithfulness",
+    "fit_temperature",
+    "iou_f1",
+    "random_scores",
+    "set_iou",
+    "soft_to_hard",
+    "token_f1",
+    "with_temperature",
+]

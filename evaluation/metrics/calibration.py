@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from crisislens.evaluation.metrics.arrays import FloatArray, _check_target
 
 
@@ -73,8 +74,9 @@ def calibration(probs: npt.ArrayLike, target: npt.ArrayLike, n_bins: int = 15) -
     )
 
 
-def accuracy_at_confidence(probs: npt.ArrayLike, target: npt.ArrayLike,
-                           thresholds: Sequence[float]) -> list[dict[str, float | int]]:
+def accuracy_at_confidence(
+    probs: npt.ArrayLike, target: npt.ArrayLike, thresholds: Sequence[float]
+) -> list[dict[str, float | int]]:
     """For each threshold: how many posts have a confidence at or above it, the share of all
     posts that is, and how often those are right (0 when there are none)."""
     p, y = _probs_and_target(probs, target)
@@ -84,8 +86,9 @@ def accuracy_at_confidence(probs: npt.ArrayLike, target: npt.ArrayLike,
     for t in thresholds:
         kept = conf >= t
         n = int(kept.sum())
-        out.append({"threshold": float(t), "n": n, "share": n / len(y),
-                    "accuracy": float(correct[kept].mean()) if n else 0.0})
+        out.append(
+            {"threshold": float(t), "n": n, "share": n / len(y), "accuracy": float(correct[kept].mean()) if n else 0.0}
+        )
     return out
 
 
@@ -99,8 +102,9 @@ def with_temperature(probs: npt.ArrayLike, temperature: float) -> FloatArray:
     return z / z.sum(axis=1, keepdims=True)
 
 
-def fit_temperature(probs: npt.ArrayLike, target: npt.ArrayLike, low: float = 0.05, high: float = 20.0,
-                    iterations: int = 80) -> float:
+def fit_temperature(
+    probs: npt.ArrayLike, target: npt.ArrayLike, low: float = 0.05, high: float = 20.0, iterations: int = 80
+) -> float:
     """The temperature in [low, high] that minimises the NLL of `with_temperature(probs, T)`
     against `target` (golden-section search over log T; the NLL is unimodal in it)."""
     p, y = _probs_and_target(probs, target)

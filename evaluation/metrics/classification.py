@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from crisislens.evaluation.metrics.arrays import FloatArray
 from crisislens.runtime.labels import LABEL_NAMES
 

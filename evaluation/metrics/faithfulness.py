@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from crisislens.evaluation.metrics.arrays import BoolArray, FloatArray, PredictProba, _check_target
 from crisislens.evaluation.metrics.rationale import (
     ERASER_FRACTIONS,

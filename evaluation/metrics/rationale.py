@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
 from crisislens.evaluation.metrics.arrays import BoolArray, FloatArray
 from crisislens.evaluation.metrics.classification import _safe_div
 
@@ -77,9 +78,7 @@ def token_f1(gold_masks: Sequence[npt.ArrayLike], pred_masks: Sequence[npt.Array
     )
 
 
-def iou_f1(
-    gold_masks: Sequence[npt.ArrayLike], pred_masks: Sequence[npt.ArrayLike], threshold: float = 0.5
-) -> float:
+def iou_f1(gold_masks: Sequence[npt.ArrayLike], pred_masks: Sequence[npt.ArrayLike], threshold: float = 0.5) -> float:
     """IOU-F1, ERASER's macro `partial_match_score`.
 
     Spans are the maximal runs of True in a mask. A predicted span is a hit when its best
@@ -96,9 +95,7 @@ def iou_f1(
     recalls: list[float] = []
     for gold, pred in _mask_pairs(gold_masks, pred_masks, "predicted mask"):
         gold_spans, pred_spans = _spans(gold), _spans(pred)
-        hits = sum(
-            1 for p in pred_spans if max((_iou(p, g) for g in gold_spans), default=0.0) >= threshold
-        )
+        hits = sum(1 for p in pred_spans if max((_iou(p, g) for g in gold_spans), default=0.0) >= threshold)
         if pred_spans:
             precisions.append(hits / len(pred_spans))
         if gold_spans:

@@ -43,8 +43,6 @@ class EngineMismatch(CrisisLensError):
         self.differing: tuple[str, ...] = tuple(differing)
 
 
-
-
 FIELD_LABELS: dict[str, str] = {
     "onnx_sha256": "ONNX model",
     "tensorrt_version": "TensorRT version",
@@ -67,14 +65,20 @@ class EngineTarget:
     precision: str
 
     def to_dict(self) -> dict[str, Any]:
-        return {"onnx_sha256": self.onnx_sha256, "tensorrt_version": self.tensorrt_version,
-                "gpu_name": self.gpu_name, "compute_capability": self.compute_capability,
-                "precision": self.precision}
+        return {
+            "onnx_sha256": self.onnx_sha256,
+            "tensorrt_version": self.tensorrt_version,
+            "gpu_name": self.gpu_name,
+            "compute_capability": self.compute_capability,
+            "precision": self.precision,
+        }
 
     def describe(self) -> str:
         sm = "sm_" + self.compute_capability.replace(".", "")
-        return (f"TensorRT {self.tensorrt_version} on {self.gpu_name} ({sm}), {self.precision}, "
-                f"ONNX {self.onnx_sha256[:12]}")
+        return (
+            f"TensorRT {self.tensorrt_version} on {self.gpu_name} ({sm}), {self.precision}, "
+            f"ONNX {self.onnx_sha256[:12]}"
+        )
 
 
 @dataclass(frozen=True)
@@ -93,17 +97,23 @@ class EngineFields:
 
     @property
     def target(self) -> EngineTarget:
-        return EngineTarget(self.onnx_sha256, self.tensorrt_version, self.gpu_name, self.compute_capability,
-                            self.precision)
+        return EngineTarget(
+            self.onnx_sha256, self.tensorrt_version, self.gpu_name, self.compute_capability, self.precision
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {**self.target.to_dict(), "profiles": [p.to_dict() for p in self.profiles]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EngineFields:
-        return cls(str(data["onnx_sha256"]), str(data["tensorrt_version"]), str(data["gpu_name"]),
-                   str(data["compute_capability"]), str(data["precision"]),
-                   tuple(ProfileSpec.from_dict(p) for p in data["profiles"]))
+        return cls(
+            str(data["onnx_sha256"]),
+            str(data["tensorrt_version"]),
+            str(data["gpu_name"]),
+            str(data["compute_capability"]),
+            str(data["precision"]),
+            tuple(ProfileSpec.from_dict(p) for p in data["profiles"]),
+        )
 
     @property
     def key(self) -> str:
@@ -141,9 +151,17 @@ class EngineSidecar:
     format: int = SIDECAR_FORMAT
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": self.format, "key": self.key, "engine": self.engine, "fields": self.fields.to_dict(),
-                "engine_bytes": self.engine_bytes, "engine_sha256": self.engine_sha256, "built_at": self.built_at,
-                "build_seconds": self.build_seconds, "workspace_gb": self.workspace_gb}
+        return {
+            "format": self.format,
+            "key": self.key,
+            "engine": self.engine,
+            "fields": self.fields.to_dict(),
+            "engine_bytes": self.engine_bytes,
+            "engine_sha256": self.engine_sha256,
+            "built_at": self.built_at,
+            "build_seconds": self.build_seconds,
+            "workspace_gb": self.workspace_gb,
+        }
 
 
 def read_sidecar(path: Path) -> EngineSidecar:
@@ -159,10 +177,16 @@ def read_sidecar(path: Path) -> EngineSidecar:
     if data.get("format") != SIDECAR_FORMAT:
         raise SidecarError(f"{path}: sidecar format {data.get('format')!r}, this CrisisLens reads {SIDECAR_FORMAT}")
     try:
-        return EngineSidecar(key=str(data["key"]), engine=str(data["engine"]),
-                             fields=EngineFields.from_dict(data["fields"]), engine_bytes=int(data["engine_bytes"]),
-                             engine_sha256=str(data["engine_sha256"]), built_at=str(data["built_at"]),
-                             build_seconds=float(data["build_seconds"]), workspace_gb=float(data["workspace_gb"]))
+        return EngineSidecar(
+            key=str(data["key"]),
+            engine=str(data["engine"]),
+            fields=EngineFields.from_dict(data["fields"]),
+            engine_bytes=int(data["engine_bytes"]),
+            engine_sha256=str(data["engine_sha256"]),
+            built_at=str(data["built_at"]),
+            build_seconds=float(data["build_seconds"]),
+            workspace_gb=float(data["workspace_gb"]),
+        )
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         missing = f"missing field {exc}" if isinstance(exc, KeyError) else str(exc)
         raise SidecarError(f"{path}: the engine sidecar is incomplete or malformed ({missing})") from exc
@@ -203,15 +227,17 @@ def _sidecars(cache_dir: Path, stem: str) -> list[tuple[Path, EngineSidecar]]:
     return [(path, record) for _, _, path, record in found]
 
 
-def _closest_mismatch(cache_dir: Path, others: Sequence[tuple[Path, EngineSidecar]],
-                      current: EngineFields | EngineTarget, stem: str) -> EngineMismatch:
+def _closest_mismatch(
+    cache_dir: Path, others: Sequence[tuple[Path, EngineSidecar]], current: EngineFields | EngineTarget, stem: str
+) -> EngineMismatch:
     """The error for a cache without the wanted engine: compared with the engine that differs in
     the fewest fields (the newest among those), naming what changed."""
     if not others:
         return EngineMismatch(f"no cached {stem} engine in {cache_dir}")
     _, closest = min(others, key=lambda o: len(differing_fields(o[1].fields, current)))  # stable: newest wins ties
-    return EngineMismatch(mismatch_message(closest.engine, closest.fields, current),
-                          differing_fields(closest.fields, current))
+    return EngineMismatch(
+        mismatch_message(closest.engine, closest.fields, current), differing_fields(closest.fields, current)
+    )
 
 
 def find_cached_engine(cache_dir: str | Path, fields: EngineFields, stem: str = DEFAULT_STEM) -> Path:
@@ -231,20 +257,23 @@ def find_cached_engine(cache_dir: str | Path, fields: EngineFields, stem: str = 
         except SidecarError as exc:
             raise EngineMismatch(f"{exc}; rebuilding") from exc
         if record.fields != fields:
-            raise EngineMismatch(mismatch_message(engine.name, record.fields, fields),
-                                 differing_fields(record.fields, fields))
+            raise EngineMismatch(
+                mismatch_message(engine.name, record.fields, fields), differing_fields(record.fields, fields)
+            )
         problem = engine_file_problem(engine, record)
         if problem:
             raise EngineMismatch(f"{problem}; rebuilding")
         return engine
     if engine.is_file():
-        raise EngineMismatch(f"{engine}: no sidecar metadata beside it (interrupted build or a copied file); "
-                             "rebuilding")
+        raise EngineMismatch(
+            f"{engine}: no sidecar metadata beside it (interrupted build or a copied file); rebuilding"
+        )
     raise _closest_mismatch(cache_dir, _sidecars(cache_dir, stem), fields, stem)
 
 
-def find_engine_for(cache_dir: str | Path, target: EngineTarget,
-                    stem: str = DEFAULT_STEM) -> tuple[Path, EngineSidecar]:
+def find_engine_for(
+    cache_dir: str | Path, target: EngineTarget, stem: str = DEFAULT_STEM
+) -> tuple[Path, EngineSidecar]:
     """The newest cached engine built for `target`, whatever its profiles (the runtime's lookup),
     with its sidecar; or `EngineMismatch` saying why none can run here.
 

@@ -16,7 +16,7 @@ def image_inputs(pixels: Sequence[np.ndarray | None], size: int) -> tuple[np.nda
     [B] (row in pixel_values, -1 without). No photo at all: one placeholder image, all -1 (the
     graph needs K >= 1; the placeholder is masked out)."""
     index = np.full(len(pixels), -1, np.int64)
-    rows = []
+    rows: list[np.ndarray] = []
     for i, p in enumerate(pixels):
         if p is not None:
             index[i] = len(rows)
@@ -33,8 +33,12 @@ def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str
     new_index = np.full(len(index), -1, np.int64)
     new_index[used] = np.arange(int(used.sum()))
     pixels = feeds["pixel_values"][index[used]] if used.any() else np.zeros_like(feeds["pixel_values"][:1])
-    return {"input_ids": feeds["input_ids"][start:stop], "attention_mask": feeds["attention_mask"][start:stop],
-            "pixel_values": pixels, "image_index": new_index}
+    return {
+        "input_ids": feeds["input_ids"][start:stop],
+        "attention_mask": feeds["attention_mask"][start:stop],
+        "pixel_values": pixels,
+        "image_index": new_index,
+    }
 
 
 def batch_dependent(quantization: str | None) -> bool:
@@ -46,8 +50,9 @@ def batch_dependent(quantization: str | None) -> bool:
     return quantization == "dynamic"
 
 
-def run_per_post(run: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]],
-                 feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def run_per_post(
+    run: Callable[[dict[str, np.ndarray]], tuple[np.ndarray, ...]], feeds: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`run` on each post alone, its tokens cut to its own length, so that neither the other
     posts nor the batch's padding can change its outputs; token scores are padded back (zeros)."""
     width = feeds["input_ids"].shape[1]

@@ -21,8 +21,10 @@ class TensorRTUnavailable(CrisisLensError, ImportError):
     the trtexec fallback the exporter writes beside the ONNX file). `missing` is the short form."""
 
     missing = "TensorRT is not installed"
-    install = ("install it from NVIDIA's index (pip install tensorrt --extra-index-url https://pypi.nvidia.com) "
-               "or on Jetson use JetPack's python3-libnvinfer")
+    install = (
+        "install it from NVIDIA's index (pip install tensorrt --extra-index-url https://pypi.nvidia.com) "
+        "or on Jetson use JetPack's python3-libnvinfer"
+    )
 
     def __init__(self, detail: str = "", trtexec_script: Path | None = None, *, hint: str | None = None):
         self.detail = detail
@@ -39,8 +41,10 @@ class CudaPythonUnavailable(TensorRTUnavailable):
     """`cuda-python` (device memory and streams for the native TensorRT backend) is missing."""
 
     missing = "cuda-python is not installed"
-    install = ("pip install cuda-python (the major version of the CUDA that TensorRT uses); the native TensorRT "
-               "backend needs it to move tensors to and from the GPU")
+    install = (
+        "pip install cuda-python (the major version of the CUDA that TensorRT uses); the native TensorRT "
+        "backend needs it to move tensors to and from the GPU"
+    )
 
 
 class GpuProbeError(CrisisLensError, RuntimeError):
@@ -70,8 +74,10 @@ def parse_nvidia_smi(text: str, device: int = 0) -> GpuInfo:
     name, sep, cc = lines[device].rpartition(",")
     name, cc = name.strip(), cc.strip()
     if not sep or not name or not _CC.match(cc):
-        raise GpuProbeError(f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
-                            "(drivers before R510 do not report compute_cap)")
+        raise GpuProbeError(
+            f"cannot read a GPU name and compute capability from nvidia-smi line {lines[device]!r} "
+            "(drivers before R510 do not report compute_cap)"
+        )
     return GpuInfo(name, cc)
 
 
@@ -131,8 +137,11 @@ def probe_gpu(device: int = 0) -> GpuInfo:
             return probe(device)
         except GpuProbeError as exc:
             problems.append(str(exc))
-    raise GpuProbeError("cannot identify the GPU (needed for the engine cache key): " + "; ".join(problems)
-                        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available.")
+    raise GpuProbeError(
+        "cannot identify the GPU (needed for the engine cache key): "
+        + "; ".join(problems)
+        + ". Install cuda-python (pip install cuda-python) or make nvidia-smi available."
+    )
 
 
 def capturing_logger(trt: Any, keep: int = 100) -> Any:

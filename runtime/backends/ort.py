@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
@@ -20,8 +21,9 @@ def choose_providers(available: Sequence[str], requested: Sequence[str] | None =
     if requested:
         missing = [p for p in requested if p not in available]
         if missing:
-            raise ValueError(f"execution provider(s) not available here: {', '.join(missing)}; "
-                             f"available: {', '.join(available)}")
+            raise ValueError(
+                f"execution provider(s) not available here: {', '.join(missing)}; available: {', '.join(available)}"
+            )
         return list(requested)
     chosen = [p for p in PROVIDER_ORDER if p in available]
     return chosen or list(available)
@@ -51,8 +53,14 @@ class OnnxBackend:
 
     name = "onnxruntime"
 
-    def __init__(self, path: Path, *, providers: Sequence[str] | None = None, threads: int | None = None,
-                 quantization: str | None = None):
+    def __init__(
+        self,
+        path: Path,
+        *,
+        providers: Sequence[str] | None = None,
+        threads: int | None = None,
+        quantization: str | None = None,
+    ):
         import onnxruntime as ort
 
         options = session_options(quantization, threads)

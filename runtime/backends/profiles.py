@@ -36,8 +36,9 @@ class ShapeRange:
             raise ValueError(f"min/opt/max shapes differ in rank: {self.min}, {self.opt}, {self.max}")
         for lo, mid, hi in zip(self.min, self.opt, self.max):
             if not 1 <= lo <= mid <= hi:
-                raise ValueError("shapes must satisfy 1 <= min <= opt <= max per axis: "
-                                 f"{self.min}, {self.opt}, {self.max}")
+                raise ValueError(
+                    f"shapes must satisfy 1 <= min <= opt <= max per axis: {self.min}, {self.opt}, {self.max}"
+                )
 
     def to_dict(self) -> dict[str, list[int]]:
         return {"min": list(self.min), "opt": list(self.opt), "max": list(self.max)}
@@ -64,16 +65,22 @@ class ProfileSpec:
         return f"batch {b0}..{b2} (opt {b1}), seq {s0}..{s2} (opt {s1})"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"batch": list(self.batch), "seq": list(self.seq),
-                "shapes": {name: r.to_dict() for name, r in self.shapes.items()}}
+        return {
+            "batch": list(self.batch),
+            "seq": list(self.seq),
+            "shapes": {name: r.to_dict() for name, r in self.shapes.items()},
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ProfileSpec:
         b, s = tuple(data["batch"]), tuple(data["seq"])
         if len(b) != 3 or len(s) != 3:
             raise ValueError("batch and seq must be [min, opt, max]")
-        return cls((b[0], b[1], b[2]), (s[0], s[1], s[2]),
-                   {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()})
+        return cls(
+            (b[0], b[1], b[2]),
+            (s[0], s[1], s[2]),
+            {name: ShapeRange.from_dict(r) for name, r in data["shapes"].items()},
+        )
 
 
 def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int:
@@ -84,8 +91,10 @@ def select_profile(profiles: Sequence[ProfileSpec], batch: int, seq: int) -> int
     fitting = [i for i, p in enumerate(profiles) if p.covers(batch, seq)]
     if not fitting:
         ranges = "; ".join(f"#{i}: {p.describe()}" for i, p in enumerate(profiles)) or "none"
-        raise NoProfileFits(f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
-                            "split the batch or rebuild the engine with larger buckets")
+        raise NoProfileFits(
+            f"no optimisation profile accepts batch {batch}, seq {seq} (profiles: {ranges}); "
+            "split the batch or rebuild the engine with larger buckets"
+        )
     return min(fitting, key=lambda i: (profiles[i].batch[2], profiles[i].seq[2], i))
 
 

@@ -22,8 +22,15 @@ PREFERENCES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_DIR = "engines"  # default engine cache: <bundle>/engines
 
 
-def make_backend(bundle: Any, variant: str | None = None, *, prefer: str = "auto", engine_cache: str | Path | None = None,
-                 providers: Sequence[str] | None = None, threads: int | None = None) -> tuple[Any, str]:
+def make_backend(
+    bundle: Any,
+    variant: str | None = None,
+    *,
+    prefer: str = "auto",
+    engine_cache: str | Path | None = None,
+    providers: Sequence[str] | None = None,
+    threads: int | None = None,
+) -> tuple[Any, str]:
     """(backend, reason) for `bundle`'s `variant` (its default when None).
 
     - "auto": `TensorRTBackend` when tensorrt and cuda-python import, a GPU is found and

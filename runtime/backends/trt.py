@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+
 from crisislens.runtime.backends.engines import DEFAULT_STEM, EngineMismatch, EngineTarget, find_engine_for
 from crisislens.runtime.backends.feeds import slice_feeds
 from crisislens.runtime.backends.gpu import capturing_logger, import_cudart, import_tensorrt, probe_gpu
@@ -29,8 +30,10 @@ from crisislens.runtime.bundle.manifest import hash_file
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
 
-RUNTIME_HINT = ('meanwhile run the ONNX model with onnxruntime (make_backend(..., prefer="auto") falls back to '
-                'it by itself; prefer="onnxruntime" forces it)')
+RUNTIME_HINT = (
+    'meanwhile run the ONNX model with onnxruntime (make_backend(..., prefer="auto") falls back to '
+    'it by itself; prefer="onnxruntime" forces it)'
+)
 
 
 class TensorRTRuntimeError(CrisisLensError, RuntimeError):
@@ -56,7 +59,10 @@ def _cuda_error_text(cudart: Any, err: Any) -> str:
         name, text = cudart.cudaGetErrorName(err)[1], cudart.cudaGetErrorString(err)[1]
     except Exception:  # describing an error must not hide it
         return str(err)
-    decode = (lambda b: b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b))
+
+    def decode(b: object) -> str:
+        return b.decode("utf-8", "replace") if isinstance(b, (bytes, bytearray)) else str(b)
+
     return f"{decode(name)}: {decode(text)}"
 
 
@@ -138,7 +144,9 @@ def engine_tensors(trt: Any, engine: Any) -> dict[str, TensorInfo]:
         try:
             dtype = np.dtype(trt.nptype(trt_dtype))
         except TypeError as exc:
-            raise TensorRTRuntimeError(f"tensor {name!r} has TensorRT type {trt_dtype}, which numpy cannot hold") from exc
+            raise TensorRTRuntimeError(
+                f"tensor {name!r} has TensorRT type {trt_dtype}, which numpy cannot hold"
+            ) from exc
         tensors[name] = TensorInfo(name, engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT, dtype)
     return tensors
 
@@ -149,8 +157,10 @@ def check_signature(path: Path, tensors: Mapping[str, TensorInfo]) -> None:
     outputs = {n for n, t in tensors.items() if not t.is_input}
     missing = sorted(set(OUTPUT_NAMES) - outputs)
     if inputs != sorted(INPUT_NAMES) or missing:
-        raise TensorRTRuntimeError(f"{path}: the engine takes {inputs} and gives {sorted(outputs)}; the runtime "
-                                   f"feeds {sorted(INPUT_NAMES)} and reads {list(OUTPUT_NAMES)}: not a student engine")
+        raise TensorRTRuntimeError(
+            f"{path}: the engine takes {inputs} and gives {sorted(outputs)}; the runtime "
+            f"feeds {sorted(INPUT_NAMES)} and reads {list(OUTPUT_NAMES)}: not a student engine"
+        )
 
 
 class TensorRTBackend:
@@ -163,8 +173,15 @@ class TensorRTBackend:
     name = "tensorrt"
     providers = ["TensorRT (native)"]
 
-    def __init__(self, engine_path: str | Path, profiles: Sequence[ProfileSpec], *, engine_sha256: str | None = None,
-                 device: int = 0, built_for: str = ""):
+    def __init__(
+        self,
+        engine_path: str | Path,
+        profiles: Sequence[ProfileSpec],
+        *,
+        engine_sha256: str | None = None,
+        device: int = 0,
+        built_for: str = "",
+    ):
         self.path = Path(engine_path)
         self.profiles = tuple(profiles)
         self.built_for = built_for
@@ -177,8 +194,10 @@ class TensorRTBackend:
         self._buffers = DeviceBuffers(self._malloc, self._free)
         data = self.path.read_bytes()
         if engine_sha256 is not None and hashlib.sha256(data).hexdigest() != engine_sha256:
-            raise EngineMismatch(f"{self.path}: its sha256 is not the one its sidecar records (replaced or corrupt); "
-                                 "rebuild it with `crisislens export tensorrt --force`")
+            raise EngineMismatch(
+                f"{self.path}: its sha256 is not the one its sidecar records (replaced or corrupt); "
+                "rebuild it with `crisislens export tensorrt --force`"
+            )
         cuda_check(cudart, cudart.cudaSetDevice(device), f"cudaSetDevice({device})")
         self._logger = capturing_logger(trt)
         self._runtime = trt.Runtime(self._logger)  # must outlive the engine
@@ -188,18 +207,29 @@ class TensorRTBackend:
         self.tensors = engine_tensors(trt, self._engine)
         check_signature(self.path, self.tensors)
         if self._engine.num_optimization_profiles != len(self.profiles):
-            raise TensorRTRuntimeError(f"{self.path}: the engine has {self._engine.num_optimization_profiles} "
-                                       f"optimisation profiles, its sidecar records {len(self.profiles)}")
+            raise TensorRTRuntimeError(
+                f"{self.path}: the engine has {self._engine.num_optimization_profiles} "
+                f"optimisation profiles, its sidecar records {len(self.profiles)}"
+            )
         self._context = self._engine.create_execution_context()
         if self._context is None:
-            raise TensorRTRuntimeError(f"{self.path}: TensorRT could not create an execution context "
-                                       f"(out of GPU memory?){self._log_tail()}")
+            raise TensorRTRuntimeError(
+                f"{self.path}: TensorRT could not create an execution context (out of GPU memory?){self._log_tail()}"
+            )
         self._stream = cuda_check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._profile: int | None = None
 
     @classmethod
-    def from_cache(cls, cache_dir: str | Path, onnx_path: str | Path, precision: str, *,
-                   onnx_sha256: str | None = None, stem: str = DEFAULT_STEM, device: int = 0) -> TensorRTBackend:
+    def from_cache(
+        cls,
+        cache_dir: str | Path,
+        onnx_path: str | Path,
+        precision: str,
+        *,
+        onnx_sha256: str | None = None,
+        stem: str = DEFAULT_STEM,
+        device: int = 0,
+    ) -> TensorRTBackend:
         """The cached engine built from `onnx_path` at `precision` by this TensorRT on this GPU.
 
         Raises `TensorRTUnavailable` (tensorrt or cuda-python missing), `GpuProbeError`, or
@@ -209,15 +239,24 @@ class TensorRTBackend:
         trt = import_tensorrt(RUNTIME_HINT)
         import_cudart(RUNTIME_HINT)
         gpu = probe_gpu(device)
-        target = EngineTarget(onnx_sha256 or hash_file(onnx_path), str(trt.__version__), gpu.name,
-                              gpu.compute_capability, precision)
+        target = EngineTarget(
+            onnx_sha256 or hash_file(onnx_path), str(trt.__version__), gpu.name, gpu.compute_capability, precision
+        )
         try:
             engine, record = find_engine_for(cache_dir, target, stem)
         except EngineMismatch as exc:
-            raise EngineMismatch(f"{exc}. Build one here with `crisislens export tensorrt --onnx {onnx_path} "
-                                 f"--precision {precision} --cache-dir {cache_dir}`", exc.differing) from exc
-        return cls(engine, record.fields.profiles, engine_sha256=record.engine_sha256, device=device,
-                   built_for=record.fields.describe())
+            raise EngineMismatch(
+                f"{exc}. Build one here with `crisislens export tensorrt --onnx {onnx_path} "
+                f"--precision {precision} --cache-dir {cache_dir}`",
+                exc.differing,
+            ) from exc
+        return cls(
+            engine,
+            record.fields.profiles,
+            engine_sha256=record.engine_sha256,
+            device=device,
+            built_for=record.fields.describe(),
+        )
 
     # -- running ----------------------------------------------------------------------------------
 
@@ -225,8 +264,10 @@ class TensorRTBackend:
         if self._context is None:
             raise TensorRTRuntimeError(f"{self.path}: the backend is closed")
         batch, seq = np.shape(feeds["input_ids"])
-        parts = [self._run_profile(slice_feeds(dict(feeds), start, stop), profile)
-                 for start, stop, profile in plan_batches(self.profiles, int(batch), int(seq))]
+        parts = [
+            self._run_profile(slice_feeds(dict(feeds), start, stop), profile)
+            for start, stop, profile in plan_batches(self.profiles, int(batch), int(seq))
+        ]
         if len(parts) == 1:
             return parts[0]
         logits, tokens, patches = (np.concatenate(arrays) for arrays in zip(*parts))
@@ -243,14 +284,18 @@ class TensorRTBackend:
         for name in INPUT_NAMES:
             hosts[name] = to_engine_dtype(name, feeds[name], self.tensors[name].dtype)
             if not context.set_input_shape(name, hosts[name].shape):
-                raise TensorRTRuntimeError(f"TensorRT refused shape {hosts[name].shape} for input {name!r} under "
-                                           f"profile #{profile} ({self.profiles[profile].describe()}){self._log_tail()}")
+                raise TensorRTRuntimeError(
+                    f"TensorRT refused shape {hosts[name].shape} for input {name!r} under "
+                    f"profile #{profile} ({self.profiles[profile].describe()}){self._log_tail()}"
+                )
         outputs = {}
         for name, info in self.tensors.items():
             if not info.is_input:
                 shape = tuple(context.get_tensor_shape(name))
                 if any(d < 0 for d in shape):
-                    raise TensorRTRuntimeError(f"output {name!r} has an unresolved shape {shape} after setting the inputs")
+                    raise TensorRTRuntimeError(
+                        f"output {name!r} has an unresolved shape {shape} after setting the inputs"
+                    )
                 outputs[name] = np.empty(shape, info.dtype)
         for name, array in (*hosts.items(), *outputs.items()):
             if not context.set_tensor_address(name, self._buffers.ensure(name, array.nbytes)):
@@ -259,14 +304,24 @@ class TensorRTBackend:
         # orders them; `hosts` and `outputs` stay referenced until then.
         to_device = cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         for name, array in hosts.items():
-            cuda_check(cudart, cudart.cudaMemcpyAsync(self._buffers.pointers[name], array.ctypes.data, array.nbytes,
-                                                      to_device, self._stream), f"cudaMemcpyAsync({name} to the GPU)")
+            cuda_check(
+                cudart,
+                cudart.cudaMemcpyAsync(
+                    self._buffers.pointers[name], array.ctypes.data, array.nbytes, to_device, self._stream
+                ),
+                f"cudaMemcpyAsync({name} to the GPU)",
+            )
         if not context.execute_async_v3(stream_handle):
             raise TensorRTRuntimeError(f"{self.path}: TensorRT failed to run the batch{self._log_tail()}")
         to_host = cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         for name, array in outputs.items():
-            cuda_check(cudart, cudart.cudaMemcpyAsync(array.ctypes.data, self._buffers.pointers[name], array.nbytes,
-                                                      to_host, self._stream), f"cudaMemcpyAsync({name} from the GPU)")
+            cuda_check(
+                cudart,
+                cudart.cudaMemcpyAsync(
+                    array.ctypes.data, self._buffers.pointers[name], array.nbytes, to_host, self._stream
+                ),
+                f"cudaMemcpyAsync({name} from the GPU)",
+            )
         cuda_check(cudart, cudart.cudaStreamSynchronize(self._stream), "cudaStreamSynchronize")
         logits, tokens, patches = (outputs[n].astype(np.float32, copy=False) for n in OUTPUT_NAMES)
         return logits, tokens, patches
@@ -306,5 +361,15 @@ class TensorRTBackend:
             pass
 
 
-__all__ = ["RUNTIME_HINT", "DeviceBuffers", "TensorInfo", "TensorRTBackend", "TensorRTRuntimeError", "check_signature",
-           "cuda_check", "engine_tensors", "grown_capacity", "to_engine_dtype"]
+__all__ = [
+    "RUNTIME_HINT",
+    "DeviceBuffers",
+    "TensorInfo",
+    "TensorRTBackend",
+    "TensorRTRuntimeError",
+    "check_signature",
+    "cuda_check",
+    "engine_tensors",
+    "grown_capacity",
+    "to_engine_dtype",
+]

@@ -34,6 +34,26 @@ from crisislens.runtime.bundle.manifest import (
 from crisislens.runtime.bundle.verify import load_bundle, verify_bundle
 from crisislens.runtime.bundle.write import set_temperature, update_metrics, write_bundle
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "INTENDED", "LABELS", "MANIFEST", "PRECISIONS", "PREPROCESS", "QUANTIZATIONS",
-           "REQUIRED_FILES", "TOKENIZER", "Bundle", "BundleError", "Variant", "VariantLike", "VariantSpec", "hash_file",
-           "load_bundle", "set_temperature", "update_metrics", "verify_bundle", "write_bundle"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "INTENDED",
+    "LABELS",
+    "MANIFEST",
+    "PRECISIONS",
+    "PREPROCESS",
+    "QUANTIZATIONS",
+    "REQUIRED_FILES",
+    "TOKENIZER",
+    "Bundle",
+    "BundleError",
+    "Variant",
+    "VariantLike",
+    "VariantSpec",
+    "hash_file",
+    "load_bundle",
+    "set_temperature",
+    "update_metrics",
+    "verify_bundle",
+    "write_bundle",
+]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Any, Union
+from typing import Any
 
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.labels import LABEL_NAMES
@@ -75,7 +75,7 @@ class VariantSpec:
         object.__setattr__(self, "metrics", dict(self.metrics))
 
 
-VariantLike = Union[VariantSpec, Sequence[Any]]
+VariantLike = VariantSpec | Sequence[Any]
 
 
 @dataclass(frozen=True)
@@ -137,8 +137,9 @@ class Bundle:
             return self.variants[name]
         except KeyError:
             available = ", ".join(f"{n} (default)" if n == self.default_variant else n for n in self.variants)
-            raise BundleError(self.path, f"no variant {name!r}; available: {available}",
-                              hint="Choose one of the available variants.") from None
+            raise BundleError(
+                self.path, f"no variant {name!r}; available: {available}", hint="Choose one of the available variants."
+            ) from None
 
 
 def _dumps(payload: Any) -> bytes:
@@ -164,8 +165,7 @@ def hash_file(path: str | Path) -> str:
 
 def _is_temperature(value: Any) -> bool:
     """A finite positive number (not a bool): what a variant's softmax temperature must be."""
-    return (not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value)
-            and value > 0)
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and math.isfinite(value) and value > 0
 
 
 def _read_json(path: Path) -> Any:
@@ -193,8 +193,10 @@ def _header_problems(manifest: Any) -> list[str]:
     if isinstance(version, bool) or not isinstance(version, int):
         return [f"{MANIFEST}: format_version must be an integer, got {version!r}"]
     if version > FORMAT_VERSION:
-        return [f"{MANIFEST}: format_version {version} is newer than this CrisisLens reads ({FORMAT_VERSION}); "
-                "upgrade crisislens or rebuild the bundle"]
+        return [
+            f"{MANIFEST}: format_version {version} is newer than this CrisisLens reads ({FORMAT_VERSION}); "
+            "upgrade crisislens or rebuild the bundle"
+        ]
     if version != FORMAT_VERSION:
         return [f"{MANIFEST}: format_version {version} is no longer supported (this CrisisLens reads {FORMAT_VERSION})"]
     return []
@@ -212,8 +214,10 @@ def _variant_problems(name: Any, spec: Any) -> list[str]:
     if precision not in PRECISIONS:
         problems.append(f"{where}: precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if quantization not in QUANTIZATIONS:
-        problems.append(f"{where}: quantization {quantization!r} is not one of "
-                        f"{', '.join(str(q) if q else 'null' for q in QUANTIZATIONS)}")
+        problems.append(
+            f"{where}: quantization {quantization!r} is not one of "
+            f"{', '.join(str(q) if q else 'null' for q in QUANTIZATIONS)}"
+        )
     elif precision == "int8" and quantization is None:
         problems.append(f"{where}: an int8 model needs quantization 'dynamic', 'weight-only' or 'static-qdq'")
     elif precision in ("fp32", "fp16") and quantization is not None:
@@ -243,11 +247,15 @@ def _label_problems(labels: Any) -> list[str]:
     if duplicated:
         problems.append(f"duplicated class(es) {', '.join(duplicated)}")
     if missing:
-        problems.append(f"missing class(es) {', '.join(missing)} (a model trained on a subset of classes "
-                        "cannot be bundled: probabilities are always over all classes)")
+        problems.append(
+            f"missing class(es) {', '.join(missing)} (a model trained on a subset of classes "
+            "cannot be bundled: probabilities are always over all classes)"
+        )
     if not problems:
-        problems.append("the classes are in a different order; every probability column follows "
-                        f"LABEL_NAMES: {', '.join(LABEL_NAMES)}")
+        problems.append(
+            "the classes are in a different order; every probability column follows "
+            f"LABEL_NAMES: {', '.join(LABEL_NAMES)}"
+        )
     return problems
 
 

@@ -92,8 +92,16 @@ def load_bundle(path: str | Path, *, verify: bool = True) -> Bundle:
     if found.problems:
         raise BundleError(path, found.problems)
     assert found.text_config is not None and found.image_config is not None
-    return Bundle(path, found.manifest, found.text_config, found.image_config, found.labels,
-                  found.variants, found.manifest["default_variant"], found.manifest_sha256)
+    return Bundle(
+        path,
+        found.manifest,
+        found.text_config,
+        found.image_config,
+        found.labels,
+        found.variants,
+        found.manifest["default_variant"],
+        found.manifest_sha256,
+    )
 
 
 def _inspect(path: Path, hashes: bool) -> _Inspection:
@@ -104,8 +112,10 @@ def _inspect(path: Path, hashes: bool) -> _Inspection:
         return found
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
-        problems.append(f"{MANIFEST}: missing: the bundle was never finished (writing was interrupted) "
-                        "or this is not a bundle folder")
+        problems.append(
+            f"{MANIFEST}: missing: the bundle was never finished (writing was interrupted) "
+            "or this is not a bundle folder"
+        )
         return found
     raw = manifest_path.read_bytes()
     found.manifest_sha256 = hashlib.sha256(raw).hexdigest()
@@ -135,8 +145,10 @@ def _inspect(path: Path, hashes: bool) -> _Inspection:
     for onnx in sorted(path.rglob("*.onnx")):
         rel = onnx.relative_to(path).as_posix()
         if rel not in files:
-            problems.append(f"{rel}: model file not listed in {MANIFEST} (added after the bundle was built, "
-                            "or left by an interrupted rebuild); remove it or rebuild")
+            problems.append(
+                f"{rel}: model file not listed in {MANIFEST} (added after the bundle was built, "
+                "or left by an interrupted rebuild); remove it or rebuild"
+            )
 
     found.variants = _load_variants(path, manifest, files, intact, problems)
     # A file that failed its check is not parsed: its content is not what the manifest vouches for.
@@ -152,27 +164,36 @@ def _inspect(path: Path, hashes: bool) -> _Inspection:
 def _file_problem(folder: Path, rel: Any, entry: Any, hashes: bool) -> str | None:
     if not isinstance(rel, str) or not _safe_relative(rel) or rel == MANIFEST:
         return f"{MANIFEST}: files: {rel!r} is not a relative path inside the bundle"
-    if (not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str)
-            or not _SHA256.fullmatch(entry["sha256"]) or isinstance(entry.get("bytes"), bool)
-            or not isinstance(entry.get("bytes"), int)):
+    if (
+        not isinstance(entry, dict)
+        or not isinstance(entry.get("sha256"), str)
+        or not _SHA256.fullmatch(entry["sha256"])
+        or isinstance(entry.get("bytes"), bool)
+        or not isinstance(entry.get("bytes"), int)
+    ):
         return f"{MANIFEST}: files: {rel}: needs a 64-hex-digit sha256 and an integer bytes"
     target = folder / rel
     if not target.is_file():
         return f"{rel}: listed in {MANIFEST} but missing from the folder"
     size = target.stat().st_size
     if size != entry["bytes"]:
-        return (f"{rel}: size mismatch (manifest {entry['bytes']} bytes, file {size} bytes): "
-                "the bundle was modified, truncated or corrupted")
+        return (
+            f"{rel}: size mismatch (manifest {entry['bytes']} bytes, file {size} bytes): "
+            "the bundle was modified, truncated or corrupted"
+        )
     if hashes:
         actual = hash_file(target)
         if actual != entry["sha256"]:
-            return (f"{rel}: sha256 mismatch (manifest {entry['sha256'][:12]}…, file {actual[:12]}…): "
-                    "the bundle was modified or corrupted")
+            return (
+                f"{rel}: sha256 mismatch (manifest {entry['sha256'][:12]}…, file {actual[:12]}…): "
+                "the bundle was modified or corrupted"
+            )
     return None
 
 
-def _load_variants(folder: Path, manifest: dict[str, Any], files: dict[str, Any], intact: set[str],
-                   problems: list[str]) -> dict[str, Variant]:
+def _load_variants(
+    folder: Path, manifest: dict[str, Any], files: dict[str, Any], intact: set[str], problems: list[str]
+) -> dict[str, Variant]:
     raw = manifest.get("variants")
     if not isinstance(raw, dict) or not raw:
         problems.append(f"{MANIFEST}: `variants` must list at least one model variant")
@@ -186,12 +207,22 @@ def _load_variants(folder: Path, manifest: dict[str, Any], files: dict[str, Any]
         problems += trouble
         if not trouble and rel in intact:  # a file that failed its check is already reported
             entry = files[rel]
-            variants[name] = Variant(name, folder / rel, spec["precision"], spec["quantization"], spec["intended"],
-                                     dict(spec.get("metrics", {})), entry["sha256"], entry["bytes"],
-                                     float(spec.get("temperature", 1.0)))
+            variants[name] = Variant(
+                name,
+                folder / rel,
+                spec["precision"],
+                spec["quantization"],
+                spec["intended"],
+                dict(spec.get("metrics", {})),
+                entry["sha256"],
+                entry["bytes"],
+                float(spec.get("temperature", 1.0)),
+            )
     default = manifest.get("default_variant")
     if default not in raw:
-        problems.append(f"{MANIFEST}: default_variant {default!r} is not one of the variants: {', '.join(map(str, raw))}")
+        problems.append(
+            f"{MANIFEST}: default_variant {default!r} is not one of the variants: {', '.join(map(str, raw))}"
+        )
     return variants
 
 
@@ -216,7 +247,7 @@ def _load_preprocess(folder: Path, problems: list[str]) -> tuple[TextConfig | No
     configs: list[Any] = []
     for key, cls in (("text", TextConfig), ("image", ImageConfig)):
         try:
-            configs.append(cls.from_dict(data.get(key)))
+            configs.append(cls.from_dict(data.get(key)))  # type: ignore[arg-type]  # from_dict checks it
         except (TypeError, ValueError) as exc:
             problems.append(f"{PREPROCESS}: {key}: {exc}")
             configs.append(None)

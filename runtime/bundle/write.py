@@ -116,19 +116,36 @@ def _as_spec(out: Path, name: str, value: VariantLike) -> VariantSpec:
     if isinstance(value, VariantSpec):
         return value
     if isinstance(value, (str, bytes, Path)) or not isinstance(value, Sequence) or len(value) not in (4, 5):
-        raise BundleError(out, f"variant {name!r}: expected a VariantSpec or (source_path, precision, "
-                               f"quantization, intended[, metrics]), got {value!r}", hint=None)
+        raise BundleError(
+            out,
+            f"variant {name!r}: expected a VariantSpec or (source_path, precision, "
+            f"quantization, intended[, metrics]), got {value!r}",
+            hint=None,
+        )
     return VariantSpec(*value)
 
 
-def _write_problems(specs: dict[str, VariantSpec], default_variant: str, labels: Sequence[str],
-                    model_info: Mapping[str, Any], extras: dict[str, Path], sources: dict[str, Path]) -> list[str]:
+def _write_problems(
+    specs: dict[str, VariantSpec],
+    default_variant: str,
+    labels: Sequence[str],
+    model_info: Mapping[str, Any],
+    extras: dict[str, Path],
+    sources: dict[str, Path],
+) -> list[str]:
     problems: list[str] = []
     if not specs:
         problems.append("variants: at least one model variant is needed")
     for name, spec in specs.items():
-        problems += _variant_problems(name, {"precision": spec.precision, "quantization": spec.quantization,
-                                             "intended": spec.intended, "metrics": spec.metrics})
+        problems += _variant_problems(
+            name,
+            {
+                "precision": spec.precision,
+                "quantization": spec.quantization,
+                "intended": spec.intended,
+                "metrics": spec.metrics,
+            },
+        )
         try:
             _dumps(spec.metrics)
         except (TypeError, ValueError) as exc:
@@ -166,18 +183,27 @@ def _prepare_folder(out: Path, overwrite: bool, new_files: set[str], keep: set[P
         out.mkdir(parents=True, exist_ok=True)
         return
     if not overwrite:
-        raise BundleError(out, "the folder exists and is not empty",
-                          hint="Pass overwrite=True (--overwrite) to replace it, or choose another folder.")
+        raise BundleError(
+            out,
+            "the folder exists and is not empty",
+            hint="Pass overwrite=True (--overwrite) to replace it, or choose another folder.",
+        )
     old = _read_json(out / MANIFEST) if (out / MANIFEST).is_file() else None
-    listed = old.get("files") if isinstance(old, dict) and isinstance(old.get("files"), dict) else {}
+    listed: dict[str, Any] = old["files"] if isinstance(old, dict) and isinstance(old.get("files"), dict) else {}
     doomed = {out / rel for rel in listed if isinstance(rel, str) and _safe_relative(rel)}
     doomed |= set(out.glob("model.*.onnx")) | {out / name for name in REQUIRED_FILES}
     doomed = {path for path in doomed if path.is_file() and path.resolve() not in keep}
-    strays = [path.relative_to(out).as_posix() for path in sorted(out.rglob("*.onnx"))
-              if path not in doomed and path.relative_to(out).as_posix() not in new_files]
+    strays = [
+        path.relative_to(out).as_posix()
+        for path in sorted(out.rglob("*.onnx"))
+        if path not in doomed and path.relative_to(out).as_posix() not in new_files
+    ]
     if strays:
-        raise BundleError(out, [f"{rel}: an ONNX file that is not part of the new bundle" for rel in strays],
-                          hint="Move it out of the folder (the bundle would refuse it), or choose another folder.")
+        raise BundleError(
+            out,
+            [f"{rel}: an ONNX file that is not part of the new bundle" for rel in strays],
+            hint="Move it out of the folder (the bundle would refuse it), or choose another folder.",
+        )
     (out / MANIFEST).unlink(missing_ok=True)  # first: from here on the folder is not a bundle
     for path in doomed:
         path.unlink()
@@ -212,7 +238,9 @@ def _write_manifest(folder: Path, manifest: Mapping[str, Any]) -> None:
     atomic_write(folder / MANIFEST, _dumps(manifest))
 
 
-def update_metrics(path: str | Path, variant: str, metrics: Mapping[str, Any], *, replace: bool = False) -> dict[str, Any]:
+def update_metrics(
+    path: str | Path, variant: str, metrics: Mapping[str, Any], *, replace: bool = False
+) -> dict[str, Any]:
     """Record measured `metrics` for `variant` in the bundle's manifest; returns the variant's metrics.
 
     The new numbers are merged over the old ones (`replace=True` drops the old ones). Only the
@@ -220,6 +248,7 @@ def update_metrics(path: str | Path, variant: str, metrics: Mapping[str, Any], *
     the numbers loaded the bundle with `load_bundle`, which did. Two concurrent updates of one
     bundle may lose one of them.
     """
+
     def update(spec: dict[str, Any]) -> dict[str, Any]:
         old = spec.get("metrics")
         merged = dict(metrics) if replace or not isinstance(old, dict) else {**old, **metrics}
@@ -235,8 +264,9 @@ def set_temperature(path: str | Path, variant: str, temperature: float, evidence
     (`evidence`: data, counts, scores before and after) as its metrics' `calibration`. Only the
     manifest is rewritten, as by `update_metrics`; the bundle gets a new hash."""
     if not _is_temperature(temperature):
-        raise BundleError(path, f"variant {variant!r}: temperature must be a positive number, got {temperature!r}",
-                          hint=None)
+        raise BundleError(
+            path, f"variant {variant!r}: temperature must be a positive number, got {temperature!r}", hint=None
+        )
 
     def update(spec: dict[str, Any]) -> None:
         metrics = dict(spec.get("metrics") or {})
@@ -261,8 +291,11 @@ def _edit_variant(path: str | Path, variant: str, update: Callable[[dict[str, An
     variants = manifest.get("variants")
     if not isinstance(variants, dict) or not isinstance(variants.get(variant), dict):
         available = ", ".join(variants) if isinstance(variants, dict) else "none"
-        raise BundleError(path, f"{MANIFEST}: no variant {variant!r} to update; available: {available}",
-                          hint="Choose one of the available variants.")
+        raise BundleError(
+            path,
+            f"{MANIFEST}: no variant {variant!r} to update; available: {available}",
+            hint="Choose one of the available variants.",
+        )
     result = update(variants[variant])
     _write_manifest(path, manifest)
     return result
@@ -272,5 +305,8 @@ def _check_plain(path: str | Path, variant: str, metrics: Mapping[str, Any]) -> 
     try:
         _dumps(metrics)
     except (TypeError, ValueError) as exc:
-        raise BundleError(path, f"variant {variant!r}: metrics are not plain JSON ({exc})",
-                          hint="Use numbers, strings or null (not NaN).") from None
+        raise BundleError(
+            path,
+            f"variant {variant!r}: metrics are not plain JSON ({exc})",
+            hint="Use numbers, strings or null (not NaN).",
+        ) from None

@@ -23,5 +23,20 @@ from crisislens.runtime.cli.base import (
 )
 from crisislens.runtime.cli.parser import build_parser, main
 
-__all__ = ["EXIT_BROKEN_PIPE", "EXIT_INTERRUPTED", "EXIT_MISSING_DEPENDENCY", "EXIT_OK", "EXIT_PROBLEMS", "EXIT_USAGE",
-           "Cli", "CliError", "Handler", "add_engine_options", "build_parser", "comma_list", "main", "printable", "require"]
+__all__ = [
+    "EXIT_BROKEN_PIPE",
+    "EXIT_INTERRUPTED",
+    "EXIT_MISSING_DEPENDENCY",
+    "EXIT_OK",
+    "EXIT_PROBLEMS",
+    "EXIT_USAGE",
+    "Cli",
+    "CliError",
+    "Handler",
+    "add_engine_options",
+    "build_parser",
+    "comma_list",
+    "main",
+    "printable",
+    "require",
+]

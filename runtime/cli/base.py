@@ -67,7 +67,9 @@ class Cli:
             self._sub = self.parser.add_subparsers(dest=f"_cmd_{id(self)}", metavar="COMMAND")
         return self._sub
 
-    def command(self, name: str, help: str, handler: Handler, description: str | None = None) -> argparse.ArgumentParser:
+    def command(
+        self, name: str, help: str, handler: Handler, description: str | None = None
+    ) -> argparse.ArgumentParser:
         """Add `name` below this node, run by `handler(args) -> exit code`."""
         if name in self._children:
             raise ValueError(f"command {name!r} registered twice")
@@ -105,14 +107,22 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batching: bool = True
     parser.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
     parser.add_argument("--image-root", type=Path, default=None, metavar="DIR", help="resolve image paths against DIR")
     if batching:
-        parser.add_argument("--classes", default=None, metavar="A,B,...",
-                            help="restrict prediction to these labels (renormalised)")
+        parser.add_argument(
+            "--classes", default=None, metavar="A,B,...", help="restrict prediction to these labels (renormalised)"
+        )
         parser.add_argument("--batch-size", type=int, default=32)
-        parser.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
-        parser.add_argument("--providers", default=None, metavar="P1,P2",
-                            help="ONNX Runtime execution providers, in order")
-    parser.add_argument("--backend", choices=list(PREFERENCES), default="auto",
-                        help="auto: a native TensorRT engine when one fits this GPU, else ONNX Runtime (default)")
+        parser.add_argument(
+            "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)"
+        )
+        parser.add_argument(
+            "--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order"
+        )
+    parser.add_argument(
+        "--backend",
+        choices=list(PREFERENCES),
+        default="auto",
+        help="auto: a native TensorRT engine when one fits this GPU, else ONNX Runtime (default)",
+    )
 
 
 def comma_list(value: str | None) -> list[str] | None:
@@ -124,4 +134,3 @@ def comma_list(value: str | None) -> list[str] | None:
 def printable(text: str) -> str:
     """Escape control characters and undecodable bytes: file names and ids come from the field."""
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)
-

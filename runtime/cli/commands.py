@@ -56,12 +56,22 @@ def register(cli: Cli) -> None:
     )
     p.add_argument("--strict", action="store_true", help="stop at the first problem, error or warning (exit 2)")
     p.add_argument("--json", action="store_true", help="print a machine-readable summary with every problem")
-    p.add_argument("--no-image-check", dest="check_images", action="store_false",
-                   help="do not open the images (by default each image's header is read, no pixel decoded)")
+    p.add_argument(
+        "--no-image-check",
+        dest="check_images",
+        action="store_false",
+        help="do not open the images (by default each image's header is read, no pixel decoded)",
+    )
 
-    t = cli.command("triage", "predict cached posts into a resumable SQLite store (torch-free)", _triage,
-                    description=TRIAGE_DESCRIPTION)
-    t.add_argument("inputs", nargs="+", metavar="INPUT", help="a .jsonl, .csv or .tsv file, or a folder of ID.txt + ID.jpg pairs")
+    t = cli.command(
+        "triage",
+        "predict cached posts into a resumable SQLite store (torch-free)",
+        _triage,
+        description=TRIAGE_DESCRIPTION,
+    )
+    t.add_argument(
+        "inputs", nargs="+", metavar="INPUT", help="a .jsonl, .csv or .tsv file, or a folder of ID.txt + ID.jpg pairs"
+    )
     t.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle folder")
     t.add_argument("--out", type=Path, default=Path("triage.sqlite"), help="SQLite store (default: triage.sqlite)")
     add_engine_options(t)
@@ -70,16 +80,17 @@ def register(cli: Cli) -> None:
     x.add_argument("store", type=Path, help="triage SQLite store")
     x.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .csv)")
     fb = cli.command(
-        "export-feedback", "write the labels responders corrected in a triage store as labelled posts (JSONL)",
+        "export-feedback",
+        "write the labels responders corrected in a triage store as labelled posts (JSONL)",
         _export_feedback,
         description=(
             "Write the responders' labels (set in `crisislens tui`) as JSONL labelled posts: id, text, image,\n"
             "label, model_label, corrected_at, note. Photos are copied into <OUT stem>-images/ beside the\n"
-            "file, so the set travels whole; `crisislens eval --bundle DIR --input OUT` scores a model on it."),
+            "file, so the set travels whole; `crisislens eval --bundle DIR --input OUT` scores a model on it."
+        ),
     )
     fb.add_argument("store", type=Path, help="triage SQLite store")
     fb.add_argument("--out", type=Path, required=True, help="output file (.jsonl)")
-
 
 
 TRIAGE_DESCRIPTION = """\
@@ -104,24 +115,43 @@ def _triage(args: argparse.Namespace) -> int:
 
     providers = comma_list(args.providers)
     try:
-        engine = Engine(load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers,
-                        prefer=args.backend)
+        engine = Engine(
+            load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers, prefer=args.backend
+        )
         report = read_posts(args.inputs, image_root=args.image_root)
         store = TriageStore(args.out)
-    except (BundleError, StoreError, FileNotFoundError, ValueError, ReadError, ImportError, RuntimeError, EngineMismatch) as exc:
+    except (
+        BundleError,
+        StoreError,
+        FileNotFoundError,
+        ValueError,
+        ReadError,
+        ImportError,
+        RuntimeError,
+        EngineMismatch,
+    ) as exc:
         raise CliError(printable(str(exc))) from None
     if not args.quiet:
         print(f"backend: {engine.backend_reason}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
     with store:
         try:
-            result = triage(engine, report.posts, store, batch_size=args.batch_size, classes=comma_list(args.classes),
-                            read_errors=read_errors, progress=not args.quiet)
+            result = triage(
+                engine,
+                report.posts,
+                store,
+                batch_size=args.batch_size,
+                classes=comma_list(args.classes),
+                read_errors=read_errors,
+                progress=not args.quiet,
+            )
         except ValueError as exc:
             raise CliError(printable(str(exc))) from None
         total = store.count()
-    print(f"{result.predicted} predicted ({result.posts_per_second:.1f} posts/s), {result.skipped_done} already in the "
-          f"store, {result.errors} error(s); {total} predictions in {args.out}")
+    print(
+        f"{result.predicted} predicted ({result.posts_per_second:.1f} posts/s), {result.skipped_done} already in the "
+        f"store, {result.errors} error(s); {total} predictions in {args.out}"
+    )
     if result.interrupted:
         print("interrupted: run the same command again to resume", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -159,8 +189,7 @@ def _validate(args: argparse.Namespace) -> int:
     if args.image_root is not None and not args.image_root.is_dir():
         raise CliError(f"--image-root {args.image_root}: not a folder")
     try:
-        report = read_posts(args.inputs, image_root=args.image_root, strict=args.strict,
-                            check_images=args.check_images)
+        report = read_posts(args.inputs, image_root=args.image_root, strict=args.strict, check_images=args.check_images)
     except ReadError as exc:
         raise CliError(f"{printable(str(exc.problem))} (--strict stops at the first problem)", EXIT_USAGE) from None
     if args.json:

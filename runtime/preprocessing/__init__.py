@@ -35,6 +35,21 @@ from crisislens.runtime.preprocessing.image import (
 from crisislens.runtime.preprocessing.text import TextBatch, TextConfig, TextEncoder, clean_text
 from crisislens.runtime.preprocessing.words import WordScore, word_mask_to_token_mask, words_with_scores
 
-__all__ = ["RESIZE_MODES", "Box", "ImageConfig", "ImageError", "TextBatch", "TextConfig", "TextEncoder", "WordScore",
-           "check_image", "clean_text", "load_image", "patch_boxes", "preprocess_pil", "to_rgb",
-           "word_mask_to_token_mask", "words_with_scores"]
+__all__ = [
+    "RESIZE_MODES",
+    "Box",
+    "ImageConfig",
+    "ImageError",
+    "TextBatch",
+    "TextConfig",
+    "TextEncoder",
+    "WordScore",
+    "check_image",
+    "clean_text",
+    "load_image",
+    "patch_boxes",
+    "preprocess_pil",
+    "to_rgb",
+    "word_mask_to_token_mask",
+    "words_with_scores",
+]

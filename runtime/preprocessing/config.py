@@ -1,5 +1,4 @@
-"""Checking the fields of a preprocessing config read from a bundle's `preprocess.json`.
-"""
+"""Checking the fields of a preprocessing config read from a bundle's `preprocess.json`."""
 
 from __future__ import annotations
 
@@ -35,4 +34,4 @@ def _float_triple(owner: str, name: str, value: Any) -> tuple[float, float, floa
         triple = ()
     if len(triple) != 3 or not all(np.isfinite(triple)):
         raise ValueError(f"{owner}.{name} must be three finite numbers (R, G, B), got {value!r}")
-    return triple  # type: ignore[return-value]
+    return triple

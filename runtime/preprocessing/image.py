@@ -33,9 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
+
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.preprocessing.config import _check_int, _config_from_dict, _float_triple
-from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 RESIZE_MODES = ("shorter_then_center_crop",)
 
@@ -168,9 +169,12 @@ def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             found = _BOMB_PIXELS.search(str(exc))
             pixels = f"{int(found.group(1)):,} pixels" if found else "its size"
-            raise ImageError(path, f"image too large: {pixels} is over the limit of "
-                                   f"{min(config.max_pixels, Image.MAX_IMAGE_PIXELS or config.max_pixels):,} pixels "
-                                   "(possible decompression bomb)") from None
+            raise ImageError(
+                path,
+                f"image too large: {pixels} is over the limit of "
+                f"{min(config.max_pixels, Image.MAX_IMAGE_PIXELS or config.max_pixels):,} pixels "
+                "(possible decompression bomb)",
+            ) from None
         except UnidentifiedImageError:
             raise ImageError(path, "not an image file (unknown format or damaged header)") from None
         except OSError as exc:
@@ -182,8 +186,11 @@ def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
         with image:
             width, height = image.size
             if width * height > config.max_pixels:
-                raise ImageError(path, f"image too large: {width}x{height} = {width * height:,} pixels is over "
-                                       f"the limit of {config.max_pixels:,} pixels (ImageConfig.max_pixels)")
+                raise ImageError(
+                    path,
+                    f"image too large: {width}x{height} = {width * height:,} pixels is over "
+                    f"the limit of {config.max_pixels:,} pixels (ImageConfig.max_pixels)",
+                )
             if width == 0 or height == 0:
                 raise ImageError(path, f"image has no pixels ({width}x{height})")
             yield image
@@ -216,7 +223,7 @@ def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarr
 def _is_uniform(image: Image.Image) -> bool:
     extrema = image.getextrema()
     bands = extrema if isinstance(extrema[0], tuple) else (extrema,)
-    return all(low == high for low, high in bands)  # type: ignore[misc]
+    return all(low == high for low, high in bands)
 
 
 def _upright(image: Image.Image) -> tuple[Image.Image, list[str]]:
@@ -308,7 +315,7 @@ def preprocess_pil(image: Image.Image, config: ImageConfig | None = None) -> np.
         left, top = _crop_origin(resized, size)
         image = image.crop((left, top, left + size, top + size))
     pixels = np.asarray(image, dtype=np.float32)
-    pixels = (pixels - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)
+    pixels = (pixels - np.asarray(config.mean, np.float32)) / np.asarray(config.std, np.float32)  # type: ignore[assignment]
     return np.ascontiguousarray(pixels.transpose(2, 0, 1))
 
 
@@ -335,4 +342,4 @@ def patch_boxes(config: ImageConfig | None = None, original_size: tuple[int, int
     resized = _resized_size(width, height, size)
     left, top = _crop_origin(resized, size)
     sx, sy = width / resized[0], height / resized[1]
-    return [((l + left) * sx, (t + top) * sy, (r + left) * sx, (b + top) * sy) for l, t, r, b in boxes]
+    return [((x0 + left) * sx, (y0 + top) * sy, (x1 + left) * sx, (y1 + top) * sy) for x0, y0, x1, y1 in boxes]

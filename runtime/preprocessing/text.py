@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from crisislens.runtime.preprocessing.config import _check_int, _config_from_dict
 from tokenizers import Tokenizer
+
+from crisislens.runtime.preprocessing.config import _check_int, _config_from_dict
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,7 @@ _ANSI = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)?|[
 # C0/C1 controls that are not whitespace (whitespace ones become spaces below), zero-width and
 # bidi controls (U+061C, U+200B-U+200F, U+202A-U+202E, U+2066-U+2069), word joiners, soft hyphen, BOM.
 _INVISIBLE = re.compile(
-    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f"
-    "\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
+    "[\x00-\x08\x0e-\x1b\x7f-\x84\x86-\x9f\u00ad\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2064\u2066-\u2069\ufeff]"
 )
 _URL = re.compile(r"\b(?:https?://|www\.)\S+", re.IGNORECASE)
 _URL_TAIL = ".,;:!?)]}'\"\u2026\u00bb\u201d\u2019"  # punctuation after a URL belongs to the sentence
@@ -56,7 +56,7 @@ _SPACES = re.compile(r"\s+")
 def _url_to_word(match: re.Match[str]) -> str:
     url = match.group(0)
     kept = url.rstrip(_URL_TAIL)
-    return "url" + url[len(kept):]
+    return "url" + url[len(kept) :]
 
 
 def clean_text(text: str | None, config: TextConfig | None = None) -> tuple[str, list[str]]:
@@ -134,8 +134,10 @@ class TextEncoder:
         self.pad_id: int = int(pad_id)
         self.num_special_tokens = self.tokenizer.num_special_tokens_to_add(False)
         if self.config.max_length <= self.num_special_tokens:
-            raise ValueError(f"TextConfig.max_length ({self.config.max_length}) leaves no room for text "
-                             f"next to the tokenizer's {self.num_special_tokens} special tokens")
+            raise ValueError(
+                f"TextConfig.max_length ({self.config.max_length}) leaves no room for text "
+                f"next to the tokenizer's {self.num_special_tokens} special tokens"
+            )
 
     @classmethod
     def from_file(cls, path: str | Path, config: TextConfig | None = None) -> TextEncoder:
@@ -169,8 +171,10 @@ class TextEncoder:
         encodings = []
         for encoding, warns in zip(self.tokenizer.encode_batch(cleaned, add_special_tokens=False), notes):
             if len(encoding.ids) > limit:
-                warns.append(f"text truncated to {self.config.max_length} tokens "
-                             f"(was {len(encoding.ids) + self.num_special_tokens})")
+                warns.append(
+                    f"text truncated to {self.config.max_length} tokens "
+                    f"(was {len(encoding.ids) + self.num_special_tokens})"
+                )
                 encoding.truncate(limit)
             encodings.append(self.tokenizer.post_process(encoding))
         width = pad_to if pad_to is not None else max((len(e.ids) for e in encodings), default=0)
@@ -181,7 +185,9 @@ class TextEncoder:
             n = len(encoding.ids)
             input_ids[i, :n] = encoding.ids
             attention_mask[i, :n] = encoding.attention_mask
-            row = [(0, 0) if special else (int(s), int(e))
-                   for (s, e), special in zip(encoding.offsets, encoding.special_tokens_mask)]
+            row = [
+                (0, 0) if special else (int(s), int(e))
+                for (s, e), special in zip(encoding.offsets, encoding.special_tokens_mask)
+            ]
             offsets.append(row + [(0, 0)] * (width - n))
         return TextBatch(input_ids, attention_mask, offsets, cleaned, notes)

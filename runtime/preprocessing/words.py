@@ -31,8 +31,9 @@ def _word_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in re.finditer(r"\S+", text)]
 
 
-def _token_words(words: list[tuple[int, int]], offsets: Sequence[tuple[int, int]],
-                 keep: Sequence[Any] | None) -> list[list[int]]:
+def _token_words(
+    words: list[tuple[int, int]], offsets: Sequence[tuple[int, int]], keep: Sequence[Any] | None
+) -> list[list[int]]:
     """For each token, the indices of the words its character range overlaps (none for specials)."""
     starts = [s for s, _ in words]
     out: list[list[int]] = []
@@ -54,8 +55,9 @@ def _check_lengths(offsets: Sequence[Any], **others: Sequence[Any] | None) -> No
             raise ValueError(f"{name} has {len(values)} entries for {len(offsets)} token offsets")
 
 
-def words_with_scores(text: str, offsets: Sequence[tuple[int, int]], scores: Sequence[float],
-                      mask: Sequence[Any] | None = None) -> list[WordScore]:
+def words_with_scores(
+    text: str, offsets: Sequence[tuple[int, int]], scores: Sequence[float], mask: Sequence[Any] | None = None
+) -> list[WordScore]:
     """Per-token scores -> per-word scores for the whitespace words of `text` (the cleaned text).
 
     A word's score is the maximum over the tokens inside it (so "flooding" = max("flood",
@@ -72,8 +74,10 @@ def words_with_scores(text: str, offsets: Sequence[tuple[int, int]], scores: Seq
             best[w] = value if best[w] is None else max(best[w], value)  # type: ignore[type-var]
         if hits:
             last_end = max(last_end, offsets[t][1])
-    return [WordScore(text[s:e], s, e, 0.0 if b is None else b, b is None and s >= last_end)
-            for (s, e), b in zip(words, best)]
+    return [
+        WordScore(text[s:e], s, e, 0.0 if b is None else b, b is None and s >= last_end)
+        for (s, e), b in zip(words, best)
+    ]
 
 
 def word_mask_to_token_mask(text: str, offsets: Sequence[tuple[int, int]], word_flags: Sequence[Any]) -> np.ndarray:

@@ -36,5 +36,14 @@ from crisislens.runtime.readers.reader import (
 )
 from crisislens.runtime.readers.report import ReadError, ReadProblem, ReadReport
 
-__all__ = ["IMAGE_SUFFIXES", "JSONL_SUFFIXES", "TABLE_SUFFIXES", "TEXT_SUFFIX", "ReadError", "ReadProblem",
-           "ReadReport", "iter_posts", "read_posts"]
+__all__ = [
+    "IMAGE_SUFFIXES",
+    "JSONL_SUFFIXES",
+    "TABLE_SUFFIXES",
+    "TEXT_SUFFIX",
+    "ReadError",
+    "ReadProblem",
+    "ReadReport",
+    "iter_posts",
+    "read_posts",
+]

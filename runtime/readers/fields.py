@@ -110,7 +110,7 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
         if ref is not None:
             image = _resolve_image(ref, inp)
     if image is not None and not _is_file(image):
-        shown = str(ref) if isinstance(ref, str) else ref.name
+        shown = str(ref) if isinstance(ref, str) else image.name
         if text is None:
             raise _RowError(f"image {_quoted(shown)} not found and the post has no text")
         raw.warnings.append(f"image {_quoted(shown)} not found; read as text-only")
@@ -119,9 +119,11 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
         try:
             check_image(image)
         except ImageError as exc:
-            shown = str(ref) if isinstance(ref, str) else ref.name
+            shown = str(ref) if isinstance(ref, str) else image.name
             if text is None:
-                raise _RowError(f"image {_quoted(shown)} cannot be used ({exc.problem}) and the post has no text") from None
+                raise _RowError(
+                    f"image {_quoted(shown)} cannot be used ({exc.problem}) and the post has no text"
+                ) from None
             raw.warnings.append(f"image {_quoted(shown)} cannot be used ({exc.problem}); read as text-only")
             image = None
     if text is None and image is None:

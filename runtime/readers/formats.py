@@ -69,11 +69,11 @@ def _replace_surrogates(obj: dict[str, Any]) -> bool:
         items = list(node.items()) if isinstance(node, dict) else list(enumerate(node))
         for key, value in items:
             if isinstance(value, str) and _SURROGATE.search(value):
-                node[key] = _SURROGATE.sub("\ufffd", value)
+                node[key] = _SURROGATE.sub("\ufffd", value)  # type: ignore[index]
                 changed = True
             elif isinstance(value, (dict, list)):
                 stack.append(value)
-            if isinstance(key, str) and _SURROGATE.search(key):
+            if isinstance(key, str) and _SURROGATE.search(key) and isinstance(node, dict):
                 node[_SURROGATE.sub("\ufffd", key)] = node.pop(key)
                 changed = True
     return changed

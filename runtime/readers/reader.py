@@ -62,7 +62,6 @@ TEXT_SUFFIX = ".txt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
-
 _SNIFF_CHARS = 64 * 1024
 
 
@@ -227,7 +226,9 @@ class _Reader:
                 texts, images = groups.setdefault(entry.stem, ([], []))
                 (texts if suffix == TEXT_SUFFIX else images).append(entry)
             else:
-                hint = "; pass it as an input of its own to read it" if suffix in JSONL_SUFFIXES + TABLE_SUFFIXES else ""
+                hint = (
+                    "; pass it as an input of its own to read it" if suffix in JSONL_SUFFIXES + TABLE_SUFFIXES else ""
+                )
                 yield ReadProblem(shown, None, f"ignored: not a {TEXT_SUFFIX} or image file{hint}", "warning")
         for stem in sorted(groups):
             texts, images = groups[stem]

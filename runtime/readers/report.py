@@ -1,5 +1,4 @@
-"""What a read found: the posts, and every problem with its file, line and severity.
-"""
+"""What a read found: the posts, and every problem with its file, line and severity."""
 
 from __future__ import annotations
 

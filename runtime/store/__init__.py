@@ -30,6 +30,21 @@ from crisislens.runtime.store.sqlite import (
     TriageStore,
 )
 
-__all__ = ["CSV_COLUMNS", "EXPORT_FORMATS", "FEEDBACK_ACTIONS", "NOTHING_TO_CLASSIFY", "PREDICTION_FAILED", "SCHEMA",
-           "Feedback", "Progress", "StoreError", "TriageResult", "TriageStore", "bucketed", "export_feedback",
-           "export_items", "export_results", "triage"]
+__all__ = [
+    "CSV_COLUMNS",
+    "EXPORT_FORMATS",
+    "FEEDBACK_ACTIONS",
+    "NOTHING_TO_CLASSIFY",
+    "PREDICTION_FAILED",
+    "SCHEMA",
+    "Feedback",
+    "Progress",
+    "StoreError",
+    "TriageResult",
+    "TriageStore",
+    "bucketed",
+    "export_feedback",
+    "export_items",
+    "export_results",
+    "triage",
+]

@@ -20,8 +20,20 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 
 EXPORT_FORMATS = ("csv", "jsonl")
-CSV_COLUMNS = ["post_id", "label", "confidence", "top_words", "has_image", "warnings", "reviewed", "review_label",
-               "flagged", "gold_label", "text", "image"]
+CSV_COLUMNS = [
+    "post_id",
+    "label",
+    "confidence",
+    "top_words",
+    "has_image",
+    "warnings",
+    "reviewed",
+    "review_label",
+    "flagged",
+    "gold_label",
+    "text",
+    "image",
+]
 
 
 def _export_format(out: Path, fmt: str | None) -> str:
@@ -46,16 +58,39 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
             w.writerow(CSV_COLUMNS)
             for it in items:
                 p = it.prediction
-                w.writerow([it.post_id, p.label, f"{p.confidence:.4f}", " ".join(top_words(p)),
-                            p.patch_rationale is not None, " | ".join(p.input_warnings), it.reviewed,
-                            it.review_label or "", it.flagged, it.gold_label or "", it.text or "", it.image or ""])
+                w.writerow(
+                    [
+                        it.post_id,
+                        p.label,
+                        f"{p.confidence:.4f}",
+                        " ".join(top_words(p)),
+                        p.patch_rationale is not None,
+                        " | ".join(p.input_warnings),
+                        it.reviewed,
+                        it.review_label or "",
+                        it.flagged,
+                        it.gold_label or "",
+                        it.text or "",
+                        it.image or "",
+                    ]
+                )
     return len(items)
 
 
 def _item_record(it: ReviewItem) -> dict[str, Any]:
-    return {"post_id": it.post_id, "text": it.text, "image": it.image, "source": it.source,
-            "created_at": it.created_at, "gold_label": it.gold_label, "prediction": it.prediction.to_dict(),
-            "reviewed": it.reviewed, "review_label": it.review_label, "flagged": it.flagged, "variant": it.variant}
+    return {
+        "post_id": it.post_id,
+        "text": it.text,
+        "image": it.image,
+        "source": it.source,
+        "created_at": it.created_at,
+        "gold_label": it.gold_label,
+        "prediction": it.prediction.to_dict(),
+        "reviewed": it.reviewed,
+        "review_label": it.review_label,
+        "flagged": it.flagged,
+        "variant": it.variant,
+    }
 
 
 def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
@@ -77,8 +112,16 @@ def export_feedback(store: TriageStore, out: Path) -> int:
     with atomic_open(out) as f:
         for n, (pid, fb) in enumerate(latest.items()):
             it = store.item(pid)
-            record = {"id": pid, "text": it.text, "image": None, "label": fb.label, "model_label": fb.model_label,
-                      "corrected_at": fb.at, "note": fb.note, "source": it.source}
+            record = {
+                "id": pid,
+                "text": it.text,
+                "image": None,
+                "label": fb.label,
+                "model_label": fb.model_label,
+                "corrected_at": fb.at,
+                "note": fb.note,
+                "source": it.source,
+            }
             if it.image:
                 src = Path(it.image)
                 if src.is_file():

@@ -19,7 +19,9 @@ from crisislens.runtime.schema import Prediction
 # A word with a score at least this is part of the rationale (the student's `rationale_threshold`).
 RATIONALE_THRESHOLD = 0.5
 # Trimmed from a summary word's ends: ASCII punctuation, curly quotes, guillemets, the ellipsis.
-_WORD_EDGES = "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
+_WORD_EDGES = (
+    "".join(chr(c) for c in range(0x21, 0x7F) if not chr(c).isalnum()) + "\u2018\u2019\u201c\u201d\u00ab\u00bb\u2026"
+)
 
 
 def top_words(prediction: Prediction, k: int = 5, threshold: float = RATIONALE_THRESHOLD) -> list[str]:

@@ -58,20 +58,33 @@ class Progress:
         eta = (self.total - self.done) / rate if rate > 0 else 0.0
         width = 30
         filled = int(width * self.done / max(self.total, 1))
-        print(f"\rtriage [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} {rate:.1f} posts/s ETA {eta:.0f} s",
-              end="", file=self.stream, flush=True)
+        print(
+            f"\rtriage [{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total} "
+            f"{rate:.1f} posts/s ETA {eta:.0f} s",
+            end="",
+            file=self.stream,
+            flush=True,
+        )
 
     def close(self) -> None:
         print(file=self.stream, flush=True)
 
 
-def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size: int = 32,
-           classes: Sequence[str] | None = None, read_errors: Sequence[tuple[str | None, str, str]] = (),
-           progress: bool = True, on_batch: Callable[[int, int], None] | None = None,
-           should_stop: Callable[[], bool] | None = None) -> TriageResult:
+def triage(
+    engine: Any,
+    posts: Sequence[Post],
+    store: TriageStore,
+    *,
+    batch_size: int = 32,
+    classes: Sequence[str] | None = None,
+    read_errors: Sequence[tuple[str | None, str, str]] = (),
+    progress: bool = True,
+    on_batch: Callable[[int, int], None] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> TriageResult:
     """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
-    is called once before the first batch (done 0) and after each stored batch; `should_stop()` is asked before each batch (a stopped run
-    is `interrupted` and resumes like one)."""
+    is called once before the first batch (done 0) and after each stored batch; `should_stop()` is
+    asked before each batch (a stopped run is `interrupted` and resumes like one)."""
     started = time.perf_counter()
     done = store.done_ids()
     pending, seen = [], set()
@@ -122,22 +135,32 @@ def triage(engine: Any, posts: Sequence[Post], store: TriageStore, *, batch_size
         if bar:
             bar.update(0, force=True)
             bar.close()
-    return TriageResult(str(store.path), len(posts), skipped, predicted, errors + len(read_errors),
-                        round(time.perf_counter() - started, 2), interrupted)
+    return TriageResult(
+        str(store.path),
+        len(posts),
+        skipped,
+        predicted,
+        errors + len(read_errors),
+        round(time.perf_counter() - started, 2),
+        interrupted,
+    )
 
 
-def _with_evidence(items: list[tuple[Post, Prediction]]) -> tuple[list[tuple[Post, Prediction]],
-                                                                   list[tuple[str | None, str, str]]]:
+def _with_evidence(
+    items: list[tuple[Post, Prediction]],
+) -> tuple[list[tuple[Post, Prediction]], list[tuple[str | None, str, str]]]:
     """Split off the posts the model saw nothing of (no word left after cleaning, no usable photo):
     their label would be the model's prior, so they are errors a responder sees, not predictions."""
-    kept, errors = [], []
+    kept: list[tuple[Post, Prediction]] = []
+    errors: list[tuple[str | None, str, str]] = []
     for post, pred in items:
         if pred.has_evidence:
             kept.append((post, pred))
         else:
             why = "; ".join(pred.input_warnings) or "no input"
-            errors.append((post.id, _where(post), f"{NOTHING_TO_CLASSIFY}: no word and no photo reached the "
-                                                   f"model ({why})"))
+            errors.append(
+                (post.id, _where(post), f"{NOTHING_TO_CLASSIFY}: no word and no photo reached the model ({why})")
+            )
     return kept, errors
 
 

@@ -94,7 +94,9 @@ class TriageStore:
         try:
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
-            self.db.execute("PRAGMA synchronous=NORMAL")  # WAL + NORMAL: durable at each commit but the last on power loss
+            self.db.execute(
+                "PRAGMA synchronous=NORMAL"
+            )  # WAL + NORMAL: durable at each commit but the last on power loss
             self.db.executescript(SCHEMA)
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
             for column, sql in _MIGRATIONS.items():
@@ -121,8 +123,13 @@ class TriageStore:
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
 
-    def write_batch(self, items: Sequence[tuple[Post, Prediction]], bundle_sha256: str, variant: str,
-                    errors: Sequence[tuple[str | None, str, str]] = ()) -> None:
+    def write_batch(
+        self,
+        items: Sequence[tuple[Post, Prediction]],
+        bundle_sha256: str,
+        variant: str,
+        errors: Sequence[tuple[str | None, str, str]] = (),
+    ) -> None:
         """One transaction: all of `items` and `errors` are stored, or none."""
         now = _now()
         self.db.execute("BEGIN IMMEDIATE")
@@ -131,14 +138,32 @@ class TriageStore:
                 "INSERT OR IGNORE INTO predictions(post_id, label, confidence, prediction, text, image, source, "
                 "created_at, gold_label, latency_ms, bundle_sha256, variant, stored_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(post.id, pred.label, pred.confidence, pred.to_json(), post.text,
-                  str(post.image) if post.image else None, post.source, post.created_at, post.label,
-                  sum(pred.timings.values()), bundle_sha256, variant, now) for post, pred in items])
+                [
+                    (
+                        post.id,
+                        pred.label,
+                        pred.confidence,
+                        pred.to_json(),
+                        post.text,
+                        str(post.image) if post.image else None,
+                        post.source,
+                        post.created_at,
+                        post.label,
+                        sum(pred.timings.values()),
+                        bundle_sha256,
+                        variant,
+                        now,
+                    )
+                    for post, pred in items
+                ],
+            )
             # A run again over the same inputs (a resume, a watched folder) meets the same problems.
-            self.db.executemany("INSERT INTO errors(post_id, where_, message, stored_at) SELECT ?, ?, ?, ? "
-                                "WHERE NOT EXISTS (SELECT 1 FROM errors WHERE post_id IS ? AND where_ IS ? "
-                                "AND message = ?)",
-                                [(pid, where, msg, now, pid, where, msg) for pid, where, msg in errors])
+            self.db.executemany(
+                "INSERT INTO errors(post_id, where_, message, stored_at) SELECT ?, ?, ?, ? "
+                "WHERE NOT EXISTS (SELECT 1 FROM errors WHERE post_id IS ? AND where_ IS ? "
+                "AND message = ?)",
+                [(pid, where, msg, now, pid, where, msg) for pid, where, msg in errors],
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -148,35 +173,63 @@ class TriageStore:
         return int(self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
     def rows(self) -> Iterable[dict[str, Any]]:
-        cur = self.db.execute("SELECT post_id, text, image, source, created_at, gold_label, prediction, reviewed, "
-                              "review_label, bundle_sha256, variant FROM predictions ORDER BY rowid")
+        cur = self.db.execute(
+            "SELECT post_id, text, image, source, created_at, gold_label, prediction, reviewed, "
+            "review_label, bundle_sha256, variant FROM predictions ORDER BY rowid"
+        )
         for pid, text, image, source, created, gold, pred, reviewed, review, sha, variant in cur:
-            yield {"post_id": pid, "text": text, "image": image, "source": source, "created_at": created,
-                   "gold_label": gold, "prediction": json.loads(pred), "reviewed": bool(reviewed),
-                   "review_label": review, "bundle_sha256": sha, "variant": variant}
+            yield {
+                "post_id": pid,
+                "text": text,
+                "image": image,
+                "source": source,
+                "created_at": created,
+                "gold_label": gold,
+                "prediction": json.loads(pred),
+                "reviewed": bool(reviewed),
+                "review_label": review,
+                "bundle_sha256": sha,
+                "variant": variant,
+            }
 
     def errors(self) -> list[dict[str, Any]]:
         """The input rows and posts not triaged, each problem once, oldest first. A run's error for
         a post (`PREDICTION_FAILED`, `NOTHING_TO_CLASSIFY`) is left out once a later run
         predicted that post."""
         run_error = " OR ".join("substr(message, 1, ?) = ?" for _ in _RUN_ERRORS)
-        sql = ("SELECT post_id, where_, message FROM errors "
-               f"WHERE NOT (({run_error}) AND post_id IN (SELECT post_id FROM predictions)) "
-               "GROUP BY post_id, where_, message ORDER BY MIN(rowid)")
+        sql = (
+            "SELECT post_id, where_, message FROM errors "
+            f"WHERE NOT (({run_error}) AND post_id IN (SELECT post_id FROM predictions)) "
+            "GROUP BY post_id, where_, message ORDER BY MIN(rowid)"
+        )
         args = [x for prefix in _RUN_ERRORS for x in (len(prefix), prefix)]
         return [{"post_id": p, "where": w, "message": m} for p, w, m in self.db.execute(sql, args)]
 
     # -------------------------------------------------------------------------- review
 
-    _ITEM_SQL = ("SELECT rowid, post_id, prediction, text, image, source, created_at, gold_label, latency_ms, "
-                 "variant, reviewed, review_label, flagged FROM predictions")
+    _ITEM_SQL = (
+        "SELECT rowid, post_id, prediction, text, image, source, created_at, gold_label, latency_ms, "
+        "variant, reviewed, review_label, flagged FROM predictions"
+    )
 
     @staticmethod
     def _item(row: tuple[Any, ...]) -> ReviewItem:
         seq, pid, pred, text, image, source, created, gold, latency, variant, reviewed, review, flagged = row
-        return ReviewItem(post_id=pid, prediction=Prediction.from_json(pred), text=text, image=image, source=source,
-                          created_at=created, gold_label=gold, latency_ms=latency, variant=variant,
-                          reviewed=bool(reviewed), review_label=review, flagged=bool(flagged), seq=int(seq))
+        return ReviewItem(
+            post_id=pid,
+            prediction=Prediction.from_json(pred),
+            text=text,
+            image=image,
+            source=source,
+            created_at=created,
+            gold_label=gold,
+            latency_ms=latency,
+            variant=variant,
+            reviewed=bool(reviewed),
+            review_label=review,
+            flagged=bool(flagged),
+            seq=int(seq),
+        )
 
     def items(self, after: int = 0) -> list[ReviewItem]:
         """Every stored prediction (those stored after arrival number `after`), in arrival order."""
@@ -188,8 +241,15 @@ class TriageStore:
             raise KeyError(f"{self.path}: no prediction for post {post_id!r}")
         return self._item(row)
 
-    def _review(self, post_id: str, action: str, sql: str, args: tuple[Any, ...], label: str | None = None,
-                note: str | None = None) -> ReviewItem:
+    def _review(
+        self,
+        post_id: str,
+        action: str,
+        sql: str,
+        args: tuple[Any, ...],
+        label: str | None = None,
+        note: str | None = None,
+    ) -> ReviewItem:
         """Change a prediction's review state and log the action with its time, in one transaction."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
@@ -197,8 +257,10 @@ class TriageStore:
             if row is None:
                 raise KeyError(f"{self.path}: no prediction for post {post_id!r}")
             self.db.execute(f"UPDATE predictions SET {sql} WHERE post_id = ?", (*args, post_id))
-            self.db.execute("INSERT INTO feedback(post_id, action, label, model_label, note, at) VALUES (?, ?, ?, ?, ?, ?)",
-                            (post_id, action, label, row[0], note, _now()))
+            self.db.execute(
+                "INSERT INTO feedback(post_id, action, label, model_label, note, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (post_id, action, label, row[0], note, _now()),
+            )
             self.db.execute("COMMIT")
         except BaseException:
             self.db.execute("ROLLBACK")
@@ -218,8 +280,9 @@ class TriageStore:
 
     def feedback(self, post_id: str | None = None) -> list[Feedback]:
         sql = "SELECT post_id, action, label, model_label, note, at FROM feedback"
-        rows = self.db.execute(sql + (" WHERE post_id = ? ORDER BY id" if post_id else " ORDER BY id"),
-                               (post_id,) if post_id else ())
+        rows = self.db.execute(
+            sql + (" WHERE post_id = ? ORDER BY id" if post_id else " ORDER BY id"), (post_id,) if post_id else ()
+        )
         return [Feedback(*r) for r in rows]
 
 
