@@ -98,7 +98,7 @@ class OnnxRunner:
         self.name = f"{'trt' if self.backend == 'tensorrt' else 'ort'}-{v.name}"
         self.precision = v.precision
         self.size_mb = v.path.stat().st_size / 2**20
-        self.providers = list(self.engine.backend.providers)
+        self.providers = list(getattr(self.engine.backend, "providers", []))
 
     def predict(self, posts: Sequence[Post]) -> list[str]:
         return [p.label for p in self.engine.predict(posts)]

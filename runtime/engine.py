@@ -11,12 +11,13 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.backends.base import Backend
 from crisislens.runtime.backends.feeds import batch_dependent, image_inputs, run_per_post, slice_feeds
 from crisislens.runtime.backends.select import make_backend
+from crisislens.runtime.bundle.manifest import Bundle
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageError, TextEncoder, load_image, words_with_scores
 from crisislens.runtime.schema import Post, Prediction, TokenScore
@@ -59,12 +60,12 @@ class Engine:
 
     def __init__(
         self,
-        bundle: Any,
+        bundle: Bundle,
         variant: str | None = None,
         *,
         providers: Sequence[str] | None = None,
         threads: int | None = None,
-        backend: Any | None = None,
+        backend: Backend | None = None,
         image_batch: int = IMAGE_BATCH,
         prefer: str = "auto",
         engine_cache: Path | None = None,

@@ -11,26 +11,27 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
+from crisislens.runtime.backends.base import Backend
 from crisislens.runtime.backends.engines import EngineMismatch
 from crisislens.runtime.backends.gpu import GpuProbeError, TensorRTUnavailable
 from crisislens.runtime.backends.ort import OnnxBackend
 from crisislens.runtime.backends.trt import TensorRTBackend, TensorRTRuntimeError
+from crisislens.runtime.bundle.manifest import Bundle, Variant
 
 PREFERENCES = ("auto", "tensorrt", "onnxruntime")
 ENGINE_DIR = "engines"  # default engine cache: <bundle>/engines
 
 
 def make_backend(
-    bundle: Any,
+    bundle: Bundle,
     variant: str | None = None,
     *,
     prefer: str = "auto",
     engine_cache: str | Path | None = None,
     providers: Sequence[str] | None = None,
     threads: int | None = None,
-) -> tuple[Any, str]:
+) -> tuple[Backend, str]:
     """(backend, reason) for `bundle`'s `variant` (its default when None).
 
     - "auto": `TensorRTBackend` when tensorrt and cuda-python import, a GPU is found and
@@ -63,7 +64,9 @@ def make_backend(
     return backend, f"native TensorRT: {backend.path.name} matches this GPU, TensorRT and model ({backend.built_for})"
 
 
-def _onnxruntime(spec: Any, providers: Sequence[str] | None, threads: int | None, why: str) -> tuple[OnnxBackend, str]:
+def _onnxruntime(
+    spec: Variant, providers: Sequence[str] | None, threads: int | None, why: str
+) -> tuple[OnnxBackend, str]:
     backend = OnnxBackend(spec.path, providers=providers, threads=threads, quantization=spec.quantization)
     return backend, f"onnxruntime ({backend.providers[0]}); {why}"
 

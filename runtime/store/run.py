@@ -10,6 +10,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from crisislens.runtime.engine import Engine
 from crisislens.runtime.schema import Post, Prediction
 from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, TriageStore
 
@@ -71,7 +72,7 @@ class Progress:
 
 
 def triage(
-    engine: Any,
+    engine: Engine,
     posts: Sequence[Post],
     store: TriageStore,
     *,
