@@ -22,9 +22,10 @@ from crisislens.distill.leakage import KINDS, find_leaks
 from crisislens.runtime.cli import EXIT_OK, EXIT_PROBLEMS, Cli
 from crisislens.runtime.labels import LABEL_NAMES
 
-# The published CrisisMMD humanitarian benchmark (README): rows and rows with an image here.
-CRISISMMD_EXPECTED = {"train": (6126, 562), "dev": (998, 84), "test": (955, 80)}
-CRISISMMD_IMAGE_FILES = 1025  # files under images/crisismmd/srilanka_floods
+# The published CrisisMMD humanitarian benchmark (../shared/data/README.md): rows, and rows whose
+# photo is under images/crisismmd (the srilanka_floods and california_wildfires events).
+CRISISMMD_EXPECTED = {"train": (6126, 924), "dev": (998, 155), "test": (955, 158)}
+CRISISMMD_IMAGE_FILES = 2614  # files under images/crisismmd (1,025 Sri Lanka + 1,589 California)
 UNLABELLED = "unlabelled"
 
 Progress = Callable[[str], None]
@@ -99,10 +100,10 @@ def data_check(root: str | Path | None = None, *, near_threshold: float = 0.8,
     mmd = _section(mmd_report, all_mmd)
     mmd["images_missing"] = len(all_mmd) - mmd["images_found"]
     mmd["splits"] = per_split
-    mmd["image_files"] = _count_files(root / "images" / "crisismmd" / "srilanka_floods")
+    mmd["image_files"] = _count_files(root / "images" / "crisismmd")
     mmd["expected_image_files"] = CRISISMMD_IMAGE_FILES
     if mmd["image_files"] != CRISISMMD_IMAGE_FILES:
-        warnings.append(f"images/crisismmd/srilanka_floods: {mmd['image_files']:,} files; expected {CRISISMMD_IMAGE_FILES:,}")
+        warnings.append(f"images/crisismmd: {mmd['image_files']:,} files; expected {CRISISMMD_IMAGE_FILES:,}")
     sources["crisismmd"] = mmd
 
     say("reading HumAID")
@@ -176,7 +177,7 @@ def format_data_check(report: dict[str, Any], max_messages: int = 10) -> str:
     lines += _table(header, rows)
 
     mmd = sources["crisismmd"]
-    lines += ["", f"CrisisMMD humanitarian benchmark (image files under srilanka_floods: "
+    lines += ["", f"CrisisMMD humanitarian benchmark (image files under images/crisismmd: "
                   f"{mmd['image_files']:,}, expected {mmd['expected_image_files']:,})"]
     lines += _table(["split", "rows", "expected", "with image", "expected"],
                     [[s, v["rows"], v["expected_rows"], v["images_found"], v["expected_images"]]
