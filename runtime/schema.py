@@ -24,7 +24,10 @@ class Post:
     `image` is an absolute (resolved) path or None for a text-only post; `label` is a gold
     label when the source carries one (evaluation files); `warnings` are input problems the
     reader repaired (e.g. invalid UTF-8 replaced) — the post is still usable; `origin` is
-    where the reader found it, so a problem found later (in a run) can name the file and line.
+    where the reader found it, so a problem found later (in a run) can name the file and line;
+    `platform` (twitter, telegram, whatsapp) and `author` (a handle or a sender's name) say who
+    posted it where, when the archive says so; `original_text` is the text as read when the
+    reader repaired it (mojibake), None when `text` is what the input held.
     """
 
     id: str
@@ -36,6 +39,9 @@ class Post:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: tuple[str, ...] = ()
     origin: str | None = None  # where the reader found it: FILE:LINE, or the file of a folder post
+    platform: str | None = None
+    author: str | None = None
+    original_text: str | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.id, str) or not self.id.strip():
@@ -70,6 +76,9 @@ class Post:
             metadata=dict(data.get("metadata") or {}),
             warnings=tuple(data.get("warnings") or ()),
             origin=data.get("origin"),
+            platform=data.get("platform"),
+            author=data.get("author"),
+            original_text=data.get("original_text"),
         )
 
     def to_json(self) -> str:
