@@ -69,6 +69,22 @@ def register(cli: Cli) -> None:
     c.add_argument("--variants", default=None, help="comma-separated variants (default: all of the bundle's)")
     c.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
 
+    s = export.command(
+        "skip-tower",
+        "put each bundle variant's image tower behind an If: batches without a photo skip it",
+        _skip_tower,
+        description=(
+            "Graph surgery on the bundle's ONNX files (no checkpoint needed): the image tower runs only\n"
+            "when a post of the call has a photo; otherwise its output is a constant, the tower's own\n"
+            "output on the zero placeholder. Every variant's outputs are checked against the original\n"
+            "on held-out posts (text-only, with photos, mixed) before the files and the manifest's\n"
+            "hashes are rewritten; the bundle gets a new hash. Variants already rewritten are left as is."
+        ),
+    )
+    s.add_argument("--bundle", type=Path, required=True, help="bundle folder to rewrite")
+    s.add_argument("--dataset", default="crisismmd:dev", help="posts to check outputs on (default crisismmd:dev)")
+    s.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+
     t = export.command(
         "tensorrt",
         "build (or reuse) a TensorRT engine from an exported ONNX variant; writes the trtexec command too",
@@ -158,6 +174,26 @@ def _calibrate(args: argparse.Namespace) -> int:
     for name, r in result.items():
         print(f"{name}: temperature {r['temperature']:.3f} on {r['n']} {args.dataset} posts; "
               f"NLL {r['nll_before']:.4f} -> {r['nll_after']:.4f}, ECE {r['ece_before']:.4f} -> {r['ece_after']:.4f}")
+    return 0
+
+
+def _skip_tower(args: argparse.Namespace) -> int:
+    from crisislens.evaluation.datasets import dataset_inputs
+    from crisislens.export.skip_tower import check_feeds, rewrite_bundle
+    from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.settings import data_root
+
+    try:
+        inputs, images = dataset_inputs(args.dataset, data_root(args.data_root))
+        result = rewrite_bundle(args.bundle, check_feeds(args.bundle, inputs, images))
+    except (BundleError, FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from None
+    for name, r in result.items():
+        if "skipped" in r:
+            print(f"{name}: left as is ({r['skipped']})")
+        else:
+            print(f"{name}: tower behind an If, {r['was_bytes']} -> {r['bytes']} bytes, "
+                  f"outputs within {r['max_abs_diff']:g} of the original")
     return 0
 
 
