@@ -12,12 +12,13 @@ Conventions:
   classes); names match case-insensitively, every other field goes to `Post.metadata`.
   A JSON id may be a string or an integer, never a float (tweet ids lose digits as floats).
 - .csv is RFC 4180 (the delimiter is sniffed only when the header has no comma); .tsv is
-  tab-separated with the same quoting; a broken quote (end of file inside quotes, text after a
-  closing quote) is a row error, reported with the lines it took.
-  A CrisisMMD task file (header with event_name, image_id, image) has no quoting (a quote is
-  text) and one post per image: id = image_id; tweet_id and event_name go to metadata.
+  tab-separated without quoting (tweets are not quoted data: a quote is text); in a .csv a broken
+  quote (never closed, text after a closing quote) costs the row of its own line, and reading
+  goes on with the next line.
+  A CrisisMMD task file (header with event_name, image_id, image) is a .tsv with one post per image: id = image_id; tweet_id and event_name go to metadata.
 - Image paths are relative to the input file's folder, or to `image_root` (where a CrisisMMD
-  `data_image/` prefix is dropped); after resolving links they must stay inside that folder.
+  `data_image/` prefix is dropped); after resolving links they must stay inside that folder
+  (a path that leaves it costs the photo, like a missing one: the text is still read).
   A folder input reads its own `ID.txt` / `ID.jpg` files, in id order, whatever `image_root`.
 - Text that is empty or only whitespace counts as no text (`Post.text` is None).
 - A post id is used once per read, across all inputs: the first row that was kept wins.

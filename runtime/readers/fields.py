@@ -108,7 +108,12 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
     else:
         ref = _optional_str(values, "image")
         if ref is not None:
-            image = _resolve_image(ref, inp)
+            try:
+                image = _resolve_image(ref, inp)
+            except _RowError as exc:  # like a missing photo: the text is still worth triaging
+                if text is None:
+                    raise
+                raw.warnings.append(f"{exc}; read as text-only")
     if image is not None and not _is_file(image):
         shown = str(ref) if isinstance(ref, str) else image.name
         if text is None:

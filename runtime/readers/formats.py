@@ -8,6 +8,7 @@ import codecs
 import csv
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -80,7 +81,7 @@ def _replace_surrogates(obj: dict[str, Any]) -> bool:
 
 
 class _CrisisMMDDialect(csv.Dialect):
-    """CrisisMMD task files: tab-separated, no quoting (tweets start with quotes)."""
+    """CrisisMMD task files and every .tsv: tab-separated, no quoting (tweets start with quotes)."""
 
     delimiter = "\t"
     quotechar = '"'
@@ -94,14 +95,69 @@ def _table_dialect(suffix: str, header_line: str, sample: str) -> tuple[type[csv
     """(dialect, is CrisisMMD); sniff only a .csv whose header has no comma."""
     if _CRISISMMD_MARKERS <= {name.strip().lower() for name in header_line.split("\t")}:
         return _CrisisMMDDialect, True
-    if suffix == ".tsv":
-        return csv.excel_tab, False
+    if suffix == ".tsv":  # tweets are not quoted data: a leading quote is text, not an open field
+        return _CrisisMMDDialect, False
     if "," in header_line:
         return csv.excel, False
     try:
         return csv.Sniffer().sniff(sample, delimiters=",;\t|"), False
     except csv.Error:
         return csv.excel, False
+
+
+MAX_RECORD_LINES = 300  # the most physical lines one quoted CSV field may span
+
+
+class _LineReader:
+    """`csv.reader(handle, dialect, strict=True)` that loses one physical line, not the rest of
+    the file, to a stray quote: a record whose quote never closes (end of file, or more than
+    `MAX_RECORD_LINES` lines), that has text after a closing quote, or that spans several lines
+    without the header's field count raises `csv.Error` for its first line only, and reading
+    resumes on the next line. `line_num` counts physical lines read, like csv.reader's."""
+
+    def __init__(self, handle: Iterator[str], dialect: type[csv.Dialect] | csv.Dialect):
+        self._source = iter(handle)
+        self._again: list[str] = []  # lines read ahead by a bad record, to read again (reversed)
+        self._dialect = dialect
+        self._fields: int | None = None  # the header's field count: the first record's
+        self.line_num = 0
+
+    def __iter__(self) -> _LineReader:
+        return self
+
+    def _line(self) -> str | None:
+        return self._again.pop() if self._again else next(self._source, None)
+
+    def __next__(self) -> list[str]:
+        first = self._line()
+        if first is None:
+            raise StopIteration
+        taken = [first]
+
+        def lines() -> Iterator[str]:
+            yield first
+            while len(taken) < MAX_RECORD_LINES and (line := self._line()) is not None:
+                taken.append(line)
+                yield line
+
+        problem = None
+        try:
+            row = next(csv.reader(lines(), self._dialect, strict=True), [])
+        except csv.Error as exc:
+            problem = str(exc)
+            if problem == "unexpected end of data":
+                problem = "a quote opened on this line is never closed; the line is skipped"
+        else:
+            if len(taken) > 1 and self._fields is not None and len(row) != self._fields:
+                problem = f"a quote opened on this line runs over {len(taken)} lines; the line is skipped"
+        if problem is None:
+            self.line_num += len(taken)
+            if self._fields is None:
+                self._fields = len(row)
+            return row
+        self._again.extend(reversed(taken[1:]))
+        self.line_num += 1
+        raise csv.Error(problem)
 
 
 def _table_columns(header: list[str], aliases: dict[str, tuple[str, ...]]) -> tuple[list[str | None], str | None]:
