@@ -15,7 +15,8 @@ Conventions:
   tab-separated without quoting (tweets are not quoted data: a quote is text); in a .csv a broken
   quote (never closed, text after a closing quote) costs the row of its own line, and reading
   goes on with the next line.
-  A CrisisMMD task file (header with event_name, image_id, image) is a .tsv with one post per image: id = image_id; tweet_id and event_name go to metadata.
+  A CrisisMMD task file (header with event_name, image_id, image) is a .tsv with one post per
+  image: id = image_id; tweet_id and event_name go to metadata.
 - Image paths are relative to the input file's folder, or to `image_root` (where a CrisisMMD
   `data_image/` prefix is dropped); after resolving links they must stay inside that folder
   (a path that leaves it costs the photo, like a missing one: the text is still read).
@@ -48,8 +49,8 @@ from crisislens.runtime.readers.fields import (
 )
 from crisislens.runtime.readers.formats import (
     _SURROGATE,
-    _LineReader,
     _folder_row,
+    _LineReader,
     _parse_json_line,
     _table_columns,
     _table_dialect,
