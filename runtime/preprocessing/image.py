@@ -24,6 +24,7 @@ that cannot be used raise `ImageError` (images) or give an empty text with a war
 from __future__ import annotations
 
 import re
+import stat
 import threading
 import warnings as _warnings
 from collections.abc import Iterator, Mapping
@@ -39,6 +40,12 @@ from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.preprocessing.config import _check_int, _config_from_dict, _float_triple
 
 RESIZE_MODES = ("shorter_then_center_crop",)
+# The formats photos in posts come in. Every other Pillow plugin stays closed to untrusted files
+# (a `.jpg` holding PostScript would otherwise reach the EPS plugin and Ghostscript).
+PHOTO_FORMATS = ("JPEG", "PNG", "GIF", "WEBP", "BMP", "TIFF")  # JPEG includes MPO (phone photos)
+# The shorter side is scaled to `size` before the crop: a 1 x 200,000 strip would become
+# 224 x 44,800,000 pixels. Panoramas stay far below this; such strips are refused from the header.
+MAX_ASPECT_RATIO = 50
 
 
 @dataclass(frozen=True)
@@ -151,10 +158,12 @@ def _check_file(path: Path) -> None:
     if not path.exists():
         raise ImageError(path, "file not found")
     try:
-        empty = path.stat().st_size == 0
+        info = path.stat()
     except OSError as exc:
         raise ImageError(path, f"cannot read file ({exc.strerror})") from None
-    if empty:
+    if not stat.S_ISREG(info.st_mode):  # a FIFO or a device would block the read forever
+        raise ImageError(path, "not a regular file (a pipe, socket or device); not read")
+    if info.st_size == 0:
         raise ImageError(path, "empty file (0 bytes)")
 
 
@@ -165,7 +174,7 @@ def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
         # Pillow warns (not raises) between 1x and 2x its limit: make that a refusal too.
         _warnings.simplefilter("error", Image.DecompressionBombWarning)
         try:
-            image = Image.open(path)
+            image = Image.open(path, formats=PHOTO_FORMATS)
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
             found = _BOMB_PIXELS.search(str(exc))
             pixels = f"{int(found.group(1)):,} pixels" if found else "its size"
@@ -176,6 +185,7 @@ def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
                 "(possible decompression bomb)",
             ) from None
         except UnidentifiedImageError:
+            # A format outside PHOTO_FORMATS is "unknown" here too: its plugin never sees the file.
             raise ImageError(path, "not an image file (unknown format or damaged header)") from None
         except OSError as exc:
             if exc.errno is None:  # Pillow's own parse errors carry no errno
@@ -193,10 +203,26 @@ def _opened(path: Path, config: ImageConfig) -> Iterator[Image.Image]:
                 )
             if width == 0 or height == 0:
                 raise ImageError(path, f"image has no pixels ({width}x{height})")
+            if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
+                raise ImageError(
+                    path,
+                    f"image too elongated: {width}x{height} has an aspect ratio over {MAX_ASPECT_RATIO}:1 "
+                    "(resizing it would take gigabytes)",
+                )
             yield image
 
 
 def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarray, list[str]]:
+    """One decoding attempt. Pillow's warnings about the file (corrupt EXIF, skipped tags) become
+    the photo's notes instead of lines on stderr through the progress bar."""
+    with _warnings.catch_warnings(record=True) as caught:
+        _warnings.simplefilter("always")
+        pixels, notes = _decode_open(path, config, partial=partial)
+    said = dict.fromkeys(f"image metadata: {w.message}" for w in caught if issubclass(w.category, UserWarning))
+    return pixels, notes + list(said)
+
+
+def _decode_open(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarray, list[str]]:
     """One decoding attempt; everything happens while the file is open (closing drops the pixels)."""
     with _opened(path, config) as image:
         notes: list[str] = []
