@@ -34,7 +34,8 @@ from crisislens.distill.features import example_key
 from crisislens.distill.student import RationaleStudent, load_student, student_image_config, student_image_tower
 from crisislens.distill.teacher import ImageTower, TeacherInputs
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
-from crisislens.distill.train_teacher import assemble, build_features, minilm_encoder
+from crisislens.distill.assembly import assemble
+from crisislens.distill.features import build_features, minilm_encoder
 from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, load_image

@@ -21,7 +21,10 @@ from crisislens.distill import data as D
 from crisislens.distill.baseline import run_baseline
 from crisislens.distill.features import example_key
 from crisislens.distill.teacher import CrossModalRationaleTeacher, TeacherConfig, TeacherInputs, build_teacher
-from crisislens.distill.train_teacher import Features, Sets, TrainConfig, assemble, build_features, minilm_encoder
+from crisislens.distill.assembly import Sets, assemble
+from crisislens.distill.features import Features, build_features, minilm_encoder
+from crisislens.distill.loop import load_checkpoint
+from crisislens.distill.train_teacher import TrainConfig
 from crisislens.distill.unimodal import load_unimodal, predict_probs
 from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
@@ -49,7 +52,7 @@ def split_by_image(rows: Sequence[D.Example]) -> dict[str, list[int]]:
 
 
 def load_teacher(path: Path) -> CrossModalRationaleTeacher:
-    ckpt = torch.load(path, weights_only=False)
+    ckpt = load_checkpoint(path)
     model = build_teacher(TeacherConfig.from_dict(ckpt["config"]))
     model.load_state_dict(ckpt["model"])
     return model.eval()

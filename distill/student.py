@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+from pathlib import Path
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -386,7 +387,9 @@ def save_student(model: RationaleStudent, path: Any, extra: dict[str, Any] | Non
 
 
 def load_student(path: Any, image_tower: nn.Module | None = None) -> RationaleStudent:
-    ckpt = torch.load(path, weights_only=False, map_location="cpu")
+    from crisislens.distill.loop import load_checkpoint
+
+    ckpt = load_checkpoint(Path(path))
     model = build_student(StudentConfig.from_dict(ckpt["config"]), ckpt["bert_config"], image_tower)
     missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
     bad = [k for k in missing if not k.startswith("image.")]

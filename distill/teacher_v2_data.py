@@ -28,7 +28,8 @@ import numpy as np
 from crisislens.distill import data as D
 from crisislens.distill.features import rationale_tokens
 from crisislens.distill.pretrained import mpnet_dir
-from crisislens.distill.train_teacher import TrainConfig, assemble
+from crisislens.distill.assembly import assemble
+from crisislens.distill.train_teacher import TrainConfig
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import clean_text
 

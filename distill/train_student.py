@@ -1,7 +1,7 @@
 """Distilling the teacher into the student: cached teacher outputs, cached frozen features,
 the loop (seeded, resumable, early stopping on CrisisMMD dev Macro-F1).
 
-The data are the teacher's (`train_teacher.assemble`, same seed): CrisisMMD train, the HumAID
+The data are the teacher's (`assembly.assemble`, same seed): CrisisMMD train, the HumAID
 pool (a fresh sample each epoch), the Nepal rationales and the labelled photos -- plus
 synthetic **transfer pairs** (`transfer_pairs`): only 562 training posts have both a text and a
 photo here, too few to learn the teacher's text-to-patch transfer from, so training texts are
@@ -26,7 +26,28 @@ import numpy as np
 import torch
 
 from crisislens.distill import data as D
-from crisislens.distill.features import build_image_cache, build_text_cache, example_key
+from crisislens.distill.assembly import Sets, assemble, epoch_examples
+from crisislens.distill.features import (
+    MINILM_ID,
+    Features,
+    bucketed,
+    build_image_cache,
+    build_text_cache,
+    example_key,
+    minilm_encoder,
+)
+from crisislens.distill.loop import (
+    EpochLoop,
+    WarmupLinear,
+    class_weights,
+    make_optimizer,
+    mean_parts,
+    new_state,
+    resume_from,
+    run_epochs,
+    run_summary,
+    set_seed,
+)
 from crisislens.distill.student import (
     DistillWeights,
     RationaleStudent,
@@ -41,26 +62,7 @@ from crisislens.distill.student import (
 )
 from crisislens.distill.teacher import TeacherInputs
 from crisislens.distill.teacher_outputs import AlignmentStore, TeacherOutputsError, TeacherOutputStore, merge_outputs
-from crisislens.distill.train_teacher import (
-    MINILM_ID,
-    Features,
-    EpochLoop,
-    Sets,
-    TrainConfig,
-    WarmupLinear,
-    _bucketed,
-    _epoch_examples,
-    assemble,
-    class_weights,
-    make_optimizer,
-    mean_parts,
-    minilm_encoder,
-    new_state,
-    resume_from,
-    run_epochs,
-    run_summary,
-    set_seed,
-)
+from crisislens.distill.train_teacher import TrainConfig
 from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.preprocessing import ImageConfig
@@ -262,10 +264,10 @@ def train_student(config: StudentTrainConfig, resume: bool = True) -> dict[str, 
     weights = class_weights([e.label for rows in sets.train.values() for e in rows])  # type: ignore[misc]
     last = out / "last.pt"
     state = (resume_from(last, model, optimizer) if resume else None) or new_state()
-    steps_per_epoch = (len(_epoch_examples(sets, tconfig, 0)) + len(pairs) + config.batch_size - 1) // config.batch_size
+    steps_per_epoch = (len(epoch_examples(sets, tconfig, 0)) + len(pairs) + config.batch_size - 1) // config.batch_size
     loop = EpochLoop(
         model=model, optimizer=optimizer, schedule=WarmupLinear(optimizer, steps_per_epoch, config.epochs), last=last,
-        batches=lambda epoch: _bucketed(_epoch_examples(sets, tconfig, epoch) + pairs, features, config.batch_size,
+        batches=lambda epoch: bucketed(epoch_examples(sets, tconfig, epoch) + pairs, features, config.batch_size,
                                         random.Random(config.seed + epoch)),
         step_loss=lambda batch: batch_loss(model, batch, features, store, alignment, config.loss, weights),
         dev=lambda: dev_scores(model, features, sets.dev),
@@ -301,7 +303,7 @@ def teacher_run(config: StudentTrainConfig) -> TeacherRun:
     """Load the teacher and its features, and list every example distillation and its report
     use (the transfer pairs included, each key once)."""
     from crisislens.distill.eval_teacher import cached_batches, load_teacher
-    from crisislens.distill.train_teacher import build_features
+    from crisislens.distill.features import build_features
 
     root = D.resolve_data_root(config.data_root)
     tconfig = config.teacher_config()

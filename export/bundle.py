@@ -35,7 +35,9 @@ def student_info(student_path: Path) -> dict[str, Any]:
     """What the runtime needs to know about the model (rationale rules, grid), from the checkpoint."""
     import torch
 
-    ckpt = torch.load(student_path, weights_only=False, map_location="cpu")
+    from crisislens.distill.loop import load_checkpoint
+
+    ckpt = load_checkpoint(student_path)
     c = ckpt["config"]
     return {"architecture": "crisislens-rationale-student", "text_layers": c["text_layers"],
             "fusion_layers": 1, "hidden": c["hidden"], "image_tower": "efficientnet-lite0",

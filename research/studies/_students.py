@@ -43,7 +43,7 @@ class TeacherSide(NamedTuple):
 
     config: Any  # StudentTrainConfig
     root: Path
-    sets: Any  # train_teacher.Sets
+    sets: Any  # assembly.Sets
     store: Any  # TeacherOutputStore
 
 
@@ -53,7 +53,7 @@ def teacher_side(data_root: str | None) -> TeacherSide:
     from crisislens.distill import data as D
     from crisislens.distill.teacher_outputs import TeacherOutputStore
     from crisislens.distill.train_student import DEFAULT_OUTPUTS, StudentTrainConfig
-    from crisislens.distill.train_teacher import assemble
+    from crisislens.distill.assembly import assemble
 
     config = StudentTrainConfig(data_root=str(D.cli_data_root(data_root)), outputs=DEFAULT_OUTPUTS)
     root = D.resolve_data_root(config.data_root)
@@ -64,7 +64,7 @@ def teacher_side(data_root: str | None) -> TeacherSide:
 def shipped_teacher(side: TeacherSide) -> tuple[Any, Any]:
     """(the teacher the student was distilled from, evaluated; its cached input features for `side`'s sets)."""
     from crisislens.distill.eval_teacher import load_teacher
-    from crisislens.distill.train_teacher import build_features, minilm_encoder
+    from crisislens.distill.features import build_features, minilm_encoder
 
     tconfig = side.config.teacher_config()
     teacher = load_teacher(Path(side.config.teacher) / "best.pt").eval()

@@ -41,7 +41,8 @@ from crisislens.distill.train_student import (
     student_outputs,
     transfer_pairs,
 )
-from crisislens.distill.train_teacher import Features, _bucketed, optimizer_step
+from crisislens.distill.features import Features, bucketed
+from crisislens.distill.loop import optimizer_step
 
 from _report import publish, run_line  # research/studies/_report.py
 from _students import (  # research/studies/_students.py
@@ -84,7 +85,7 @@ def tune_patch_side(model: RationaleStudent, feats: Features, rows: list[D.Examp
     done, history = 0, []
     for epoch in range(epochs):
         model.train()
-        for batch in _bucketed(list(rows), feats, 32, random.Random(seed + epoch)):
+        for batch in bucketed(list(rows), feats, 32, random.Random(seed + epoch)):
             for group in optimizer.param_groups:
                 group["lr"] = lr * (1 - done / total)
             done += 1

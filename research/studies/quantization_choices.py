@@ -32,7 +32,8 @@ import numpy as np
 
 from crisislens.distill import data as D
 from crisislens.distill.eval_student import interleaved_ms
-from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
+from crisislens.distill.features import minilm_encoder
+from crisislens.distill.train_teacher import TrainConfig
 from crisislens.export.onnx_export import ort_session, run_ort
 from crisislens.export.pipeline import ExportConfig, calibration_feeds, feeds_for
 from crisislens.export.quantize import TEXT_OPERATORS, gelu_projections, quantize_dynamic, quantize_static_qdq

@@ -26,7 +26,7 @@ from crisislens.distill.eval_teacher import load_teacher
 from crisislens.distill.student import load_student, student_image_config, student_image_tower
 from crisislens.distill.teacher import ImageTower
 from crisislens.distill.train_student import StudentTrainConfig
-from crisislens.distill.train_teacher import minilm_encoder
+from crisislens.distill.features import minilm_encoder
 from crisislens.runtime.preprocessing import ImageConfig
 
 from _report import publish, run_line  # research/studies/_report.py

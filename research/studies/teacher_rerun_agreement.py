@@ -28,7 +28,7 @@ from crisislens.distill.eval_student import agreement
 from crisislens.distill.eval_teacher import cached_batches, load_teacher, teacher_outputs
 from crisislens.distill.features import example_key
 from crisislens.distill.teacher_outputs import TeacherOutputStore, file_sha256
-from crisislens.distill.train_teacher import build_features, minilm_encoder
+from crisislens.distill.features import build_features, minilm_encoder
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.evaluation.metrics import classification_report, set_iou
 from _report import publish, run_line  # research/studies/_report.py

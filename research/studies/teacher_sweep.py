@@ -86,7 +86,9 @@ def prepare(out: Path, data_root: str | None, limit: int = 0) -> None:
     from crisislens.distill import data as D
     from crisislens.distill.features import rationale_tokens
     from crisislens.distill.teacher import load_minilm
-    from crisislens.distill.train_teacher import TrainConfig, assemble, minilm_encoder
+    from crisislens.distill.assembly import assemble
+    from crisislens.distill.features import minilm_encoder
+    from crisislens.distill.train_teacher import TrainConfig
     from crisislens.runtime.labels import label_index
 
     config = TrainConfig(data_root=str(D.cli_data_root(data_root)))
@@ -235,8 +237,8 @@ def train_recipe(recipe: Recipe, rows: Rows, bert: Any, device: Any, deadline: f
     import torch
 
     from crisislens.distill.teacher import LossWeights, build_teacher, teacher_loss
-    from crisislens.distill.train_teacher import (WarmupLinear, class_weights, length_batches, make_optimizer,
-                                                  optimizer_step, set_seed)
+    from crisislens.distill.loop import (WarmupLinear, class_weights, length_batches, make_optimizer, optimizer_step,
+                                         set_seed)
     from crisislens.runtime.labels import LABEL_NAMES
 
     set_seed(recipe.seed)
