@@ -112,7 +112,10 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batching: bool = True
         )
         parser.add_argument("--batch-size", type=int, default=32)
         parser.add_argument(
-            "--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)"
+            "--threads",
+            type=int,
+            default=None,
+            help="ONNX Runtime intra-op threads per model call (default: all cores; triage: 1 per worker)",
         )
         parser.add_argument(
             "--providers", default=None, metavar="P1,P2", help="ONNX Runtime execution providers, in order"

@@ -75,6 +75,13 @@ def register(cli: Cli) -> None:
     t.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle folder")
     t.add_argument("--out", type=Path, default=Path("triage.sqlite"), help="SQLite store (default: triage.sqlite)")
     add_engine_options(t)
+    t.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="model calls at once, each on --threads threads (default: one single-threaded worker per core "
+        "on a CPU, one on a GPU)",
+    )
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
     x.add_argument("store", type=Path, help="triage SQLite store")
@@ -111,13 +118,16 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.backends.engines import EngineMismatch
     from crisislens.runtime.bundle import BundleError, load_bundle
     from crisislens.runtime.engine import Engine
+    from crisislens.runtime.parallel import choose, for_backend
     from crisislens.runtime.store import StoreError, TriageStore, triage
 
     providers = comma_list(args.providers)
     try:
+        cores = choose(args.workers, args.threads)
         engine = Engine(
-            load_bundle(args.bundle), args.variant, threads=args.threads, providers=providers, prefer=args.backend
+            load_bundle(args.bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
         )
+        cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
         report = read_posts(args.inputs, image_root=args.image_root)
         store = TriageStore(args.out)
     except (
@@ -132,7 +142,7 @@ def _triage(args: argparse.Namespace) -> int:
     ) as exc:
         raise CliError(printable(str(exc))) from None
     if not args.quiet:
-        print(f"backend: {engine.backend_reason}", file=sys.stderr)
+        print(f"backend: {engine.backend_reason}; {cores.describe()}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
     with store:
         try:
@@ -144,6 +154,7 @@ def _triage(args: argparse.Namespace) -> int:
                 classes=comma_list(args.classes),
                 read_errors=read_errors,
                 progress=not args.quiet,
+                workers=cores.workers,
             )
         except ValueError as exc:
             raise CliError(printable(str(exc))) from None

@@ -6,11 +6,12 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from crisislens.runtime.engine import Engine
+from crisislens.runtime.parallel import in_order
 from crisislens.runtime.schema import Post, Prediction
 from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, TriageStore
 
@@ -82,10 +83,12 @@ def triage(
     progress: bool = True,
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    workers: int = 1,
 ) -> TriageResult:
     """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
     is called once before the first batch (done 0) and after each stored batch; `should_stop()` is
-    asked before each batch (a stopped run is `interrupted` and resumes like one)."""
+    asked before each batch (a stopped run is `interrupted` and resumes like one). `workers`
+    batches are predicted at once (`crisislens.runtime.parallel`); the store is written here only."""
     started = time.perf_counter()
     done = store.done_ids()
     pending, seen = [], set()
@@ -106,23 +109,11 @@ def triage(
         on_batch(0, len(pending))
     predicted = errors = 0
     interrupted = False
+    stopped: list[bool] = []
     try:
-        for batch in bucketed(pending, batch_size):
-            if should_stop is not None and should_stop():
-                interrupted = True
-                break
-            items: list[tuple[Post, Prediction]] = []
-            errs: list[tuple[str | None, str, str]] = []
-            try:
-                items = list(zip(batch, engine.predict(batch, classes=classes)))
-            except Exception:  # one bad batch: retry post by post, record the ones that fail
-                for post in batch:
-                    try:
-                        items.append((post, engine.predict([post], classes=classes)[0]))
-                    except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
-                        errs.append((post.id, _where(post), f"{PREDICTION_FAILED}: {type(exc).__name__}: {exc}"))
-            items, empty = _with_evidence(items)
-            errs.extend(empty)
+        # Workers predict, this thread alone writes the store, batch by batch in input order.
+        batches = _until_stopped(bucketed(pending, batch_size), should_stop, stopped)
+        for batch, (items, errs) in in_order(lambda b: _predict_batch(engine, b, classes), batches, workers):
             store.write_batch(items, sha, variant, errs)
             predicted += len(items)
             errors += len(errs)
@@ -136,6 +127,7 @@ def triage(
         if bar:
             bar.update(0, force=True)
             bar.close()
+    interrupted = interrupted or bool(stopped)
     return TriageResult(
         str(store.path),
         len(posts),
@@ -145,6 +137,37 @@ def triage(
         round(time.perf_counter() - started, 2),
         interrupted,
     )
+
+
+def _predict_batch(
+    engine: Engine, batch: list[Post], classes: Sequence[str] | None
+) -> tuple[list[tuple[Post, Prediction]], list[tuple[str | None, str, str]]]:
+    """(predictions, errors) of one batch, on a worker: a failing batch is retried post by post,
+    and the posts that still fail, or that the model saw nothing of, become errors."""
+    items: list[tuple[Post, Prediction]] = []
+    errs: list[tuple[str | None, str, str]] = []
+    try:
+        items = list(zip(batch, engine.predict(batch, classes=classes)))
+    except Exception:  # one bad batch: retry post by post, record the ones that fail
+        for post in batch:
+            try:
+                items.append((post, engine.predict([post], classes=classes)[0]))
+            except Exception as exc:  # noqa: BLE001 - any failure is recorded, never lost
+                errs.append((post.id, _where(post), f"{PREDICTION_FAILED}: {type(exc).__name__}: {exc}"))
+    items, empty = _with_evidence(items)
+    errs.extend(empty)
+    return items, errs
+
+
+def _until_stopped(
+    batches: Iterable[list[Post]], should_stop: Callable[[], bool] | None, stopped: list[bool]
+) -> Iterator[list[Post]]:
+    """`batches` until `should_stop()` says so (asked before each; `stopped` then gets a True)."""
+    for batch in batches:
+        if should_stop is not None and should_stop():
+            stopped.append(True)
+            return
+        yield batch
 
 
 def _with_evidence(

@@ -1,0 +1,187 @@
+"""Speed without changing a prediction: workers x threads chosen from the cores, batches run on
+workers and stored in input order from one place (resume and kill -9 kept), the image tower
+skipped for batches without a photo, and the input read in bounded windows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from crisislens.runtime.cli import main
+from crisislens.runtime.parallel import Parallelism, choose, for_backend, in_order
+from crisislens.runtime.store import TriageStore
+
+FIXTURES = Path(__file__).parent / "fixtures" / "posts"
+
+
+def write_posts(path: Path, n: int, image: str | None = None) -> Path:
+    with path.open("w") as f:
+        for i in range(n):
+            row = {"id": f"p{i:05d}", "text": f"flood water rising near bridge {i} " * (1 + i % 4)}
+            if image and i % 3 == 0:
+                row["image"] = image
+            f.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_workers_and_threads_fill_the_cores():
+    assert choose(available=8) == Parallelism(8, 1)  # default: one single-threaded worker per core
+    assert choose(workers=2, available=8) == Parallelism(2, 4)
+    assert choose(threads=2, available=8) == Parallelism(4, 2)
+    assert choose(workers=3, threads=3, available=2) == Parallelism(3, 3)  # asked for: kept
+    assert choose(workers=0, threads=-1, available=1) == Parallelism(1, 1)
+    assert choose(workers=4, available=2) == Parallelism(4, 1)
+    # a GPU session runs one call at a time unless workers are asked for
+    assert for_backend(Parallelism(8, 1), ["CUDAExecutionProvider", "CPUExecutionProvider"], False).workers == 1
+    assert for_backend(Parallelism(8, 1), ["CPUExecutionProvider"], False).workers == 8
+    assert for_backend(Parallelism(3, 1), ["CUDAExecutionProvider"], True).workers == 3
+
+
+def test_in_order_keeps_the_order_and_bounds_what_is_in_flight():
+    lock = threading.Lock()
+    started: list[int] = []
+
+    def slow(i: int) -> int:
+        with lock:
+            started.append(i)
+        time.sleep(0.001 * (7 - i % 7))  # later items often finish first
+        return i * i
+
+    yielded = []
+    for item, result in in_order(slow, range(60), workers=3, ahead=1):
+        assert result == item * item
+        yielded.append(item)
+        with lock:
+            assert len(started) - len(yielded) <= 3 * 2  # bounded: the input is read lazily
+    assert yielded == list(range(60))
+    assert list(in_order(lambda x: -x, [1, 2], workers=1)) == [(1, -1), (2, -2)]
+
+
+def test_in_order_raises_at_the_failing_item_and_starts_nothing_more():
+    ran: list[int] = []
+
+    def fn(i: int) -> int:
+        ran.append(i)
+        if i == 3:
+            raise RuntimeError("boom")
+        return i
+
+    got = []
+    with pytest.raises(RuntimeError, match="boom"):
+        for item, _ in in_order(fn, range(1000), workers=2, ahead=1):
+            got.append(item)
+    assert got == [0, 1, 2]
+    assert len(ran) < 20
+
+
+def _stored(path: Path) -> dict[str, tuple[str, str]]:
+    with TriageStore(path) as s:
+        return {r["post_id"]: (r["prediction"]["label"], json.dumps(r["prediction"]["probabilities"])) for r in s.rows()}
+
+
+def test_workers_store_the_same_predictions_as_one_worker(tiny_bundle, tmp_path):
+    (tmp_path / "bridge.jpg").write_bytes((FIXTURES / "images" / "bridge.jpg").read_bytes())
+    posts = write_posts(tmp_path / "posts.jsonl", 50, image="bridge.jpg")
+    base = ["triage", str(posts), "--bundle", str(tiny_bundle), "--batch-size", "4", "--quiet"]
+    assert main([*base, "--out", str(tmp_path / "one.sqlite"), "--workers", "1", "--threads", "1"]) == 0
+    assert main([*base, "--out", str(tmp_path / "three.sqlite"), "--workers", "3", "--threads", "1"]) == 0
+    one, three = _stored(tmp_path / "one.sqlite"), _stored(tmp_path / "three.sqlite")
+    assert len(one) == 50 and one == three
+
+
+def test_kill_9_with_workers_loses_nothing_committed(tiny_bundle, tmp_path):
+    """Workers predict, one thread writes: a SIGKILL mid-run leaves a sound store of whole rows,
+    and a rerun completes the rest with each post exactly once."""
+    n = 3000
+    posts = write_posts(tmp_path / "posts.jsonl", n)
+    store = tmp_path / "t.sqlite"
+    cmd = [sys.executable, "-m", "crisislens.runtime", "triage", str(posts), "--bundle", str(tiny_bundle),
+           "--out", str(store), "--batch-size", "4", "--quiet", "--workers", "3", "--threads", "1"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    stored = 0
+    while time.time() < deadline and proc.poll() is None:
+        time.sleep(0.3)
+        if store.exists():
+            try:
+                with sqlite3.connect(store, timeout=5) as db:
+                    stored = db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+            except sqlite3.OperationalError:
+                continue
+            if stored >= 40:
+                break
+    if proc.poll() is not None:
+        pytest.fail(f"triage finished or died before it could be killed (rc {proc.returncode}, {stored} stored)")
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    with sqlite3.connect(store) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert 0 < db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0] < n
+        for (pred,) in db.execute("SELECT prediction FROM predictions"):
+            json.loads(pred)
+    assert main(["triage", str(posts), "--bundle", str(tiny_bundle), "--out", str(store), "--quiet"]) == 0
+    with sqlite3.connect(store) as db:
+        ids = [r[0] for r in db.execute("SELECT post_id FROM predictions")]
+    assert len(ids) == n and len(set(ids)) == n
+
+
+def test_the_tower_behind_an_if_gives_the_same_outputs(tiny_bundle, tmp_path):
+    """`export skip-tower` on a bundle: the tower is only in the If's branch, and text-only,
+    photo and mixed batches give the outputs of the original graph."""
+    import onnx
+    import onnxruntime as ort
+
+    from crisislens.export.skip_tower import check_same, rewrite_bundle, tower_frontier
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.schema import Post
+
+    bundle_dir = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    original = load_bundle(bundle_dir).variant().path.read_bytes()
+    engine = Engine(load_bundle(bundle_dir), threads=1)
+    photo = FIXTURES / "images" / "bridge.jpg"
+    posts = [Post(id=str(i), text=f"bridge collapsed {i}", image=photo if i % 2 else None) for i in range(6)]
+    feeds = [engine.prepare(posts[i : i + 1]).feeds for i in range(6)]
+    feeds += [engine.prepare(posts).feeds, engine.prepare(posts[0::2]).feeds]
+    result = rewrite_bundle(bundle_dir, feeds, atol=0.0)
+    assert result["fp32"]["max_abs_diff"] == 0.0
+    rewritten = load_bundle(bundle_dir)  # the manifest's hashes were updated
+    model = onnx.load(str(rewritten.variant().path))
+    assert [n.op_type for n in model.graph.node].count("If") == 1
+    assert tower_frontier(model.graph)[0] == []  # no tower node left outside the If
+    options = ort.SessionOptions()
+    assert check_same(original, rewritten.variant().path.read_bytes(), feeds, options) == 0.0
+    again = rewrite_bundle(bundle_dir, feeds)
+    assert "skipped" in again["fp32"]
+
+
+def test_a_text_only_call_skips_the_tower(tiny_bundle, tmp_path):
+    """Timed through ONNX Runtime's profiler: after skip-tower, a text-only call runs no Conv."""
+    import onnxruntime as ort
+
+    from crisislens.export.skip_tower import placeholder_feeds, rewrite_bundle
+    from crisislens.runtime.bundle import load_bundle
+
+    bundle_dir = shutil.copytree(tiny_bundle, tmp_path / "bundle")
+    size = load_bundle(bundle_dir).image_config.size
+    rewrite_bundle(bundle_dir, [placeholder_feeds(size)], atol=0.0)
+    options = ort.SessionOptions()
+    options.enable_profiling = True
+    options.profile_file_prefix = str(tmp_path / "profile")
+    session = ort.InferenceSession(str(load_bundle(bundle_dir).variant().path), options)
+    session.run(None, placeholder_feeds(size))
+    trace = json.loads(Path(session.end_profiling()).read_text())
+    ops = {e.get("args", {}).get("op_name") for e in trace if e.get("cat") == "Node"}
+    assert "If" in ops and not any(op and "Conv" in op for op in ops)
+    assert np.isfinite(size)
