@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from crisislens.runtime.cli.inputs import add_column_options, column_names
 from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, add_engine_options, require
 
 DEFAULT_BUNDLE = Path("models/crisislens-student")
@@ -33,6 +34,7 @@ def register(cli: Cli) -> None:
                    help=f"model bundle for INPUTs/--watch (default: {DEFAULT_BUNDLE})")
     p.add_argument("--watch", type=Path, default=None, metavar="DIR", help="live mode: triage new posts in DIR as they appear")
     add_engine_options(p, batching=False)
+    add_column_options(p)
     p.add_argument("--image", choices=["auto", "halfblock", "kitty", "sixel", "unicode", "none"], default="auto",
                    help="how photos are drawn: auto picks kitty graphics, sixel or half-blocks (default: auto)")
     p.add_argument("--print", dest="print_only", action="store_true",
@@ -65,7 +67,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | 
             raise CliError(f"{args.watch}: not a folder to watch")
         store = args.store or Path("triage.sqlite")
         return store, TriageJob(args.bundle, [args.watch], store, watch=True, variant=args.variant,
-                                image_root=args.image_root, backend=args.backend)
+                                image_root=args.image_root, backend=args.backend, columns=column_names(args))
     if len(inputs) == 1 and is_store(inputs[0]):
         if not inputs[0].exists():
             raise CliError(f"{inputs[0]}: no such triage store")
@@ -82,6 +84,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | 
         raise CliError(f"{missing[0]}: no such file or folder")
     store = args.store or Path("triage.sqlite")
     return store, TriageJob(args.bundle, inputs, store, variant=args.variant, image_root=args.image_root,
+                            columns=column_names(args),
                             backend=args.backend)
 
 

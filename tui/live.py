@@ -51,6 +51,7 @@ class TriageJob:
     watch: bool = False
     variant: str | None = None
     image_root: Path | None = None
+    columns: dict[str, str] | None = None  # a table's own column names (--text-column, ...)
     backend: str = "auto"
     threads: int | None = None
     batch_size: int = 32
@@ -69,7 +70,7 @@ class TriageJob:
         return Engine(load_bundle(self.bundle), self.variant, threads=self.threads, prefer=self.backend)
 
     def _pass(self, engine, store: TriageStore, inputs: list[Path], stop: threading.Event, report: Report) -> TriageResult:  # noqa: ANN001
-        read = read_posts(inputs, image_root=self.image_root)
+        read = read_posts(inputs, image_root=self.image_root, columns=self.columns)
         errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in read.errors]
         new_errors = [e for e in errors if e not in self._recorded]  # a watched folder is read again and again
         self._recorded.update(new_errors)

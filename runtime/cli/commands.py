@@ -19,6 +19,7 @@ from crisislens.runtime.cli.base import (
     comma_list,
     printable,
 )
+from crisislens.runtime.cli.inputs import INPUT_HELP, add_column_options, column_names
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
 
 MAX_LISTED_PROBLEMS = 100  # the human listing; --json always has them all
@@ -31,8 +32,13 @@ Each image's header is read (no pixel decoded): an image the model could not use
 a damaged header, too many pixels) is reported like a missing one, and the post counts as
 text-only. Damage past the header shows only when a run decodes the photo.
 
-Inputs: .jsonl files (one JSON object per line), .csv / .tsv files with a header row
-(CrisisMMD task files included), or folders of ID.txt + ID.jpg pairs.
+Inputs, told apart by their content: JSON lines (posts, or tweets archived by twarc2 or an API
+v1.1 collector), .csv / .tsv files with a header row (CrisisMMD task files included; a table
+with its own column names takes --id-column, --text-column, --image-column), a Telegram Desktop
+export (its folder or result.json), a WhatsApp chat export (its folder or chat .txt), or folders
+of ID.txt + ID.jpg pairs. Each input is listed with the format found, its posts, the photos found,
+the photos referenced but not cached (read from text only: photos are never downloaded) and the
+rows not read.
 
 Exit codes: 0 no errors (warnings: rows repaired and kept), 1 some rows or inputs had errors
 and were skipped, 2 --strict stopped at the first problem (or a usage error)."""
@@ -45,9 +51,7 @@ def register(cli: Cli) -> None:
         _validate,
         description=VALIDATE_DESCRIPTION,
     )
-    p.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="a .jsonl, .csv or .tsv file, or a folder of ID.txt + ID.jpg pairs"
-    )
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
     p.add_argument(
         "--image-root",
         type=Path,
@@ -55,6 +59,7 @@ def register(cli: Cli) -> None:
         help="resolve image paths against DIR instead of each file's folder (CrisisMMD: drops 'data_image/')",
     )
     p.add_argument("--strict", action="store_true", help="stop at the first problem, error or warning (exit 2)")
+    add_column_options(p)
     p.add_argument("--json", action="store_true", help="print a machine-readable summary with every problem")
     p.add_argument(
         "--no-image-check",
@@ -69,9 +74,7 @@ def register(cli: Cli) -> None:
         _triage,
         description=TRIAGE_DESCRIPTION,
     )
-    t.add_argument(
-        "inputs", nargs="+", metavar="INPUT", help="a .jsonl, .csv or .tsv file, or a folder of ID.txt + ID.jpg pairs"
-    )
+    t.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
     t.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle folder")
     t.add_argument("--out", type=Path, default=Path("triage.sqlite"), help="SQLite store (default: triage.sqlite)")
     add_engine_options(t)
@@ -82,6 +85,7 @@ def register(cli: Cli) -> None:
         help="model calls at once, each on --threads threads (default: one single-threaded worker per core "
         "on a CPU, one on a GPU)",
     )
+    add_column_options(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
     x.add_argument("store", type=Path, help="triage SQLite store")
@@ -128,7 +132,7 @@ def _triage(args: argparse.Namespace) -> int:
             load_bundle(args.bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
         )
         cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
-        report = read_posts(args.inputs, image_root=args.image_root)
+        report = read_posts(args.inputs, image_root=args.image_root, columns=column_names(args))
         store = TriageStore(args.out)
     except (
         BundleError,
@@ -200,7 +204,13 @@ def _validate(args: argparse.Namespace) -> int:
     if args.image_root is not None and not args.image_root.is_dir():
         raise CliError(f"--image-root {args.image_root}: not a folder")
     try:
-        report = read_posts(args.inputs, image_root=args.image_root, strict=args.strict, check_images=args.check_images)
+        report = read_posts(
+            args.inputs,
+            image_root=args.image_root,
+            strict=args.strict,
+            check_images=args.check_images,
+            columns=column_names(args),
+        )
     except ReadError as exc:
         raise CliError(f"{printable(str(exc.problem))} (--strict stops at the first problem)", EXIT_USAGE) from None
     if args.json:
@@ -222,9 +232,18 @@ def _summary_lines(report: ReadReport) -> list[str]:
         lines.append("labels    " + ", ".join(f"{name} {n}" for name, n in counts["labels"].items()))
     lines.append(f"errors    {counts['errors']}" + ("  (skipped)" if counts["errors"] else ""))
     lines.append(f"warnings  {counts['warnings']}" + ("  (rows repaired and kept)" if counts["warnings"] else ""))
+    for s in report.inputs:
+        lines.append(
+            f"  {printable(s.file)}  {s.format}: {_count(s.posts, 'post')}, {_count(s.photos, 'photo')}, "
+            f"{_count(s.not_cached, 'photo')} not cached, {_count(s.errors, 'row')} not read"
+        )
     for problem in report.problems[:MAX_LISTED_PROBLEMS]:
         lines.append(f"  {problem.severity:<8} {printable(str(problem))}")
     hidden = len(report.problems) - MAX_LISTED_PROBLEMS
     if hidden > 0:
         lines.append(f"  ... and {hidden} more (--json lists them all)")
     return lines
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" + ("" if n == 1 else "s")

@@ -27,6 +27,17 @@ _CRISISMMD_IMAGE_PREFIX = "data_image/"
 
 
 _WINDOWS_DRIVE = re.compile(r"[A-Za-z]:")
+_URL = re.compile(r"(?i)https?://")
+# The warning (and the start of the error) of a post whose photo is known only by a URL or a name
+# that is not on disk; `crisislens validate` counts them per file.
+PHOTO_NOT_CACHED = "photo not cached"
+COLUMN_HINT = "; name them with --id-column, --text-column, --image-column"
+
+
+def column_aliases(columns: dict[str, str] | None, base: dict[str, tuple[str, ...]]) -> dict[str, tuple[str, ...]]:
+    """`base` with the columns a user named (canonical field -> column name) in place of its aliases."""
+    named = {field: (name.strip().lower(),) for field, name in (columns or {}).items() if name and name.strip()}
+    return {**base, **named}
 
 
 class _RowError(Exception):
@@ -51,6 +62,7 @@ class _Raw:
     metadata: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     error: str | None = None  # already known bad (malformed JSON, wrong field count, ...)
+    uncached: int = 0  # photos referenced but not on disk (a URL, a missing file)
 
 
 def _where(first: tuple[str, int | None], file: str) -> str:
@@ -107,7 +119,12 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
         image = ref
     else:
         ref = _optional_str(values, "image")
-        if ref is not None:
+        if ref is not None and _URL.match(ref.strip()):  # never fetched: posts are read offline
+            raw.uncached += 1
+            if text is None:
+                raise _RowError(f"{PHOTO_NOT_CACHED} ({_quoted(ref.strip())}) and the post has no text")
+            raw.warnings.append(f"{PHOTO_NOT_CACHED} ({_quoted(ref.strip())}); read as text-only")
+        elif ref is not None:
             try:
                 image = _resolve_image(ref, inp)
             except _RowError as exc:  # like a missing photo: the text is still worth triaging
@@ -115,6 +132,7 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
                     raise
                 raw.warnings.append(f"{exc}; read as text-only")
     if image is not None and not _is_file(image):
+        raw.uncached += 1
         shown = str(ref) if isinstance(ref, str) else image.name
         if text is None:
             raise _RowError(f"image {_quoted(shown)} not found and the post has no text")
@@ -140,6 +158,8 @@ def _post_fields(raw: _Raw, inp: _Input, check_images: bool = False) -> dict[str
         "created_at": created_at,
         "label": label,
         "metadata": raw.metadata,
+        "platform": _optional_str(values, "platform"),
+        "author": _optional_str(values, "author"),
     }
 
 

@@ -15,6 +15,7 @@ from typing import Any
 from crisislens.runtime.readers.fields import (
     _CRISISMMD_MARKERS,
     _FIELD_ALIASES,
+    COLUMN_HINT,
     _assign_fields,
     _contained,
     _json_type,
@@ -23,6 +24,7 @@ from crisislens.runtime.readers.fields import (
     _RowError,
     _split_fields,
 )
+from crisislens.runtime.readers.tweets import tweet_rows, tweet_shape
 
 _SURROGATE = re.compile("[\ud800-\udfff]")  # lone surrogates: undecodable bytes or bad \u escapes
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")  # cheap pre-check before walking a JSON object
@@ -35,7 +37,32 @@ def _reject_constant(name: str) -> None:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _json_rows(data: bytes, file: str, line: int, root: Path, aliases: dict[str, tuple[str, ...]]) -> list[_Raw]:
+    """The posts of one JSONL line: one, or a tweet archive's (a twarc2 page holds many)."""
+    obj, raw = _load_json_line(data, file, line)
+    if obj is None:
+        return [raw]
+    shape = tweet_shape(obj)
+    if shape is None:
+        raw.values, raw.metadata = _split_fields(obj, aliases)
+        if not raw.values.keys() & {"id", "text", "image"}:
+            raw.error = f"no id, text or image field (found: {_quoted(', '.join(obj), 200)}){COLUMN_HINT}"
+        return [raw]
+    rows = tweet_rows(obj, shape, file, line, root)
+    for row in rows:
+        row.warnings[:0] = raw.warnings
+    return rows
+
+
 def _parse_json_line(data: bytes, file: str, line: int) -> _Raw:
+    obj, raw = _load_json_line(data, file, line)
+    if obj is not None:
+        raw.values, raw.metadata = _split_fields(obj, _FIELD_ALIASES)
+    return raw
+
+
+def _load_json_line(data: bytes, file: str, line: int) -> tuple[dict[str, Any] | None, _Raw]:
+    """(the line's object, a row with the repairs so far), or (None, a row with the error)."""
     warnings = []
     data = data.rstrip(b"\r\n")
     try:
@@ -46,18 +73,17 @@ def _parse_json_line(data: bytes, file: str, line: int) -> _Raw:
     try:
         obj = json.loads(text, parse_constant=_reject_constant)
     except json.JSONDecodeError as exc:
-        return _Raw(file, line, error=f"malformed JSON: {exc.msg.removesuffix(' at')} (column {exc.colno})")
+        return None, _Raw(file, line, error=f"malformed JSON: {exc.msg.removesuffix(' at')} (column {exc.colno})")
     except RecursionError:
-        return _Raw(file, line, error="malformed JSON: nested too deeply")
+        return None, _Raw(file, line, error="malformed JSON: nested too deeply")
     except ValueError as exc:  # NaN/Infinity, integers too long to convert
         reason = "number too long" if "integer string conversion" in str(exc) else str(exc)
-        return _Raw(file, line, error=f"malformed JSON: {reason}")
+        return None, _Raw(file, line, error=f"malformed JSON: {reason}")
     if not isinstance(obj, dict):
-        return _Raw(file, line, error=f"expected a JSON object, got {_json_type(obj)}")
+        return None, _Raw(file, line, error=f"expected a JSON object, got {_json_type(obj)}")
     if _SURROGATE_ESCAPE.search(text) and _replace_surrogates(obj):
         warnings.append("invalid \\u escape (lone surrogate) replaced with U+FFFD")
-    values, metadata = _split_fields(obj, _FIELD_ALIASES)
-    return _Raw(file, line, values, metadata, warnings)
+    return obj, _Raw(file, line, warnings=warnings)
 
 
 def _replace_surrogates(obj: dict[str, Any]) -> bool:
@@ -169,10 +195,13 @@ def _table_columns(header: list[str], aliases: dict[str, tuple[str, ...]]) -> tu
     canonical = _assign_fields(header, aliases)
     found = set(canonical.values())
     if "id" not in found:
-        return [], f"header has no id column (expected one of: {', '.join(aliases['id'])}); found: {', '.join(header)}"
+        expected = ", ".join(aliases["id"])
+        return [], f"header has no id column (expected one of: {expected}); found: {', '.join(header)}{COLUMN_HINT}"
     if not found & {"text", "image"}:
         expected = ", ".join(aliases["text"] + aliases["image"])
-        return [], f"header has no text or image column (expected one of: {expected}); found: {', '.join(header)}"
+        found_names = ", ".join(header)
+        problem = f"header has no text or image column (expected one of: {expected}); found: {found_names}"
+        return [], problem + COLUMN_HINT
     return [canonical.get(name) for name in header], None
 
 

@@ -34,6 +34,17 @@ from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import crisislens.runtime.readers.telegram as telegram
+import crisislens.runtime.readers.whatsapp as whatsapp
+from crisislens.runtime.readers.detect import (
+    EXPORTS,
+    FOLDER,
+    JSONL_SUFFIXES,
+    TABLE_SUFFIXES,
+    TELEGRAM,
+    chat_files,
+    detect,
+)
 from crisislens.runtime.readers.fields import (
     _CRISISMMD_ALIASES,
     _CRISISMMD_IMAGE_PREFIX,
@@ -46,21 +57,21 @@ from crisislens.runtime.readers.fields import (
     _Raw,
     _RowError,
     _where,
+    column_aliases,
 )
 from crisislens.runtime.readers.formats import (
     _SURROGATE,
     _folder_row,
+    _json_rows,
     _LineReader,
-    _parse_json_line,
     _table_columns,
     _table_dialect,
     _table_row,
 )
-from crisislens.runtime.readers.report import ReadError, ReadProblem, ReadReport
+from crisislens.runtime.readers.mojibake import REPAIRED, repair
+from crisislens.runtime.readers.report import FileSummary, ReadError, ReadProblem, ReadReport
 from crisislens.runtime.schema import Post
 
-JSONL_SUFFIXES = (".jsonl", ".ndjson")
-TABLE_SUFFIXES = (".csv", ".tsv")
 TEXT_SUFFIX = ".txt"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
@@ -73,12 +84,14 @@ def iter_posts(
     *,
     image_root: Path | str | None = None,
     strict: bool = False,
+    columns: dict[str, str] | None = None,
 ) -> Iterator[Post | ReadProblem]:
     """Stream posts and problems in input order; a post's warnings come just before it.
 
     Memory stays flat for big JSONL files (one line at a time; only the seen ids are kept).
+    `columns` names a table's or JSON object's own fields: {"id"|"text"|"image": name}.
     """
-    yield from _checked(_Reader(image_root).read(_as_inputs(inputs)), strict)
+    yield from _checked(_Reader(image_root, columns=columns).read(_as_inputs(inputs)), strict)
 
 
 def read_posts(
@@ -87,6 +100,7 @@ def read_posts(
     image_root: Path | str | None = None,
     strict: bool = False,
     check_images: bool = False,
+    columns: dict[str, str] | None = None,
 ) -> ReadReport:
     """Read every input into one `ReadReport` (see `iter_posts`).
 
@@ -95,7 +109,7 @@ def read_posts(
     text-only with a warning, or is an error without text. Off for a run, which decodes every
     image anyway and reports what it could not use with the post; on for `crisislens validate`.
     """
-    reader = _Reader(image_root, check_images)
+    reader = _Reader(image_root, check_images, columns)
     report = ReadReport()
     for item in _checked(reader.read(_as_inputs(inputs)), strict):
         if isinstance(item, Post):
@@ -104,6 +118,7 @@ def read_posts(
             report.problems.append(item)
     report.files = list(reader.files)
     report.rows_seen = reader.rows_seen
+    report.inputs = list(reader.inputs)
     return report
 
 
@@ -121,9 +136,15 @@ def _checked(items: Iterator[Post | ReadProblem], strict: bool) -> Iterator[Post
 class _Reader:
     """One read: the ids seen so far (duplicates are checked across all inputs) and counters."""
 
-    def __init__(self, image_root: Path | str | None, check_images: bool = False):
+    def __init__(
+        self, image_root: Path | str | None, check_images: bool = False, columns: dict[str, str] | None = None
+    ):
         self.image_root = None if image_root is None else Path(image_root)
         self.check_images = check_images
+        self.aliases = column_aliases(columns, _FIELD_ALIASES)
+        self.crisismmd_aliases = column_aliases(columns, _CRISISMMD_ALIASES)
+        self.inputs: list[FileSummary] = []
+        self._summary = FileSummary("", "")
         self.rows_seen = 0
         self.files: list[Path] = []
         self._first_seen: dict[str, tuple[str, int | None]] = {}
@@ -145,22 +166,34 @@ class _Reader:
             return
         suffix = path.suffix.lower()
         source = path.name or resolved.name
-        if path.is_dir():
-            rows = self._folder(path, display, _Input(display, source, resolved))
-        elif suffix in JSONL_SUFFIXES or suffix in TABLE_SUFFIXES:
-            root = (self.image_root or path.parent).resolve()
-            inp = _Input(display, source, root)
-            rows = self._jsonl(path, inp) if suffix in JSONL_SUFFIXES else self._table(path, inp)
+        try:
+            kind = detect(path)
+        except OSError as exc:
+            yield ReadProblem(display, None, f"cannot read: {exc.strerror or exc}")
+            return
+        root = resolved if path.is_dir() else (self.image_root or path.parent).resolve()
+        inp = _Input(display, source, root)
+        if kind in EXPORTS:
+            rows = self._export(path, kind, inp)
+        elif kind == FOLDER:
+            rows = self._folder(path, display, inp)
+        elif kind in ("csv", "tsv"):
+            rows = self._table(path, inp)
+        elif kind is not None:
+            rows = self._jsonl(path, inp)
         else:
             yield ReadProblem(
                 display,
                 None,
-                f"unknown input format {suffix or '(no extension)'!r}: expected .jsonl, .csv, .tsv "
-                "or a folder of ID.txt + ID.jpg pairs",
+                f"unknown input format {suffix or '(no extension)'!r}: expected .jsonl (tweet archives included), "
+                ".csv, .tsv, a Telegram result.json, a WhatsApp chat .txt, or a folder (of ID.txt + ID.jpg pairs, "
+                "a Telegram export, a WhatsApp export)",
             )
             return
         self._read.add(resolved)
         self.files.append(path)
+        self._summary = FileSummary(display, kind)
+        self.inputs.append(self._summary)
         try:
             yield from rows
         except OSError as exc:  # unreadable file or a disk error mid-way: the rest of it is lost
@@ -173,8 +206,13 @@ class _Reader:
             for line_no, data in enumerate(handle, start=1):
                 if line_no == 1:
                     data = data.removeprefix(codecs.BOM_UTF8)
-                if data.strip():
-                    yield from self._finish(_parse_json_line(data, inp.display, line_no), inp)
+                if not data.strip():
+                    continue
+                rows = _json_rows(data, inp.display, line_no, inp.image_root, self.aliases)
+                if not rows:
+                    yield ReadProblem(inp.display, line_no, "a page without tweets", "warning")
+                for raw in rows:
+                    yield from self._finish(raw, inp)
 
     def _table(self, path: Path, inp: _Input) -> Iterator[Post | ReadProblem]:
         # surrogateescape keeps undecodable bytes until the row is parsed, so each is reported
@@ -196,7 +234,7 @@ class _Reader:
                 yield ReadProblem(inp.display, None, "empty file: a header row is required")
                 return
             header = [_SURROGATE.sub("\ufffd", h).strip() or f"column_{i + 1}" for i, h in enumerate(header)]
-            columns, problem = _table_columns(header, _CRISISMMD_ALIASES if crisismmd else _FIELD_ALIASES)
+            columns, problem = _table_columns(header, self.crisismmd_aliases if crisismmd else self.aliases)
             if problem:
                 yield ReadProblem(inp.display, 1, problem)
                 return
@@ -239,6 +277,37 @@ class _Reader:
             texts, images = groups[stem]
             yield from self._finish(_folder_row(stem, texts, images, display, inp.image_root), inp)
 
+    def _export(self, path: Path, kind: str, inp: _Input) -> Iterator[Post | ReadProblem]:
+        """A Telegram or WhatsApp export: the folder, or its result.json / chat .txt."""
+        if kind == TELEGRAM:
+            file = path / telegram.RESULT_JSON if path.is_dir() else path
+            shown = str(Path(inp.display) / file.name) if path.is_dir() else inp.display
+            try:
+                doc = telegram.load(file.read_bytes())
+            except telegram.TelegramError as exc:
+                yield ReadProblem(shown, None, f"not a readable Telegram export: {exc}")
+                return
+            items = telegram.message_rows(doc, shown)
+            chats = [(shown, items, "service message(s) (joins, pins, calls): not posts")]
+        else:
+            files = chat_files(path) if path.is_dir() else [path]
+            chats = []
+            for file in files:
+                shown = str(Path(inp.display) / file.name) if path.is_dir() else inp.display
+                data = file.read_bytes().removeprefix(codecs.BOM_UTF8)
+                text = data.decode("utf-8", "replace")
+                if "\ufffd" in text and "\ufffd" not in data.decode("utf-8", "ignore"):
+                    yield ReadProblem(shown, None, "invalid UTF-8 bytes replaced with U+FFFD", "warning")
+                lines = re.split(r"\r\n|\n|\r", text)
+                rows = whatsapp.message_rows(lines, shown, whatsapp.chat_name(file))
+                chats.append((shown, rows, "line(s) of the app's own (no sender): not posts"))
+        for shown, items, what in chats:
+            for item in items:
+                if isinstance(item, int):
+                    yield ReadProblem(shown, None, f"{item} {what}; skipped", "warning")
+                else:
+                    yield from self._finish(item, inp)
+
     # -- validation shared by all formats ---------------------------------------------------
 
     def _finish(self, raw: _Raw, inp: _Input) -> Iterator[Post | ReadProblem]:
@@ -252,12 +321,21 @@ class _Reader:
             if first is not None:
                 raise _RowError(f"duplicate id {_quoted(post_id)} (first seen at {_where(first, raw.file)})")
             fields = _post_fields(raw, inp, self.check_images)
+            text = fields["text"]
+            if text is not None and repair(text) != text:  # the store keeps what the input held
+                fields.update(text=repair(text), original_text=text)
+                raw.warnings.append(REPAIRED)
             problems = [ReadProblem(raw.file, raw.line, w, "warning", post_id) for w in raw.warnings]
             origin = raw.file if raw.line is None else f"{raw.file}:{raw.line}"
             post = Post(id=post_id, **fields, warnings=tuple(str(p) for p in problems), origin=origin)
         except (_RowError, ValueError) as exc:
+            self._summary.errors += 1
+            self._summary.not_cached += raw.uncached
             yield ReadProblem(raw.file, raw.line, str(exc), "error", post_id)
             return
+        self._summary.posts += 1
+        self._summary.photos += post.image is not None
+        self._summary.not_cached += raw.uncached
         self._first_seen[post_id] = (raw.file, raw.line)
         yield from problems
         yield post

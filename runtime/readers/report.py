@@ -38,6 +38,19 @@ class ReadError(CrisisLensError):
 
 
 @dataclass
+class FileSummary:
+    """What one input held, for `crisislens validate`: its format (detected from its content),
+    posts read, photos found on disk, photos referenced but not cached, rows not read."""
+
+    file: str
+    format: str
+    posts: int = 0
+    photos: int = 0
+    not_cached: int = 0
+    errors: int = 0
+
+
+@dataclass
 class ReadReport:
     """Everything one read produced; `rows_seen` = posts + row errors (file errors have no rows)."""
 
@@ -45,6 +58,7 @@ class ReadReport:
     problems: list[ReadProblem] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
     rows_seen: int = 0
+    inputs: list[FileSummary] = field(default_factory=list)
 
     @property
     def errors(self) -> list[ReadProblem]:
@@ -68,4 +82,5 @@ class ReadReport:
             "errors": len(self.errors),
             "warnings": len(self.warnings),
             "problems": [asdict(p) for p in self.problems],
+            "inputs": [asdict(s) for s in self.inputs],
         }
