@@ -51,8 +51,8 @@ def register(cli: Cli) -> None:
     t.add_argument("--epochs", type=int, default=None, help="teacher epochs (default 6)")
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this time")
     t.add_argument("--humaid-pool", type=int, default=None,
-                   help="HumAID rows to mix in (default 24000; 0 raises CrisisMMD test Macro-F1 and lowers "
-                        "zero-shot on unseen crises, see reports/teacher_no_humaid.md)")
+                   help="HumAID rows to mix in (default 24000; fewer trade CrisisMMD accuracy against zero-shot "
+                        "on unseen crises: reports/teacher_no_humaid.md measures 0)")
     t.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
     t.add_argument("--skip-unimodal", action="store_true", help="do not train the text-only/image-only models")
     t.add_argument("--only-unimodal", action="store_true", help="train only the text-only/image-only models")
@@ -129,7 +129,7 @@ def register(cli: Cli) -> None:
                    help="train the last N blocks of the cut image tower with the student (default 0: all frozen)")
     s.add_argument("--fusion-layers", type=int, choices=[1, 2], default=None,
                    help="fusion transformer layers over tokens and patches, copied from the teacher's (default 1; "
-                        "2 is slower: reports/student_latency.md)")
+                        "2 is slower: research/results/student_latency.md)")
     s.add_argument("--hidden-weight", type=float, default=None, metavar="W",
                    help="weight of the hidden-state alignment term (default 0: off): 1 - cosine between the "
                         "student's fused token/patch states and the teacher's; needs teacher-alignment --states")
@@ -346,7 +346,7 @@ def _train_student(args: argparse.Namespace) -> int:
 
 def _eval_student(args: argparse.Namespace) -> int:
     require("torch", "distill")
-    from crisislens.distill.eval_student import evaluate, targets, to_markdown
+    from crisislens.distill.eval_student import evaluate, to_markdown
     from crisislens.runtime.reports import provenance, write_report
 
     config = _student_config(args)
@@ -358,7 +358,7 @@ def _eval_student(args: argparse.Namespace) -> int:
     ablation_path = Path(args.ablation_dir) / "train_summary.json"
     ablation = json.loads(ablation_path.read_text()) if ablation_path.is_file() else None
     prov = provenance()
-    payload = {**result, "targets": targets(result), "training": training, "ablation_training": ablation,
+    payload = {**result, "training": training, "ablation_training": ablation,
                "provenance": prov}
     json_path, md_path = write_report("distill", payload, to_markdown(result, prov, training), args.reports)
     s = result["models"]["student"]["test"]
@@ -406,7 +406,7 @@ def _train_teacher(args: argparse.Namespace) -> int:
 
 def _eval_teacher(args: argparse.Namespace) -> int:
     require("torch", "distill")
-    from crisislens.distill.eval_teacher import evaluate, targets, to_markdown
+    from crisislens.distill.eval_teacher import evaluate, to_markdown
     from crisislens.runtime.reports import provenance, render_again, write_report
 
     if args.render_only:
@@ -422,7 +422,7 @@ def _eval_teacher(args: argparse.Namespace) -> int:
     summary_path = Path(config.out) / "train_summary.json"
     training = json.loads(summary_path.read_text()) if summary_path.is_file() else None
     prov = provenance()
-    payload = {**result, "targets": targets(result), "training": training, "provenance": prov}
+    payload = {**result, "training": training, "provenance": prov}
     json_path, md_path = write_report("teacher", payload, to_markdown(result, prov, training), args.reports)
     t = result["models"]["teacher"]["test"]
     print(f"teacher test Macro-F1 {t['macro_f1']:.4f} accuracy {t['accuracy']:.4f}; wrote {json_path} and {md_path}")

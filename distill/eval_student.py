@@ -39,7 +39,6 @@ from crisislens.distill.features import build_features, minilm_encoder
 from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, load_image
-from crisislens.runtime.reports import targets_section
 
 
 def agreement(teacher: Sequence[dict[str, Any]], student: Sequence[dict[str, Any]]) -> dict[str, Any]:
@@ -297,22 +296,6 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
     if "speedup" in lat:
         lines += ["", "Speed-up of the student (teacher time / student time): " + ", ".join(
             f"{k.replace('_', ' ')} {v:.2f}x" for k, v in lat["speedup"].items()) + "."]
-    lines += targets_section("distillation", targets(result))
     return "\n".join(lines)
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    m = result["models"]
-    t_f1, s_f1 = m["teacher"]["test"]["macro_f1"], m["student"]["test"]["macro_f1"]
-    a = m["student"]["agreement_with_teacher"]
-    tok = a["token_rationale_vs_teacher"]["micro_f1"]
-    iou = a["patch_topk_iou_vs_teacher"] or 0.0
-    speed = result["latency"].get("speedup", {}).get("batch1_text_image", 0.0)
-    rows = [
-        ("student Macro-F1 within 0.02 of the teacher", f"{s_f1:.4f} vs {t_f1:.4f} (Δ {s_f1 - t_f1:+.4f})",
-         s_f1 >= t_f1 - 0.02, f"short by {t_f1 - 0.02 - s_f1:.4f}"),
-        ("student >= 4x faster at batch 1 (text+image)", f"{speed:.2f}x", speed >= 4.0, f"short by {4.0 - speed:.2f}x"),
-        ("token-rationale F1 vs teacher >= 0.80", f"{tok:.4f}", tok >= 0.80, f"short by {0.80 - tok:.4f}"),
-        ("patch top-k IoU vs teacher >= 0.60", f"{iou:.4f}", iou >= 0.60, f"short by {0.60 - iou:.4f}"),
-    ]
-    return [{"target": t, "measured": v, "met": bool(ok), "gap": g} for t, v, ok, g in rows]

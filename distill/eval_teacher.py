@@ -27,9 +27,9 @@ from crisislens.distill.loop import load_checkpoint
 from crisislens.distill.train_teacher import TrainConfig
 from crisislens.distill.unimodal import load_unimodal, predict_probs
 from crisislens.evaluation import metrics as M
+from crisislens.evaluation.score import ScoredPost, score
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import TextEncoder
-from crisislens.runtime.reports import targets_section
 
 FAITHFULNESS_SEED = 7
 
@@ -42,8 +42,13 @@ def _names(probs: np.ndarray, allowed: Sequence[str] | None = None) -> list[str]
 
 
 def report(gold: Sequence[str], probs: np.ndarray, allowed: Sequence[str] | None = None) -> dict[str, Any]:
+    """The classification report of `probs` against `gold`, through the one scoring path every
+    model goes through (`crisislens.evaluation.score`, as `crisislens eval score` scores a file)."""
     labels = list(allowed) if allowed is not None else list(LABEL_NAMES)
-    return M.classification_report(list(gold), _names(probs, allowed), labels).to_dict()
+    records = [ScoredPost(str(i), g, p) for i, (g, p) in enumerate(zip(gold, _names(probs, allowed)))]
+    scored = score(records, classes=labels).report
+    assert scored is not None
+    return scored.to_dict()
 
 
 def split_by_image(rows: Sequence[D.Example]) -> dict[str, list[int]]:
@@ -273,7 +278,7 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
         pool = training.get("config", {}).get("humaid_pool")
         if pool is not None:
             lines.append(f"HumAID rows mixed in: {pool} (`--humaid-pool`). Training recipes tried on a GPU (HumAID on "
-                         "or off, MiniLM layers fine-tuned, epochs, seeds): `reports/teacher_sweep.md`.")
+                         "or off, MiniLM layers fine-tuned, epochs, seeds): `research/results/teacher_sweep.md`.")
     lines += [
         "",
         "## CrisisMMD agreed test",
@@ -326,32 +331,6 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
               f"| all 5 | {z['all_classes']['macro_f1']:.4f} | {z['all_classes']['accuracy']:.4f} |",
               f"| restricted to the {len(z['classes_present'])} present | {z['restricted_to_present']['macro_f1']:.4f} | "
               f"{z['restricted_to_present']['accuracy']:.4f} |"]
-    lines += targets_section("teacher", targets(result))
     return "\n".join(lines)
 
 
-def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
-    """The issue's targets against the measured numbers, with the gap where one is missed."""
-    m = result["models"]
-    t = m["teacher"]["test"]
-    base = m["tfidf_logreg"]["test"]["macro_f1"]
-    tok = result["plausibility"]["token_f1"]["micro_f1"]
-    faith = result["faithfulness"]
-    comp = faith["text"]["rationale"]["comprehensiveness"]
-    comp_rand = faith["text"]["random"]["comprehensiveness"]
-    ratio = comp / comp_rand if comp_rand > 0 else float("inf")
-    img = faith["image"]["rationale"]["comprehensiveness"]
-    img_rand = faith["image"]["random"]["comprehensiveness"]
-    rows = [
-        ("test Macro-F1 >= 0.72", f"{t['macro_f1']:.4f}", t["macro_f1"] >= 0.72, f"short by {0.72 - t['macro_f1']:.4f}"),
-        ("test accuracy >= 0.80", f"{t['accuracy']:.4f}", t["accuracy"] >= 0.80, f"short by {0.80 - t['accuracy']:.4f}"),
-        ("Macro-F1 >= TF-IDF + 0.05", f"{t['macro_f1'] - base:+.4f} over TF-IDF ({base:.4f})",
-         t["macro_f1"] - base >= 0.05, f"short by {0.05 - (t['macro_f1'] - base):.4f}"),
-        ("held-out token F1 >= 0.60", f"{tok:.4f}", tok >= 0.60, f"short by {0.60 - tok:.4f}"),
-        ("text comprehensiveness >= 2x random", f"{comp:.4f} vs {comp_rand:.4f} ({ratio:.2f}x)", ratio >= 2.0,
-         f"{ratio:.2f}x"),
-    ]
-    out = [{"target": a, "measured": b, "met": bool(c), "gap": d} for a, b, c, d in rows]
-    out.append({"target": "image comprehensiveness vs random (reported, no target)",
-                "measured": f"{img:.4f} vs {img_rand:.4f}", "met": None, "gap": ""})
-    return out

@@ -4,22 +4,21 @@
   `frozen_text_layers` stay frozen so their outputs can be cached for CPU training).
 - **Image**: the same frozen EfficientNet-Lite0 tower, cheaper: by default cut after its
   stage 5 (`image_blocks=11`, stride 16, 112 channels) and fed 112 px photos, which gives the
-  teacher's 7x7 patch layout cell for cell at about a fifth of the tower's cost at 224 px
+  teacher's 7x7 patch layout cell for cell at a fraction of the tower's cost at 224 px
   (`image_blocks=None` runs the whole tower; at 192 px its 6x6 grid is resampled to 7x7),
   projected to the text width with 2-D position and modality embeddings (initialised from the
   teacher's where the widths match). `tuned_image_blocks=N` trains the last N blocks of the cut
-  tower with the student instead (reports/patch_agreement.md: no closer to the teacher's
-  patches than the frozen tower).
+  tower with the student instead (research/results/patch_agreement.md compares the two).
 - **Fusion**: one transformer layer over tokens and patches (initialised from the teacher's
-  first fusion layer); `fusion_layers=2` adds the teacher's second (slower, and no closer to
-  the teacher's patches: reports/student_latency.md, reports/patch_agreement.md).
+  first fusion layer); `fusion_layers=2` adds the teacher's second (slower:
+  research/results/student_latency.md, research/results/patch_agreement.md).
 - **Heads**: a per-token rationale score, a per-patch rationale score and the class. The
   default patch head is the teacher's transfer in one step (`transfer_dim`): each patch
   attends over the content tokens (cosine of projected fused states / a learned temperature)
   and its score is the attention-weighted mean of the token rationale scores -- the patches
   shown are those aligned with the rationale words, as in the teacher, without optimal
-  transport (reports/patch_ceiling.md: the same step over the teacher's own states agrees
-  with its IPOT top-5 at IoU 0.63). `transfer_dim=0` gives an MLP (or linear) head on the
+  transport (research/results/patch_ceiling.md measures the same step over the teacher's own
+  states against its IPOT top-5). `transfer_dim=0` gives an MLP (or linear) head on the
   fused patch states instead.
   The class is computed *only* from rationale-weighted pooling: the text summary is the mean of
   the fused token states weighted by their rationale scores, the image summary the same over
@@ -72,7 +71,7 @@ class StudentConfig:
     patch_grid: int = 7
     # The student sees photos at 112 px through EfficientNet-Lite0 cut after stage 5 (11 of its
     # 16 blocks, stride 16): a 7 x 7 grid matching the teacher's patches, and the cheapest tower
-    # that keeps that grid (reports/image_tower.md). None runs the whole tower (1280 channels).
+    # that keeps that grid (research/results/image_tower.md). None runs the whole tower (1280 channels).
     image_size: int = 112
     image_blocks: int | None = 11
     # The last `tuned_image_blocks` of those blocks are trained with the student (ImageNet
@@ -167,8 +166,8 @@ class DistillWeights:
     hidden: float = 0.0
     # Relation alignment to the one-step transfer over the teacher's own final states: per patch,
     # KL from softmax over the words of cosine(teacher patch, teacher word) / `relation_temperature`
-    # to the student's transfer attention (reports/patch_ceiling.md: that one-step form, at
-    # t=0.02, is the single-pass transfer closest to the teacher's IPOT top-5). Needs the states.
+    # to the student's transfer attention (research/results/patch_ceiling.md: that one-step form,
+    # at this temperature, is the single-pass transfer closest to the teacher's IPOT top-5). Needs the states.
     relation: float = 0.0
     relation_temperature: float = 0.02
 

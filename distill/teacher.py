@@ -154,8 +154,8 @@ class ImageTower(nn.Module):
 
     At 224 px the network's own grid is 7 x 7 (C = 1280 after its 1x1 head). `blocks` cuts the
     tower after that many of its 16 blocks, without the head: `blocks=11` ends at stage 5
-    (stride 16, C = 112), so a 112 px photo gives a 7 x 7 grid at about a fifth of the
-    cost of the whole tower at 224 px (reports/image_tower.md). A grid of another size is
+    (stride 16, C = 112), so a 112 px photo gives a 7 x 7 grid at a fraction of the cost of
+    the whole tower at 224 px (research/results/image_tower.md). A grid of another size is
     resampled bilinearly to `grid` x `grid` so every model and the runtime keep one patch
     layout (`grid=None` keeps the network's own)."""
 

@@ -90,8 +90,8 @@ class StudentTrainConfig:
     weight_decay: float = 0.01
     max_minutes: float = 0.0
     # Synthetic text+photo transfer pairs (0: none): by default every CrisisMMD training text
-    # without a photo (5,562; a larger number is capped there). reports/patch_agreement.md: 5,562
-    # pairs agree with the teacher's patches better than 3,000.
+    # without a photo (a larger number is capped there); research/results/patch_agreement.md
+    # compares this count with fewer pairs.
     pairs: int = 5562
     loss: DistillWeights = field(default_factory=DistillWeights)
     model: StudentConfig = field(default_factory=StudentConfig)

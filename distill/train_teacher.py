@@ -56,10 +56,9 @@ class TrainConfig:
     lr_text: float = 3e-5  # the fine-tuned upper MiniLM layers
     weight_decay: float = 0.01
     # HumAID rows (stratified by class, seeded) mixed into training, mapped to the 5 classes. A
-    # trade-off, measured: without them (0) CrisisMMD test Macro-F1 rises (0.6544 -> 0.6833) but
-    # zero-shot Macro-F1 on unseen crises (CrisisLexT26) falls (0.5094 -> 0.4439), see
-    # reports/teacher.md, reports/teacher_no_humaid.md and reports/teacher_sweep.md. The field
-    # meets unseen crises, so the default keeps them.
+    # measured trade-off: without them CrisisMMD test Macro-F1 rises but zero-shot Macro-F1 on
+    # unseen crises (CrisisLexT26) falls (reports/teacher.md against reports/teacher_no_humaid.md;
+    # research/results/teacher_sweep.md). The field meets unseen crises, so the default keeps them.
     humaid_pool: int = 24000
     humaid_per_epoch: int = 8000  # drawn from the pool each epoch
     rationale_train_event: str = "nepal_earthquake_2015"

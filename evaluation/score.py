@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from crisislens.evaluation.metrics.calibration import calibration
-from crisislens.evaluation.metrics.classification import classification_report
+from crisislens.evaluation.metrics.classification import ClassificationReport, classification_report
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.files import atomic_open
 from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
@@ -73,6 +73,9 @@ class Scores:
     without_evidence: int
     ece: float | None = None
     nll: float | None = None
+    # the full report behind the numbers (per-class precision/recall/support, confusion), for
+    # reports that show more than `to_dict`
+    report: ClassificationReport | None = field(default=None, compare=False)
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -123,6 +126,7 @@ def score(scored: Sequence[ScoredPost], classes: Sequence[str] | None = None) ->
         sum(1 for r in scored if not r.has_evidence),
         ece,
         nll,
+        report,
     )
 
 
