@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import csv
 import io
-import os
 import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
@@ -31,14 +30,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from crisislens.runtime.errors import DataRootError
 from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
+from crisislens.runtime.settings import ENV_DATA_ROOT  # noqa: F401  (re-exported: the variable the data root is read from)
 
 if TYPE_CHECKING:
     from crisislens.runtime.schema import Post
 
-ENV_DATA_ROOT = "CRISISLENS_DATA"
-_REPO_ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA_ROOT = _REPO_ROOT.parent / "shared" / "data"
 
 SOURCES = ("crisismmd", "humaid", "rationales", "images", "crisislex_t26")
 SPLITS = ("train", "dev", "test")
@@ -131,10 +129,6 @@ class DataError(ValueError):
     """A data file (or row) that cannot be read as documented; the message names it."""
 
 
-class DataRootError(FileNotFoundError):
-    """The data root does not exist; the message names the path(s) tried."""
-
-
 @dataclass(frozen=True)
 class Example:
     """One labelled training/evaluation item: text, image, or both.
@@ -217,30 +211,12 @@ def _fail(report: LoadReport, strict: bool, message: str, reason: str) -> None:
 
 
 def resolve_data_root(arg: str | Path | None = None) -> Path:
-    """The data root: `arg` > $CRISISLENS_DATA > ../shared/data next to the repository.
+    """The data root: `arg` > $CRISISLENS_DATA > ../shared/data next to the repository, by the
+    one resolver every command uses (`crisislens.runtime.settings`). Raises `DataRootError`
+    naming the path(s) when none exists."""
+    from crisislens.runtime.settings import data_root
 
-    The default is looked for relative to this file's repository and to the working
-    directory. Raises `DataRootError` naming the path(s) when none exists.
-    """
-    if arg is not None and str(arg) != "":
-        path = Path(arg).expanduser()
-        if not path.is_dir():
-            raise DataRootError(f"data root {path} does not exist (given explicitly)")
-        return path.resolve()
-    env = os.environ.get(ENV_DATA_ROOT)
-    if env:
-        path = Path(env).expanduser()
-        if not path.is_dir():
-            raise DataRootError(f"data root {path} does not exist (from ${ENV_DATA_ROOT})")
-        return path.resolve()
-    candidates = [DEFAULT_DATA_ROOT, Path.cwd() / ".." / "shared" / "data"]
-    for path in candidates:
-        if path.is_dir():
-            return path.resolve()
-    tried = ", ".join(dict.fromkeys(str(p) for p in candidates))
-    raise DataRootError(
-        f"data root not found (tried {tried}); pass --data-root DIR or set ${ENV_DATA_ROOT}"
-    )
+    return data_root(arg)
 
 
 # ----------------------------------------------------------------------------- file reading

@@ -78,7 +78,9 @@ def test_resolve_env_beats_default(tmp_path, monkeypatch):
 
 def test_resolve_default_relative_to_file_then_cwd(tmp_path, monkeypatch):
     monkeypatch.delenv(D.ENV_DATA_ROOT, raising=False)
-    monkeypatch.setattr(D, "DEFAULT_DATA_ROOT", tmp_path / "not-here")
+    from crisislens.runtime import settings
+
+    monkeypatch.setattr(settings, "DEFAULT_DATA_ROOTS", (tmp_path / "not-here", settings.DEFAULT_DATA_ROOTS[1]))
     repo = tmp_path / "checkout"
     (tmp_path / "shared" / "data").mkdir(parents=True)
     repo.mkdir()
