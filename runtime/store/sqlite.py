@@ -18,6 +18,8 @@ survives Ctrl-C and kill -9.
 from __future__ import annotations
 
 import json
+import re
+import shutil
 import sqlite3
 import time
 from collections.abc import Iterable, Sequence
@@ -86,11 +88,51 @@ def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+MIN_FREE_BYTES = 4 * 1024 * 1024  # a run refuses to start on a disk with less room than this
+
+
+def _write_error(path: Path, exc: sqlite3.DatabaseError) -> StoreError:
+    full = "full" in str(exc)
+    hint = ": free some space, then run the same command again to resume" if full else ""
+    return StoreError(f"{path}: cannot write the store ({exc}){hint}")
+
+
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _storable(rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+    """`rows` with every string writable as UTF-8: a name that is not UTF-8 (Python keeps its bad
+    bytes as lone surrogates) is stored with U+FFFD for each, instead of aborting the run."""
+    return [tuple(_SURROGATE.sub("\ufffd", v) if isinstance(v, str) else v for v in row) for row in rows]
+
+
+def _open_readonly(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise StoreError(f"{path}: no such triage store")
+    uri = path.resolve().as_uri()
+    # mode=ro reads a store beside others' writes; a WAL store on read-only media cannot make its
+    # -shm file, and is read as immutable instead.
+    for query in ("mode=ro", "immutable=1"):
+        try:
+            db = sqlite3.connect(f"{uri}?{query}", uri=True, timeout=30, isolation_level=None)
+            db.execute("SELECT COUNT(*) FROM predictions").fetchone()
+            return db
+        except sqlite3.DatabaseError as exc:
+            problem = exc
+    raise StoreError(f"{path}: not a usable triage store ({problem})")
+
+
 class TriageStore:
     """The SQLite file a triage run writes and the TUI reads."""
 
-    def __init__(self, path: Path | str):
+    def __init__(self, path: Path | str, readonly: bool = False):
+        """Open the store, created when missing; `readonly` opens an existing one for reading only
+        (no WAL switch, no table created, nothing written): read-only commands and media."""
         self.path = Path(path)
+        self.readonly = readonly
+        if readonly:
+            self.db = _open_readonly(self.path)
+            return
         try:
             self.db = sqlite3.connect(str(self.path), timeout=30, isolation_level=None)
             self.db.execute("PRAGMA journal_mode=WAL")
@@ -108,6 +150,29 @@ class TriageStore:
     def close(self) -> None:
         self.db.close()
 
+    def check_writable(self) -> None:
+        """Raise `StoreError` now, before any work, if a run could not write the store: a
+        read-only file or medium, a locked store, a disk without room."""
+        try:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute("ROLLBACK")
+        except sqlite3.DatabaseError as exc:
+            raise _write_error(self.path, exc) from None
+        try:
+            free = shutil.disk_usage(self.path.resolve().parent).free
+        except OSError:
+            return
+        if free < MIN_FREE_BYTES:
+            raise StoreError(
+                f"{self.path}: cannot write the store: the disk is full ({free:,} bytes free); free some space"
+            )
+
+    def _rollback(self) -> None:
+        # SQLite ends the transaction itself on some errors (a full disk): a second ROLLBACK would
+        # hide the real cause behind "cannot rollback - no transaction is active".
+        if self.db.in_transaction:
+            self.db.execute("ROLLBACK")
+
     def __enter__(self) -> TriageStore:
         return self
 
@@ -118,7 +183,10 @@ class TriageStore:
         return {row[0] for row in self.db.execute("SELECT post_id FROM predictions")}
 
     def set_meta(self, key: str, value: Any) -> None:
-        self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        try:
+            self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
+        except sqlite3.DatabaseError as exc:
+            raise _write_error(self.path, exc) from None
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
@@ -138,35 +206,39 @@ class TriageStore:
                 "INSERT OR IGNORE INTO predictions(post_id, label, confidence, prediction, text, image, source, "
                 "created_at, gold_label, latency_ms, bundle_sha256, variant, stored_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [
-                    (
-                        post.id,
-                        pred.label,
-                        pred.confidence,
-                        pred.to_json(),
-                        post.text,
-                        str(post.image) if post.image else None,
-                        post.source,
-                        post.created_at,
-                        post.label,
-                        sum(pred.timings.values()),
-                        bundle_sha256,
-                        variant,
-                        now,
-                    )
-                    for post, pred in items
-                ],
+                _storable(
+                    [
+                        (
+                            post.id,
+                            pred.label,
+                            pred.confidence,
+                            pred.to_json(),
+                            post.text,
+                            str(post.image) if post.image else None,
+                            post.source,
+                            post.created_at,
+                            post.label,
+                            sum(pred.timings.values()),
+                            bundle_sha256,
+                            variant,
+                            now,
+                        )
+                        for post, pred in items
+                    ]
+                ),
             )
             # A run again over the same inputs (a resume, a watched folder) meets the same problems.
             self.db.executemany(
                 "INSERT INTO errors(post_id, where_, message, stored_at) SELECT ?, ?, ?, ? "
                 "WHERE NOT EXISTS (SELECT 1 FROM errors WHERE post_id IS ? AND where_ IS ? "
                 "AND message = ?)",
-                [(pid, where, msg, now, pid, where, msg) for pid, where, msg in errors],
+                _storable([(pid, where, msg, now, pid, where, msg) for pid, where, msg in errors]),
             )
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _write_error(self.path, exc) from None
             raise
 
     def count(self) -> int:
@@ -262,8 +334,10 @@ class TriageStore:
                 (post_id, action, label, row[0], note, _now()),
             )
             self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
+        except BaseException as exc:
+            self._rollback()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise _write_error(self.path, exc) from None
             raise
         return self.item(post_id)
 
