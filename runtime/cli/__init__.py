@@ -2,7 +2,8 @@
 shared option groups), `parser` (the parser and `main`), `commands` (the runtime's own commands).
 
 Exit codes: 0 success, 1 the job ran but found problems (e.g. bad input rows), 2 usage or
-input error, 3 a needed optional dependency is missing, 130 interrupted, 141 the reader of its
+input error, 3 a needed optional dependency is missing, 4 the store cannot be written (read-only,
+disk full), 130 interrupted, 143 terminated (SIGTERM), 141 the reader of its
 output went away (`| head`).
 """
 
@@ -12,6 +13,8 @@ from crisislens.runtime.cli.base import (
     EXIT_MISSING_DEPENDENCY,
     EXIT_OK,
     EXIT_PROBLEMS,
+    EXIT_STORE,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     Cli,
     CliError,
@@ -29,6 +32,8 @@ __all__ = [
     "EXIT_MISSING_DEPENDENCY",
     "EXIT_OK",
     "EXIT_PROBLEMS",
+    "EXIT_STORE",
+    "EXIT_TERMINATED",
     "EXIT_USAGE",
     "Cli",
     "CliError",

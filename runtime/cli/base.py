@@ -7,7 +7,8 @@ dependencies (torch, sklearn, textual) inside the command functions, so `crisisl
 stays fast and works on a base (runtime-only) install.
 
 Exit codes: 0 success, 1 the job ran but found problems (e.g. bad input rows), 2 usage or
-input error, 3 a needed optional dependency is missing, 130 interrupted, 141 the reader of its
+input error, 3 a needed optional dependency is missing, 4 the store cannot be written (read-only,
+disk full), 130 interrupted, 143 terminated (SIGTERM), 141 the reader of its
 output went away (`| head`).
 """
 
@@ -24,7 +25,9 @@ EXIT_OK = 0
 EXIT_PROBLEMS = 1
 EXIT_USAGE = 2
 EXIT_MISSING_DEPENDENCY = 3
+EXIT_STORE = 4  # the triage store cannot be written: read-only, locked, the disk full
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: stopped by `kill` or a service manager; rerun to resume
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a command whose reader left
 
 Handler = Callable[[argparse.Namespace], int]

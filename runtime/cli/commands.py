@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from crisislens.runtime.cli.base import (
     EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_PROBLEMS,
+    EXIT_STORE,
+    EXIT_TERMINATED,
     EXIT_USAGE,
     Cli,
     CliError,
@@ -21,6 +26,9 @@ from crisislens.runtime.cli.base import (
 )
 from crisislens.runtime.cli.inputs import INPUT_HELP, add_column_options, column_names
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
+
+if TYPE_CHECKING:
+    from crisislens.runtime.store import TriageStore
 
 MAX_LISTED_PROBLEMS = 100  # the human listing; --json always has them all
 
@@ -123,9 +131,10 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError, load_bundle
     from crisislens.runtime.engine import Engine
     from crisislens.runtime.parallel import choose, for_backend
-    from crisislens.runtime.store import StoreError, TriageStore, triage
+    from crisislens.runtime.store import StoreError, triage
 
     providers = comma_list(args.providers)
+    store = _writable_store(args.out)  # before the model loads
     try:
         cores = choose(args.workers, args.threads)
         engine = Engine(
@@ -133,7 +142,6 @@ def _triage(args: argparse.Namespace) -> int:
         )
         cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
         report = read_posts(args.inputs, image_root=args.image_root, columns=column_names(args))
-        store = TriageStore(args.out)
     except (
         BundleError,
         StoreError,
@@ -148,7 +156,8 @@ def _triage(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"backend: {engine.backend_reason}; {cores.describe()}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
-    with store:
+    terminated: list[int] = []
+    with store, _sigterm_as_interrupt(terminated):
         try:
             result = triage(
                 engine,
@@ -160,6 +169,8 @@ def _triage(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
                 workers=cores.workers,
             )
+        except StoreError as exc:  # the disk filled up, the medium went read-only
+            raise CliError(printable(str(exc)), EXIT_STORE) from None
         except ValueError as exc:
             raise CliError(printable(str(exc))) from None
         total = store.count()
@@ -168,9 +179,43 @@ def _triage(args: argparse.Namespace) -> int:
         f"store, {result.errors} error(s); {total} predictions in {args.out}"
     )
     if result.interrupted:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        why = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{why}: run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_PROBLEMS if result.errors else EXIT_OK
+
+
+def _writable_store(path: Path) -> TriageStore:
+    """The run's store, opened and checked before the model loads: a read-only or full store is
+    one line and its own exit code now, not a traceback after the work."""
+    from crisislens.runtime.store import StoreError, TriageStore
+
+    try:
+        store = TriageStore(path)
+        store.check_writable()
+    except StoreError as exc:
+        raise CliError(printable(str(exc)), EXIT_STORE) from None
+    return store
+
+
+@contextmanager
+def _sigterm_as_interrupt(seen: list[int]) -> Iterator[None]:
+    """SIGTERM (`kill`, a service stop) ends a run like Ctrl-C: the batch in flight is rolled
+    back and the run says so; `seen` gets the signal."""
+
+    def stop(signum: int, frame: object) -> None:
+        seen.append(signum)
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, stop)
+    except ValueError:  # not the main thread: leave the signal alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _export_from_store(args: argparse.Namespace, export: Any, what: str) -> int:
@@ -180,7 +225,7 @@ def _export_from_store(args: argparse.Namespace, export: Any, what: str) -> int:
     if not args.store.is_file():
         raise CliError(f"{args.store}: no such triage store")
     try:
-        with TriageStore(args.store) as store:
+        with TriageStore(args.store, readonly=True) as store:
             n = export(store, args.out)
     except (StoreError, ValueError, OSError) as exc:
         raise CliError(printable(str(exc))) from None
