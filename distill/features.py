@@ -13,7 +13,6 @@ cache built with other settings is refused rather than silently reused.
 from __future__ import annotations
 
 import json
-import os
 import random
 import sys
 import time
@@ -29,6 +28,7 @@ from crisislens.distill import data as D
 from crisislens.distill.data import Example, rationale_char_spans, token_mask_from_spans
 from crisislens.distill.loop import length_batches
 from crisislens.distill.teacher import CrossModalRationaleTeacher, ImageTower, TeacherInputs
+from crisislens.runtime.files import atomic_open
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextConfig, TextEncoder, clean_text, load_image
 
 if TYPE_CHECKING:
@@ -186,13 +186,8 @@ def rationale_tokens(example: Example, cleaned: str, offsets: Sequence[tuple[int
 def _replace(path: Path, write: Callable[[BinaryIO], Any]) -> None:
     """Write `path` through a temporary file and an atomic rename: another process reading the old
     cache (its arrays are memory-mapped) keeps the old file instead of seeing it rewritten under it."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with tmp.open("wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "wb", fsync=False) as f:
+        write(f)
 
 
 def build_text_cache(examples: Sequence[Example], folder: Path, encoder: TextEncoder, text_tower: Any, *,

@@ -24,6 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.files import atomic_open
+
 FORMAT_VERSION = 1
 
 
@@ -119,11 +121,8 @@ class TeacherOutputStore:
 
 def _save_npz(path: Path, meta: dict[str, Any], **arrays: np.ndarray) -> None:
     """Write `arrays` and the JSON `meta` to one compressed .npz, atomically (temp file + rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp.npz")
-    np.savez_compressed(tmp, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-    tmp.replace(path)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
 
 
 def _load_npz(path: Path, what: tuple[str, str], command: str, build: Callable[[dict[str, Any], Any], Any]) -> Any:
