@@ -62,6 +62,10 @@ class ReviewItem:
     review_label: str | None = None
     flagged: bool = False
     seq: int = 0  # arrival order in the store
+    origin: str | None = None  # where the reader found the post: FILE:LINE, or FILE message ID
+    platform: str | None = None  # twitter, telegram, whatsapp, when the archive says
+    author: str | None = None  # a handle or a sender's name, when the archive says
+    original_text: str | None = None  # the text as read, when the reader repaired it (mojibake)
 
     @property
     def label(self) -> str:

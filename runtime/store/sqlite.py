@@ -76,8 +76,13 @@ FEEDBACK_ACTIONS = ("label", "reviewed", "unreviewed", "flag", "unflag")
 PREDICTION_FAILED = "prediction failed"
 NOTHING_TO_CLASSIFY = "nothing to classify"
 _RUN_ERRORS = (PREDICTION_FAILED, NOTHING_TO_CLASSIFY)
-# Stores written before the review columns existed get them on open.
-_MIGRATIONS = {"flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0"}
+# Stores written before the review columns existed get them on open; so do the columns that say
+# where a post came from (reader's origin, platform, author) and its text as read before a repair.
+_MIGRATIONS = {
+    "flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0",
+    **{column: f"ALTER TABLE predictions ADD COLUMN {column} TEXT" for column in ("origin", "platform", "author")},
+    "original_text": "ALTER TABLE predictions ADD COLUMN original_text TEXT",
+}
 
 
 class StoreError(CrisisLensError, RuntimeError):
@@ -204,8 +209,9 @@ class TriageStore:
         try:
             self.db.executemany(
                 "INSERT OR IGNORE INTO predictions(post_id, label, confidence, prediction, text, image, source, "
-                "created_at, gold_label, latency_ms, bundle_sha256, variant, stored_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, gold_label, latency_ms, bundle_sha256, variant, stored_at, origin, platform, author, "
+                "original_text) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 _storable(
                     [
                         (
@@ -222,6 +228,10 @@ class TriageStore:
                             bundle_sha256,
                             variant,
                             now,
+                            post.origin,
+                            post.platform,
+                            post.author,
+                            post.original_text,
                         )
                         for post, pred in items
                     ]
@@ -281,12 +291,12 @@ class TriageStore:
 
     _ITEM_SQL = (
         "SELECT rowid, post_id, prediction, text, image, source, created_at, gold_label, latency_ms, "
-        "variant, reviewed, review_label, flagged FROM predictions"
+        "variant, reviewed, review_label, flagged, origin, platform, author, original_text FROM predictions"
     )
 
     @staticmethod
     def _item(row: tuple[Any, ...]) -> ReviewItem:
-        seq, pid, pred, text, image, source, created, gold, latency, variant, reviewed, review, flagged = row
+        seq, pid, pred, text, image, source, created, gold, latency, variant, reviewed, review, flagged, *where = row
         return ReviewItem(
             post_id=pid,
             prediction=Prediction.from_json(pred),
@@ -301,6 +311,10 @@ class TriageStore:
             review_label=review,
             flagged=bool(flagged),
             seq=int(seq),
+            origin=where[0],
+            platform=where[1],
+            author=where[2],
+            original_text=where[3],
         )
 
     def items(self, after: int = 0) -> list[ReviewItem]:

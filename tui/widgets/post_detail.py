@@ -44,11 +44,28 @@ def model_line(item: ReviewItem) -> Text:
     if item.source:
         out.append(" · ")
         out.append_text(inert(item.source, keep_newlines=False))
+    out.append_text(origin_line(item))
     out.append(f"\nmodel {item.prediction.model_id or '?'} ({item.variant})")
     timings = item.prediction.timings
     if timings:
         out.append(" · " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
         out.append(f" · total {sum(timings.values()):.1f} ms/post")
+    return out
+
+
+def origin_line(item: ReviewItem) -> Text:
+    """Where the post came from: platform, author and time as the archive gives them, then the
+    file and line (or message); and a note when its text was repaired (the store keeps the original)."""
+    out = Text(style="dim")
+    for part in (item.platform, item.author, item.created_at):
+        if part:
+            out.append(" · ")
+            out.append_text(inert(part, keep_newlines=False))
+    if item.origin:
+        out.append("\nfrom ")
+        out.append_text(inert(item.origin, keep_newlines=False))
+    if item.original_text is not None:
+        out.append("\ntext repaired: it was decoded with the wrong codec upstream (the store keeps the original)")
     return out
 
 
