@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.distill.data import Example, load_crisismmd
-from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.evaluation.metrics import classification_report
+from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.markdown import md_table
 
 _URL = re.compile(r"https?://\S+")
 
@@ -141,18 +142,16 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
         f"min_df={sel['min_df']}. Rows train/dev/test: {result['data']['train']} / {result['data']['dev']} / "
         f"{result['data']['test']} (per tweet-image pair). Run time {result['seconds']} s.",
         "",
-        "| split | Macro-F1 | accuracy | weighted F1 |",
-        "|---|---|---|---|",
-        f"| dev | {dev.macro_f1:.4f} | {dev.accuracy:.4f} | {dev.weighted_f1:.4f} |",
-        f"| **test** | **{test.macro_f1:.4f}** | **{test.accuracy:.4f}** | **{test.weighted_f1:.4f}** |",
+        *md_table(["split", "Macro-F1", "accuracy", "weighted F1"], [
+            ["dev", f"{dev.macro_f1:.4f}", f"{dev.accuracy:.4f}", f"{dev.weighted_f1:.4f}"],
+            ["**test**", f"**{test.macro_f1:.4f}**", f"**{test.accuracy:.4f}**", f"**{test.weighted_f1:.4f}**"]]),
         "",
         "Test rows with image vs text-only (the baseline reads text only):",
         "",
-        "| rows | n | Macro-F1 | accuracy |",
-        "|---|---|---|---|",
     ]
-    for name, rep in result["test_by_modality"].items():
-        lines.append(f"| {name} | {rep['n']} | {rep['macro_f1']:.4f} | {rep['accuracy']:.4f} |")
+    lines += md_table(["rows", "n", "Macro-F1", "accuracy"],
+                      [[name, rep["n"], f"{rep['macro_f1']:.4f}", f"{rep['accuracy']:.4f}"]
+                       for name, rep in result["test_by_modality"].items()])
     spread = [r["test_macro_f1_not_used_for_selection"] for r in result["grid"]]
     lines += [
         "",
@@ -160,14 +159,11 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
         "(recorded per grid point in the JSON, never used for selection). The class with 9 test rows "
         "(affected_individuals) moves Macro-F1 the most.",
         "",
-        "| C | class_weight | min_df | dev Macro-F1 | test Macro-F1 (not used) |",
-        "|---|---|---|---|---|",
     ]
-    for r in result["grid"]:
-        mark = " ← selected" if (r["C"], r["class_weight"], r["min_df"]) == (sel["C"], sel["class_weight"], sel["min_df"]) else ""
-        lines.append(
-            f"| {r['C']} | {r['class_weight']} | {r['min_df']} | {r['dev_macro_f1']:.4f}{mark} | "
-            f"{r['test_macro_f1_not_used_for_selection']:.4f} |"
-        )
+    chosen = (sel["C"], sel["class_weight"], sel["min_df"])
+    lines += md_table(["C", "class_weight", "min_df", "dev Macro-F1", "test Macro-F1 (not used)"], [
+        [r["C"], r["class_weight"], r["min_df"],
+         f"{r['dev_macro_f1']:.4f}" + (" ← selected" if (r["C"], r["class_weight"], r["min_df"]) == chosen else ""),
+         f"{r['test_macro_f1_not_used_for_selection']:.4f}"] for r in result["grid"]])
     lines += ["", "## Test, per class", "", test.to_markdown()]
     return "\n".join(lines)
