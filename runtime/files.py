@@ -30,6 +30,11 @@ def atomic_open(
             if fsync:
                 os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        if exc.filename is not None:
+            raise
+        # A full disk says only "No space left on device": name the file it was writing.
+        raise OSError(exc.errno, exc.strerror or str(exc), str(path)) from exc
     finally:
         tmp.unlink(missing_ok=True)
 

@@ -156,6 +156,7 @@ def _triage(args: argparse.Namespace) -> int:
     if not args.quiet:
         print(f"backend: {engine.backend_reason}; {cores.describe()}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
+    store.add_image_roots(_image_roots(args.inputs, args.image_root))  # export-feedback copies from these only
     terminated: list[int] = []
     with store, _sigterm_as_interrupt(terminated):
         try:
@@ -183,6 +184,13 @@ def _triage(args: argparse.Namespace) -> int:
         print(f"{why}: run the same command again to resume", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     return EXIT_PROBLEMS if result.errors else EXIT_OK
+
+
+def _image_roots(inputs: list[str], image_root: Path | None) -> list[Path]:
+    """The folders the readers take a run's images from: a folder input's own, or each file's
+    folder (or --image-root)."""
+    paths = [Path(i) for i in inputs]
+    return [p if p.is_dir() else (image_root or p.parent) for p in paths]
 
 
 def _writable_store(path: Path) -> TriageStore:

@@ -13,8 +13,9 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.files import atomic_open
+from crisislens.runtime.preprocessing import ImageError, load_image
 from crisislens.runtime.store.review import ReviewItem, top_words
-from crisislens.runtime.store.sqlite import Feedback, TriageStore
+from crisislens.runtime.store.sqlite import IMAGE_ROOTS, Feedback, TriageStore
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
@@ -54,7 +55,7 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
             for it in items:
                 f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
         else:
-            w = csv.writer(f)
+            w = _FormulaSafeWriter(csv.writer(f))
             w.writerow(CSV_COLUMNS)
             for it in items:
                 p = it.prediction
@@ -75,6 +76,26 @@ def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None)
                     ]
                 )
     return len(items)
+
+
+# A spreadsheet runs a cell that starts with one of these as a formula (=HYPERLINK(...) from a
+# tweet); OWASP's advice: prefix such a cell with a quote, which the spreadsheet shows as text.
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def formula_safe(value: object) -> object:
+    """`value` for a CSV cell a spreadsheet will not run: text starting like a formula gets a `'`."""
+    return "'" + value if isinstance(value, str) and value.startswith(_FORMULA_STARTS) else value
+
+
+class _FormulaSafeWriter:
+    """A csv writer whose every cell goes through `formula_safe`."""
+
+    def __init__(self, writer: Any):
+        self._writer = writer
+
+    def writerow(self, row: Sequence[object]) -> None:
+        self._writer.writerow([formula_safe(v) for v in row])
 
 
 def _item_record(it: ReviewItem) -> dict[str, Any]:
@@ -98,17 +119,38 @@ def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int
     return export_items(store.items(), out, fmt)
 
 
+def _not_exportable(src: Path, roots: list[Path] | None) -> str | None:
+    """Why the photo at `src` must not be copied, or None when it may."""
+    try:
+        real = src.resolve(strict=True)
+    except (OSError, RuntimeError):
+        return "file not found"
+    if roots is not None and not any(real.is_relative_to(root) for root in roots):
+        return "outside the folders the run read images from"
+    try:
+        load_image(real)
+    except ImageError as exc:
+        return exc.problem
+    return None
+
+
 def export_feedback(store: TriageStore, out: Path) -> int:
     """The responders' labels as labelled posts: JSONL (id, text, image, label, model_label,
     corrected_at, note) that `crisislens eval --input` and the training readers read. Photos are
     copied into `<out stem>-images/` beside it, so the file travels as one self-contained set.
-    The latest label of each post wins; a label that confirms the model is a label too."""
+    The latest label of each post wins; a label that confirms the model is a label too.
+
+    A stored path is checked again now, whatever the store says: only a file inside the folders
+    the run read images from (`IMAGE_ROOTS`, when recorded) that decodes as a photo is copied;
+    a private key or /etc/shadow behind an edited path is left where it is."""
     out = Path(out)
     latest: dict[str, Feedback] = {}
     for fb in store.feedback():
         if fb.action == "label":
             latest[fb.post_id] = fb
     photos = out.with_name(f"{out.stem}-images")
+    recorded = store.meta().get(IMAGE_ROOTS)
+    roots = None if recorded is None else [Path(r) for r in recorded]
     with atomic_open(out) as f:
         for n, (pid, fb) in enumerate(latest.items()):
             it = store.item(pid)
@@ -124,12 +166,15 @@ def export_feedback(store: TriageStore, out: Path) -> int:
             }
             if it.image:
                 src = Path(it.image)
-                if src.is_file():
+                refused = _not_exportable(src, roots)
+                if refused is None:
                     photos.mkdir(parents=True, exist_ok=True)
                     name = f"{n:06d}_{_SAFE_NAME.sub('_', pid)[:80]}{src.suffix.lower()}"
-                    shutil.copyfile(src, photos / name)
+                    shutil.copyfile(src.resolve(), photos / name)
                     record["image"] = f"{photos.name}/{name}"
-                else:
+                elif not src.is_file():
                     record["photo_missing"] = str(src)
+                else:
+                    record["photo_not_copied"] = f"{src}: not copied ({refused})"
             f.write(json.dumps(record, ensure_ascii=False) + "\n")
     return len(latest)

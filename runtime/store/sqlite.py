@@ -70,6 +70,8 @@ CREATE TABLE IF NOT EXISTS feedback (
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
 CREATE INDEX IF NOT EXISTS feedback_post ON feedback(post_id);
 """
+# meta key: the folders a run read images from; export-feedback copies photos from inside them only
+IMAGE_ROOTS = "image_roots"
 FEEDBACK_ACTIONS = ("label", "reviewed", "unreviewed", "flag", "unflag")
 # The errors a run gives a post it read (not the reader's): a later run that predicts the post
 # supersedes them (`TriageStore.errors` leaves them out; the table keeps them).
@@ -192,6 +194,11 @@ class TriageStore:
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
         except sqlite3.DatabaseError as exc:
             raise _write_error(self.path, exc) from None
+
+    def add_image_roots(self, roots: Sequence[Path]) -> None:
+        """Record the folders a run reads images from (`IMAGE_ROOTS`), beside earlier runs'."""
+        known = self.meta().get(IMAGE_ROOTS) or []
+        self.set_meta(IMAGE_ROOTS, sorted({*known, *(str(Path(r).resolve()) for r in roots)}))
 
     def meta(self) -> dict[str, Any]:
         return {k: json.loads(v) for k, v in self.db.execute("SELECT key, value FROM meta")}
