@@ -137,6 +137,9 @@ def comma_list(value: str | None) -> list[str] | None:
     return items or None
 
 
-def printable(text: str) -> str:
-    """Escape control characters and undecodable bytes: file names and ids come from the field."""
+def printable(text: str, keep_newlines: bool = False) -> str:
+    """Escape control characters and undecodable bytes: file names and ids come from the field.
+    `keep_newlines`: a message of several lines (a bundle's problems) keeps its line breaks."""
+    if keep_newlines:
+        return "\n".join(printable(line) for line in text.split("\n"))
     return "".join(ch if ch.isprintable() else repr(ch)[1:-1] for ch in text)

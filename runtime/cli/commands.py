@@ -152,7 +152,7 @@ def _triage(args: argparse.Namespace) -> int:
         RuntimeError,
         EngineMismatch,
     ) as exc:
-        raise CliError(printable(str(exc))) from None
+        raise CliError(printable(str(exc), keep_newlines=True)) from None
     if not args.quiet:
         print(f"backend: {engine.backend_reason}; {cores.describe()}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]

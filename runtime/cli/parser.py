@@ -49,11 +49,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_USAGE
     try:
         return int(handler(args) or 0)
-    except CliError as exc:
-        print(f"crisislens: error: {exc}", file=sys.stderr)
+    except CliError as exc:  # its text may hold a file name, a CSV header: escape sequences are escaped
+        print(f"crisislens: error: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return exc.code
     except CrisisLensError as exc:  # one a command did not catch: still one line, no traceback
-        print(f"crisislens: error: {printable(str(exc))}", file=sys.stderr)
+        print(f"crisislens: error: {printable(str(exc), keep_newlines=True)}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("crisislens: interrupted", file=sys.stderr)
