@@ -7,7 +7,8 @@ import sys
 from pathlib import Path
 
 from crisislens.runtime.cli.inputs import add_column_options, column_names
-from crisislens.runtime.cli import EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, add_engine_options, require
+from crisislens.runtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, add_engine_options,
+                                    printable, require)
 
 DEFAULT_BUNDLE = Path("models/crisislens-student")
 STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
@@ -150,7 +151,7 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
     except StoreError as exc:
         raise CliError(str(exc)) from None
     for e in errors[:10]:
-        print(f"input error: {e['where']}: {e['message']}", file=sys.stderr)
+        print(f"input error: {printable(e['where'] or '')}: {printable(e['message'])}", file=sys.stderr)
     return code
 
 
