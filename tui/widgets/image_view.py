@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from PIL import Image, ImageDraw, ImageOps
+from PIL import Image, ImageDraw
 from rich.color import Color
 from rich.segment import Segment
 from rich.style import Style
@@ -27,7 +27,7 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from crisislens.runtime.preprocessing import patch_boxes
+from crisislens.runtime.preprocessing import ImageError, open_photo, patch_boxes
 from crisislens.tui.theme import RATIONALE
 
 RENDERERS = ("auto", "halfblock", "kitty", "sixel", "unicode", "none")
@@ -63,10 +63,10 @@ def overlay(image: Image.Image, grid: Any, k: int = TOP_K, outline: int | None =
 
 
 def load_photo(path: str | Path) -> Image.Image:
-    """The photo upright (EXIF orientation applied), as RGB; raises OSError when unreadable."""
-    with Image.open(path) as img:
-        img.load()
-        return ImageOps.exif_transpose(img).convert("RGB")
+    """The photo upright (EXIF orientation applied), as RGB, at most 2048 pixels a side, through
+    triage's bounded loader (`open_photo`: photo formats only, pixel and aspect limits checked from
+    the header, so a decompression bomb is refused, never decoded); raises `ImageError`."""
+    return open_photo(path)[0]
 
 
 def halfblock_strips(image: Image.Image, width: int, height: int, grid: Any = None) -> list[Strip]:
@@ -172,9 +172,12 @@ class PatchImage(Container):
         self.display = True
         try:
             photo = load_photo(path)
-        except FileNotFoundError:
-            self._note("no photo to show")
-            return [f"photo not found: {path}"]
+        except ImageError as exc:
+            if exc.problem == "file not found":
+                self._note("no photo to show")
+                return [f"photo not found: {path}"]
+            self._note("photo could not be shown")
+            return [f"photo {Path(path).name}: {exc.problem}"]
         except (OSError, ValueError) as exc:
             self._note("photo could not be shown")
             return [f"photo {Path(path).name}: cannot be read ({type(exc).__name__})"]

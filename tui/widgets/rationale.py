@@ -87,8 +87,27 @@ def legend(threshold: float = THRESHOLD) -> Text:
     return out
 
 
+# Laying out a 12 MB post froze the app for 22 s; the model reads far less than this anyway.
+MAX_SHOWN_CHARS = 5_000
+
+
+def post_text(text: str | None, tokens: Sequence[TokenScore], limit: int = MAX_SHOWN_CHARS) -> Text:
+    """What the detail pane lays out: the post's first `limit` characters with their rationale,
+    and, for a longer post, its length and where to read the rest."""
+    if not text:
+        return Text("(no text)", style="dim italic")
+    shown = rationale_text(text[:limit], tokens)
+    if len(text) > limit:
+        shown.append(
+            f"\n… {len(text):,} characters; the first {limit:,} are shown (the model reads fewer). "
+            "Export the post (.jsonl) to read all of it.",
+            style="dim italic",
+        )
+    return shown
+
+
 class RationaleText(Static):
     """The detail pane's post text."""
 
     def show(self, text: str | None, tokens: Sequence[TokenScore]) -> None:
-        self.update(rationale_text(text, tokens) if text else Text("(no text)", style="dim italic"))
+        self.update(post_text(text, tokens))
