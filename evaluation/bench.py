@@ -3,11 +3,21 @@
 Per row: file size, Macro-F1 on CrisisMMD test, label agreement with the ONNX FP32 row, batch-1
 latency (p50/p90/p99) for text-only and text+image posts, batch-32 throughput, peak RSS and cold
 start (process start -> first prediction). Every timing is end-to-end from the post on disk:
-JPEG decode, tokenisation, model, post-processing. The speed-up over the peer is timed again in
-alternating rounds (`alternating_rounds`: batch-1 latency only, a fresh process per turn, the
-order reversed every round): the separate rows run minutes apart on a shared machine, so their
-ratio also carries its drift. (Timing them in one process instead is unfair: ONNX Runtime's
-spinning threads slow the PyTorch peer down.)
+JPEG decode, tokenisation, model, post-processing.
+
+Built to hold on a shared machine:
+- every row, ours and the peers, runs at the same thread setting (`--threads`, default 1);
+- every row is measured in each of several rounds, the order reversed every other round, a
+  fresh process per turn (`bench_rounds`): rows timed seconds apart, so a slow spell falls on
+  neighbours alike; a row's figures are medians over rounds, and a ratio is the median of the
+  ratios within rounds, reported with its spread (min-max);
+- the machine's load average is recorded before and after every turn, and the report warns when
+  it moved during the run;
+- `crisislens triage` itself is timed end to end, whole processes, its defaults against a
+  baseline setting in the same alternated rounds (`triage_rounds`), optionally beside a competing
+  busy process.
+(Timing rows in one process instead is unfair: ONNX Runtime's spinning threads slow a PyTorch
+peer down.)
 
 Rows come from *runners*. The runtime brings the ONNX Runtime rows (no torch). Other stages add
 rows through the `crisislens.bench` entry-point group (the PyTorch teacher/student and the
@@ -24,6 +34,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -174,13 +185,18 @@ def load_test_posts(data_root: Path) -> tuple[list[Post], list[Post], list[Post]
 
 
 def make_runner(row: str, bundle: str, threads: int | None, options: dict[str, Any]) -> Runner:
-    """The runner for bench row `row`: `ort-<variant>` of `bundle`, or a plugin row (with `options`)."""
-    if row.startswith("ort-"):
-        return OnnxRunner(Path(bundle), row[4:], threads)
+    """The runner for bench row `row`: `ort-<variant>` of `bundle` (`<label>:ort-<variant>` of the
+    bundle in `options["bundle"]`, a baseline), or a plugin row (with `options`). Every row gets the
+    same `threads`: the peers too."""
+    if row.partition(":")[2].startswith("ort-") or row.startswith("ort-"):
+        variant = row.partition(":")[2][4:] if ":" in row else row[4:]
+        runner = OnnxRunner(Path(options.get("bundle", bundle)), variant, threads)
+        runner.name = row
+        return runner
     factories = plugin_runners()
     if row not in factories:
         raise ValueError(f"unknown bench row {row!r}; available: ort-<variant>, {', '.join(factories)}")
-    return factories[row](**options)
+    return factories[row](**{"threads": threads, **options})
 
 
 def batch1_latency(runner: Runner, posts: Sequence[Post], *, single: int, warmup: int) -> Latency:
@@ -219,10 +235,162 @@ def run_row(spec: dict[str, Any]) -> dict[str, Any]:
 def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
     spec = {**spec, "spawned_at": time.time()}
     cmd = [sys.executable, "-m", "crisislens.runtime", "bench-row", json.dumps(spec)]
+    load_before = load_average()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    load = [load_before, load_average()]
     if out.returncode != 0:
-        return {"name": spec["row"], "status": "failed", "error": out.stderr.strip().splitlines()[-1:] or ["?"]}
-    return {**json.loads(out.stdout.strip().splitlines()[-1]), "status": "ok"}
+        error = out.stderr.strip().splitlines()[-1:] or ["?"]
+        return {"name": spec["row"], "status": "failed", "error": error, "load": load}
+    return {**json.loads(out.stdout.strip().splitlines()[-1]), "status": "ok", "load": load}
+
+
+def load_average() -> float | None:
+    """The machine's 1-minute load average (None where the OS has none)."""
+    try:
+        return round(os.getloadavg()[0], 2)
+    except (AttributeError, OSError):
+        return None
+
+
+def load_moved(loads: Sequence[float | None], cores: int) -> bool:
+    """Whether the load moved enough during a run to distort it: its range over the turns is more
+    than a quarter of the cores (and at least 0.5): another process came or went."""
+    seen = [x for x in loads if x is not None]
+    return bool(seen) and max(seen) - min(seen) > max(0.5, cores / 4)
+
+
+def spread(values: Sequence[float | None]) -> dict[str, Any] | None:
+    """Median, min and max of the values that are there (None when none is)."""
+    seen = [v for v in values if v is not None]
+    if not seen:
+        return None
+    return {"median": statistics.median(seen), "min": min(seen), "max": max(seen), "n": len(seen)}
+
+
+def _median_row(turns: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """One row from its rounds: every number the median over the rounds that succeeded (latency
+    statistics field by field); the labels, size and accuracy of the first such round."""
+    ok = [t for t in turns if t.get("status") == "ok"]
+    if not ok:
+        return {**turns[0], "rounds": len(turns)}
+    row = dict(ok[0])
+    for key, value in ok[0].items():
+        if isinstance(value, dict) and key.startswith("latency_"):
+            row[key] = {k: statistics.median(t[key][k] for t in ok) for k in value}
+        elif (
+            isinstance(value, (int, float))
+            and not isinstance(value, bool)
+            and key.startswith(("throughput_", "peak_rss", "cold_start"))
+        ):
+            row[key] = statistics.median(t[key] for t in ok if t.get(key) is not None)
+    row["rounds"] = len(turns)
+    row["rounds_ok"] = len(ok)
+    row["per_round"] = {
+        "p50_text_only_ms": [t["latency_batch1_text_only"]["p50"] if t in ok else None for t in turns],
+        "p50_text_image_ms": [t["latency_batch1_text_image"]["p50"] if t in ok else None for t in turns],
+    }
+    row["load"] = [t.get("load") for t in turns]
+    return row
+
+
+def bench_rounds(
+    rows: Sequence[str],
+    base: dict[str, Any],
+    options: dict[str, dict[str, Any]],
+    *,
+    rounds: int,
+    spawn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+) -> list[dict[str, Any]]:
+    """Every row measured whole in each of `rounds` rounds, the order reversed every other round,
+    each turn a fresh process; one row per name back, its numbers the medians over rounds."""
+    spawn = spawn or spawn_row
+    turns: dict[str, list[dict[str, Any]]] = {row: [] for row in rows}
+    for r in range(rounds):
+        for row in rows if r % 2 == 0 else list(rows)[::-1]:
+            print(f"bench: round {r + 1}/{rounds}: {row} ...", file=sys.stderr, flush=True)
+            out = spawn({**base, "row": row, "options": options.get(row, {})})
+            if out.get("status") != "ok":
+                print(f"bench: {row}: FAILED {out.get('error')}", file=sys.stderr)
+            turns[row].append(out)
+    return [_median_row(turns[row]) for row in rows]
+
+
+# -- crisislens triage, whole processes ----------------------------------------------------------
+
+BUSY = "while True: pass"  # a competing process: one core kept busy
+
+
+def triage_turn(args: Sequence[str], inputs: Sequence[str], bundle: str, store: Path) -> dict[str, Any]:
+    """One `crisislens triage` of `inputs` into a new `store`, as a user runs it: wall time of the
+    whole process (start, model load, reading, every post), posts/s, and its peak RSS."""
+    import sqlite3
+
+    for leftover in store.parent.glob(store.name + "*"):
+        leftover.unlink()
+    cmd = [sys.executable, "-m", "crisislens.runtime", "triage", *inputs, "--bundle", bundle, "--store", str(store)]
+    load_before = load_average()
+    t0 = time.perf_counter()
+    child = subprocess.Popen([*cmd, "--quiet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    err = child.stderr.read()  # --quiet: a few lines at most
+    _, status, usage = os.wait4(child.pid, 0)  # its own peak RSS, not the bench's
+    seconds = time.perf_counter() - t0
+    child.returncode = os.waitstatus_to_exitcode(status)
+    load = [load_before, load_average()]
+    if child.returncode not in (0, 1):
+        return {"status": "failed", "error": err.strip().splitlines()[-1:] or ["?"], "load": load}
+    with sqlite3.connect(store) as db:
+        n = db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
+    rss = usage.ru_maxrss / 1024
+    return {
+        "status": "ok",
+        "seconds": seconds,
+        "posts": n,
+        "posts_per_s": n / seconds,
+        "peak_rss_mb": rss,
+        "load": load,
+    }
+
+
+def triage_rounds(
+    settings: dict[str, list[str]],
+    inputs: Sequence[str],
+    bundle: str,
+    workdir: Path,
+    *,
+    rounds: int,
+    compete: int = 0,
+    turn: Callable[..., dict[str, Any]] | None = None,
+) -> dict[str, Any]:
+    """`crisislens triage` under each of `settings` ({name: extra arguments}) in `rounds` alternated
+    rounds, beside `compete` busy processes; posts/s per round and each setting's ratio to the
+    first setting (the baseline), round by round, with its spread."""
+    turn = turn or triage_turn
+    names = list(settings)
+    per: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+    busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(compete)]
+    try:
+        for r in range(rounds):
+            for name in names if r % 2 == 0 else names[::-1]:
+                print(f"bench: triage round {r + 1}/{rounds}: {name} ...", file=sys.stderr, flush=True)
+                per[name].append(turn(settings[name], inputs, bundle, workdir / "bench-triage.sqlite"))
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    rate = {n: [t["posts_per_s"] if t.get("status") == "ok" else None for t in per[n]] for n in names}
+    base = names[0]
+    ratios = {n: [a / b if a and b else None for a, b in zip(rate[n], rate[base])] for n in names[1:]}
+    return {
+        "settings": settings,
+        "baseline": base,
+        "rounds": rounds,
+        "compete": compete,
+        "posts_per_s": rate,
+        "ratio_to_baseline": {n: {"per_round": r, **(spread(r) or {})} for n, r in ratios.items()},
+        "load": {n: [t.get("load") for t in per[n]] for n in names},
+        "errors": {n: [t.get("error") for t in per[n] if t.get("status") != "ok"] for n in names},
+    }
 
 
 def speed_rows(results: Sequence[dict[str, Any]]) -> list[str]:
@@ -256,69 +424,47 @@ def machine() -> dict[str, Any]:
 SPEED_ROUNDS = 3
 
 
-def alternating_rounds(
-    rows: Sequence[str],
-    base: dict[str, Any],
-    options: dict[str, dict[str, Any]],
-    *,
-    rounds: int = SPEED_ROUNDS,
-    spawn: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
-) -> dict[str, Any]:
-    """Batch-1 text+image p50 of each of `rows` in `rounds` rounds, every turn a fresh process
-    (no threads shared between rows), the order reversed every other round: rows timed seconds
-    apart instead of minutes, so a slow spell of a shared machine falls on neighbours alike."""
-    spawn = spawn or spawn_row
-    p50: dict[str, list[float | None]] = {row: [] for row in rows}
-    for r in range(rounds):
-        for row in rows if r % 2 == 0 else list(rows)[::-1]:
-            print(f"bench: speed-up round {r + 1}/{rounds}: {row} ...", file=sys.stderr, flush=True)
-            out = spawn({**base, "row": row, "latency_only": True, "options": options.get(row, {})})
-            p50[row].append(out["p50_ms"] if out.get("status") == "ok" else None)
-    return {"rounds": rounds, "p50_ms": p50}
-
-
 def run_bench(
     bundle_dir: Path,
     data_root: Path,
     rows: Sequence[str],
     *,
-    threads: int | None = None,
+    threads: int | None = 1,
     single: int = 100,
     batch: int = 32,
     throughput_posts: int = 320,
     options: dict[str, dict[str, Any]] | None = None,
+    rounds: int = SPEED_ROUNDS,
+    triage_settings: dict[str, list[str]] | None = None,
+    compete: Sequence[int] = (),
+    workdir: Path | None = None,
 ) -> dict[str, Any]:
-    results = []
-    for row in rows:
-        print(f"bench: {row} ...", file=sys.stderr, flush=True)
-        spec = {
-            "row": row,
-            "bundle": str(bundle_dir),
-            "data_root": str(data_root),
-            "threads": threads,
-            "single": single,
-            "batch": batch,
-            "throughput_posts": throughput_posts,
-            "options": (options or {}).get(row, {}),
-        }
-        r = spawn_row(spec)
-        results.append(r)
+    """Every row in `rounds` alternated rounds at `threads` threads each (peers too); then, with
+    `triage_settings`, `crisislens triage` on the test posts under each setting, in alternated
+    rounds, once per number of competing busy processes in `compete`."""
+    base = {
+        "bundle": str(bundle_dir),
+        "data_root": str(data_root),
+        "threads": threads,
+        "single": single,
+        "batch": batch,
+        "throughput_posts": throughput_posts,
+    }
+    results = bench_rounds(rows, base, options or {}, rounds=rounds)
+    for r in results:
         if r["status"] == "ok":
             print(
-                f"bench: {row}: Macro-F1 {r['macro_f1']:.4f}, batch-1 text+image p50 "
-                f"{r['latency_batch1_text_image']['p50']:.1f} ms",
+                f"bench: {r['name']}: Macro-F1 {r['macro_f1']:.4f}, batch-1 text+image p50 "
+                f"{r['latency_batch1_text_image']['p50']:.1f} ms (median of {r['rounds_ok']} rounds)",
                 file=sys.stderr,
             )
-        else:
-            print(f"bench: {row}: FAILED {r['error']}", file=sys.stderr)
-    peer = next((r for r in results if r.get("name") == PEER_ROW and r["status"] == "ok"), None)
-    alternating = None
-    if peer is not None and speed_rows(results):
-        alternating = alternating_rounds(
-            [*speed_rows(results), PEER_ROW],
-            {"bundle": str(bundle_dir), "data_root": str(data_root), "threads": threads, "single": single},
-            options or {},
-        )
+    alternating = {
+        "rounds": rounds,
+        "p50_ms": {r["name"]: r.get("per_round", {}).get("p50_text_image_ms", [None] * rounds) for r in results},
+        "p50_text_only_ms": {
+            r["name"]: r.get("per_round", {}).get("p50_text_only_ms", [None] * rounds) for r in results
+        },
+    }
     ref = next((r for r in results if r.get("name") == "ort-fp32" and r["status"] == "ok"), None)
     for r in results:
         if r["status"] == "ok" and ref is not None:
@@ -327,11 +473,30 @@ def run_bench(
             )
     for r in results:
         r.pop("labels", None)
+    triage_runs = []
+    if triage_settings:
+        from crisislens.evaluation.datasets import dataset_inputs
+
+        inputs, image_root = dataset_inputs("crisismmd:test", data_root)
+        args = [*map(str, inputs), "--image-root", str(image_root)]
+        for n in compete:
+            with tempfile.TemporaryDirectory() as tmp:
+                triage_runs.append(
+                    triage_rounds(
+                        triage_settings, args, str(bundle_dir), Path(workdir or tmp), rounds=rounds, compete=n
+                    )
+                )
+    loads = [x for r in results for pair in r.get("load", []) if pair for x in pair]
+    loads += [x for t in triage_runs for per in t["load"].values() for pair in per if pair for x in pair]
+    env = machine()
     return {
         "rows": results,
-        "machine": machine(),
+        "machine": env,
+        "threads": threads,
         "batch": batch,
         "single": single,
         "throughput_posts": throughput_posts,
         "alternating": alternating,
+        "triage": triage_runs,
+        "load": {**(spread(loads) or {}), "moved": load_moved(loads, int(env.get("cpu_count") or 1))},
     }

@@ -44,9 +44,16 @@ PyTorch installed, unless --runtime-only) the PyTorch student and teacher and th
 same student run as a user without CrisisLens would (transformers + PyTorch eager, per post).
 Each row runs in a fresh process: size, Macro-F1 on CrisisMMD test, agreement with FP32,
 batch-1 latency p50/p90/p99 (text-only, text+image), batch-32 throughput, peak RSS, cold start.
-Then the CPU INT8 rows and the peer are timed once more, batch-1 latency only, in alternating
-rounds of fresh processes, for the speed-up over the peer (rows run minutes apart also carry the
-machine's drift)."""
+
+Made to hold on a shared machine: every row (the peers too) at the same --threads (default 1);
+every row measured in each of --rounds rounds, the order reversed every other round, so rows are
+timed seconds apart and a ratio is the median of the ratios within rounds, shown with its spread;
+the load average recorded before and after every turn, with a warning when it moved.
+
+Then `crisislens triage` itself, whole processes on the test posts: its defaults against one
+worker on all cores (the earlier default; with --against, on the baseline bundle), in alternated
+rounds, once per --compete count of competing busy processes (default 0,1).
+--against DIR adds the baseline bundle's variants as rows `before:ort-<variant>` to the rounds."""
 
 
 def register(cli: Cli) -> None:
@@ -95,7 +102,15 @@ def register(cli: Cli) -> None:
     bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
     bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
     bn.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
-    bn.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads (default: all cores)")
+    bn.add_argument("--threads", type=int, default=1, help="intra-op threads of every row, the peers' too (default 1)")
+    bn.add_argument("--rounds", type=int, default=3, help="alternated rounds, every row in each (default 3)")
+    bn.add_argument("--against", type=Path, default=None, metavar="DIR", help="a baseline bundle, timed alongside")
+    bn.add_argument(
+        "--compete",
+        default="0,1",
+        metavar="N,M",
+        help="time crisislens triage beside N (then M, ...) busy processes (default 0,1; empty: no triage rounds)",
+    )
     bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
     bn.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help=f"report folder (default: {DEFAULT_REPORTS})")
     bn.add_argument(
@@ -179,6 +194,7 @@ def _bench(args: argparse.Namespace) -> int:
     from crisislens.evaluation.bench_report import chart, targets, to_markdown
     from crisislens.runtime.bundle import load_bundle
     from crisislens.runtime.files import atomic_write
+    from crisislens.runtime.parallel import cores
     from crisislens.runtime.reports import provenance, render_again, write_report
     from crisislens.runtime.settings import data_root
 
@@ -199,7 +215,28 @@ def _bench(args: argparse.Namespace) -> int:
     rows = [f"ort-{v}" for v in variants]
     if not args.runtime_only:
         rows += sorted(plugin_runners())
-    result = run_bench(args.bundle, root, rows, threads=args.threads, single=args.single)
+    options = {}
+    settings_ = {"one worker": ["--workers", "1", "--threads", str(cores())], "defaults": []}
+    if args.against:
+        against = [f"before:ort-{v}" for v in variants]
+        rows = [r for pair in zip(rows, against) for r in pair] + rows[len(against) :]
+        options = {r: {"bundle": str(args.against)} for r in against}
+        settings_ = {"before": [*settings_["one worker"], "--bundle", str(args.against)], "defaults": []}
+    try:
+        compete = [int(n) for n in comma_list(args.compete) or []]
+    except ValueError:
+        raise CliError(f"--compete: comma-separated counts, got {args.compete!r}") from None
+    result = run_bench(
+        args.bundle,
+        root,
+        rows,
+        threads=args.threads,
+        single=args.single,
+        options=options,
+        rounds=max(1, args.rounds),
+        triage_settings=settings_ if compete else None,
+        compete=compete,
+    )
     prov = provenance()
     json_path, md_path = write_report(
         "bench", {**result, "targets": targets(result), "provenance": prov}, to_markdown(result, prov), args.reports

@@ -117,21 +117,76 @@ def test_a_runtime_row_is_named_by_the_backend_that_ran(monkeypatch, tmp_path):
     assert (ort.name, ort.backend) == ("ort-fp16", "onnxruntime")
 
 
-def test_alternating_rounds_reverse_the_order_and_keep_a_failed_turn_as_a_gap():
-    from crisislens.evaluation.bench import alternating_rounds
+def test_every_row_runs_in_each_round_in_reversed_order_and_a_failed_turn_is_a_gap():
+    from crisislens.evaluation.bench import bench_rounds
 
     calls = []
-    times = {"ort-int8-text": iter([5.0, 6.0, 5.5]), "peer": iter([20.0, 18.0, 30.0])}
+    p50 = {"ort-int8-text": iter([5.0, 6.0, 5.5]), "peer": iter([20.0, 18.0, 30.0])}
 
     def spawn(spec):
         calls.append(spec["row"])
-        assert spec["latency_only"] and spec["bundle"] == "B" and spec["options"] == {"peer": {"x": 1}}.get(spec["row"], {})
-        value = next(times[spec["row"]])
-        return {"status": "failed", "error": ["boom"]} if value == 30.0 else {"status": "ok", "p50_ms": value}
+        assert spec["bundle"] == "B" and spec["options"] == {"peer": {"x": 1}}.get(spec["row"], {})
+        value = next(p50[spec["row"]])
+        if value == 30.0:
+            return {"name": spec["row"], "status": "failed", "error": ["boom"], "load": [1.0, 1.2]}
+        row = _row(spec["row"], "onnxruntime", value, tput_text=1000 / value)
+        return {**row, "labels": ["x"], "load": [1.0, 1.1]}
 
-    out = alternating_rounds(["ort-int8-text", "peer"], {"bundle": "B"}, {"peer": {"x": 1}}, rounds=3, spawn=spawn)
+    rows = bench_rounds(["ort-int8-text", "peer"], {"bundle": "B"}, {"peer": {"x": 1}}, rounds=3, spawn=spawn)
     assert calls == ["ort-int8-text", "peer", "peer", "ort-int8-text", "ort-int8-text", "peer"]
-    assert out == {"rounds": 3, "p50_ms": {"ort-int8-text": [5.0, 6.0, 5.5], "peer": [20.0, 18.0, None]}}
+    ours, peer = rows
+    assert ours["latency_batch1_text_image"]["p50"] == 5.5  # the median over rounds
+    assert ours["throughput_batch32_text_only"] == pytest.approx(1000 / 5.5)
+    assert ours["per_round"]["p50_text_image_ms"] == [5.0, 6.0, 5.5] and ours["rounds_ok"] == 3
+    assert peer["per_round"]["p50_text_image_ms"] == [20.0, 18.0, None] and peer["rounds_ok"] == 2
+    assert peer["load"][2] == [1.0, 1.2]
+
+
+def test_load_and_spread():
+    from crisislens.evaluation.bench import load_moved, spread
+
+    assert spread([None, 3.0, 1.0, 2.0]) == {"median": 2.0, "min": 1.0, "max": 3.0, "n": 3}
+    assert spread([None]) is None
+    assert not load_moved([1.0, 1.3, None], cores=2) and load_moved([1.0, 2.0], cores=2)
+    assert not load_moved([4.0, 5.5], cores=8) and load_moved([4.0, 6.5], cores=8)
+
+
+def test_triage_rounds_alternate_the_settings_and_give_the_ratio_with_its_spread(tmp_path):
+    from crisislens.evaluation.bench import triage_rounds
+    from crisislens.evaluation.bench_report import targets, to_markdown
+
+    calls = []
+    rates = {"one worker": iter([100.0, 90.0, 110.0]), "defaults": iter([160.0, 171.0, 200.0])}
+
+    def turn(args, inputs, bundle, store):
+        name = "defaults" if not args else "one worker"
+        calls.append(name)
+        return {"status": "ok", "posts_per_s": next(rates[name]), "load": [0.5, 0.6]}
+
+    run = triage_rounds({"one worker": ["--workers", "1"], "defaults": []}, ["t.tsv"], "B", tmp_path, rounds=3,
+                        compete=1, turn=turn)
+    assert calls == ["one worker", "defaults", "defaults", "one worker", "one worker", "defaults"]
+    ratio = run["ratio_to_baseline"]["defaults"]
+    assert ratio["per_round"] == pytest.approx([1.6, 1.9, 200 / 110]) and ratio["median"] == pytest.approx(200 / 110)
+    result = {"rows": [_row("ort-int8-text", "onnxruntime", 6.0)], "triage": [run],
+              "load": {"median": 0.5, "min": 0.5, "max": 0.6, "n": 2, "moved": False},
+              "machine": {"cpu": "x", "cpu_count": 2, "machine": "x86_64", "python": "3.11",
+                          "onnxruntime_providers": ["CPUExecutionProvider"]},
+              "batch": 32, "single": 10, "throughput_posts": 64}
+    goal = [t for t in targets(result) if t["target"].startswith("crisislens triage defaults")]
+    assert goal and goal[0]["met"] is True and goal[0]["measured"].startswith("1.82x (rounds 1.60-1.90x)")
+    md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
+    assert "## crisislens triage end to end (beside 1 competing busy process(es))" in md
+    assert "| defaults | 160.0 / 171.0 / 200.0 | 1.60x / 1.90x / 1.82x | 1.82x | 1.60-1.90x |" in md
+
+
+def test_a_baseline_bundle_row_gives_the_text_only_ratio():
+    from crisislens.evaluation.bench_report import baseline_ratios
+
+    result = {"alternating": {"rounds": 2, "p50_text_only_ms": {"ort-int8-text": [4.0, 5.0],
+                                                               "before:ort-int8-text": [5.0, 5.5]}}}
+    r = baseline_ratios(result)["ort-int8-text"]
+    assert r["baseline"] == "before:ort-int8-text" and r["per_round"] == pytest.approx([1.25, 1.1])
 
 
 def test_the_speed_up_target_is_judged_on_the_alternating_rounds_when_there_are_some():
@@ -148,6 +203,6 @@ def test_the_speed_up_target_is_judged_on_the_alternating_rounds_when_there_are_
     assert judged["met"] is True and judged["measured"] == "3.50x over alternating rounds (2.83x from the separate rows)"
     md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
     assert "## Speed-up over the peer, alternating rounds" in md
-    assert "| ort-int8-text | 5.0 / 6.0 / 4.0 | 20.0 / 18.0 / – | 4.00x / 3.00x | 3.50x | 2.83x |" in md
+    assert "| ort-int8-text | 5.0 / 6.0 / 4.0 | 20.0 / 18.0 / – | 4.00x / 3.00x | 3.50x (3.00-4.00x) | 2.83x |" in md
     result["alternating"] = {"rounds": 1, "p50_ms": {"ort-int8-text": [None], "peer-transformers-eager": [20.0]}}
     assert {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]["measured"] == "2.83x"
