@@ -19,7 +19,7 @@ from crisislens.runtime.cli.base import (
     printable,
 )
 from crisislens.runtime.errors import CrisisLensError
-from crisislens.runtime.settings import DATA_ROOT_HELP, DEFAULT_REPORTS
+from crisislens.runtime.settings import BUNDLE_HELP, DATA_ROOT_HELP, DEFAULT_REPORTS, settings
 
 EVAL_DESCRIPTION = """\
 Score a bundle variant through the runtime (no torch): the same readers, preprocessing and
@@ -63,7 +63,7 @@ def register(cli: Cli) -> None:
     e = evaluate.parser
     e.description = EVAL_DESCRIPTION  # also when another stage created the group first
     e.set_defaults(_handler=_eval_bundle)
-    e.add_argument("--bundle", type=Path, metavar="DIR", help="model bundle folder (see `crisislens export bundle`)")
+    e.add_argument("--bundle", type=Path, metavar="DIR", help=BUNDLE_HELP)
     source = e.add_mutually_exclusive_group()
     source.add_argument(
         "--input", type=Path, nargs="+", metavar="FILE", help="labelled posts (.jsonl/.csv/.tsv/folder)"
@@ -98,7 +98,7 @@ def register(cli: Cli) -> None:
         _bench,
         description=BENCH_DESCRIPTION,
     )
-    bn.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle with the ONNX variants")
+    bn.add_argument("--bundle", type=Path, default=None, metavar="DIR", help=BUNDLE_HELP)
     bn.add_argument("--variants", default=None, help="bundle variants to run (default: all in the bundle)")
     bn.add_argument("--runtime-only", action="store_true", help="only the ONNX Runtime rows (never imports torch)")
     bn.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
@@ -118,7 +118,9 @@ def register(cli: Cli) -> None:
         action="store_true",
         help="rewrite <reports>/bench.md and .png from the numbers already in <reports>/bench.json",
     )
-    br = cli.command("bench-row", "(internal) measure one bench row in this process and print JSON", _bench_row)
+    br = cli.command(
+        "bench-row", "(internal) measure one bench row in this process and print JSON", _bench_row, hidden=True
+    )
     br.add_argument("spec", help="JSON row spec")
 
 
@@ -127,14 +129,14 @@ def _eval_bundle(args: argparse.Namespace) -> int:
     from crisislens.evaluation.evaluate import evaluate_bundle
     from crisislens.runtime.settings import data_root
 
-    if args.bundle is None:
+    if not (args.input or args.dataset):
         args._group_parser.print_help()
         raise CliError(
-            "--bundle DIR is needed (or a subcommand such as `crisislens eval score` or `crisislens eval baseline`)"
+            "give --input FILE... or --dataset NAME (or a subcommand such as `crisislens eval score` or "
+            "`crisislens eval baseline`)"
         )
-    if not (args.input or args.dataset):
-        raise CliError("give --input FILE... or --dataset NAME")
     try:
+        args.bundle = settings().bundle_dir(args.bundle)
         if args.dataset:
             inputs, image_root = dataset_inputs(args.dataset, data_root(args.data_root))
             image_root = args.image_root or image_root
@@ -207,6 +209,7 @@ def _bench(args: argparse.Namespace) -> int:
         print(f"rewrote {md_path} from {json_path}")
         return EXIT_OK
     try:
+        args.bundle = settings().bundle_dir(args.bundle)
         bundle = load_bundle(args.bundle)
         root = data_root(args.data_root)
     except (CrisisLensError, OSError) as exc:

@@ -100,11 +100,16 @@ def register(cli: Cli) -> None:
     )
     t.add_argument("--onnx", type=Path, default=None,
                    help="ONNX file (default: artifacts/export/model.fp16.onnx, or model.int8-qdq.onnx for int8)")
-    t.add_argument("--precision", choices=PRECISIONS, default="fp16")
+    t.add_argument("--precision", choices=PRECISIONS, default="fp16", help="engine precision (default: fp16)")
     t.add_argument("--cache-dir", type=Path, default=Path("artifacts/engines"), help="engine cache folder")
     t.add_argument("--batch-buckets", default="1,8,32", help="comma-separated batch buckets (default 1,8,32)")
-    t.add_argument("--workspace-gb", type=float, default=2.0)
-    t.add_argument("--timing-cache", type=Path, default=Path("artifacts/engines/timing.cache"))
+    t.add_argument("--workspace-gb", type=float, default=2.0, help="TensorRT builder workspace in GiB (default 2)")
+    t.add_argument(
+        "--timing-cache",
+        type=Path,
+        default=Path("artifacts/engines/timing.cache"),
+        help="TensorRT timing cache, reused across builds (default: artifacts/engines/timing.cache)",
+    )
     t.add_argument("--force", action="store_true", help="rebuild even when a matching engine is cached")
 
 

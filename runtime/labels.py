@@ -12,11 +12,11 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class Label:
     name: str
-    title: str
+    title: str  # the one name a person reads, everywhere (the app, tables, reports); `name` in files
     description: str
     colour: str  # hex colour for the TUI and reports
     priority: int  # 1 = look at first in the field
-    severity: float  # weight in (0, 1] for sorting: severity x confidence
+    severity: float  # weight in (0, 1] for sorting: expected severity over the class probabilities
 
 
 LABELS: tuple[Label, ...] = (
@@ -30,7 +30,7 @@ LABELS: tuple[Label, ...] = (
     ),
     Label(
         "infrastructure_and_utility_damage",
-        "Infrastructure damage",
+        "Damage",
         "Damaged buildings, roads, bridges, power lines, vehicles or utilities.",
         "#f46036",
         2,
@@ -38,7 +38,7 @@ LABELS: tuple[Label, ...] = (
     ),
     Label(
         "rescue_volunteering_or_donation_effort",
-        "Rescue, volunteering, donations",
+        "Rescue & aid",
         "Rescue operations, volunteers, donations, relief supplies, urgent needs.",
         "#2e86ab",
         3,
@@ -46,7 +46,7 @@ LABELS: tuple[Label, ...] = (
     ),
     Label(
         "other_relevant_information",
-        "Other relevant information",
+        "Other info",
         "Crisis-related but none of the above: warnings, advice, sympathy, updates.",
         "#8e9aaf",
         4,

@@ -10,7 +10,8 @@ import sqlite3
 import pytest
 
 from crisislens.runtime.readers import read_posts
-from crisislens.runtime.store.review import ReviewFilter, counts, next_in_cycle, priority, select
+from crisislens.runtime.labels import get_label
+from crisislens.runtime.store.review import ReviewFilter, ReviewItem, counts, next_in_cycle, priority, select
 from crisislens.runtime.store import TriageStore, export_feedback, export_items
 from tests.tui_fixtures import POSTS, build_store
 
@@ -21,13 +22,33 @@ def store(tmp_path):
         yield s
 
 
-def test_priority_is_severity_times_confidence_and_orders_the_list(store):
+def test_priority_is_expected_severity_and_orders_the_list(store):
     items = store.items()
     assert [it.seq for it in items] == sorted(it.seq for it in items)
     ordered = select(items)
-    assert [it.post_id for it in ordered][:3] == ["p01", "p02", "p08"]  # 1.0*.91, .8*.88, 1.0*.52
-    assert ordered[0].priority == pytest.approx(priority("affected_individuals", 0.91))
+    assert [it.post_id for it in ordered][:3] == ["p01", "p02", "p08"]
+    p01 = ordered[0]
+    expected = sum(get_label(n).severity * p for n, p in p01.prediction.probabilities.items())
+    assert p01.priority == pytest.approx(expected) == pytest.approx(priority(p01.prediction.probabilities))
     assert all(a.priority >= b.priority for a, b in zip(ordered, ordered[1:]))
+
+
+def test_an_unsure_urgent_post_outranks_a_sure_donation():
+    """Issue 25, item 9: severity x top confidence put "trapped on the roof" (Affected 52%) below a
+    sure food-kit donation; the expected severity puts it first."""
+    from crisislens.runtime.schema import Prediction
+
+    def item(pid: str, probs: dict[str, float]) -> ReviewItem:
+        label = max(probs, key=probs.__getitem__)
+        return ReviewItem(pid, Prediction(post_id=pid, label=label, probabilities=probs))
+
+    roof = item("roof", {"affected_individuals": 0.52, "rescue_volunteering_or_donation_effort": 0.30,
+                         "infrastructure_and_utility_damage": 0.10, "other_relevant_information": 0.05,
+                         "not_humanitarian": 0.03})
+    kits = item("kits", {"rescue_volunteering_or_donation_effort": 0.95, "other_relevant_information": 0.03,
+                         "not_humanitarian": 0.02, "affected_individuals": 0.0,
+                         "infrastructure_and_utility_damage": 0.0})
+    assert [it.post_id for it in select([kits, roof])] == ["roof", "kits"]
 
 
 def test_filters_combine(store):

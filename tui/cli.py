@@ -8,9 +8,9 @@ from pathlib import Path
 
 from crisislens.runtime.cli.inputs import add_column_options, column_names
 from crisislens.runtime.cli import (EXIT_INTERRUPTED, EXIT_OK, EXIT_PROBLEMS, Cli, CliError, add_engine_options,
-                                    printable, require)
+                                   printable, require)
+from crisislens.runtime.settings import BUNDLE_HELP, STORE_HELP, settings
 
-DEFAULT_BUNDLE = Path("models/crisislens-student")
 STORE_SUFFIXES = (".sqlite", ".sqlite3", ".db")
 SQLITE_MAGIC = b"SQLite format 3\x00"
 
@@ -30,9 +30,8 @@ def register(cli: Cli) -> None:
     p = cli.command("tui", "the field triage app (Textual): review, correct, flag and export predictions", _tui,
                     description=DESCRIPTION)
     p.add_argument("inputs", nargs="*", metavar="STORE|INPUT", help="a triage store (.sqlite), or inputs to triage")
-    p.add_argument("--store", type=Path, default=None, help="triage store for INPUTs/--watch (default: triage.sqlite)")
-    p.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, metavar="DIR",
-                   help=f"model bundle for INPUTs/--watch (default: {DEFAULT_BUNDLE})")
+    p.add_argument("--store", type=Path, default=None, metavar="PATH", help=STORE_HELP)
+    p.add_argument("--bundle", type=Path, default=None, metavar="DIR", help=BUNDLE_HELP)
     p.add_argument("--watch", type=Path, default=None, metavar="DIR", help="live mode: triage new posts in DIR as they appear")
     add_engine_options(p, batching=False)
     add_column_options(p)
@@ -66,7 +65,7 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | 
             raise CliError("give either --watch DIR or STORE/INPUTs, not both")
         if not args.watch.is_dir():
             raise CliError(f"{args.watch}: not a folder to watch")
-        store = args.store or Path("triage.sqlite")
+        store = settings().store_for([args.watch], args.store)
         return store, TriageJob(args.bundle, [args.watch], store, watch=True, variant=args.variant,
                                 image_root=args.image_root, backend=args.backend, columns=column_names(args))
     if len(inputs) == 1 and is_store(inputs[0]):
@@ -83,15 +82,22 @@ def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | 
     missing = [i for i in inputs if not i.exists()]
     if missing:
         raise CliError(f"{missing[0]}: no such file or folder")
-    store = args.store or Path("triage.sqlite")
+    store = settings().store_for(inputs, args.store)
     return store, TriageJob(args.bundle, inputs, store, variant=args.variant, image_root=args.image_root,
                             columns=column_names(args),
                             backend=args.backend)
 
 
 def _check_bundle(job) -> None:  # noqa: ANN001
-    if job is not None and not (Path(job.bundle) / "manifest.json").is_file():
-        raise CliError(f"{job.bundle}: no model bundle (manifest.json missing); pass --bundle DIR")
+    """Resolve the job's bundle (--bundle > $CRISISLENS_BUNDLE > the installed default) before the app starts."""
+    from crisislens.runtime.settings import SettingsError
+
+    if job is not None:
+        try:
+            job.bundle = settings().bundle_dir(job.bundle)
+        except SettingsError as exc:
+            raise CliError(str(exc)) from None
+        print(f"results go to {printable(str(job.store))}", file=sys.stderr)
 
 
 def _tui(args: argparse.Namespace) -> int:
@@ -124,10 +130,13 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
     import threading
 
     from crisislens.runtime.bundle import BundleError
+    from crisislens.runtime.cli.commands import run_report_lines
     from crisislens.runtime.store import StoreError, TriageStore
     from crisislens.tui.table import print_table
 
     code = EXIT_OK
+    lines: list[str] = []  # what this run could not triage; earlier runs' problems are only counted
+    result = None
     if job is not None:
         if job.watch:
             raise CliError("--watch needs the app (a terminal); use `crisislens triage` in scripts")
@@ -140,6 +149,10 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
         except (StoreError, BundleError, ValueError, OSError) as exc:
             raise CliError(str(exc)) from None
         print(file=sys.stderr)
+        if result is not None and job.last_read is not None:
+            lines = run_report_lines(job.last_read, result)
+            if not job.last_read.posts:
+                code = EXIT_PROBLEMS
         if result is not None and result.errors:
             code = EXIT_PROBLEMS
         if result is not None and result.interrupted:
@@ -150,8 +163,13 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
             errors = s.errors()
     except StoreError as exc:
         raise CliError(str(exc)) from None
-    for e in errors[:10]:
-        print(f"input error: {printable(e['where'] or '')}: {printable(e['message'])}", file=sys.stderr)
+    for line in lines:
+        print(line, file=sys.stderr)
+    shown = {(p[1], p[2]) for p in result.problems} if result is not None else set()
+    earlier = [e for e in errors if (e["where"], e["message"]) not in shown]
+    if earlier:
+        print(f"{len(earlier)} input problem(s) stored by earlier runs: open the store in the app and press E",
+              file=sys.stderr)
     return code
 
 

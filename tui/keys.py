@@ -5,14 +5,15 @@ from __future__ import annotations
 from textual.binding import Binding
 
 TRIAGE = [
-    Binding("j,down", "next", "Next", key_display="j/↓"),
-    Binding("k,up", "previous", "Prev", key_display="k/↑"),
-    Binding("r", "toggle_reviewed", "Reviewed"),
+    # j/k stay out of the footer (the arrows are obvious) so that every other key fits in 80 columns.
+    Binding("j,down", "next", "Next", key_display="j/↓", show=False),
+    Binding("k,up", "previous", "Prev", key_display="k/↑", show=False),
+    Binding("r", "toggle_reviewed", "Review"),
     Binding("l", "correct_label", "Label"),
     Binding("f", "toggle_flag", "Flag"),
     Binding("slash", "search", "Search", key_display="/"),
     Binding("c", "cycle_class", "Class"),
-    Binding("m", "cycle_confidence", "Min conf"),
+    Binding("m", "cycle_confidence", "Conf"),
     Binding("i", "cycle_image", "Photo", show=False),
     Binding("u", "cycle_reviewed", "Unreviewed", show=False),
     Binding("s", "cycle_sort", "Sort", show=False),

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crisislens.runtime.readers import JSONL_SUFFIXES, TABLE_SUFFIXES, read_posts
+from crisislens.runtime.readers import JSONL_SUFFIXES, TABLE_SUFFIXES, ReadReport, read_posts
 from crisislens.runtime.store import TriageResult, TriageStore, triage
 
 Report = Callable[[int, int, str], None]  # (done, total, note)
@@ -58,6 +58,7 @@ class TriageJob:
     interval: float = 1.0
     settle: float = 1.0
     _recorded: set[tuple[str | None, str, str]] = field(default_factory=set, repr=False)
+    last_read: ReadReport | None = field(default=None, repr=False)  # what the latest pass read
 
     def __post_init__(self) -> None:
         if self.watch and (len(self.inputs) != 1 or not Path(self.inputs[0]).is_dir()):
@@ -71,6 +72,7 @@ class TriageJob:
 
     def _pass(self, engine, store: TriageStore, inputs: list[Path], stop: threading.Event, report: Report) -> TriageResult:  # noqa: ANN001
         read = read_posts(inputs, image_root=self.image_root, columns=self.columns)
+        self.last_read = read
         errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in read.errors]
         new_errors = [e for e in errors if e not in self._recorded]  # a watched folder is read again and again
         self._recorded.update(new_errors)

@@ -71,16 +71,18 @@ class Cli:
         return self._sub
 
     def command(
-        self, name: str, help: str, handler: Handler, description: str | None = None
+        self, name: str, help: str, handler: Handler, description: str | None = None, hidden: bool = False
     ) -> argparse.ArgumentParser:
-        """Add `name` below this node, run by `handler(args) -> exit code`."""
+        """Add `name` below this node, run by `handler(args) -> exit code`. A `hidden` command (one
+        the tools call, not a person) runs like any other but is not listed in `--help`."""
         if name in self._children:
             raise ValueError(f"command {name!r} registered twice")
+        listed = {} if hidden else {"help": help}  # argparse lists a subcommand only when given a help
         parser = self._subparsers().add_parser(
             name,
-            help=help,
             description=description or help,
             formatter_class=argparse.RawDescriptionHelpFormatter,
+            **listed,
         )
         parser.set_defaults(_handler=handler)
         self._children[name] = Cli(parser)
@@ -113,7 +115,7 @@ def add_engine_options(parser: argparse.ArgumentParser, *, batching: bool = True
         parser.add_argument(
             "--classes", default=None, metavar="A,B,...", help="restrict prediction to these labels (renormalised)"
         )
-        parser.add_argument("--batch-size", type=int, default=32)
+        parser.add_argument("--batch-size", type=int, default=32, help="posts per model call (default: 32)")
         parser.add_argument(
             "--threads",
             type=int,

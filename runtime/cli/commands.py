@@ -6,7 +6,7 @@ import argparse
 import json
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -26,11 +26,13 @@ from crisislens.runtime.cli.base import (
 )
 from crisislens.runtime.cli.inputs import INPUT_HELP, add_column_options, column_names
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
+from crisislens.runtime.settings import BUNDLE_HELP, STORE_HELP, SettingsError, settings
 
 if TYPE_CHECKING:
-    from crisislens.runtime.store import TriageStore
+    from crisislens.runtime.store import TriageResult, TriageStore
 
 MAX_LISTED_PROBLEMS = 100  # the human listing; --json always has them all
+MAX_RUN_PROBLEMS = 10  # what a triage run prints of its problems (the store and `validate` have them all)
 
 VALIDATE_DESCRIPTION = """\
 Read cached posts and report what a run would see: how many posts, with text, with an image,
@@ -83,8 +85,8 @@ def register(cli: Cli) -> None:
         description=TRIAGE_DESCRIPTION,
     )
     t.add_argument("inputs", nargs="+", metavar="INPUT", help=INPUT_HELP)
-    t.add_argument("--bundle", type=Path, required=True, metavar="DIR", help="model bundle folder")
-    t.add_argument("--out", type=Path, default=Path("triage.sqlite"), help="SQLite store (default: triage.sqlite)")
+    t.add_argument("--bundle", type=Path, default=None, metavar="DIR", help=BUNDLE_HELP)
+    add_store_option(t)
     add_engine_options(t)
     t.add_argument(
         "--workers",
@@ -95,7 +97,15 @@ def register(cli: Cli) -> None:
     )
     add_column_options(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
-    x = cli.command("export-results", "write a triage store's predictions as JSONL or CSV", _export_results)
+    x = cli.command(
+        "export-results",
+        "write a triage store's predictions as JSONL or CSV, most urgent first",
+        _export_results,
+        description=(
+            "Write every prediction of a triage store, in the order the app lists them (priority, most\n"
+            "urgent first): CSV with rank, post_id, priority, label, confidence, ... or JSONL with everything."
+        ),
+    )
     x.add_argument("store", type=Path, help="triage SQLite store")
     x.add_argument("--out", type=Path, required=True, help="output file (.jsonl or .csv)")
     fb = cli.command(
@@ -115,15 +125,27 @@ def register(cli: Cli) -> None:
 TRIAGE_DESCRIPTION = """\
 Classify cached posts with a model bundle and store every prediction (label, probabilities,
 rationale words with scores, patch score grid, warnings, latency, bundle hash) in SQLite.
-One transaction per batch: Ctrl-C or a killed process loses at most the batch in flight, and
-running the same command again resumes where it stopped (stored posts are skipped). Rows the
-readers reject are stored as errors with file and line; nothing is silently dropped. A photo
-that cannot be decoded is left out with a warning (the post is classified from its text); a post
-left with no word and no usable photo is stored as a 'nothing to classify' error, not a label,
-and is tried again on the next run.
 
-Exit codes: 0 all posts predicted, 1 some rows could not be read or predicted (see the store's
-errors), 130 interrupted (rerun to resume)."""
+  crisislens triage posts/                 results go to posts.triage.sqlite beside posts/
+  crisislens triage flood.jsonl --store flood.sqlite
+
+The bundle is --bundle, else $CRISISLENS_BUNDLE, else the one installed with CrisisLens. The
+store is --store (old name --out), else $CRISISLENS_STORE, else named after the first input and
+put beside it (in the working directory where that folder is read-only); the run prints where.
+
+One transaction per batch: Ctrl-C or a killed process loses at most the batch in flight, and
+running the same command again resumes where it stopped (stored posts are skipped). A post is
+known by its id, its input and its content: one that changed in its input (a photo that arrived
+after its text) is triaged again; a different post with an id already stored (p01.txt of another
+folder) is stored as p01#2 and named in the output. Rows the readers reject are stored as errors
+and printed with file and line (the first 10, then a count); files a folder input skips are
+printed too; nothing is silently dropped. A photo that cannot be decoded is left out with a
+warning (the post is classified from its text); a post left with no word and no usable photo is
+stored as a 'nothing to classify' error, not a label, and is tried again on the next run.
+
+Exit codes: 0 all posts predicted, 1 some rows could not be read or predicted, or no post was
+read at all, 2 usage error (no bundle, a store that cannot be opened), 130 interrupted (rerun to
+resume)."""
 
 
 def _triage(args: argparse.Namespace) -> int:
@@ -134,15 +156,19 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.store import StoreError, triage
 
     providers = comma_list(args.providers)
-    store = _writable_store(args.out)  # before the model loads
+    conf = settings()
     try:
+        bundle = conf.bundle_dir(args.bundle)
+        store_path = conf.store_for(args.inputs, args.store)
+        store = _writable_store(store_path)  # before the model loads
         cores = choose(args.workers, args.threads)
         engine = Engine(
-            load_bundle(args.bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
+            load_bundle(bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
         )
         cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
         report = read_posts(args.inputs, image_root=args.image_root, columns=column_names(args))
     except (
+        SettingsError,
         BundleError,
         StoreError,
         FileNotFoundError,
@@ -155,10 +181,12 @@ def _triage(args: argparse.Namespace) -> int:
         raise CliError(printable(str(exc), keep_newlines=True)) from None
     if not args.quiet:
         print(f"backend: {engine.backend_reason}; {cores.describe()}", file=sys.stderr)
+        print(f"results go to {store_path}", file=sys.stderr)
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
     store.add_image_roots(_image_roots(args.inputs, args.image_root))  # export-feedback copies from these only
     terminated: list[int] = []
     with store, _sigterm_as_interrupt(terminated):
+        earlier = {(e["post_id"], e["where"], e["message"]) for e in store.errors()}
         try:
             result = triage(
                 engine,
@@ -175,15 +203,53 @@ def _triage(args: argparse.Namespace) -> int:
         except ValueError as exc:
             raise CliError(printable(str(exc))) from None
         total = store.count()
+    for line in run_report_lines(report, result, earlier):
+        print(line, file=sys.stderr)
     print(
         f"{result.predicted} predicted ({result.posts_per_second:.1f} posts/s), {result.skipped_done} already in the "
-        f"store, {result.errors} error(s); {total} predictions in {args.out}"
+        f"store, {result.errors} error(s); {total} predictions in {printable(str(store_path))}"
     )
     if result.interrupted:
         why = "terminated (SIGTERM)" if terminated else "interrupted"
         print(f"{why}: run the same command again to resume", file=sys.stderr)
         return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
-    return EXIT_PROBLEMS if result.errors else EXIT_OK
+    return EXIT_PROBLEMS if result.errors or not result.total else EXIT_OK
+
+
+def add_store_option(parser: argparse.ArgumentParser, what: str = "") -> None:
+    """`--store PATH` (old name `--out`), resolved by `Settings.store_for`."""
+    parser.add_argument(
+        "--store", "--out", dest="store", type=Path, default=None, metavar="PATH", help=STORE_HELP + what
+    )
+
+
+Problem = tuple[str | None, str, str]  # (post id, FILE[:LINE], message)
+
+
+def run_report_lines(report: ReadReport, result: TriageResult, earlier: Collection[Problem] = ()) -> list[str]:
+    """What a run says about what it could not triage: each problem of this run as FILE:LINE: MESSAGE
+    (the first MAX_RUN_PROBLEMS, then a count), the inputs' files it skipped, and a line when it read
+    no post at all. A problem an earlier run already stored is marked so, not announced as new."""
+    lines: list[str] = []
+    problems = result.problems
+    for post_id, where, message in problems[:MAX_RUN_PROBLEMS]:
+        seen = "  (also met by an earlier run)" if (post_id, where, message) in earlier else ""
+        lines.append(f"error: {printable(where)}: {printable(message)}{seen}")
+    if len(problems) > MAX_RUN_PROBLEMS:
+        lines.append(f"... and {len(problems) - MAX_RUN_PROBLEMS} more error(s) (crisislens validate lists them all)")
+    skipped = [p for p in report.warnings if p.post_id is None]
+    for problem in skipped[:MAX_RUN_PROBLEMS]:
+        lines.append(f"skipped: {printable(str(problem))}")
+    if len(skipped) > MAX_RUN_PROBLEMS:
+        lines.append(f"... and {len(skipped) - MAX_RUN_PROBLEMS} more skipped (crisislens validate lists them all)")
+    for input_id, stored_id, place in result.renamed[:MAX_RUN_PROBLEMS]:
+        lines.append(
+            f"note: {printable(input_id)} of {printable(place)}: another post is stored under that id; "
+            f"stored as {printable(stored_id)}"
+        )
+    if not result.total:
+        lines.append("no post read from the inputs")
+    return lines
 
 
 def _image_roots(inputs: list[str], image_root: Path | None) -> list[Path]:

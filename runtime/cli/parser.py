@@ -14,7 +14,7 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import entry_points
+from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from crisislens.runtime.cli.base import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, Cli, CliError, printable
 from crisislens.runtime.cli.commands import register as register_runtime
@@ -27,6 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explainable, offline triage of crisis social-media posts (text + photo).",
         epilog="Run 'crisislens COMMAND --help' for the options of a command.",
     )
+    parser.add_argument("--version", action="version", version=f"crisislens {_version()}")
     parser.set_defaults(_handler=None, _group_parser=parser)
     cli = Cli(parser)
     register_runtime(cli)
@@ -38,6 +39,14 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         register(cli)
     return parser
+
+
+def _version() -> str:
+    """The installed distribution's version (a checkout run without an install: unknown)."""
+    try:
+        return version("crisislens")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

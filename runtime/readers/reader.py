@@ -202,17 +202,21 @@ class _Reader:
     # -- formats ------------------------------------------------------------------------
 
     def _jsonl(self, path: Path, inp: _Input) -> Iterator[Post | ReadProblem]:
+        empty = True
         with path.open("rb") as handle:  # bytes: a bad byte must cost one line, not the file
             for line_no, data in enumerate(handle, start=1):
                 if line_no == 1:
                     data = data.removeprefix(codecs.BOM_UTF8)
                 if not data.strip():
                     continue
+                empty = False
                 rows = _json_rows(data, inp.display, line_no, inp.image_root, self.aliases)
                 if not rows:
                     yield ReadProblem(inp.display, line_no, "a page without tweets", "warning")
                 for raw in rows:
                     yield from self._finish(raw, inp)
+        if empty:  # like a CSV without its header: an input that holds no post is an error, not silence
+            yield ReadProblem(inp.display, None, "empty file: no posts (not one JSON line)")
 
     def _table(self, path: Path, inp: _Input) -> Iterator[Post | ReadProblem]:
         # surrogateescape keeps undecodable bytes until the row is parsed, so each is reported

@@ -3,7 +3,10 @@ into a SQLite store that survives Ctrl-C and kill -9.
 
 - The store is SQLite in WAL mode; each batch of predictions is one transaction, so an
   interrupted run loses at most the batch in flight and never leaves a half-written row.
-- Re-running with the same store resumes: posts already stored (by post id) are skipped.
+- Re-running with the same store resumes: posts already stored are skipped. A post is known by
+  its id, its input and its content (`identity`), never its id alone: a post that changed in
+  its input (a photo synced after its text) is triaged again, and a different post with a
+  stored id (`p01.txt` of another folder) is stored as `p01#2`, never skipped.
 - A post that cannot be predicted at all (it should not happen: unusable images and texts are
   warnings) is stored in `errors` with the reason, never silently dropped; so is a post the
   model saw nothing of (no word after cleaning, no usable photo), whose label would only be the
@@ -14,8 +17,8 @@ into a SQLite store that survives Ctrl-C and kill -9.
   flag) on the prediction row for filtering, and every action with its time in `feedback`, so
   corrections are kept as history and can be exported as labelled training data.
 
-Modules: `sqlite` (the store), `run` (the run loop), `review` (what the TUI lists: filters,
-priority, sorting), `export` (predictions and corrected labels out).
+Modules: `sqlite` (the store), `run` (the run loop), `identity` (which stored post a read post
+is), `review` (what the TUI lists: filters, priority, sorting), `export` (predictions and corrected labels out).
 """
 
 from crisislens.runtime.store.export import CSV_COLUMNS, EXPORT_FORMATS, export_feedback, export_items, export_results

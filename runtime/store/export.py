@@ -14,7 +14,7 @@ from typing import Any
 
 from crisislens.runtime.files import atomic_open
 from crisislens.runtime.preprocessing import ImageError, load_image
-from crisislens.runtime.store.review import ReviewItem, top_words
+from crisislens.runtime.store.review import ReviewItem, select, top_words
 from crisislens.runtime.store.sqlite import IMAGE_ROOTS, Feedback, TriageStore
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
@@ -22,7 +22,9 @@ _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]")
 
 EXPORT_FORMATS = ("csv", "jsonl")
 CSV_COLUMNS = [
+    "rank",
     "post_id",
+    "priority",
     "label",
     "confidence",
     "top_words",
@@ -45,23 +47,26 @@ def _export_format(out: Path, fmt: str | None) -> str:
 
 
 def export_items(items: Sequence[ReviewItem], out: Path, fmt: str | None = None) -> int:
-    """Write `items` (e.g. the TUI's current filter) as JSONL (everything) or CSV (one row per post).
+    """Write `items` in their order (e.g. the TUI's current list), each with its rank and priority,
+    as JSONL (everything) or CSV (one row per post; class names as in files, not display titles).
 
     Written to a temporary file and renamed, so an existing export is never left half-written."""
     out = Path(out)
     fmt = _export_format(out, fmt)
     with atomic_open(out, "w", newline="") as f:
         if fmt == "jsonl":
-            for it in items:
-                f.write(json.dumps(_item_record(it), ensure_ascii=False) + "\n")
+            for rank, it in enumerate(items, 1):
+                f.write(json.dumps({"rank": rank, **_item_record(it)}, ensure_ascii=False) + "\n")
         else:
             w = _FormulaSafeWriter(csv.writer(f))
             w.writerow(CSV_COLUMNS)
-            for it in items:
+            for rank, it in enumerate(items, 1):
                 p = it.prediction
                 w.writerow(
                     [
+                        rank,
                         it.post_id,
+                        f"{it.priority:.4f}",
                         p.label,
                         f"{p.confidence:.4f}",
                         " ".join(top_words(p)),
@@ -101,6 +106,7 @@ class _FormulaSafeWriter:
 def _item_record(it: ReviewItem) -> dict[str, Any]:
     return {
         "post_id": it.post_id,
+        "priority": it.priority,
         "text": it.text,
         "image": it.image,
         "source": it.source,
@@ -115,8 +121,9 @@ def _item_record(it: ReviewItem) -> dict[str, Any]:
 
 
 def export_results(store: TriageStore, out: Path, fmt: str | None = None) -> int:
-    """Write every prediction of the store (see `export_items`)."""
-    return export_items(store.items(), out, fmt)
+    """Write every prediction of the store in the order the app lists them, most urgent first
+    (`review.select`: priority), ranked from 1 (see `export_items`)."""
+    return export_items(select(store.items()), out, fmt)
 
 
 def _not_exportable(src: Path, roots: list[Path] | None) -> str | None:

@@ -2,14 +2,16 @@
 sorting and text search — pure functions over `ReviewItem`s, so the TUI and tests share them
 and the TUI never touches SQL.
 
-Priority is class severity × confidence (`Label.severity`): an "affected people" post the model
-is sure about comes first, chatter last. A label a responder corrected is known, so its priority
-is the corrected class's severity at confidence 1.
+Priority is the expected severity over the class probabilities (sum of p(class) × `Label.severity`):
+a post the model gives a fair chance of being about affected people comes before a post it is
+sure is a donation, chatter last. (Severity × confidence of the top class alone ranked a 52%
+"family trapped on the roof" below a sure food-kit donation.) A label a responder corrected is
+known, so its priority is that class's severity.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
@@ -82,6 +84,11 @@ class ReviewItem:
         return self.review_label or self.prediction.label
 
     @property
+    def final_probability(self) -> float:
+        """The model's probability for the final label (its confidence unless a responder corrected it)."""
+        return float(self.prediction.probabilities.get(self.final_label, 0.0))
+
+    @property
     def corrected(self) -> bool:
         return self.review_label is not None and self.review_label != self.prediction.label
 
@@ -99,12 +106,12 @@ class ReviewItem:
     def priority(self) -> float:
         if self.review_label is not None:
             return get_label(self.review_label).severity
-        return priority(self.prediction.label, self.prediction.confidence)
+        return priority(self.prediction.probabilities)
 
 
-def priority(label: str, confidence: float) -> float:
-    """Sort weight of a prediction: class severity × confidence, in [0, 1]."""
-    return get_label(label).severity * confidence
+def priority(probabilities: Mapping[str, float]) -> float:
+    """Sort weight of a prediction: the expected severity, sum of p(class) × severity, in [0, 1]."""
+    return sum(get_label(name).severity * float(p) for name, p in probabilities.items())
 
 
 @dataclass(frozen=True)

@@ -7,12 +7,13 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from crisislens.runtime.engine import Engine
 from crisislens.runtime.parallel import in_order
 from crisislens.runtime.schema import Post, Prediction
+from crisislens.runtime.store.identity import plan
 from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, TriageStore
 
 
@@ -25,6 +26,10 @@ class TriageResult:
     errors: int
     seconds: float
     interrupted: bool = False
+    # (post id, file[:line], message) of every error of this run, the readers' first
+    problems: list[tuple[str | None, str, str]] = field(default_factory=list)
+    # (input id, stored id, input) of new posts whose id another stored post already had
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)
 
     @property
     def posts_per_second(self) -> float:
@@ -90,14 +95,10 @@ def triage(
     asked before each batch (a stopped run is `interrupted` and resumes like one). `workers`
     batches are predicted at once (`crisislens.runtime.parallel`); the store is written here only."""
     started = time.perf_counter()
-    done = store.done_ids()
-    pending, seen = [], set()
-    for p in posts:
-        if p.id in done or p.id in seen:
-            continue
-        seen.add(p.id)
-        pending.append(p)
-    skipped = len(posts) - len(pending)
+    # A post is stored once per identity (id, input, content: `store.identity`), never skipped for its id alone.
+    todo = plan(posts, store.identities())
+    pending, skipped = todo.pending, todo.skipped
+    who = {ident.post_id: ident for ident in todo.identities}
     sha, variant = engine.bundle.sha256, engine.variant.name
     store.set_meta("bundle_sha256", sha)
     store.set_meta("variant", variant)
@@ -108,15 +109,17 @@ def triage(
     if on_batch is not None:
         on_batch(0, len(pending))
     predicted = errors = 0
+    problems = list(read_errors)
     interrupted = False
     stopped: list[bool] = []
     try:
         # Workers predict, this thread alone writes the store, batch by batch in input order.
         batches = _until_stopped(bucketed(pending, batch_size), should_stop, stopped)
         for batch, (items, errs) in in_order(lambda b: _predict_batch(engine, b, classes), batches, workers):
-            store.write_batch(items, sha, variant, errs)
+            store.write_batch(items, sha, variant, errs, [who[post.id] for post, _ in items], todo.replacing)
             predicted += len(items)
             errors += len(errs)
+            problems.extend(errs)
             if bar:
                 bar.update(len(batch))
             if on_batch is not None:
@@ -136,6 +139,8 @@ def triage(
         errors + len(read_errors),
         round(time.perf_counter() - started, 2),
         interrupted,
+        problems,
+        todo.renamed,
     )
 
 

@@ -3,7 +3,10 @@ survives Ctrl-C and kill -9.
 
 - The store is SQLite in WAL mode; each batch of predictions is one transaction, so an
   interrupted run loses at most the batch in flight and never leaves a half-written row.
-- Re-running with the same store resumes: posts already stored (by post id) are skipped.
+- Re-running with the same store resumes: posts already stored are skipped. A post is known by
+  its id, its input and its content (`identity`), never its id alone: a post that changed in
+  its input (a photo synced after its text) is triaged again, and a different post with a
+  stored id (`p01.txt` of another folder) is stored as `p01#2`, never skipped.
 - A post that cannot be predicted at all (it should not happen: unusable images and texts are
   warnings) is stored in `errors` with the reason, never silently dropped; so is a post the
   model saw nothing of (no word after cleaning, no usable photo), whose label would only be the
@@ -22,7 +25,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,6 +33,7 @@ from typing import Any
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.labels import get_label
 from crisislens.runtime.schema import Post, Prediction
+from crisislens.runtime.store.identity import Identity
 from crisislens.runtime.store.review import ReviewItem
 
 SCHEMA = """
@@ -69,6 +73,13 @@ CREATE TABLE IF NOT EXISTS feedback (
 );
 CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
 CREATE INDEX IF NOT EXISTS feedback_post ON feedback(post_id);
+-- who each prediction is (store.identity): the id its input gave it, the input, a content digest
+CREATE TABLE IF NOT EXISTS identities (
+    post_id TEXT PRIMARY KEY,
+    input_id TEXT NOT NULL,
+    place TEXT,
+    fingerprint TEXT
+);
 """
 # meta key: the folders a run read images from; export-feedback copies photos from inside them only
 IMAGE_ROOTS = "image_roots"
@@ -80,10 +91,10 @@ NOTHING_TO_CLASSIFY = "nothing to classify"
 _RUN_ERRORS = (PREDICTION_FAILED, NOTHING_TO_CLASSIFY)
 # Stores written before the review columns existed get them on open; so do the columns that say
 # where a post came from (reader's origin, platform, author) and its text as read before a repair.
+_PROVENANCE = ("origin", "platform", "author", "original_text")
 _MIGRATIONS = {
     "flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0",
-    **{column: f"ALTER TABLE predictions ADD COLUMN {column} TEXT" for column in ("origin", "platform", "author")},
-    "original_text": "ALTER TABLE predictions ADD COLUMN original_text TEXT",
+    **{column: f"ALTER TABLE predictions ADD COLUMN {column} TEXT" for column in _PROVENANCE},
 }
 
 
@@ -209,11 +220,21 @@ class TriageStore:
         bundle_sha256: str,
         variant: str,
         errors: Sequence[tuple[str | None, str, str]] = (),
+        identities: Sequence[Identity] = (),
+        replacing: Collection[str] = (),
     ) -> None:
-        """One transaction: all of `items` and `errors` are stored, or none."""
+        """One transaction: all of `items` and `errors` are stored, or none. `identities` are
+        recorded with them; the rows of `replacing` (posts that changed in their input) are
+        replaced by the new predictions."""
         now = _now()
         self.db.execute("BEGIN IMMEDIATE")
         try:
+            gone = [(it[0].id,) for it in items if it[0].id in replacing]
+            self.db.executemany("DELETE FROM predictions WHERE post_id = ?", gone)
+            self.db.executemany(
+                "INSERT OR REPLACE INTO identities(post_id, input_id, place, fingerprint) VALUES (?, ?, ?, ?)",
+                _storable([(i.post_id, i.input_id, i.place, i.fingerprint) for i in identities]),
+            )
             self.db.executemany(
                 "INSERT OR IGNORE INTO predictions(post_id, label, confidence, prediction, text, image, source, "
                 "created_at, gold_label, latency_ms, bundle_sha256, variant, stored_at, origin, platform, author, "
@@ -258,6 +279,14 @@ class TriageStore:
                 raise _write_error(self.path, exc) from None
             raise
 
+    def identities(self) -> list[Identity]:
+        """Who each stored prediction is (rows stored before identities were kept: id only)."""
+        rows = self.db.execute(
+            "SELECT p.post_id, i.input_id, i.place, i.fingerprint FROM predictions p "
+            "LEFT JOIN identities i ON i.post_id = p.post_id"
+        )
+        return [Identity(pid, input_id or pid, place, fp) for pid, input_id, place, fp in rows]
+
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
 
@@ -298,8 +327,13 @@ class TriageStore:
 
     _ITEM_SQL = (
         "SELECT rowid, post_id, prediction, text, image, source, created_at, gold_label, latency_ms, "
-        "variant, reviewed, review_label, flagged, origin, platform, author, original_text FROM predictions"
+        "variant, reviewed, review_label, flagged, {where} FROM predictions"
     )
+
+    def _item_sql(self) -> str:
+        """A store opened read-only runs no migration: the columns it lacks read as NULL."""
+        have = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
+        return self._ITEM_SQL.format(where=", ".join(c if c in have else f"NULL AS {c}" for c in _PROVENANCE))
 
     @staticmethod
     def _item(row: tuple[Any, ...]) -> ReviewItem:
@@ -326,10 +360,10 @@ class TriageStore:
 
     def items(self, after: int = 0) -> list[ReviewItem]:
         """Every stored prediction (those stored after arrival number `after`), in arrival order."""
-        return [self._item(r) for r in self.db.execute(self._ITEM_SQL + " WHERE rowid > ? ORDER BY rowid", (after,))]
+        return [self._item(r) for r in self.db.execute(self._item_sql() + " WHERE rowid > ? ORDER BY rowid", (after,))]
 
     def item(self, post_id: str) -> ReviewItem:
-        row = self.db.execute(self._ITEM_SQL + " WHERE post_id = ?", (post_id,)).fetchone()
+        row = self.db.execute(self._item_sql() + " WHERE post_id = ?", (post_id,)).fetchone()
         if row is None:
             raise KeyError(f"{self.path}: no prediction for post {post_id!r}")
         return self._item(row)

@@ -21,11 +21,15 @@ def help_table() -> Table:
 
 
 def legend() -> Text:
-    out = Text("\nClasses, most urgent first (priority = severity × confidence)\n", style="bold")
+    out = Text("\nClasses, most urgent first\n", style="bold")
     for label in LABELS:
         out.append("  ● ", style=label.colour)
         out.append(f"{label.title} ", style="bold")
         out.append(f"(severity {label.severity:.1f}): {label.description}\n", style="dim")
+    out.append("\nPriority\n", style="bold")
+    out.append("  the expected severity: each class's probability × its severity, added up; a post with a fair\n"
+               "  chance of affected people comes before one the model is sure is a donation. A post whose\n"
+               "  label you corrected: your label's severity, and Conf shows the model's probability for it.\n")
     out.append("\nMarkers in the list\n", style="bold")
     out.append("  ⚑ flagged   ✓ reviewed   ✎ label corrected (the list shows your label)\n"
                "  ▣ the model used the photo   ✕ the post's photo could not be read (the label is from the text)\n")
@@ -40,9 +44,12 @@ class HelpScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(id="help-box"):
-            yield Static(Text("CrisisLens — keys", style="bold"))
+            yield Static(Text("CrisisLens — keys", style="bold").append("   ↓ / PgDn: more · Esc: close", style="dim"))
             yield Static(help_table())
             yield Static(legend())
+
+    def on_mount(self) -> None:
+        self.query_one("#help-box").focus()  # the keys scroll it: on a small screen it is longer than the box
 
     def action_close(self) -> None:
         self.dismiss(None)

@@ -48,7 +48,8 @@ class TriageScreen(Screen):
         with Horizontal(id="status"):
             yield Static(id="status-text")
             yield ProgressBar(id="progress", show_eta=False)
-        yield Footer()
+        # compact, the palette key in the help only: every key fits in 80 columns
+        yield Footer(compact=True, show_command_palette=False)
 
     def on_mount(self) -> None:
         self.query_one(PostDetail).set_renderer(self.app.image_renderer)
@@ -57,6 +58,15 @@ class TriageScreen(Screen):
         self.reload()
         self.query_one(PostList).focus()
         self.app.start_job()
+        # Another process (`crisislens triage`, a second app) may write into the store: read what is
+        # new every few seconds, so a new urgent post shows up without reopening.
+        self.set_interval(self.REFRESH_SECONDS, self.poll_store)
+
+    REFRESH_SECONDS = 2.0
+
+    def poll_store(self) -> None:
+        if self.reload():
+            self.query_one("#title", Static).update(self.app.title_text())
 
     NARROW = 110  # columns below which the list and the detail pane are stacked, not side by side
 
@@ -98,7 +108,18 @@ class TriageScreen(Screen):
         self.show_detail()
 
     def show_detail(self) -> None:
-        self.query_one(PostDetail).show(self.current)
+        self.query_one(PostDetail).show(self.current, self.empty_reason())
+
+    def empty_reason(self) -> str:
+        """What the empty list means, said where the post would be."""
+        if self.shown:
+            return ""
+        if self.items:
+            return f"No posts match the filter ({len(self.items)} hidden): x clears it."
+        job = self.app.job
+        if job is not None and not self.app.job_done.is_set():
+            return "No posts yet: they appear here as they are triaged."
+        return "No posts in this store. E lists the input problems, if any."
 
     def set_filter(self, f: ReviewFilter) -> None:
         self.view_filter = f

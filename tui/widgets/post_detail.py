@@ -16,19 +16,23 @@ from crisislens.tui.widgets.rationale import RationaleText, legend
 
 
 def headline(item: ReviewItem) -> Text:
-    label = get_label(item.label)
+    """The class the post is listed under and why: the model's label, or the responder's label
+    with the model's probability for it (never the model's confidence in a class it no longer shows)."""
     out = Text()
-    out.append(f" {label.title} ", style=f"bold white on {label.colour}")
-    out.append(f"  {item.confidence:.0%} confident · priority {item.priority:.2f}")
-    if item.review_label is not None:
-        fixed = get_label(item.review_label)
-        if item.corrected:
-            out.append("  ✎ corrected to ", style="green")
-            out.append(f" {fixed.title} ", style=f"bold white on {fixed.colour}")
-        else:
+    if item.corrected:
+        fixed, model = get_label(item.final_label), get_label(item.label)
+        out.append("✎ your label ", style="green")
+        out.append(f" {fixed.title} ", style=f"bold white on {fixed.colour}")
+        out.append(f"  model: {item.final_probability:.0%} for it · priority {item.priority:.2f} (your label's severity)")
+        out.append(f"\nthe model said {model.title} at {item.confidence:.0%}", style="dim")
+    else:
+        label = get_label(item.label)
+        out.append(f" {label.title} ", style=f"bold white on {label.colour}")
+        out.append(f"  {item.confidence:.0%} confident · priority {item.priority:.2f}")
+        if item.review_label is not None:
             out.append("  ✓ label confirmed", style="green")
-    elif item.reviewed:
-        out.append("  ✓ reviewed", style="green")
+        elif item.reviewed:
+            out.append("  ✓ reviewed", style="green")
     if item.flagged:
         out.append("  ⚑ flagged", style="bold red")
     if item.gold_label:
@@ -48,8 +52,9 @@ def model_line(item: ReviewItem) -> Text:
     out.append(f"\nmodel {item.prediction.model_id or '?'} ({item.variant})")
     timings = item.prediction.timings
     if timings:
-        out.append(" · " + ", ".join(f"{k} {v:.1f} ms" for k, v in timings.items()))
-        out.append(f" · total {sum(timings.values()):.1f} ms/post")
+        # The engine times a batch; a post's share is the batch's time over its size, not its own latency.
+        out.append(" · " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+        out.append(f" · {sum(timings.values()):.1f} ms/post, averaged over its batch")
     return out
 
 
@@ -71,21 +76,28 @@ def origin_line(item: ReviewItem) -> Text:
 
 class PostDetail(VerticalScroll):
     def compose(self) -> ComposeResult:
+        # The class probabilities come right under the headline: on an 80x24 screen the pane is
+        # a dozen rows, and the bars are what a responder checks before reading on.
+        yield Static(id="empty")
         yield Static(id="headline")
+        yield ProbabilityBars(id="probabilities")
         yield RationaleText(id="post-text")
         yield Static(legend(), id="legend")
         yield PatchImage(id="photo")
-        yield ProbabilityBars(id="probabilities")
         yield Static(id="warnings")
         yield Static(id="model")
 
     def set_renderer(self, renderer: str) -> None:
         self.query_one(PatchImage).renderer = renderer
 
-    def show(self, item: ReviewItem | None) -> None:
+    def show(self, item: ReviewItem | None, empty: str = "") -> None:
+        """Show `item`; with none, the `empty` line (why the list is empty)."""
         for child in self.children:
             child.display = item is not None
+        box = self.query_one("#empty", Static)
+        box.display = item is None and bool(empty)
         if item is None:
+            box.update(Text(empty, style="italic"))
             return
         p = item.prediction
         self.query_one("#headline", Static).update(headline(item))

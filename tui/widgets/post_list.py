@@ -10,7 +10,6 @@ from textual.widgets import DataTable
 from crisislens.runtime.labels import get_label
 from crisislens.runtime.store.review import ReviewItem
 from crisislens.tui.safe import one_line
-from crisislens.tui.theme import SHORT_TITLES
 
 COLUMNS = (("state", " "), ("class", "Class"), ("conf", "Conf"), ("prio", "Prio"), ("photo", "▣"), ("text", "Text"))
 # Clicking a header sorts by it (where the column has a sort order).
@@ -28,7 +27,7 @@ def state_cell(item: ReviewItem) -> Text:
 def class_cell(item: ReviewItem) -> Text:
     label = get_label(item.final_label)
     out = Text("● ", style=label.colour)
-    out.append(SHORT_TITLES[label.name], style="italic" if item.corrected else "")
+    out.append(label.title, style="italic" if item.corrected else "")
     return out
 
 
@@ -39,8 +38,13 @@ def photo_cell(item: ReviewItem) -> Text:
     return Text("✕", style="yellow") if item.photo_unusable else Text(" ")
 
 
+def conf_cell(item: ReviewItem) -> Text:
+    """The model's probability for the class shown: for a corrected post, for the responder's label."""
+    return Text(f"{item.final_probability:4.0%}", justify="right", style="italic" if item.corrected else "")
+
+
 def row_cells(item: ReviewItem, text_width: int = 200) -> tuple[Text, ...]:
-    return (state_cell(item), class_cell(item), Text(f"{item.confidence:4.0%}", justify="right"),
+    return (state_cell(item), class_cell(item), conf_cell(item),
             Text(f"{item.priority:.2f}", justify="right"), photo_cell(item),
             one_line(item.text, text_width))
 
@@ -52,7 +56,7 @@ class PostList(DataTable):
     drawn (a filter change redraws one chunk, not every post), and each row's cells are built
     once per state of its post."""
 
-    FIXED_WIDTH = 2 + 14 + 4 + 4 + 1 + 2 * len(COLUMNS) + 2  # every column but the text, padding, scrollbar
+    FIXED_WIDTH = 2 + 18 + 4 + 4 + 1 + 2 * len(COLUMNS) + 2  # every column but the text, padding, scrollbar
     CHUNK = 100
 
     def __init__(self, **kwargs):  # noqa: ANN003 - DataTable's own options

@@ -8,7 +8,6 @@ from rich.text import Text
 from textual.widgets import Static
 
 from crisislens.runtime.labels import LABELS
-from crisislens.tui.theme import SHORT_TITLES
 
 BLOCKS = " ▏▎▍▌▋▊▉█"
 
@@ -21,13 +20,13 @@ def bar(fraction: float, width: int) -> str:
 
 
 def probability_bars(probabilities: Mapping[str, float], width: int = 20, chosen: str | None = None) -> Text:
-    """One line per class: marker, short name, bar, percentage (about 43 cells wide at width 20)."""
+    """One line per class: marker, short name, bar, percentage (about 45 cells wide at width 20)."""
     out = Text()
-    title_width = max(len(t) for t in SHORT_TITLES.values())
+    title_width = max(len(label.title) for label in LABELS)
     for label in LABELS:
         p = float(probabilities.get(label.name, 0.0))
         mark = "▶ " if label.name == chosen else "  "
-        out.append(mark + SHORT_TITLES[label.name].ljust(title_width) + " ", style="bold" if label.name == chosen else "")
+        out.append(mark + label.title.ljust(title_width) + " ", style="bold" if label.name == chosen else "")
         out.append(bar(p, width), style=label.colour)
         out.append(f" {p:6.1%}\n")
     out.rstrip()
