@@ -5,6 +5,7 @@ stray quotes, terminal escapes, FIFOs, a full disk, read-only stores, foreign im
 from __future__ import annotations
 
 import csv
+import importlib.util
 import io
 import json
 import os
@@ -288,6 +289,10 @@ def test_read_only_commands_open_the_store_read_only(tiny_bundle, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.sqlite")) == ["t.sqlite"]
     assert main(["export-results", str(store), "--out", str(tmp_path / "r.jsonl")]) == 0
     assert store.read_bytes() == before
+    if importlib.util.find_spec("textual") is not None:
+        assert main(["tui", str(store), "--print"]) == 0
+        assert store.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("t.sqlite")) == ["t.sqlite"]
 
 
 # -- 12: only photo formats ---------------------------------------------------------------------

@@ -158,7 +158,7 @@ def _print(store: Path, job, args: argparse.Namespace) -> int:  # noqa: ANN001
         if result is not None and result.interrupted:
             code = EXIT_INTERRUPTED
     try:
-        with TriageStore(store) as s:
+        with TriageStore(store, readonly=True) as s:  # a store on read-only media prints too
             print_table(s.items(), limit=args.limit)
             errors = s.errors()
     except StoreError as exc:
