@@ -287,3 +287,60 @@ def test_validate_prints_each_input_with_its_format_and_photo_counts(capsys):
     line = next(line for line in out.splitlines() if "flood-search.jsonl" in line and "twarc2" in line)
     assert "4 posts" in line and "1 photo" in line and "2 photos not cached" in line and "1 row not read" in line
     assert "flood-search.jsonl:3: malformed JSON" in out
+
+
+# ----------------------------------------------------------------------------- hostile input
+
+ODD_VALUES = [None, 7, 1.5, "x", "http://[not-a-host/a.jpg", [], {}, True, ["x"], {"text": 3}, "../" * 40 + "a.jpg"]
+
+
+def _paths(node, prefix=()):
+    """Every path to a value inside a JSON document."""
+    items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else ()
+    for key, value in items:
+        yield (*prefix, key)
+        yield from _paths(value, (*prefix, key))
+
+
+def _with(doc, path, value):
+    doc = json.loads(json.dumps(doc))
+    node = doc
+    for key in path[:-1]:
+        node = node[key]
+    node[path[-1]] = value
+    return doc
+
+
+@pytest.mark.parametrize("source", [TWARC2, FLAT, V1, TELEGRAM / "result.json"], ids=lambda p: p.parent.name)
+def test_any_odd_value_anywhere_is_read_or_recorded_never_a_traceback(source, tmp_path):
+    """Every field of every fixture, in turn, replaced by a value of another type: the read
+    never raises, and every row is a post or an error with its place."""
+    if source.name == "result.json":
+        docs = [json.loads(source.read_text())]
+    else:
+        docs = [json.loads(line) for line in source.read_text().splitlines() if line.endswith("}")]
+    target = tmp_path / source.name
+    for doc in docs:
+        for path in list(_paths(doc)):
+            for value in ODD_VALUES:
+                changed = _with(doc, path, value)
+                target.write_text(json.dumps(changed, indent=1 if source.name == "result.json" else None) + "\n")
+                report = read_posts([target])
+                row_errors = [e for e in report.errors if e.line is not None or " message " in e.file]
+                assert report.rows_seen == len(report.posts) + len(row_errors), (path, value, report.problems)
+
+
+def test_odd_whatsapp_lines_are_read_or_recorded(tmp_path):
+    chat = tmp_path / "_chat.txt"
+    lines = [
+        "99/99/99, 99:99 - A: impossible date",
+        "1/2/3, 4:05 - : empty sender",
+        "[15/03/2024, 09:20:11] B: \u200e<attached: ../../etc/passwd.jpg>",
+        "15/03/2024, 09:20 - C: IMG-1.jpg (file attached)",
+        "15/03/2024, 09:21 - D: \u202e\x1b]0;title\x07 escape",
+        "text before nothing",
+    ]
+    chat.write_text("loose line first\n" + "\n".join(lines) + "\n")
+    report = read_posts([chat])
+    assert report.rows_seen == len(report.posts) + len(report.errors)
+    assert any("before the first dated message" in e.message for e in report.errors)

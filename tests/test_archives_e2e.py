@@ -103,3 +103,33 @@ def test_a_repaired_text_is_shown_repaired_and_stored_as_read(tiny_bundle, tmp_p
     main(["tui", str(store), "--print"])
     out = capsys.readouterr().out
     assert "It’s still" in out and "â€" not in out
+
+
+def test_a_store_from_before_the_origin_columns_still_opens_read_only(tmp_path):
+    """A read-only open runs no migration: the columns on where a post came from read as empty."""
+    from crisislens.runtime.labels import LABEL_NAMES
+    from crisislens.runtime.schema import Prediction
+
+    store = tmp_path / "old.sqlite"
+    pred = Prediction(post_id="p1", label=LABEL_NAMES[0], probabilities={LABEL_NAMES[0]: 1.0})
+    with TriageStore(store) as s:
+        for column in ("origin", "platform", "author", "original_text"):
+            s.db.execute(f"ALTER TABLE predictions DROP COLUMN {column}")
+        s.db.execute(
+            "INSERT INTO predictions(post_id, label, confidence, prediction, bundle_sha256, variant, stored_at) "
+            "VALUES ('p1', ?, 1.0, ?, 'sha', 'v', 'now')",
+            (pred.label, pred.to_json()),
+        )
+    with TriageStore(store, readonly=True) as s:
+        [item] = s.items()
+        assert item.post_id == "p1" and (item.origin, item.platform, item.author, item.original_text) == (None,) * 4
+
+
+def test_tui_triages_a_table_with_its_own_column_names(tiny_bundle, tmp_path, capsys):
+    store = tmp_path / "t.sqlite"
+    args = ["tui", str(ARCHIVES / "columns/field-reports.csv"), "--bundle", str(tiny_bundle), "--store", str(store)]
+    columns = ["--id-column", "report_no", "--text-column", "message", "--image-column", "picture"]
+    assert main([*args, "--print", *columns]) == 0
+    assert "Culvert" in capsys.readouterr().out
+    with TriageStore(store) as s:
+        assert sorted(it.post_id for it in s.items()) == ["7", "8", "9"]

@@ -48,9 +48,8 @@ def detect(path: Path) -> str | None:
         if by_name is None and telegram.is_export(head):
             return TELEGRAM
         return by_name or JSONL
-    if by_name is None and whatsapp.starts_chat(
-        re.split(r"\r\n|\n|\r", head.decode("utf-8", "replace"), maxsplit=1)[0]
-    ):
+    first_line = re.split(r"\r\n|\n|\r", head.decode("utf-8", "replace"), maxsplit=1)[0]
+    if by_name is None and (whatsapp.is_chat_file(path) or whatsapp.starts_chat(first_line)):
         return WHATSAPP
     return by_name
 

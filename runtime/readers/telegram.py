@@ -66,23 +66,23 @@ def message_rows(doc: dict[str, Any], file: str) -> Iterator[_Raw | int]:
     for chat in chats(doc):
         name = chat.get("name") if isinstance(chat.get("name"), str) else None
         service = 0
-        for msg in chat["messages"]:
+        for number, msg in enumerate(chat["messages"], start=1):
             if isinstance(msg, dict) and msg.get("type") == "service":
                 service += 1
                 continue
-            yield _message_row(msg, chat.get("id"), name, file)
+            yield _message_row(msg, number, chat.get("id"), name, file)
         if service:
             yield service
 
 
-def _message_row(msg: Any, chat_id: Any, chat_name: str | None, file: str) -> _Raw:
+def _message_row(msg: Any, number: int, chat_id: Any, chat_name: str | None, file: str) -> _Raw:
+    """`number`: the message's place in its chat, naming one that has no usable id."""
     if not isinstance(msg, dict):
-        return _Raw(file, None, error=f"a message is {_json_type(msg)}, not an object")
+        return _Raw(f"{file} message #{number}", None, error=f"a message is {_json_type(msg)}, not an object")
     msg_id = msg.get("id")
-    raw = _Raw(f"{file} message {msg_id}", None)
     if not isinstance(msg_id, (int, str)) or isinstance(msg_id, bool):
-        raw.error = "message without an id"
-        return raw
+        return _Raw(f"{file} message #{number}", None, error="message without an id")
+    raw = _Raw(f"{file} message {msg_id}", None)
     raw.values.update(
         id=f"telegram:{chat_id}:{msg_id}" if chat_id is not None else f"telegram:{msg_id}",
         platform=PLATFORM,

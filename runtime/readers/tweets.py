@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from crisislens.runtime.readers.fields import _Raw
+from crisislens.runtime.readers.fields import _is_file, _Raw
 
 PLATFORM = "twitter"
 TWARC2, TWEET_V2, TWEET_V1 = "twarc2", "twitter-v2", "twitter-v1.1"
@@ -77,7 +77,7 @@ def _v2_row(tweet: dict[str, Any], inc: _Includes, file: str, line: int, root: P
     raw = _Raw(file, line)
     raw.values.update(id=tweet.get("id"), platform=PLATFORM, created_at=tweet.get("created_at"))
     source = tweet
-    for ref in tweet.get("referenced_tweets") or []:
+    for ref in _list(tweet.get("referenced_tweets")):
         if not isinstance(ref, dict) or ref.get("type") != "retweeted":
             continue
         # twarc2 flatten expands the referenced tweet in place; a page has it in includes.tweets
@@ -99,8 +99,8 @@ def _v2_row(tweet: dict[str, Any], inc: _Includes, file: str, line: int, root: P
         if key in tweet:
             raw.metadata[key] = tweet[key]
     attachments = _obj(source.get("attachments"))
-    media = [m for m in attachments.get("media") or [] if isinstance(m, dict)]  # flattened: expanded
-    keys = [str(k) for k in attachments.get("media_keys") or []]
+    media = [m for m in _list(attachments.get("media")) if isinstance(m, dict)]  # flattened: expanded
+    keys = [str(k) for k in _list(attachments.get("media_keys")) if isinstance(k, (str, int))]
     missing = [k for k in keys if k not in inc.media and not any(m.get("media_key") == k for m in media)]
     media += [inc.media[k] for k in keys if k in inc.media]
     media += [{"media_key": k} for k in missing]  # described nowhere: only a cached file can help
@@ -145,7 +145,7 @@ def _photo(raw: _Raw, media: list[tuple[Any, Any, Any]], root: Path) -> None:
     for url, key, _ in media:
         for name in _local_names(url, key):
             for folder in ("", "media/"):
-                if (root / folder / name).is_file():
+                if _is_file(root / folder / name):
                     raw.values["image"] = folder + name
                     if len(media) > 1:
                         raw.metadata["photos"] = urls
@@ -162,7 +162,10 @@ def _photo(raw: _Raw, media: list[tuple[Any, Any, Any]], root: Path) -> None:
 def _local_names(url: Any, key: Any) -> list[str]:
     names = []
     if isinstance(url, str) and url:
-        base = Path(urlparse(url).path).name
+        try:
+            base = Path(urlparse(url).path).name
+        except ValueError:  # not a URL (a bad IPv6 host, ...): no name to look for
+            base = ""
         if base and base not in (".", ".."):
             names.append(base)
     if isinstance(key, (str, int)) and str(key).strip("./"):
@@ -172,6 +175,10 @@ def _local_names(url: Any, key: Any) -> list[str]:
 
 def _obj(value: Any) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
+
+
+def _list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else []
 
 
 def _unescape(text: Any) -> Any:
