@@ -1,5 +1,7 @@
-"""Reading cached posts into `Post`s: JSONL, CSV/TSV (CrisisMMD task files included) and
-folders of `ID.txt` + `ID.jpg` pairs.
+"""Reading cached posts into `Post`s: JSONL, CSV/TSV (CrisisMMD task files included), folders of
+`ID.txt` + `ID.jpg` pairs, and the archives responders hold: tweets (twarc2 pages, flattened
+tweets, API v1.1 objects), Telegram Desktop exports and WhatsApp chat exports. The format is
+told from the content (`detect`), the extension only where the content does not say.
 
 Field data is messy, so a bad row never stops a read: it becomes a `ReadProblem` that names the
 file, the line and what is wrong. Every input row ends up either as a `Post` or as an error
@@ -21,11 +23,19 @@ Conventions:
   `data_image/` prefix is dropped); after resolving links they must stay inside that folder
   (a path that leaves it costs the photo, like a missing one: the text is still read).
   A folder input reads its own `ID.txt` / `ID.jpg` files, in id order, whatever `image_root`.
-- Text that is empty or only whitespace counts as no text (`Post.text` is None).
+- Text that is empty or only whitespace counts as no text (`Post.text` is None). Mojibake (text
+  decoded with the wrong codec upstream) is repaired when read (`mojibake`, a warning); the text
+  as read stays in `Post.original_text`.
+- Photos are read from local files only: a URL is never fetched; its post is read from its text
+  with the warning "photo not cached". `columns` names a table's own id/text/image columns.
+- Each post keeps where it came from: `origin` (FILE:LINE, or FILE message ID), `platform`,
+  `author`, `created_at`.
 - A post id is used once per read, across all inputs: the first row that was kept wins.
 
-Modules: `reader` (reading inputs: `read_posts`, `iter_posts`), `formats` (JSONL lines, CSV/TSV rows,
-folders), `fields` (a row's fields, ids and image paths), `report` (problems and the summary).
+Modules: `reader` (reading inputs: `read_posts`, `iter_posts`), `detect` (which format an input
+is), `formats` (JSONL lines, CSV/TSV rows, folders), `tweets`, `telegram`, `whatsapp` (the
+archives), `fields` (a row's fields, ids and image paths), `mojibake`, `report` (problems and
+the per-input summary).
 """
 
 from crisislens.runtime.readers.reader import (
