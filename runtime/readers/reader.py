@@ -326,8 +326,9 @@ class _Reader:
                 raise _RowError(f"duplicate id {_quoted(post_id)} (first seen at {_where(first, raw.file)})")
             fields = _post_fields(raw, inp, self.check_images)
             text = fields["text"]
-            if text is not None and repair(text) != text:  # the store keeps what the input held
-                fields.update(text=repair(text), original_text=text)
+            repaired = repair(text) if text is not None else None
+            if repaired != text:  # the store keeps what the input held
+                fields.update(text=repaired, original_text=text)
                 raw.warnings.append(REPAIRED)
             problems = [ReadProblem(raw.file, raw.line, w, "warning", post_id) for w in raw.warnings]
             origin = raw.file if raw.line is None else f"{raw.file}:{raw.line}"
