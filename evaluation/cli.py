@@ -188,6 +188,12 @@ def _score(args: argparse.Namespace) -> int:
         print(f"  {name:<40} F1 {f1:.4f}")
     if scores.ece is not None and scores.nll is not None:
         print(f"  calibration: ECE {scores.ece:.4f}, NLL {scores.nll:.4f}")
+    if scores.urgent_at_top is not None:
+        u = scores.urgent_at_top
+        print(
+            f"  triage list: {u.by_expected_severity} of {u.in_class} {u.label} posts in the first {u.fraction:.0%} "
+            f"({u.top} of {u.n}) by priority; {u.by_top_class_severity} by severity x top confidence (the earlier rule)"
+        )
     return EXIT_OK
 
 

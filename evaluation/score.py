@@ -29,6 +29,7 @@ import numpy as np
 
 from crisislens.evaluation.metrics.calibration import calibration
 from crisislens.evaluation.metrics.classification import ClassificationReport, classification_report
+from crisislens.evaluation.metrics.ranking import UrgentAtTop, urgent_at_top
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.files import atomic_open
 from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
@@ -76,6 +77,8 @@ class Scores:
     # the full report behind the numbers (per-class precision/recall/support, confusion), for
     # reports that show more than `to_dict`
     report: ClassificationReport | None = field(default=None, compare=False)
+    # affected_individuals posts in the first 10% of the triage list (with probabilities only)
+    urgent_at_top: UrgentAtTop | None = None
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -88,6 +91,7 @@ class Scores:
             "without_evidence": self.without_evidence,
             "ece": self.ece,
             "nll": self.nll,
+            "urgent_at_top": self.urgent_at_top.to_dict() if self.urgent_at_top else None,
         }
 
 
@@ -111,10 +115,14 @@ def score(scored: Sequence[ScoredPost], classes: Sequence[str] | None = None) ->
     labels = tuple(classes) if classes else LABEL_NAMES
     report = classification_report([r.gold_label for r in scored], [r.label for r in scored], labels)
     ece = nll = None
+    ranked = None
     if all(r.probabilities is not None and set(LABEL_NAMES) <= set(r.probabilities) for r in scored):
         probs = np.array([[float((r.probabilities or {})[c]) for c in LABEL_NAMES] for r in scored])
         cal = calibration(probs, np.array([LABEL_NAMES.index(r.gold_label) for r in scored]))
         ece, nll = cal.ece, cal.nll
+        ranked = urgent_at_top(
+            [r.gold_label for r in scored], [r.probabilities or {} for r in scored], [r.post_id for r in scored]
+        )
     per_class = {name: float(c["f1"]) for name, c in report.to_dict()["per_class"].items()}
     return Scores(
         len(scored),
@@ -127,6 +135,7 @@ def score(scored: Sequence[ScoredPost], classes: Sequence[str] | None = None) ->
         ece,
         nll,
         report,
+        ranked,
     )
 
 

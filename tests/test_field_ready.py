@@ -306,3 +306,33 @@ def test_print_follows_the_terminal_width(tmp_path, capsys, monkeypatch):
         assert main(["tui", str(path), "--print"]) == 0
         lines = capsys.readouterr().out.splitlines()
         assert max(len(line) for line in lines) == width
+
+
+# ----------------------------------------------------------------------------- 9. the measurement
+
+
+def test_score_counts_urgent_posts_in_the_first_tenth_under_both_rules(tmp_path, capsys):
+    """`crisislens eval score` says how many affected_individuals posts land in the first 10% of the
+    list: by priority (expected severity) and by the earlier rule (severity x top confidence)."""
+    from crisislens.evaluation.metrics.ranking import urgent_at_top
+
+    donation = {"rescue_volunteering_or_donation_effort": 0.95, "other_relevant_information": 0.05}
+    unsure = {"affected_individuals": 0.45, "rescue_volunteering_or_donation_effort": 0.35, "not_humanitarian": 0.2}
+    chatter = {"not_humanitarian": 0.9, "other_relevant_information": 0.1}
+    probs = [donation, unsure] + [chatter] * 8
+    gold = ["rescue_volunteering_or_donation_effort", "affected_individuals"] + ["not_humanitarian"] * 8
+    full = [{name: p.get(name, 0.0) for name in (label.name for label in LABELS)} for p in probs]
+    ids = [f"p{i:02d}" for i in range(10)]
+    counted = urgent_at_top(gold, full, ids)
+    assert (counted.top, counted.in_class, counted.by_expected_severity, counted.by_top_class_severity) == (1, 1, 1, 0)
+    path = tmp_path / "preds.jsonl"
+    path.write_text(
+        "".join(
+            json.dumps({"post_id": i, "gold_label": g, "label": max(p, key=p.get), "probabilities": p}) + "\n"
+            for i, g, p in zip(ids, gold, full)
+        )
+    )
+    assert main(["eval", "score", str(path)]) == 0
+    assert "1 of 1 affected_individuals posts in the first 10% (1 of 10) by priority; 0 by severity" in (
+        capsys.readouterr().out
+    )

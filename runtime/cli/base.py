@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from crisislens.runtime.backends.select import PREFERENCES
 from crisislens.runtime.errors import CrisisLensError
@@ -77,7 +78,7 @@ class Cli:
         the tools call, not a person) runs like any other but is not listed in `--help`."""
         if name in self._children:
             raise ValueError(f"command {name!r} registered twice")
-        listed = {} if hidden else {"help": help}  # argparse lists a subcommand only when given a help
+        listed: dict[str, Any] = {} if hidden else {"help": help}  # argparse lists a subcommand only given a help
         parser = self._subparsers().add_parser(
             name,
             description=description or help,
