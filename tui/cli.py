@@ -21,7 +21,9 @@ Open the field triage app.
   crisislens tui posts.jsonl photos/ --store s.sqlite   triage INPUTs with the bundle, then review
   crisislens tui --watch incoming/ --store s.sqlite    live: triage new posts as they appear
 
-INPUTs are .jsonl/.csv/.tsv files or folders of ID.txt + ID.jpg pairs. Posts already in the
+INPUTs are .jsonl/.csv/.tsv files, folders of ID.txt + ID.jpg pairs, tweet archives (twarc2,
+API v1.1), Telegram Desktop exports and WhatsApp chat exports, told apart by their content; a
+table with its own column names takes --id-column, --text-column, --image-column. Posts already in the
 store are skipped, so running it again resumes. Without a terminal (or with --print) the
 triage list is printed as a table instead. Keys: ? in the app."""
 
