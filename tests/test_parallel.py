@@ -185,3 +185,58 @@ def test_a_text_only_call_skips_the_tower(tiny_bundle, tmp_path):
     ops = {e.get("args", {}).get("op_name") for e in trace if e.get("cat") == "Node"}
     assert "If" in ops and not any(op and "Conv" in op for op in ops)
     assert np.isfinite(size)
+
+
+def test_windows_read_lazily_and_plan_as_one_plan_over_everything(tmp_path):
+    """The run reads a window at a time, and the windows' plans add up to the plan over the whole input
+    (skips, replacements and renames across windows included)."""
+    from crisislens.runtime.readers import ReadProblem
+    from crisislens.runtime.schema import Post
+    from crisislens.runtime.store.identity import Identity, fingerprint, place_of, plan
+    from crisislens.runtime.store.windows import Tally, windows
+
+    posts = [Post(id=f"p{i % 7}" if i % 5 == 0 else f"q{i}", text=f"text {i}", origin=f"{tmp_path}/a.jsonl:{i}")
+             for i in range(40)]
+    stored = [Identity("p0", "p0", place_of(posts[0]), "other"), Identity("p0#2", "p0", "/elsewhere", "x"),
+              Identity("q1", "q1", place_of(posts[1]), fingerprint(posts[1]))]
+    whole = plan(posts, stored)
+    read = []
+
+    def source():
+        for i, p in enumerate(posts):
+            read.append(p.id)
+            if i == 3:
+                yield ReadProblem("a.jsonl", 99, "bad row", "error")
+            yield p
+
+    tally = Tally()
+    got = []
+    for w in windows(source(), stored, 6, tally):
+        assert len(read) <= 6 * (len(got) + 1)  # never more than a window read ahead
+        got.append(w)
+    assert [p.id for w in got for p in w.posts] == [p.id for p in whole.pending]
+    assert tally.skipped == whole.skipped and tally.renamed == whole.renamed and tally.read == 40
+    assert set().union(*(w.replacing for w in got)) == whole.replacing
+    assert got[0].read_errors == [(None, "a.jsonl:99", "bad row")]
+
+
+def test_triage_streams_its_input_and_counts_it_first(tiny_bundle, tmp_path):
+    """A stream of posts (iter_posts, read errors among them) is stored whole; the progress total
+    comes from `total` when the stream has no length."""
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.engine import Engine
+    from crisislens.runtime.readers import iter_posts
+    from crisislens.runtime.readers.stream import count_posts
+    from crisislens.runtime.store import triage
+
+    path = write_posts(tmp_path / "posts.jsonl", 30)
+    with path.open("a") as f:
+        f.write("{not json\n")
+    engine = Engine(load_bundle(tiny_bundle), threads=1)
+    calls = []
+    with TriageStore(tmp_path / "s.sqlite") as store:
+        result = triage(engine, iter_posts([path]), store, batch_size=4, progress=False, workers=2,
+                        total=count_posts([path]), on_batch=lambda d, t: calls.append((d, t)))
+        assert result.total == 30 and result.predicted == 30 and result.errors == 1
+        assert calls[0] == (0, 30) and calls[-1][0] == 31
+        assert store.count() == 30 and len(store.errors()) == 1

@@ -153,6 +153,8 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.bundle import BundleError, load_bundle
     from crisislens.runtime.engine import Engine
     from crisislens.runtime.parallel import choose, for_backend
+    from crisislens.runtime.readers import iter_posts
+    from crisislens.runtime.readers.stream import count_posts, gathered
     from crisislens.runtime.store import StoreError, triage
 
     providers = comma_list(args.providers)
@@ -166,7 +168,10 @@ def _triage(args: argparse.Namespace) -> int:
             load_bundle(bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
         )
         cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
-        report = read_posts(args.inputs, image_root=args.image_root, columns=column_names(args))
+        # Read as the run goes, a window at a time; a first pass counts the posts for the progress bar.
+        count = count_posts(args.inputs, image_root=args.image_root, columns=column_names(args))
+        report = ReadReport()  # the read's problems, gathered as the posts stream by
+        posts = gathered(iter_posts(args.inputs, image_root=args.image_root, columns=column_names(args)), report)
     except (
         SettingsError,
         BundleError,
@@ -190,13 +195,14 @@ def _triage(args: argparse.Namespace) -> int:
         try:
             result = triage(
                 engine,
-                report.posts,
+                posts,
                 store,
                 batch_size=args.batch_size,
                 classes=comma_list(args.classes),
                 read_errors=read_errors,
                 progress=not args.quiet,
                 workers=cores.workers,
+                total=count,
             )
         except StoreError as exc:  # the disk filled up, the medium went read-only
             raise CliError(printable(str(exc)), EXIT_STORE) from None

@@ -6,15 +6,19 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence, Sized
 from dataclasses import dataclass, field
-from typing import Any
+from itertools import chain
+from typing import Any, TypeVar
 
 from crisislens.runtime.engine import Engine
 from crisislens.runtime.parallel import in_order
+from crisislens.runtime.readers import ReadProblem
 from crisislens.runtime.schema import Post, Prediction
-from crisislens.runtime.store.identity import plan
 from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, TriageStore
+from crisislens.runtime.store.windows import WINDOW_BATCHES, Tally, Window, windows
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -79,7 +83,7 @@ class Progress:
 
 def triage(
     engine: Engine,
-    posts: Sequence[Post],
+    posts: Iterable[Post | ReadProblem],
     store: TriageStore,
     *,
     batch_size: int = 32,
@@ -89,41 +93,66 @@ def triage(
     on_batch: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     workers: int = 1,
+    total: int | None = None,
 ) -> TriageResult:
     """Predict every post not yet in `store`, one transaction per batch. `on_batch(done, total)`
     is called once before the first batch (done 0) and after each stored batch; `should_stop()` is
     asked before each batch (a stopped run is `interrupted` and resumes like one). `workers`
-    batches are predicted at once (`crisislens.runtime.parallel`); the store is written here only."""
+    batches are predicted at once (`crisislens.runtime.parallel`); the store is written here only.
+
+    `posts` is read a window at a time (`store.windows`), so it may be a stream (`iter_posts`, whose
+    read errors are stored as they come); `total`, the number of posts where the caller knows it,
+    sizes the progress bar when `posts` has no length."""
     started = time.perf_counter()
     # A post is stored once per identity (id, input, content: `store.identity`), never skipped for its id alone.
-    todo = plan(posts, store.identities())
-    pending, skipped = todo.pending, todo.skipped
-    who = {ident.post_id: ident for ident in todo.identities}
+    tally = Tally()
+    count = len(posts) if isinstance(posts, Sized) else total
+    planned = windows(posts, store.identities(), batch_size * WINDOW_BATCHES, tally)
+    first = next(planned, None)  # planned before the first progress call: resumed posts are not counted
     sha, variant = engine.bundle.sha256, engine.variant.name
     store.set_meta("bundle_sha256", sha)
     store.set_meta("variant", variant)
     store.set_meta("classes", list(classes) if classes else None)
     if read_errors:
         store.write_batch([], sha, variant, read_errors)
-    bar = Progress(len(pending)) if progress else None
+
+    def expected() -> int:  # posts to triage: the total less what the windows so far found stored
+        return max(0, (count if count is not None else tally.read) - tally.skipped)
+
+    bar = Progress(expected()) if progress else None
     if on_batch is not None:
-        on_batch(0, len(pending))
+        on_batch(0, expected())
     predicted = errors = 0
     problems = list(read_errors)
     interrupted = False
     stopped: list[bool] = []
     try:
+
+        def window_batches() -> Iterator[tuple[list[Post], Window]]:
+            nonlocal errors
+            for window in chain([first] if first else [], planned):
+                if window.read_errors:  # read here, on this thread, like every store write
+                    store.write_batch([], sha, variant, window.read_errors)
+                    problems.extend(window.read_errors)
+                    errors += len(window.read_errors)
+                if bar:
+                    bar.total = expected()
+                for batch in bucketed(window.posts, batch_size):
+                    yield batch, window
+
         # Workers predict, this thread alone writes the store, batch by batch in input order.
-        batches = _until_stopped(bucketed(pending, batch_size), should_stop, stopped)
-        for batch, (items, errs) in in_order(lambda b: _predict_batch(engine, b, classes), batches, workers):
-            store.write_batch(items, sha, variant, errs, [who[post.id] for post, _ in items], todo.replacing)
+        batches = _until_stopped(window_batches(), should_stop, stopped)
+        for (batch, window), (items, errs) in in_order(
+            lambda b: _predict_batch(engine, b[0], classes), batches, workers
+        ):
+            store.write_batch(items, sha, variant, errs, [window.who[p.id] for p, _ in items], window.replacing)
             predicted += len(items)
             errors += len(errs)
             problems.extend(errs)
             if bar:
                 bar.update(len(batch))
             if on_batch is not None:
-                on_batch(predicted + errors, len(pending))
+                on_batch(predicted + errors, expected())
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -133,14 +162,14 @@ def triage(
     interrupted = interrupted or bool(stopped)
     return TriageResult(
         str(store.path),
-        len(posts),
-        skipped,
+        tally.read,
+        tally.skipped,
         predicted,
         errors + len(read_errors),
         round(time.perf_counter() - started, 2),
         interrupted,
         problems,
-        todo.renamed,
+        tally.renamed,
     )
 
 
@@ -164,9 +193,7 @@ def _predict_batch(
     return items, errs
 
 
-def _until_stopped(
-    batches: Iterable[list[Post]], should_stop: Callable[[], bool] | None, stopped: list[bool]
-) -> Iterator[list[Post]]:
+def _until_stopped(batches: Iterable[T], should_stop: Callable[[], bool] | None, stopped: list[bool]) -> Iterator[T]:
     """`batches` until `should_stop()` says so (asked before each; `stopped` then gets a True)."""
     for batch in batches:
         if should_stop is not None and should_stop():

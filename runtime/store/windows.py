@@ -1,0 +1,99 @@
+"""The run loop's input in bounded windows: posts are read, matched against the store and triaged a
+window at a time, so a run holds a window of posts, not the whole input (flat memory in the
+number of posts; what grows is one small identity per post, the store's own record of who is in it).
+
+Each window is matched by `identity.plan` against the identities stored before the run and those
+planned in earlier windows, so a window sees exactly what one plan over the whole input would.
+Only the identities that can matter to a window are handed to `plan`: those stored under the
+window's input ids, and the ids a renamed post could take (`id#2`, `id#3`, ...).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import islice
+
+from crisislens.runtime.readers import ReadProblem
+from crisislens.runtime.schema import Post
+from crisislens.runtime.store.identity import Identity, plan
+
+# Posts per window, in batches: bucketing sorts within a window, so a window this size keeps the
+# batches as full and as evenly padded as sorting the whole input did.
+WINDOW_BATCHES = 50
+_TAKEN = "\0taken"  # the input id of a placeholder that only marks a stored id as in use
+
+
+@dataclass
+class Window:
+    """One window's work: the posts to triage (under the ids they are stored as), who each is,
+    the stored rows they replace, and the readers' errors met while reading the window."""
+
+    posts: list[Post]
+    who: dict[str, Identity]
+    replacing: set[str]
+    read_errors: list[tuple[str | None, str, str]]
+
+
+@dataclass
+class Tally:
+    """What the windows read so far (the run's result is made from it)."""
+
+    read: int = 0  # posts read
+    skipped: int = 0  # already stored with this content
+    renamed: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+class _Known:
+    """The identities of the store and of earlier windows, indexed for `relevant`."""
+
+    def __init__(self, stored: Iterable[Identity]):
+        self.by_input: dict[str, list[Identity]] = {}
+        self.by_id: set[str] = set()
+        for ident in stored:
+            self.add(ident)
+
+    def add(self, ident: Identity) -> None:
+        self.by_input.setdefault(ident.input_id, []).append(ident)
+        self.by_id.add(ident.post_id)
+
+    def relevant(self, posts: Sequence[Post]) -> list[Identity]:
+        out: list[Identity] = []
+        for pid in {p.id for p in posts}:
+            out.extend(self.by_input.get(pid, ()))
+            n = 1
+            while (taken := pid if n == 1 else f"{pid}#{n}") in self.by_id:
+                out.append(Identity(taken, _TAKEN, None, None))  # only says: this id is in use
+                n += 1
+        return out
+
+
+def read_error(problem: ReadProblem) -> tuple[str | None, str, str]:
+    """A reader's error as the store records it: (post id, FILE[:LINE], message)."""
+    return problem.post_id, f"{problem.file}:{problem.line}" if problem.line else problem.file, problem.message
+
+
+def windows(
+    items: Iterable[Post | ReadProblem], stored: Iterable[Identity], size: int, tally: Tally
+) -> Iterator[Window]:
+    """`items` (posts, and read problems as `iter_posts` yields them) in windows of `size` posts,
+    each planned against `stored` and the earlier windows; counts go to `tally`."""
+    known = _Known(stored)
+    source = iter(items)
+    while True:
+        chunk = list(islice(source, max(1, size)))
+        if not chunk:
+            return
+        posts = [p for p in chunk if isinstance(p, Post)]
+        errors = [read_error(p) for p in chunk if isinstance(p, ReadProblem) and p.severity == "error"]
+        todo = plan(posts, known.relevant(posts))
+        for ident in todo.identities:  # one input's posts share its place: one string for them all
+            known.add(replace(ident, place=sys.intern(ident.place)) if ident.place else ident)
+        tally.read += len(posts)
+        tally.skipped += todo.skipped
+        tally.renamed.extend(todo.renamed)
+        yield Window(todo.pending, {i.post_id: i for i in todo.identities}, todo.replacing, errors)
+
+
+__all__ = ["WINDOW_BATCHES", "Tally", "Window", "read_error", "windows"]
