@@ -434,3 +434,41 @@ def test_the_app_lays_out_a_bounded_part_of_a_huge_post():
     assert time.perf_counter() - started < 2.0
     assert len(shown.plain) < MAX_SHOWN_CHARS + 200
     assert f"{len(text):,} characters" in shown.plain
+
+
+def test_the_app_decodes_a_large_photo_off_the_ui_thread(tmp_path: Path, monkeypatch):
+    pytest.importorskip("textual")
+    import asyncio
+    import threading
+
+    from textual.app import App
+
+    from crisislens.tui.widgets import image_view
+    from crisislens.tui.widgets.image_view import PatchImage
+
+    big = tmp_path / "big.jpg"
+    Image.new("RGB", (3000, 2000), (10, 200, 10)).save(big, "JPEG")  # 6 M pixels
+    threads = []
+    real = image_view.load_photo
+
+    def spy(path):
+        threads.append(threading.current_thread() is threading.main_thread())
+        return real(path)
+
+    class One(App):
+        def compose(self):
+            yield PatchImage(renderer="halfblock", id="photo")
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(80, 30)) as pilot:
+            view = app.query_one(PatchImage)
+            assert view.show(str(big), None) == []
+            await app.workers.wait_for_complete()
+            await pilot.pause()
+            assert view._picture is not None
+            assert max(view._picture.image.size) <= 2048
+
+    monkeypatch.setattr(image_view, "load_photo", spy)
+    asyncio.run(go())
+    assert threads == [False]  # decoded once, not on the UI (main) thread

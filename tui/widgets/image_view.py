@@ -13,6 +13,7 @@ terminal (`load_renderer`). `none` shows a text note instead of the picture.
 
 from __future__ import annotations
 
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,13 +28,14 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
-from crisislens.runtime.preprocessing import ImageError, open_photo, patch_boxes
+from crisislens.runtime.preprocessing import ImageError, check_image, open_photo, patch_boxes
 from crisislens.tui.theme import RATIONALE
 
 RENDERERS = ("auto", "halfblock", "kitty", "sixel", "unicode", "none")
 TOP_K = 5
 OUTLINE = tuple(int(RATIONALE[i : i + 2], 16) for i in (1, 3, 5))
 DIM = 120  # how dark a patch with no weight gets (0-255)
+INLINE_PIXELS = 4_000_000  # decoded at once (tens of ms); a larger photo in a worker thread
 
 
 def top_patches(grid: Any, k: int = TOP_K) -> list[int]:
@@ -154,6 +156,7 @@ class PatchImage(Container):
         super().__init__(**kwargs)
         self.renderer = renderer
         self._picture: Widget | None = None
+        self._path: str | None = None
 
     def compose(self) -> ComposeResult:
         yield Static(id="image-note")
@@ -162,25 +165,45 @@ class PatchImage(Container):
         self.query_one("#image-note", Static).update(text if isinstance(text, Text) else Text(text, style="dim"))
 
     def show(self, path: str | None, grid: Any) -> list[str]:
-        """Show the photo at `path` with `grid` drawn on it; returns warnings to display."""
+        """Show the photo at `path` with `grid` drawn on it; returns warnings to display. A photo
+        over `INLINE_PIXELS` is decoded in a worker thread (the app never waits on a photo) and
+        drawn when ready; a problem found then is shown in the photo's note."""
         if self._picture is not None:
             self._picture.remove()
             self._picture = None
+        self._path = path
         if path is None:
             self.display = False
             return []
         self.display = True
         try:
-            photo = load_photo(path)
+            width, height = check_image(path)  # the header only: cheap, and bounded
         except ImageError as exc:
-            if exc.problem == "file not found":
+            return self._draw(path, grid, None, exc)
+        if width * height <= INLINE_PIXELS:
+            return self._draw(path, grid, *_load(path))
+        self._note(f"loading the photo ({width}×{height})…")
+        self.run_worker(partial(self._load_in_thread, path, grid), thread=True, exclusive=True, group="photo")
+        return []
+
+    def _load_in_thread(self, path: str, grid: Any) -> None:
+        photo, error = _load(path)
+        self.app.call_from_thread(self._loaded, path, grid, photo, error)
+
+    def _loaded(self, path: str, grid: Any, photo: Image.Image | None, error: ImageError | None) -> None:
+        if path != self._path:  # another post is shown by now
+            return
+        warnings = self._draw(path, grid, photo, error)
+        if warnings:
+            self._note(Text("; ".join(warnings), style="dim"))
+
+    def _draw(self, path: str, grid: Any, photo: Image.Image | None, error: ImageError | None) -> list[str]:
+        if photo is None:
+            if error is not None and error.problem == "file not found":
                 self._note("no photo to show")
                 return [f"photo not found: {path}"]
             self._note("photo could not be shown")
-            return [f"photo {Path(path).name}: {exc.problem}"]
-        except (OSError, ValueError) as exc:
-            self._note("photo could not be shown")
-            return [f"photo {Path(path).name}: cannot be read ({type(exc).__name__})"]
+            return [f"photo {Path(path).name}: {error.problem if error else 'cannot be read'}"]
         note = Text(f"photo {photo.width}×{photo.height}", style="dim")
         note.append(f"  amber boxes: the {TOP_K} patches that weighed most; dimmed: little weight" if grid is not None
                     else "  (no patch rationale: the model did not use the photo)", style="dim")
@@ -194,3 +217,12 @@ class PatchImage(Container):
             self._picture = _TEXTUAL_IMAGE[self.renderer](picture, classes="picture")
         self.mount(self._picture, before=0)
         return []
+
+
+def _load(path: str) -> tuple[Image.Image | None, ImageError | None]:
+    try:
+        return load_photo(path), None
+    except ImageError as exc:
+        return None, exc
+    except (OSError, ValueError) as exc:  # the file changed under us: read as damaged
+        return None, ImageError(path, f"cannot be read ({type(exc).__name__})")
