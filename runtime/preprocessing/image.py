@@ -176,8 +176,7 @@ def open_photo(
             except ValueError as exc:
                 raise ImageError(path, str(exc)) from None
     rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
-    said = dict.fromkeys(f"image metadata: {w.message}" for w in caught if issubclass(w.category, UserWarning))
-    return rgb, notes + mode_notes + list(said)
+    return rgb, notes + mode_notes + _pillow_notes(caught)
 
 
 def _check_file(path: Path) -> None:
@@ -246,8 +245,12 @@ def _decode(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarr
     with _warnings.catch_warnings(record=True) as caught:
         _warnings.simplefilter("always")
         pixels, notes = _decode_open(path, config, partial=partial)
-    said = dict.fromkeys(f"image metadata: {w.message}" for w in caught if issubclass(w.category, UserWarning))
-    return pixels, notes + list(said)
+    return pixels, notes + _pillow_notes(caught)
+
+
+def _pillow_notes(caught: list[_warnings.WarningMessage]) -> list[str]:
+    """Pillow's warnings about a file (corrupt EXIF, skipped tags) as the photo's notes, once each."""
+    return list(dict.fromkeys(f"image metadata: {w.message}" for w in caught if issubclass(w.category, UserWarning)))
 
 
 def _decode_open(path: Path, config: ImageConfig, *, partial: bool) -> tuple[np.ndarray, list[str]]:
