@@ -145,3 +145,19 @@ def test_the_latency_shown_says_it_is_a_batch_average(store_path):
     with TriageStore(store_path) as store:
         line = model_line(store.item("p01")).plain
     assert "ms/post, averaged over its batch" in line
+
+
+# ----------------------------------------------------------------------------- 5. in the app
+
+
+def test_the_apps_status_line_names_the_files_a_folder_skipped(tmp_path):
+    from crisislens.runtime.readers import read_posts
+    from crisislens.runtime.store import TriageResult
+    from crisislens.tui.live import done_note
+
+    (tmp_path / "samples").mkdir()
+    (tmp_path / "samples" / "posts.jsonl").write_text('{"id": "1", "text": "x"}\n')
+    read = read_posts([tmp_path / "samples"])
+    note = done_note(TriageResult("s", 0, 0, 0, 0, 0.0), read)
+    assert note.startswith("done: 0 new, 0 error(s); 1 file(s) skipped, e.g. ")
+    assert "posts.jsonl: ignored" in note

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from crisislens.runtime.cli.base import printable
 from crisislens.runtime.readers import JSONL_SUFFIXES, TABLE_SUFFIXES, ReadReport, read_posts
 from crisislens.runtime.store import TriageResult, TriageStore, triage
 
@@ -41,6 +42,16 @@ def watch_inputs(folder: Path) -> list[Path]:
     JSONL/CSV/TSV file in it."""
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in JSONL_SUFFIXES + TABLE_SUFFIXES)
     return [folder, *files]
+
+
+def done_note(result: TriageResult, read: ReadReport | None) -> str:
+    """The status line after a one-shot pass: what it did, and the files it skipped (a folder of
+    ID.txt pairs holding a posts.jsonl says so, instead of an empty list saying nothing)."""
+    note = f"done: {result.predicted} new, {result.errors} error(s)"
+    skipped = [p for p in (read.warnings if read else []) if p.post_id is None]
+    if skipped:
+        note += f"; {len(skipped)} file(s) skipped, e.g. {printable(str(skipped[0]))}"
+    return note
 
 
 @dataclass
@@ -86,7 +97,7 @@ class TriageJob:
             self._recorded.update((e["post_id"], e["where"], e["message"]) for e in store.errors())
             if not self.watch:
                 result = self._pass(engine, store, list(self.inputs), stop, report)
-                report(result.predicted, result.predicted, f"done: {result.predicted} new, {result.errors} error(s)")
+                report(result.predicted, result.predicted, done_note(result, self.last_read))
                 return result
             folder = Path(self.inputs[0])
             last_read: dict[str, tuple[int, int]] | None = None
