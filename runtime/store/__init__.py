@@ -17,21 +17,15 @@ into a SQLite store that survives Ctrl-C and kill -9.
   flag) on the prediction row for filtering, and every action with its time in `feedback`, so
   corrections are kept as history and can be exported as labelled training data.
 
-Modules: `sqlite` (the store), `run` (the run loop), `identity` (which stored post a read post
-is), `review` (what the TUI lists: filters, priority, sorting), `export` (predictions and corrected labels out).
+Modules: `sqlite` (the store), `tables` (its tables and migrations), `run` (the run loop),
+`identity` (which stored post a read post is), `review` (what the TUI lists: filters, priority,
+sorting), `export` (predictions and corrected labels out).
 """
 
 from crisislens.runtime.store.export import CSV_COLUMNS, EXPORT_FORMATS, export_feedback, export_items, export_results
 from crisislens.runtime.store.run import Progress, TriageResult, bucketed, triage
-from crisislens.runtime.store.sqlite import (
-    FEEDBACK_ACTIONS,
-    NOTHING_TO_CLASSIFY,
-    PREDICTION_FAILED,
-    SCHEMA,
-    Feedback,
-    StoreError,
-    TriageStore,
-)
+from crisislens.runtime.store.sqlite import NOTHING_TO_CLASSIFY, PREDICTION_FAILED, Feedback, StoreError, TriageStore
+from crisislens.runtime.store.tables import FEEDBACK_ACTIONS, SCHEMA
 
 __all__ = [
     "CSV_COLUMNS",

@@ -35,67 +35,15 @@ from crisislens.runtime.labels import get_label
 from crisislens.runtime.schema import Post, Prediction
 from crisislens.runtime.store.identity import Identity
 from crisislens.runtime.store.review import ReviewItem
+from crisislens.runtime.store.tables import MIGRATIONS, PROVENANCE, SCHEMA
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS predictions (
-    post_id TEXT PRIMARY KEY,
-    label TEXT NOT NULL,
-    confidence REAL NOT NULL,
-    prediction TEXT NOT NULL,          -- Prediction.to_json(): probabilities, rationales, warnings
-    text TEXT,
-    image TEXT,
-    source TEXT,
-    created_at TEXT,
-    gold_label TEXT,
-    latency_ms REAL,
-    bundle_sha256 TEXT NOT NULL,
-    variant TEXT NOT NULL,
-    reviewed INTEGER NOT NULL DEFAULT 0,
-    review_label TEXT,
-    stored_at TEXT NOT NULL,
-    flagged INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS errors (
-    post_id TEXT,
-    where_ TEXT,
-    message TEXT NOT NULL,
-    stored_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS feedback (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    post_id TEXT NOT NULL,
-    action TEXT NOT NULL,              -- one of FEEDBACK_ACTIONS
-    label TEXT,                        -- the responder's label (action 'label')
-    model_label TEXT NOT NULL,         -- what the model said
-    note TEXT,
-    at TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS predictions_label ON predictions(label);
-CREATE INDEX IF NOT EXISTS feedback_post ON feedback(post_id);
--- who each prediction is (store.identity): the id its input gave it, the input, a content digest
-CREATE TABLE IF NOT EXISTS identities (
-    post_id TEXT PRIMARY KEY,
-    input_id TEXT NOT NULL,
-    place TEXT,
-    fingerprint TEXT
-);
-"""
 # meta key: the folders a run read images from; export-feedback copies photos from inside them only
 IMAGE_ROOTS = "image_roots"
-FEEDBACK_ACTIONS = ("label", "reviewed", "unreviewed", "flag", "unflag")
 # The errors a run gives a post it read (not the reader's): a later run that predicts the post
 # supersedes them (`TriageStore.errors` leaves them out; the table keeps them).
 PREDICTION_FAILED = "prediction failed"
 NOTHING_TO_CLASSIFY = "nothing to classify"
 _RUN_ERRORS = (PREDICTION_FAILED, NOTHING_TO_CLASSIFY)
-# Stores written before the review columns existed get them on open; so do the columns that say
-# where a post came from (reader's origin, platform, author) and its text as read before a repair.
-_PROVENANCE = ("origin", "platform", "author", "original_text")
-_MIGRATIONS = {
-    "flagged": "ALTER TABLE predictions ADD COLUMN flagged INTEGER NOT NULL DEFAULT 0",
-    **{column: f"ALTER TABLE predictions ADD COLUMN {column} TEXT" for column in _PROVENANCE},
-}
 
 
 class StoreError(CrisisLensError, RuntimeError):
@@ -159,7 +107,7 @@ class TriageStore:
             )  # WAL + NORMAL: durable at each commit but the last on power loss
             self.db.executescript(SCHEMA)
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
-            for column, sql in _MIGRATIONS.items():
+            for column, sql in MIGRATIONS.items():
                 if column not in columns:
                     self.db.execute(sql)
         except sqlite3.DatabaseError as exc:
@@ -333,7 +281,7 @@ class TriageStore:
     def _item_sql(self) -> str:
         """A store opened read-only runs no migration: the columns it lacks read as NULL."""
         have = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
-        return self._ITEM_SQL.format(where=", ".join(c if c in have else f"NULL AS {c}" for c in _PROVENANCE))
+        return self._ITEM_SQL.format(where=", ".join(c if c in have else f"NULL AS {c}" for c in PROVENANCE))
 
     @staticmethod
     def _item(row: tuple[Any, ...]) -> ReviewItem:
