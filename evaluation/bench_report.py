@@ -73,7 +73,7 @@ def targets(result: dict[str, Any], peer_row: str = PEER_ROW) -> list[dict[str, 
     """The issue's targets, for every dynamic-INT8 ONNX Runtime row (the CPU variants). The
     speed-up is judged on the alternating rounds where there are some (rows timed seconds apart)."""
     rows = {r["name"]: r for r in result["rows"] if r.get("status") == "ok"}
-    int8_rows = [rows[n] for n in speed_rows(result["rows"])]
+    int8_rows = [rows[n] for n in speed_rows(result["rows"]) if ":" not in n]  # not a baseline bundle's rows
     b = result["batch"]
     peer = rows.get(peer_row)
     ratios = speedups(result, peer_row)
