@@ -247,6 +247,38 @@ def test_watch_mode_re_triages_a_post_when_its_photo_lands(elsewhere):
         worker.join(10)
 
 
+def test_watch_mode_does_not_read_a_photo_while_it_is_being_written(elsewhere):
+    import io
+    import threading
+    import time
+
+    from crisislens.tui.live import TriageJob
+
+    incoming = folder(elsewhere / "incoming", {})
+    store = elsewhere / "live.sqlite"
+    job = TriageJob(DEFAULT_BUNDLE, [incoming], store, watch=True, interval=0.05, settle=0.5)
+    stop = threading.Event()
+    worker = threading.Thread(target=job.run, args=(stop, lambda *a: None))
+    worker.start()
+    try:
+        buffer = io.BytesIO()
+        Image.new("RGB", (64, 48), (120, 90, 60)).save(buffer, "JPEG")
+        photo = buffer.getvalue()
+        (incoming / "p05.txt").write_text("Roof torn off the school", encoding="utf-8")
+        with (incoming / "p05.jpg").open("wb") as f:  # a slow sync: a chunk every 0.1 s
+            for start in range(0, len(photo), max(1, len(photo) // 12)):
+                f.write(photo[start : start + max(1, len(photo) // 12)])
+                f.flush()
+                time.sleep(0.1)
+                assert not _has(store, "p05")  # nothing is read while the folder keeps changing
+        _wait(lambda: _photo_used(store, "p05"))
+        with TriageStore(store) as s:
+            assert not s.item("p05").prediction.input_warnings  # the whole photo, not a torn one
+    finally:
+        stop.set()
+        worker.join(10)
+
+
 def _wait(condition, seconds: float = 30.0) -> None:
     import time
 

@@ -101,7 +101,9 @@ class TriageJob:
                 return result
             folder = Path(self.inputs[0])
             last_read: dict[str, tuple[int, int]] | None = None
-            seen, changed_at = folder_signature(folder), 0.0
+            # What is there at the start must also stay unchanged for `settle` before it is read:
+            # a photo still being synced when the watch begins is not read torn.
+            seen, changed_at = folder_signature(folder), time.monotonic()
             result = None
             while not stop.is_set():
                 now_sig = folder_signature(folder)
