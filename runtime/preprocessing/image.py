@@ -156,9 +156,8 @@ def open_photo(
     path: str | Path, config: ImageConfig | None = None, max_side: int = 2048
 ) -> tuple[Image.Image, list[str]]:
     """The photo at `path` to show a person: upright RGB, at most `max_side` pixels a side, and
-    warnings. The same checks as `load_image` come first (photo formats only, the pixel and
-    aspect-ratio limits read from the header); a JPEG is decoded at a reduced scale when it is
-    much larger than needed. Raises `ImageError` for a photo `load_image` would refuse."""
+    warnings. `load_image`'s checks come first (photo formats, pixel and aspect-ratio limits from
+    the header); a JPEG is decoded at a reduced scale. Raises `ImageError` like `load_image`."""
     config = config or ImageConfig()
     path = Path(path)
     _check_file(path)
@@ -168,13 +167,10 @@ def open_photo(
             image.draft("RGB", (max_side, max_side))  # JPEG: decode at 1/2, 1/4 or 1/8 scale
             try:
                 image.load()
-            except Exception as exc:  # a damaged photo cannot be shown; triage says the same
-                raise ImageError(path, f"cannot decode image data ({type(exc).__name__}: {exc})") from None
-            upright, notes = _upright(image)  # a copy: the pixels outlive the open file
-            try:
+                upright, notes = _upright(image)  # a copy: the pixels outlive the open file
                 rgb, mode_notes = to_rgb(upright)
-            except ValueError as exc:
-                raise ImageError(path, str(exc)) from None
+            except Exception as exc:  # a photo that cannot be decoded cannot be shown either
+                raise ImageError(path, f"cannot decode image data ({type(exc).__name__}: {exc})") from None
     rgb.thumbnail((max_side, max_side), Image.Resampling.BILINEAR)
     return rgb, notes + mode_notes + _pillow_notes(caught)
 
