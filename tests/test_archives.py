@@ -161,6 +161,13 @@ def test_a_broken_telegram_export_is_one_clear_error(tmp_path):
     assert "not a readable Telegram export" in error.message and "line" in error.message
 
 
+def test_a_telegram_export_in_html_says_to_export_json(tmp_path):
+    (tmp_path / "messages.html").write_text("<html><body>Route 9 bridge collapsed</body></html>")
+    (tmp_path / "photos").mkdir()
+    [error] = read_posts([tmp_path]).errors
+    assert "Telegram export in HTML" in error.message and "Machine-readable JSON" in error.message
+
+
 # ----------------------------------------------------------------------------- WhatsApp
 
 

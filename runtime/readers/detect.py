@@ -26,7 +26,7 @@ _HEAD = 64 * 1024
 def detect(path: Path) -> str | None:
     """The format of `path`: a name above, a tweet archive's (`tweets.TWARC2`, ...), or None."""
     if path.is_dir():
-        if (path / telegram.RESULT_JSON).is_file():
+        if (path / telegram.RESULT_JSON).is_file() or (path / telegram.HTML_EXPORT).is_file():
             return TELEGRAM
         if chat_files(path):
             return WHATSAPP

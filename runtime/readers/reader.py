@@ -286,6 +286,10 @@ class _Reader:
         if kind == TELEGRAM:
             file = path / telegram.RESULT_JSON if path.is_dir() else path
             shown = str(Path(inp.display) / file.name) if path.is_dir() else inp.display
+            if not file.is_file():  # only messages.html
+                html = "a Telegram export in HTML: export it again as 'Machine-readable JSON'"
+                yield ReadProblem(inp.display, None, html)
+                return
             try:
                 doc = telegram.load(file.read_bytes())
             except telegram.TelegramError as exc:

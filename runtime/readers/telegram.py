@@ -24,6 +24,7 @@ from crisislens.runtime.readers.fields import PHOTO_NOT_CACHED, _json_type, _Raw
 PLATFORM = "telegram"
 FORMAT = "telegram"
 RESULT_JSON = "result.json"
+HTML_EXPORT = "messages.html"  # the export's other format, made for reading, not for tools
 
 
 class TelegramError(ValueError):
