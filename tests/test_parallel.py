@@ -240,3 +240,20 @@ def test_triage_streams_its_input_and_counts_it_first(tiny_bundle, tmp_path):
         assert result.total == 30 and result.predicted == 30 and result.errors == 1
         assert calls[0] == (0, 30) and calls[-1][0] == 31
         assert store.count() == 30 and len(store.errors()) == 1
+
+
+def test_the_shipped_bundle_skips_its_tower_for_text_only_batches():
+    """models/crisislens-student went through `export skip-tower`: every variant's convolutions are
+    inside the If's `then` branch, none in the main graph."""
+    import onnx
+
+    from crisislens.runtime.bundle import load_bundle
+
+    bundle = load_bundle(Path(__file__).parents[1] / "models" / "crisislens-student")
+    for variant in bundle.variants.values():
+        graph = onnx.load(str(variant.path)).graph
+        ifs = [n for n in graph.node if n.op_type == "If"]
+        assert len(ifs) == 1, variant.name
+        then = next(a.g for a in ifs[0].attribute if a.name == "then_branch")
+        assert any(n.op_type == "Conv" for n in then.node)
+        assert not any(n.op_type == "Conv" for n in graph.node)
