@@ -31,6 +31,7 @@ _URL = re.compile(r"(?i)https?://")
 # The warning (and the start of the error) of a post whose photo is known only by a URL or a name
 # that is not on disk; `crisislens validate` counts them per file.
 PHOTO_NOT_CACHED = "photo not cached"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")  # a post's photo, in every format
 COLUMN_HINT = "; name them with --id-column, --text-column, --image-column"
 
 

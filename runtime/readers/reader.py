@@ -49,6 +49,7 @@ from crisislens.runtime.readers.fields import (
     _CRISISMMD_ALIASES,
     _CRISISMMD_IMAGE_PREFIX,
     _FIELD_ALIASES,
+    IMAGE_SUFFIXES,
     _exists,
     _Input,
     _parse_id,
@@ -73,7 +74,6 @@ from crisislens.runtime.readers.report import FileSummary, ReadError, ReadProble
 from crisislens.runtime.schema import Post
 
 TEXT_SUFFIX = ".txt"
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 
 
 _SNIFF_CHARS = 64 * 1024

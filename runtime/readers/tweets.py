@@ -20,11 +20,10 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from crisislens.runtime.readers.fields import _is_file, _Raw
+from crisislens.runtime.readers.fields import IMAGE_SUFFIXES, _is_file, _Raw
 
 PLATFORM = "twitter"
 TWARC2, TWEET_V2, TWEET_V1 = "twarc2", "twitter-v2", "twitter-v1.1"
-_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 _V2_MARKERS = ("edit_history_tweet_ids", "author_id", "__twarc", "conversation_id", "public_metrics")
 
 
@@ -169,7 +168,7 @@ def _local_names(url: Any, key: Any) -> list[str]:
         if base and base not in (".", ".."):
             names.append(base)
     if isinstance(key, (str, int)) and str(key).strip("./"):
-        names += [f"{key}{suffix}" for suffix in _PHOTO_SUFFIXES]
+        names += [f"{key}{suffix}" for suffix in IMAGE_SUFFIXES]
     return [n for n in names if "/" not in n and "\\" not in n and "\x00" not in n]
 
 

@@ -23,11 +23,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from crisislens.runtime.readers.fields import PHOTO_NOT_CACHED, _quoted, _Raw
+from crisislens.runtime.readers.fields import IMAGE_SUFFIXES, PHOTO_NOT_CACHED, _quoted, _Raw
 
 PLATFORM = "whatsapp"
 FORMAT = "whatsapp"
-_PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".gif")
 _MARKS = "\u200e\u200f\u202a\u202c\ufeff"  # direction marks WhatsApp puts before dates and attachments
 
 _START = re.compile(
@@ -137,7 +136,7 @@ def _message_row(msg: _Message, author: str, first: str, order: str, file: str, 
         attached = _ANDROID_ATTACHED.match(text) or _IOS_ATTACHED.match(text)
         if attached:
             name = attached["file"].strip()
-            (photos if name.lower().endswith(_PHOTO_SUFFIXES) else others).append(name)
+            (photos if name.lower().endswith(IMAGE_SUFFIXES) else others).append(name)
         elif _OMITTED.match(text.strip()):
             omitted = True
         else:
