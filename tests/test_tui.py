@@ -295,6 +295,11 @@ def test_live_mode_triages_new_posts_without_blocking(tiny_bundle, tmp_path):
             await pilot.press("r")  # the UI answers while the worker watches
             (inbox / "a3.txt").write_text("road closed", encoding="utf-8")
             assert "a3" in await wait_for(app, pilot, 3)
+            # the list may show a3 (the app reads its store every 2 s) before the pass reports
+            for _ in range(50):
+                if "watching inbox/" in str(app.screen.query_one("#status-text").render()):
+                    break
+                await pilot.pause(0.1)
             assert "watching inbox/" in str(app.screen.query_one("#status-text").render())
     run(go())
     with TriageStore(store) as s:
