@@ -90,6 +90,7 @@ class TrainV2Config:
     loss_rationale: float = 1.0
     loss_photo: float = 0.5
     rationale_pos_weight: float = 3.0
+    class_weight_power: float = 0.5  # class weights 1 / frequency ** power (0: none; the first run used 0.5)
     seed: int = 13
 
 
@@ -327,9 +328,10 @@ def load_text_encoder(folder: Path) -> nn.Module:
 # ----------------------------------------------------------------------------- training
 
 
-def _class_weights(labels: np.ndarray, device: torch.device) -> Tensor:
+def _class_weights(labels: np.ndarray, device: torch.device, power: float = 0.5) -> Tensor:
+    """1 / frequency ** power, mean 1 (power 0: every class weighs the same)."""
     counts = np.bincount(labels[labels >= 0], minlength=NUM_LABELS).astype(np.float64)
-    w = 1.0 / np.sqrt(np.maximum(counts, 1))
+    w = 1.0 / np.maximum(counts, 1) ** power
     return torch.tensor(w / w.mean(), dtype=torch.float32, device=device)
 
 
@@ -401,7 +403,7 @@ def train(payload: Path, config: TeacherV2Config, cfg: TrainV2Config, *, device:
     no_decay = [q for q in params if q.dim() < 2]
     optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": cfg.weight_decay},
                                    {"params": no_decay, "weight_decay": 0.0}], lr=cfg.lr)
-    weights = _class_weights(p.label[p.rows("crisismmd:train")], device)
+    weights = _class_weights(p.label[p.rows("crisismmd:train")], device, cfg.class_weight_power)
     steps_per_epoch = math.ceil(len(_epoch_rows(p, cfg, np.random.default_rng(0))) / cfg.batch_size)
     total = steps_per_epoch * cfg.epochs
     warm = max(1, int(total * cfg.warmup))
@@ -527,6 +529,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--config", type=json.loads, default={},
                         help="JSON overrides of TeacherV2Config (tests use a tiny encoder)")
     parser.add_argument("--batch-size", type=int, default=TrainV2Config.batch_size)
+    parser.add_argument("--class-weight-power", type=float, default=TrainV2Config.class_weight_power,
+                        help="class weights 1 / frequency ** P (0: none)")
     args = parser.parse_args(argv)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     args.out.mkdir(parents=True, exist_ok=True)
@@ -538,7 +542,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         logf.flush()
 
     config = TeacherV2Config.from_dict({**TeacherV2Config().to_dict(), **args.config})
-    cfg = TrainV2Config(epochs=args.epochs, humaid_per_epoch=args.humaid_per_epoch, batch_size=args.batch_size)
+    cfg = TrainV2Config(epochs=args.epochs, humaid_per_epoch=args.humaid_per_epoch, batch_size=args.batch_size,
+                        class_weight_power=args.class_weight_power)
     result = train(args.payload, config, cfg, device=device, max_minutes=args.max_minutes, limit=args.limit, log=log)
     model, p = result["model"], result["payload"]
     save_state(model.trainable_state(), args.out, "teacher")
