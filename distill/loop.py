@@ -80,7 +80,7 @@ def resume_from(last: Path, model: torch.nn.Module, optimizer: torch.optim.Optim
     return ckpt["state"]
 
 
-def load_checkpoint(path: Path) -> dict[str, Any]:
+def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """A checkpoint of tensors and plain data, loaded without running any pickled code."""
     try:
         return torch.load(path, weights_only=True, map_location="cpu")

@@ -89,9 +89,9 @@ STATE_TERMS = ("hidden", "relation")  # DistillWeights terms that read the teach
 def state_terms(checkpoint: str) -> str:
     """The teacher-state loss terms a checkpoint was trained with and their weights ("hidden 1"),
     or "–" (none, or a checkpoint older than those terms)."""
-    import torch
+    from crisislens.distill.loop import load_checkpoint
 
-    saved = torch.load(checkpoint, map_location="cpu", weights_only=False).get("loss") or {}
+    saved = load_checkpoint(checkpoint).get("loss") or {}
     used = [f"{t} {saved[t]:g}" for t in STATE_TERMS if saved.get(t)]
     return ", ".join(used) or "–"
 
