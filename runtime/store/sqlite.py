@@ -106,12 +106,24 @@ class TriageStore:
                 "PRAGMA synchronous=NORMAL"
             )  # WAL + NORMAL: durable at each commit but the last on power loss
             self.db.executescript(SCHEMA)
+            self._migrate()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"{self.path}: not a usable triage store ({exc})") from None
+
+    def _migrate(self) -> None:
+        """Add the columns an older store lacks, one process at a time: under the write lock a
+        second process that opens the store at the same moment sees the columns the first added."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
             columns = {row[1] for row in self.db.execute("PRAGMA table_info(predictions)")}
             for column, sql in MIGRATIONS.items():
                 if column not in columns:
                     self.db.execute(sql)
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"{self.path}: not a usable triage store ({exc})") from None
+            self.db.execute("COMMIT")
+        except BaseException:
+            if self.db.in_transaction:  # SQLite may have rolled back itself (a full disk)
+                self.db.execute("ROLLBACK")
+            raise
 
     def close(self) -> None:
         self.db.close()
