@@ -119,14 +119,16 @@ def test_export_results_jsonl_and_csv(tiny_bundle, tmp_path):
         assert len(list(csv.DictReader(f))) == n
 
 
-def test_kill_9_loses_at_most_the_batch_in_flight(tiny_bundle, tmp_path):
-    """A real subprocess is killed with SIGKILL while writing; the store is intact, every stored
-    prediction is whole, and a rerun completes the rest with each post exactly once."""
+@pytest.mark.parametrize("workers", [[], ["--workers", "3"]], ids=["default", "3-workers"])
+def test_kill_9_loses_at_most_the_batch_in_flight(tiny_bundle, tmp_path, workers):
+    """A real subprocess is killed with SIGKILL while writing (workers predict, one thread writes);
+    the store is intact, every stored prediction is whole, and a rerun completes the rest with
+    each post exactly once."""
     n = 3000
     posts = write_posts(tmp_path / "posts.jsonl", n)
     store = tmp_path / "t.sqlite"
     cmd = [sys.executable, "-m", "crisislens.runtime", "triage", str(posts), "--bundle", str(tiny_bundle),
-           "--out", str(store), "--batch-size", "4", "--quiet", "--threads", "1"]
+           "--out", str(store), "--batch-size", "4", "--quiet", "--threads", "1", *workers]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     stored = 0

@@ -1,37 +1,6 @@
-"""The model bundle: one folder that holds everything the runtime needs to classify a post.
-
-```
-bundle/
-  manifest.json      what is here: provenance, every file's sha256 and size, the model variants
-  tokenizer.json     Hugging Face tokenizers file
-  preprocess.json    {"text": TextConfig.to_dict(), "image": ImageConfig.to_dict()}
-  labels.json        the class names, exactly `LABEL_NAMES` in that order
-  model.<variant>.onnx   one per variant: fp32, int8 (CPU dynamic), int8-qdq (static, TensorRT), fp16
-```
-
-`write_bundle` copies the files in and writes `manifest.json` last, atomically (temporary file +
-`os.replace`): a bundle whose writing was interrupted has no manifest and is refused.
-`load_bundle` checks every file listed in the manifest (present, same size, same sha256) before
-anything is loaded, so a tampered or truncated model is refused by name rather than giving
-quietly wrong predictions. `manifest.json` itself is not hashed: `update_metrics` may rewrite
-it (with measured numbers) without touching any model file. `Bundle.sha256`, the hash of
-`manifest.json`, identifies the exact bundle a prediction came from.
-
-Rules a bundle must follow (each broken rule is reported by `verify_bundle`):
-- `format` is "crisislens-bundle" and `format_version` is `FORMAT_VERSION`;
-- every file except `manifest.json` is listed under `files`, with its sha256 and size;
-- `tokenizer.json`, `preprocess.json`, `labels.json` and at least one variant are present;
-- an `*.onnx` file that the manifest does not list is refused, not ignored: it is a model someone
-  expected the runtime to use (or a leftover of an interrupted rebuild), and silently skipping it
-  would run a different model than they think. Other unlisted files (notes, engine caches) are
-  ignored;
-- `labels.json` equals `LABEL_NAMES`, in order (every probability vector uses that order); a
-  subset, an unknown name or another order is refused with which of these it is;
-- a variant's optional `temperature` (default 1) is a positive number: the runtime divides the
-  model's logits by it before the softmax (temperature scaling, fitted on held-out data by
-  `crisislens export calibrate` through `set_temperature`). It moves confidences, never labels.
-
-Torch-free: stdlib plus the runtime's own modules.
+"""Loading and verifying a bundle: the manifest read and checked, every file's sha256 and size
+compared, the variants resolved. The bundle's layout is the package's docstring: see
+`crisislens.runtime.bundle`.
 """
 
 from __future__ import annotations

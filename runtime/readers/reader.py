@@ -1,28 +1,6 @@
-"""Reading cached posts into `Post`s: JSONL, CSV/TSV (CrisisMMD task files included) and
-folders of `ID.txt` + `ID.jpg` pairs.
-
-Field data is messy, so a bad row never stops a read: it becomes a `ReadProblem` that names the
-file, the line and what is wrong. Every input row ends up either as a `Post` or as an error
-problem (row skipped); a warning means the row was repaired and kept (the warning is also in
-`Post.warnings`). In strict mode the first problem of either kind raises `ReadError`.
-
-Conventions:
-- Fields: id <- id | post_id | tweet_id, text <- text | tweet_text, image <- image | image_path,
-  plus created_at, source and label (a CrisisMMD 8- or 5-class name, stored as one of the 5
-  classes); names match case-insensitively, every other field goes to `Post.metadata`.
-  A JSON id may be a string or an integer, never a float (tweet ids lose digits as floats).
-- .csv is RFC 4180 (the delimiter is sniffed only when the header has no comma); .tsv is
-  tab-separated without quoting (tweets are not quoted data: a quote is text); in a .csv a broken
-  quote (never closed, text after a closing quote) costs the row of its own line, and reading
-  goes on with the next line.
-  A CrisisMMD task file (header with event_name, image_id, image) is a .tsv with one post per
-  image: id = image_id; tweet_id and event_name go to metadata.
-- Image paths are relative to the input file's folder, or to `image_root` (where a CrisisMMD
-  `data_image/` prefix is dropped); after resolving links they must stay inside that folder
-  (a path that leaves it costs the photo, like a missing one: the text is still read).
-  A folder input reads its own `ID.txt` / `ID.jpg` files, in id order, whatever `image_root`.
-- Text that is empty or only whitespace counts as no text (`Post.text` is None).
-- A post id is used once per read, across all inputs: the first row that was kept wins.
+"""The table and folder readers (JSONL, CSV/TSV with CrisisMMD task files, folders of `ID.txt` +
+`ID.jpg` pairs) and the entry points every input goes through. The reading contract (every row a
+`Post` or a `ReadProblem` naming file, line and reason) is the package's: see `crisislens.runtime.readers`.
 """
 
 from __future__ import annotations
