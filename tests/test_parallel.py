@@ -12,22 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_triage import FIXTURES, write_posts  # the same posts the triage tests write
 
 from crisislens.runtime.cli import main
 from crisislens.runtime.parallel import Parallelism, choose, for_backend, in_order
 from crisislens.runtime.store import TriageStore
-
-FIXTURES = Path(__file__).parent / "fixtures" / "posts"
-
-
-def write_posts(path: Path, n: int, image: str | None = None) -> Path:
-    with path.open("w") as f:
-        for i in range(n):
-            row = {"id": f"p{i:05d}", "text": f"flood water rising near bridge {i} " * (1 + i % 4)}
-            if image and i % 3 == 0:
-                row["image"] = image
-            f.write(json.dumps(row) + "\n")
-    return path
 
 
 def test_workers_and_threads_fill_the_cores():
