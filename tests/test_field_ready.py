@@ -230,7 +230,7 @@ def test_a_photo_that_arrives_after_its_text_is_used(elsewhere):
 def test_watch_mode_re_triages_a_post_when_its_photo_lands(elsewhere):
     import threading
 
-    from crisislens.tui.live import TriageJob
+    from crisislens.runtime.store.watch import TriageJob
 
     incoming = folder(elsewhere / "incoming", {"p03": "Houses flooded near the river"})
     store = elsewhere / "live.sqlite"
@@ -252,7 +252,7 @@ def test_watch_mode_does_not_read_a_photo_while_it_is_being_written(elsewhere):
     import threading
     import time
 
-    from crisislens.tui.live import TriageJob
+    from crisislens.runtime.store.watch import TriageJob
 
     incoming = folder(elsewhere / "incoming", {})
     store = elsewhere / "live.sqlite"

@@ -153,7 +153,7 @@ def test_the_latency_shown_says_it_is_a_batch_average(store_path):
 def test_the_apps_status_line_names_the_files_a_folder_skipped(tmp_path):
     from crisislens.runtime.readers import read_posts
     from crisislens.runtime.store import TriageResult
-    from crisislens.tui.live import done_note
+    from crisislens.runtime.store.watch import done_note
 
     (tmp_path / "samples").mkdir()
     (tmp_path / "samples" / "posts.jsonl").write_text('{"id": "1", "text": "x"}\n')

@@ -272,7 +272,7 @@ def test_image_overlay_and_halfblock_are_deterministic(tmp_path):
 
 def test_live_mode_triages_new_posts_without_blocking(tiny_bundle, tmp_path):
     from tests.tui_fixtures import photo
-    from crisislens.tui.live import TriageJob
+    from crisislens.runtime.store.watch import TriageJob
 
     inbox = tmp_path / "inbox"
     inbox.mkdir()
@@ -378,7 +378,7 @@ def test_cli_errors_are_one_clear_line(store_path, tmp_path, capsys):
 
 def test_reopening_a_store_with_a_job_shows_its_posts(tiny_bundle, tmp_path):
     """Progress from the worker can arrive before the list is mounted (found by `make demo` run twice)."""
-    from crisislens.tui.live import TriageJob
+    from crisislens.runtime.store.watch import TriageJob
 
     posts = tmp_path / "p.jsonl"
     posts.write_text("".join(json.dumps({"id": f"t{i}", "text": f"road {i} flooded"}) + "\n" for i in range(3)),

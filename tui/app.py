@@ -18,7 +18,7 @@ from textual.screen import Screen
 
 from crisislens.runtime.labels import LABELS
 from crisislens.runtime.store import TriageStore
-from crisislens.tui.live import TriageJob
+from crisislens.runtime.store.watch import TriageJob
 from crisislens.tui.messages import TriageDone, TriageFailed, TriageProgress
 from crisislens.tui.safe import inert
 from crisislens.tui.screens.triage import TriageScreen

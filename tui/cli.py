@@ -59,7 +59,7 @@ def is_store(path: Path) -> bool:
 
 
 def _plan(args: argparse.Namespace):  # noqa: ANN202 - (store path, TriageJob | None)
-    from crisislens.tui.live import TriageJob
+    from crisislens.runtime.store.watch import TriageJob
 
     inputs = [Path(i) for i in args.inputs]
     if args.watch is not None:
