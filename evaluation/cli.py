@@ -199,9 +199,8 @@ def _score(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from crisislens.evaluation.bench import plugin_runners, run_bench
-    from crisislens.evaluation.bench_report import chart, targets, to_markdown
+    from crisislens.evaluation.bench_report import chart, to_markdown
     from crisislens.runtime.bundle import load_bundle
-    from crisislens.runtime.files import atomic_write
     from crisislens.runtime.parallel import cores
     from crisislens.runtime.reports import provenance, render_again, write_report
     from crisislens.runtime.settings import data_root
@@ -209,8 +208,6 @@ def _bench(args: argparse.Namespace) -> int:
     if args.render_only:
         json_path, md_path = render_again("bench", args.reports, lambda p: to_markdown(p, p["provenance"]))
         payload = json.loads(json_path.read_text())
-        payload["targets"] = targets(payload)  # derived from the stored numbers, nothing re-measured
-        atomic_write(json_path, json.dumps(payload, indent=2, ensure_ascii=False) + "\n")
         chart(payload, args.reports / "bench.png")
         print(f"rewrote {md_path} from {json_path}")
         return EXIT_OK
@@ -247,9 +244,7 @@ def _bench(args: argparse.Namespace) -> int:
         compete=compete,
     )
     prov = provenance()
-    json_path, md_path = write_report(
-        "bench", {**result, "targets": targets(result), "provenance": prov}, to_markdown(result, prov), args.reports
-    )
+    json_path, md_path = write_report("bench", {**result, "provenance": prov}, to_markdown(result, prov), args.reports)
     png = chart(result, args.reports / "bench.png")
     print(f"wrote {json_path}, {md_path} and {png}")
     return EXIT_OK if all(r.get("status") == "ok" for r in result["rows"]) else EXIT_PROBLEMS

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.files import atomic_write
-from crisislens.runtime.markdown import md_table
 
 DEFAULT_REPORTS_DIR = Path("reports")
 _PACKAGES = ("crisislens", "numpy", "onnxruntime", "tokenizers", "pillow", "scikit-learn", "torch", "transformers")
@@ -105,18 +104,3 @@ def render_again(name: str, out_dir: Path, render: Any) -> tuple[Path, Path]:
     payload = json.loads(json_path.read_text(encoding="utf-8"))
     atomic_write(md_path, render(payload).rstrip() + "\n")
     return json_path, md_path
-
-
-def targets_section(issue: str, rows: list[dict[str, Any]]) -> list[str]:
-    """Markdown lines of a report's "Targets" table. Each row: `target`, `measured` (None: not
-    measured), `met` (True / False / None = no target) and optionally `gap` (how far off)."""
-
-    def met(row: dict[str, Any]) -> str:
-        text = "–" if row["met"] is None else "yes" if row["met"] else "no"
-        return text + f" ({row['gap']})" if row["met"] is False and row.get("gap") else text
-
-    table = md_table(
-        ["target", "measured", "met"],
-        [(row["target"], "not measured" if row["measured"] is None else row["measured"], met(row)) for row in rows],
-    )
-    return ["", f"## Targets (from the {issue} issue)", "", *table]

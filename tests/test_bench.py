@@ -1,5 +1,5 @@
 """Benchmark pieces without real models: latency statistics, one measured row with a fake runner,
-the targets table, the Markdown report, the chart, and a real child-process row on the tiny bundle."""
+the speed-ups, the Markdown report, the chart, and a real child-process row on the tiny bundle."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import pytest
 
 from crisislens.evaluation.bench import Latency, measure
-from crisislens.evaluation.bench_report import chart, targets, to_markdown
+from crisislens.evaluation.bench_report import chart, speedups, to_markdown
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.schema import Post
 
@@ -50,17 +50,16 @@ def _row(name, backend, p50, tput_text=200.0, tput_img=50.0, rss=300.0, cold=1.0
             "throughput_batch32_text_image": tput_img, "peak_rss_mb": rss, "cold_start_s": cold, "providers": None}
 
 
-def test_targets_markdown_and_chart(tmp_path):
+def test_speedups_markdown_and_chart(tmp_path):
     result = {"rows": [_row("ort-int8", "onnxruntime", 20.0), _row("peer-transformers-eager", "pytorch", 50.0),
                        {"name": "ort-fp16", "status": "failed", "error": ["boom"]}],
               "machine": {"cpu": "x", "cpu_count": 2, "machine": "x86_64", "python": "3.11",
                           "onnxruntime_providers": ["CPUExecutionProvider"]},
               "batch": 32, "single": 10, "throughput_posts": 64}
-    rows = {t["target"][:12]: t for t in targets(result)}
-    assert rows["ort-int8 >= "]["met"] is False and rows["ort-int8 >= "]["measured"] == "2.50x"
-    assert rows["ort-int8 p50"]["met"] is True
+    assert speedups(result)["ort-int8"]["separate"] == pytest.approx(2.5)
     md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
     assert "| ort-int8 | onnxruntime |" in md and "failed" in md
+    assert "Targets" not in md  # measurements only: an issue says which targets they meet
     png = chart(result, tmp_path / "bench.png")
     assert png.stat().st_size > 0
 
@@ -153,7 +152,7 @@ def test_load_and_spread():
 
 def test_triage_rounds_alternate_the_settings_and_give_the_ratio_with_its_spread(tmp_path):
     from crisislens.evaluation.bench import triage_rounds
-    from crisislens.evaluation.bench_report import targets, to_markdown
+    from crisislens.evaluation.bench_report import to_markdown
 
     calls = []
     rates = {"one worker": iter([100.0, 90.0, 110.0]), "defaults": iter([160.0, 171.0, 200.0])}
@@ -173,8 +172,6 @@ def test_triage_rounds_alternate_the_settings_and_give_the_ratio_with_its_spread
               "machine": {"cpu": "x", "cpu_count": 2, "machine": "x86_64", "python": "3.11",
                           "onnxruntime_providers": ["CPUExecutionProvider"]},
               "batch": 32, "single": 10, "throughput_posts": 64}
-    goal = [t for t in targets(result) if t["target"].startswith("crisislens triage defaults")]
-    assert goal and goal[0]["met"] is True and goal[0]["measured"].startswith("1.82x (rounds 1.60-1.90x)")
     md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
     assert "## crisislens triage end to end (beside 1 competing busy process(es))" in md
     assert "| defaults | 160.0 / 171.0 / 200.0 | 1.60x / 1.90x / 1.82x | 1.82x | 1.60-1.90x |" in md
@@ -189,20 +186,20 @@ def test_a_baseline_bundle_row_gives_the_text_only_ratio():
     assert r["baseline"] == "before:ort-int8-text" and r["per_round"] == pytest.approx([1.25, 1.1])
 
 
-def test_the_speed_up_target_is_judged_on_the_alternating_rounds_when_there_are_some():
+def test_the_speed_up_is_taken_from_the_alternating_rounds_when_there_are_some():
     result = {"rows": [_row("ort-int8-text", "onnxruntime", 6.0), _row("peer-transformers-eager", "pytorch", 17.0)],
               "machine": {"cpu": "x", "cpu_count": 2, "machine": "x86_64", "python": "3.11",
                           "onnxruntime_providers": ["CPUExecutionProvider"]},
               "batch": 32, "single": 10, "throughput_posts": 64}
-    first = {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]
-    assert first["met"] is False and first["measured"] == "2.83x"  # separate rows only
+    first = speedups(result)["ort-int8-text"]
+    assert first["alternating"] is None and first["separate"] == pytest.approx(17 / 6)  # separate rows only
     result["alternating"] = {"rounds": 3, "p50_ms": {"ort-int8-text": [5.0, 6.0, 4.0],
                                                      "peer-transformers-eager": [20.0, 18.0, None]}}
-    judged = {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]
+    judged = speedups(result)["ort-int8-text"]
     # ratios within rounds 4.0 and 3.0 (round 3 lost its peer turn): median 3.5
-    assert judged["met"] is True and judged["measured"] == "3.50x over alternating rounds (2.83x from the separate rows)"
+    assert judged["alternating"] == pytest.approx(3.5) and judged["per_round"] == pytest.approx([4.0, 3.0])
     md = to_markdown(result, {"command": "crisislens bench", "git_commit": "abc", "created": "now"})
     assert "## Speed-up over the peer, alternating rounds" in md
     assert "| ort-int8-text | 5.0 / 6.0 / 4.0 | 20.0 / 18.0 / – | 4.00x / 3.00x | 3.50x (3.00-4.00x) | 2.83x |" in md
     result["alternating"] = {"rounds": 1, "p50_ms": {"ort-int8-text": [None], "peer-transformers-eager": [20.0]}}
-    assert {t["target"][:16]: t for t in targets(result)}["ort-int8-text >="]["measured"] == "2.83x"
+    assert speedups(result)["ort-int8-text"]["alternating"] is None
