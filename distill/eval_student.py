@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from crisislens.distill import data as D
+from crisislens.distill.assembly import assemble
 from crisislens.distill.eval_teacher import (
     cached_batches,
     image_faithfulness,
@@ -30,14 +31,13 @@ from crisislens.distill.eval_teacher import (
     teacher_outputs,
     text_faithfulness,
 )
-from crisislens.distill.features import example_key
+from crisislens.distill.features import build_features, example_key, minilm_encoder
 from crisislens.distill.student import RationaleStudent, load_student, student_image_config, student_image_tower
 from crisislens.distill.teacher import ImageTower, TeacherInputs
 from crisislens.distill.train_student import StudentTrainConfig, student_features, student_outputs
-from crisislens.distill.assembly import assemble
-from crisislens.distill.features import build_features, minilm_encoder
 from crisislens.evaluation import metrics as M
 from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.markdown import md_table
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, load_image
 
 
@@ -241,43 +241,38 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
         lines.append(f"Student training: `crisislens distill student` — {training.get('train_minutes')} min; best dev "
                      f"Macro-F1 {training.get('best_dev_macro_f1', float('nan')):.4f} after "
                      f"{len(training.get('history', []))} epoch(s).")
-    lines += ["", f"## CrisisMMD agreed test ({result['n_test']} posts)", "",
-              "| model | Macro-F1 | accuracy | weighted F1 | " + " | ".join(f"F1 {c}" for c in LABEL_NAMES) + " |",
-              "|---|---|---|---|" + "---|" * len(LABEL_NAMES)]
-    for n in names:
-        t = m[n]["test"]
-        per = " | ".join(f"{t['per_class'][c]['f1']:.3f}" for c in LABEL_NAMES)
-        lines.append(f"| {pretty[n]} | {t['macro_f1']:.4f} | {t['accuracy']:.4f} | {t['weighted_f1']:.4f} | {per} |")
-    lines += ["", "| model | Macro-F1 with image | n | Macro-F1 text only | n |", "|---|---|---|---|---|"]
-    for n in names:
-        w, t = m[n]["with_image"], m[n]["text_only"]
-        lines.append(f"| {pretty[n]} | {w['macro_f1']:.4f} | {w['n']} | {t['macro_f1']:.4f} | {t['n']} |")
-    lines += ["", "## Agreement with the teacher (test)", "",
-              "| model | label agreement | token-rationale P / R / F1 vs teacher | patch top-k IoU vs teacher |",
-              "|---|---|---|---|"]
+    lines += ["", f"## CrisisMMD agreed test ({result['n_test']} posts)", ""]
+    lines += md_table(["model", "Macro-F1", "accuracy", "weighted F1", *(f"F1 {c}" for c in LABEL_NAMES)], [
+        [pretty[n], f"{t['macro_f1']:.4f}", f"{t['accuracy']:.4f}", f"{t['weighted_f1']:.4f}",
+         *(f"{t['per_class'][c]['f1']:.3f}" for c in LABEL_NAMES)] for n in names for t in [m[n]["test"]]])
+    lines += [""]
+    lines += md_table(["model", "Macro-F1 with image", "n", "Macro-F1 text only", "n"], [
+        [pretty[n], f"{w['macro_f1']:.4f}", w["n"], f"{t['macro_f1']:.4f}", t["n"]]
+        for n in names for w, t in [(m[n]["with_image"], m[n]["text_only"])]])
+    lines += ["", "## Agreement with the teacher (test)", ""]
+    agreement = []
     for n in names[1:]:
         a = m[n]["agreement_with_teacher"]
         tr = a["token_rationale_vs_teacher"]
         iou = a["patch_topk_iou_vs_teacher"]
-        lines.append(f"| {pretty[n]} | {a['label_agreement']:.4f} | {tr['micro_precision']:.3f} / "
-                     f"{tr['micro_recall']:.3f} / {tr['micro_f1']:.4f} | {'–' if iou is None else f'{iou:.4f}'} |")
+        agreement.append([pretty[n], f"{a['label_agreement']:.4f}",
+                          f"{tr['micro_precision']:.3f} / {tr['micro_recall']:.3f} / {tr['micro_f1']:.4f}",
+                          "–" if iou is None else f"{iou:.4f}"])
+    lines += md_table(["model", "label agreement", "token-rationale P / R / F1 vs teacher",
+                       "patch top-k IoU vs teacher"], agreement)
     p = result["plausibility"]
-    lines += ["", f"## Plausibility vs human rationales ({p['event']}, never trained on)", "",
-              "| model | token F1 (micro) | IOU-F1 | AUPRC | n |", "|---|---|---|---|---|"]
-    for n in names:
-        if n in p:
-            q = p[n]
-            lines.append(f"| {pretty[n]} | {q['token_f1']['micro_f1']:.4f} | {q['iou_f1']:.4f} | {q['auprc']:.4f} | {q['n']} |")
+    lines += ["", f"## Plausibility vs human rationales ({p['event']}, never trained on)", ""]
+    lines += md_table(["model", "token F1 (micro)", "IOU-F1", "AUPRC", "n"], [
+        [pretty[n], f"{q['token_f1']['micro_f1']:.4f}", f"{q['iou_f1']:.4f}", f"{q['auprc']:.4f}", q["n"]]
+        for n in names if n in p for q in [p[n]]])
     if "faithfulness" in result:
         f = result["faithfulness"]
         lines += ["", "## Faithfulness (AOPC over fractions " + ", ".join(str(x) for x in f["fractions"]) + ")", "",
-                  "Comprehensiveness: higher is better; sufficiency: lower is better.", "",
-                  "| model | units | scores | comprehensiveness | sufficiency | n |", "|---|---|---|---|---|---|"]
-        for n in ("teacher", "student"):
-            for unit in ("text", "image"):
-                for kind in ("rationale", "random"):
-                    r = f[n][unit][kind]
-                    lines.append(f"| {n} | {unit} | {kind} | {r['comprehensiveness']:.4f} | {r['sufficiency']:.4f} | {r['n']} |")
+                  "Comprehensiveness: higher is better; sufficiency: lower is better.", ""]
+        lines += md_table(["model", "units", "scores", "comprehensiveness", "sufficiency", "n"], [
+            [n, unit, kind, f"{r['comprehensiveness']:.4f}", f"{r['sufficiency']:.4f}", r["n"]]
+            for n in ("teacher", "student") for unit in ("text", "image") for kind in ("rationale", "random")
+            for r in [f[n][unit][kind]]])
     s, lat = result["size"], result["latency"]
     sizes = lat.get("image_size", {})
     bkey = f"batch{lat['batch_size']}_text_image"
@@ -285,14 +280,12 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
     lines += ["", f"## Size and PyTorch CPU latency ({lat['threads']} threads, same process, {how}median after warm-up)", "",
               "Inputs are raw: token ids and pixels at each model's resolution (teacher "
               f"{sizes.get('teacher', 224)} px, student {sizes.get('student', 224)} px), so the image tower and every "
-              "text layer run.", "",
-              f"| model | parameters | state dict MB | batch 1 text+image ms | batch 1 text-only ms | batch {lat['batch_size']} text+image ms |",
-              "|---|---|---|---|---|---|"]
-    for n in ("teacher", "student"):
-        L = lat[n]
-        big = "–" if not L.get(bkey) else f"{L[bkey]['median_ms']:.1f}"
-        lines.append(f"| {n} | {s[n]['parameters']:,} | {s[n]['state_dict_mb']:.1f} | {L['batch1_text_image']['median_ms']:.1f} | "
-                     f"{L['batch1_text_only']['median_ms']:.1f} | {big} |")
+              "text layer run.", ""]
+    lines += md_table(["model", "parameters", "state dict MB", "batch 1 text+image ms", "batch 1 text-only ms",
+                       f"batch {lat['batch_size']} text+image ms"], [
+        [n, f"{s[n]['parameters']:,}", f"{s[n]['state_dict_mb']:.1f}", f"{L['batch1_text_image']['median_ms']:.1f}",
+         f"{L['batch1_text_only']['median_ms']:.1f}", "–" if not L.get(bkey) else f"{L[bkey]['median_ms']:.1f}"]
+        for n in ("teacher", "student") for L in [lat[n]]])
     if "speedup" in lat:
         lines += ["", "Speed-up of the student (teacher time / student time): " + ", ".join(
             f"{k.replace('_', ' ')} {v:.2f}x" for k, v in lat["speedup"].items()) + "."]

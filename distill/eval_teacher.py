@@ -18,17 +18,17 @@ import numpy as np
 import torch
 
 from crisislens.distill import data as D
-from crisislens.distill.baseline import run_baseline
-from crisislens.distill.features import example_key
-from crisislens.distill.teacher import CrossModalRationaleTeacher, TeacherConfig, TeacherInputs, build_teacher
 from crisislens.distill.assembly import Sets, assemble
-from crisislens.distill.features import Features, build_features, minilm_encoder
+from crisislens.distill.baseline import run_baseline
+from crisislens.distill.features import Features, build_features, example_key, minilm_encoder
 from crisislens.distill.loop import load_checkpoint
+from crisislens.distill.teacher import CrossModalRationaleTeacher, TeacherConfig, TeacherInputs, build_teacher
 from crisislens.distill.train_teacher import TrainConfig
 from crisislens.distill.unimodal import load_unimodal, predict_probs
 from crisislens.evaluation import metrics as M
 from crisislens.evaluation.score import ScoredPost, score
 from crisislens.runtime.labels import LABEL_NAMES
+from crisislens.runtime.markdown import md_table
 from crisislens.runtime.preprocessing import TextEncoder
 
 FAITHFULNESS_SEED = 7
@@ -257,10 +257,13 @@ def evaluate(config: TrainConfig, teacher_dir: Path) -> dict[str, Any]:
 # ----------------------------------------------------------------------------- markdown
 
 
-def _row(name: str, rep: dict[str, Any] | None) -> str:
+SCORE_HEADER = ["model", "Macro-F1", "accuracy", "weighted F1", "n"]
+
+
+def _row(name: str, rep: dict[str, Any] | None) -> list[object]:
     if not rep:
-        return f"| {name} | – | – | – | – |"
-    return f"| {name} | {rep['macro_f1']:.4f} | {rep['accuracy']:.4f} | {rep['weighted_f1']:.4f} | {rep['n']} |"
+        return [name, "–", "–", "–", "–"]
+    return [name, f"{rep['macro_f1']:.4f}", f"{rep['accuracy']:.4f}", f"{rep['weighted_f1']:.4f}", rep["n"]]
 
 
 def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: dict[str, Any] | None) -> str:
@@ -283,54 +286,47 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any], training: di
         "",
         "## CrisisMMD agreed test",
         "",
-        "| model | Macro-F1 | accuracy | weighted F1 | n |",
-        "|---|---|---|---|---|",
     ]
     names = [("teacher (prediction from rationales)", "teacher"),
              ("teacher, full-input head (ablation)", "teacher_full_input_head"),
              ("TF-IDF + logistic regression", "tfidf_logreg"),
              ("text-only MiniLM (fine-tuned)", "text_only_minilm")]
-    for label, key in names:
-        lines.append(_row(label, m.get(key, {}).get("test")))
+    lines += md_table(SCORE_HEADER, [_row(label, m.get(key, {}).get("test")) for label, key in names])
     for part in ("with_image", "text_only"):
-        lines += ["", f"Rows {part.replace('_', ' ')}:", "", "| model | Macro-F1 | accuracy | weighted F1 | n |",
-                  "|---|---|---|---|---|"]
-        for label, key in names + [("image-only EfficientNet-Lite0", "image_only_efficientnet")]:
-            if part == "text_only" and key == "image_only_efficientnet":
-                continue
-            lines.append(_row(label, m.get(key, {}).get(part)))
-    lines += ["", "Held-out labelled crisis photos (image only, never trained on):", "",
-              "| model | Macro-F1 | accuracy | weighted F1 | n |", "|---|---|---|---|---|",
-              _row("teacher (image only input)", m["teacher"].get("image_heldout")),
-              _row("image-only EfficientNet-Lite0", m.get("image_only_efficientnet", {}).get("image_heldout"))]
+        lines += ["", f"Rows {part.replace('_', ' ')}:", ""]
+        models = names + ([] if part == "text_only" else [("image-only EfficientNet-Lite0", "image_only_efficientnet")])
+        lines += md_table(SCORE_HEADER, [_row(label, m.get(key, {}).get(part)) for label, key in models])
+    lines += ["", "Held-out labelled crisis photos (image only, never trained on):", ""]
+    lines += md_table(SCORE_HEADER, [
+        _row("teacher (image only input)", m["teacher"].get("image_heldout")),
+        _row("image-only EfficientNet-Lite0", m.get("image_only_efficientnet", {}).get("image_heldout"))])
     t = m["teacher"]["test"]
-    lines += ["", "### Teacher per class (test)", "", "| class | precision | recall | F1 | support |",
-              "|---|---|---|---|---|"]
-    for name, c in t["per_class"].items():
-        lines.append(f"| {name} | {c['precision']:.3f} | {c['recall']:.3f} | {c['f1']:.3f} | {c['support']} |")
+    lines += ["", "### Teacher per class (test)", ""]
+    lines += md_table(["class", "precision", "recall", "F1", "support"], [
+        [name, f"{c['precision']:.3f}", f"{c['recall']:.3f}", f"{c['f1']:.3f}", c["support"]]
+        for name, c in t["per_class"].items()])
     lines += ["", "Confusion matrix (rows true, columns predicted, order as above):", ""]
     for name, row in zip(t["labels"], t["confusion"]):
         lines.append(f"- {name}: {row}")
     p = result["plausibility"]
-    lines += ["", f"## Plausibility of text rationales ({p['event']}, never trained on; {p['n']} tweets)", "",
-              "| token P (micro) | token R (micro) | token F1 (micro) | IOU-F1 | AUPRC | rationale share (model / human) |",
-              "|---|---|---|---|---|---|",
-              f"| {p['token_f1']['micro_precision']:.4f} | {p['token_f1']['micro_recall']:.4f} | {p['token_f1']['micro_f1']:.4f} | "
-              f"{p['iou_f1']:.4f} | {p['auprc']:.4f} | {p['mean_rationale_fraction']:.3f} / {p['mean_human_fraction']:.3f} |"]
+    lines += ["", f"## Plausibility of text rationales ({p['event']}, never trained on; {p['n']} tweets)", ""]
+    lines += md_table(
+        ["token P (micro)", "token R (micro)", "token F1 (micro)", "IOU-F1", "AUPRC", "rationale share (model / human)"],
+        [[f"{p['token_f1']['micro_precision']:.4f}", f"{p['token_f1']['micro_recall']:.4f}",
+          f"{p['token_f1']['micro_f1']:.4f}", f"{p['iou_f1']:.4f}", f"{p['auprc']:.4f}",
+          f"{p['mean_rationale_fraction']:.3f} / {p['mean_human_fraction']:.3f}"]])
     f = result["faithfulness"]
     lines += ["", "## Faithfulness (AOPC over fractions " + ", ".join(str(x) for x in f["fractions"]) + ")", "",
-              "Comprehensiveness: higher is better; sufficiency: lower is better.", "",
-              "| units | scores | comprehensiveness | sufficiency | n |", "|---|---|---|---|---|"]
-    for unit in ("text", "image"):
-        for kind in ("rationale", "random"):
-            r = f[unit][kind]
-            lines.append(f"| {unit} | {kind} | {r['comprehensiveness']:.4f} | {r['sufficiency']:.4f} | {r['n']} |")
+              "Comprehensiveness: higher is better; sufficiency: lower is better.", ""]
+    lines += md_table(["units", "scores", "comprehensiveness", "sufficiency", "n"], [
+        [unit, kind, f"{r['comprehensiveness']:.4f}", f"{r['sufficiency']:.4f}", r["n"]]
+        for unit in ("text", "image") for kind in ("rationale", "random") for r in [f[unit][kind]]])
     z = result["zero_shot"]
-    lines += ["", f"## Zero-shot: {z['dataset']} ({z['n']} tweets, events never seen)", "",
-              "| classes | Macro-F1 | accuracy |", "|---|---|---|",
-              f"| all 5 | {z['all_classes']['macro_f1']:.4f} | {z['all_classes']['accuracy']:.4f} |",
-              f"| restricted to the {len(z['classes_present'])} present | {z['restricted_to_present']['macro_f1']:.4f} | "
-              f"{z['restricted_to_present']['accuracy']:.4f} |"]
+    lines += ["", f"## Zero-shot: {z['dataset']} ({z['n']} tweets, events never seen)", ""]
+    lines += md_table(["classes", "Macro-F1", "accuracy"], [
+        ["all 5", f"{z['all_classes']['macro_f1']:.4f}", f"{z['all_classes']['accuracy']:.4f}"],
+        [f"restricted to the {len(z['classes_present'])} present", f"{z['restricted_to_present']['macro_f1']:.4f}",
+         f"{z['restricted_to_present']['accuracy']:.4f}"]])
     return "\n".join(lines)
 
 
