@@ -45,7 +45,7 @@ def batch_dependent(quantization: str | None) -> bool:
     """Whether a variant's outputs for a post would depend on the other posts in its call.
     Dynamic INT8 computes each activation's scale from the whole input tensor, so a post's
     neighbours (and their padding) move its scores and sometimes its label (measured in
-    `reports/bundle_rationale.md`); such variants run each post alone (`run_per_post`).
+    `research/results/bundle_rationale.md`); such variants run each post alone (`run_per_post`).
     Weight-only and static (QDQ) INT8 have fixed scales."""
     return quantization == "dynamic"
 
