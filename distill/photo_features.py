@@ -6,7 +6,7 @@ chosen EfficientNet-Lite's last feature map (its 1x1 head, 1280 channels) is res
 `<cache>/photos-<tower>.npz` with the relative paths as keys. The photo is decoded by the
 runtime's own preprocessing at the tower's native size, so training and inference agree.
 
-`crisislens distill photo-features --tower lite2` (or all three, for the tower comparison).
+`crisislens distill teacher-v2 photo-features [--tower lite1]` (default: all three, for the tower comparison).
 """
 
 from __future__ import annotations
@@ -70,9 +70,3 @@ def extract(root: Path, cache: Path, tower: str, batch: int = 16) -> Path:
     np.savez(out, keys=np.array(paths), grid=grids, ok=ok, size=config.size)
     return out
 
-
-if __name__ == "__main__":
-    torch.set_num_threads(2)
-    data, cache_dir = Path(sys.argv[1]), Path(sys.argv[2])
-    for name in sys.argv[3:]:
-        print(extract(data, cache_dir, name))

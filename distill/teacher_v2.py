@@ -273,7 +273,6 @@ class Payload:
         p = np.load(folder / "photos.npz", allow_pickle=False)
         q = torch.from_numpy(p["q"].astype(np.float32))  # [P, M, K] int8 codes
         self.photos = q * torch.from_numpy(p["scale"].astype(np.float32))  # per-component scale
-        self.groups = sorted(set(self.group.tolist()))
 
     def rows(self, group: str) -> np.ndarray:
         rows = np.flatnonzero(self.group == group)
@@ -336,6 +335,9 @@ def _class_weights(labels: np.ndarray, device: torch.device, power: float = 0.5)
 
 
 def _macro_f1(gold: np.ndarray, pred: np.ndarray) -> float:
+    """Dev Macro-F1 for model selection. Kept here rather than calling `crisislens.evaluation`: this
+    module runs on a lent GPU where only `crisislens.distill` is on the path (reports score the
+    outputs through the evaluation package afterwards)."""
     f1s = []
     for c in range(NUM_LABELS):
         tp = np.sum((pred == c) & (gold == c))
@@ -372,7 +374,8 @@ def predict(model: TeacherV2, p: Payload, rows: np.ndarray, device: torch.device
             drop_text: bool = False, drop_photo: bool = False) -> dict[str, np.ndarray]:
     model.eval()
     out: dict[str, list[np.ndarray]] = {k: [] for k in ("logits", "full", "photo", "tokens", "patches", "keep")}
-    order = rows[np.argsort(p.lengths[rows], kind="stable")]
+    by_length = np.argsort(p.lengths[rows], kind="stable")
+    order = rows[by_length]
     for i in range(0, len(order), batch_size):
         chunk = order[i: i + batch_size]
         flags = np.ones(len(chunk), bool)
@@ -388,7 +391,7 @@ def predict(model: TeacherV2, p: Payload, rows: np.ndarray, device: torch.device
         out["tokens"].append(tok)
         out["patches"].append(o.patch_scores.float().cpu().numpy().astype(np.float16))
         out["keep"].append(o.patch_rationale.cpu().numpy())
-    back = np.argsort(np.argsort(p.lengths[rows], kind="stable"), kind="stable")
+    back = np.argsort(by_length, kind="stable")  # the rows' own order again
     return {k: np.concatenate(v)[back] for k, v in out.items()}
 
 
@@ -413,13 +416,12 @@ def train(payload: Path, config: TeacherV2Config, cfg: TrainV2Config, *, device:
     best: dict[str, Any] = {"f1": -1.0}
     history = []
     started = time.perf_counter()
-    crisismmd_photo = set(p.rows("crisismmd:train").tolist())
     for epoch in range(cfg.epochs):
         model.train()
         sums: dict[str, float] = {"loss": 0.0, "ce": 0.0, "full": 0.0, "bce": 0.0, "photo": 0.0}
         batches = _batches(_epoch_rows(p, cfg, rng), p.lengths, cfg.batch_size, rng)
         for step, rows in enumerate(batches):
-            with_photo = (p.photo[rows] >= 0) & np.array([r in crisismmd_photo for r in rows])
+            with_photo = (p.photo[rows] >= 0) & (p.group[rows] == "crisismmd:train")
             u = rng.random(len(rows))
             drop_text = with_photo & (u < cfg.text_drop) & (p.photo_label[rows] >= 0)
             drop_photo = with_photo & ~drop_text & (u > 1 - cfg.photo_drop)

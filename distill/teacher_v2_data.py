@@ -26,9 +26,9 @@ from pathlib import Path
 import numpy as np
 
 from crisislens.distill import data as D
+from crisislens.distill.assembly import assemble
 from crisislens.distill.features import rationale_tokens
 from crisislens.distill.pretrained import mpnet_dir
-from crisislens.distill.assembly import assemble
 from crisislens.distill.train_teacher import TrainConfig
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import clean_text
@@ -162,8 +162,7 @@ def write_payload(root: Path, out: Path, *, tower: str, cache: Path, image_dim: 
     np.savez(out.parent / f"{out.name}-pca.npz", mean=mean, components=comps, scale=scale)
     if weights_out:
         write_weights(folder, weights_out)
-    counts = {g: groups[g].__len__() for g in groups}
-    return {"rows": len(examples), "photos": len(keys), "groups": counts, "pca_explained": explained,
+    return {"rows": len(examples), "photos": len(keys), "groups": {g: len(rows) for g, rows in groups.items()}, "pca_explained": explained,
             "with_rationale": int(has.sum())}
 
 

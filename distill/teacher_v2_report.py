@@ -14,7 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from crisislens.evaluation.metrics import classification_report, token_f1
+from crisislens.evaluation.metrics import token_f1
+from crisislens.evaluation.score import ScoredPost, score
 from crisislens.runtime.files import atomic_write
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.markdown import md_table
@@ -25,12 +26,13 @@ def _names(indices: np.ndarray) -> list[str]:
 
 
 def _scores(gold: np.ndarray, logits: np.ndarray, labels: list[str] | None = None) -> dict[str, Any]:
-    labels = labels or list(LABEL_NAMES)
-    pred = logits.argmax(1)  # over all five classes: an answer outside `labels` is wrong
-    report = classification_report(_names(gold), _names(pred), labels=list(LABEL_NAMES))
-    per_class = {k: v.f1 for k, v in report.per_class.items()}
-    macro = float(np.mean([per_class[x] for x in labels]))  # Macro-F1 over `labels` (the classes present)
-    return {"n": int(len(gold)), "macro_f1": macro, "accuracy": report.accuracy, "per_class_f1": per_class}
+    """Scores through the one scoring path (`evaluation.score`); with `labels`, Macro-F1 over those
+    classes only (the ones present), the answers still taken over all five (one outside is wrong)."""
+    pred = logits.argmax(1)
+    records = [ScoredPost(str(i), g, p) for i, (g, p) in enumerate(zip(_names(gold), _names(pred)))]
+    scores = score(records)
+    macro = float(np.mean([scores.per_class[x] for x in labels])) if labels else scores.macro_f1
+    return {"n": scores.n, "macro_f1": macro, "accuracy": scores.accuracy, "per_class_f1": scores.per_class}
 
 
 def evaluate_run(payload: Path, run: Path) -> dict[str, Any]:
