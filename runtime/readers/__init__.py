@@ -34,8 +34,8 @@ Conventions:
 
 Modules: `reader` (reading inputs: `read_posts`, `iter_posts`), `detect` (which format an input
 is), `formats` (JSONL lines, CSV/TSV rows, folders), `tweets`, `telegram`, `whatsapp` (the
-archives), `fields` (a row's fields, ids and image paths), `mojibake`, `report` (problems and
-the per-input summary).
+archives), `fields` (a row's fields, ids and image paths), `mojibake`, `seen` (the ids read so far,
+on disk), `report` (problems and the per-input summary).
 """
 
 from crisislens.runtime.readers.reader import (

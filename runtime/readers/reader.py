@@ -49,6 +49,7 @@ from crisislens.runtime.readers.formats import (
 )
 from crisislens.runtime.readers.mojibake import REPAIRED, repair
 from crisislens.runtime.readers.report import FileSummary, ReadError, ReadProblem, ReadReport
+from crisislens.runtime.readers.seen import SeenIds
 from crisislens.runtime.schema import Post
 
 TEXT_SUFFIX = ".txt"
@@ -66,7 +67,8 @@ def iter_posts(
 ) -> Iterator[Post | ReadProblem]:
     """Stream posts and problems in input order; a post's warnings come just before it.
 
-    Memory stays flat for big JSONL files (one line at a time; only the seen ids are kept).
+    Memory stays flat for big inputs: one line at a time, and the ids seen (for the duplicate
+    check) are kept in a temporary SQLite file (`seen`), not in memory.
     `columns` names a table's or JSON object's own fields: {"id"|"text"|"image": name}.
     """
     yield from _checked(_Reader(image_root, columns=columns).read(_as_inputs(inputs)), strict)
@@ -125,7 +127,7 @@ class _Reader:
         self._summary = FileSummary("", "")
         self.rows_seen = 0
         self.files: list[Path] = []
-        self._first_seen: dict[str, tuple[str, int | None]] = {}
+        self._seen = SeenIds()
         self._read: set[Path] = set()
 
     def read(self, inputs: list[Path | str]) -> Iterator[Post | ReadProblem]:
@@ -303,7 +305,7 @@ class _Reader:
             if raw.error:
                 raise _RowError(raw.error)
             post_id = _parse_id(raw.values.get("id"))
-            first = self._first_seen.get(post_id)
+            first = self._seen.first(post_id)
             if first is not None:
                 raise _RowError(f"duplicate id {_quoted(post_id)} (first seen at {_where(first, raw.file)})")
             fields = _post_fields(raw, inp, self.check_images)
@@ -323,6 +325,6 @@ class _Reader:
         self._summary.posts += 1
         self._summary.photos += post.image is not None
         self._summary.not_cached += raw.uncached
-        self._first_seen[post_id] = (raw.file, raw.line)
+        self._seen.add(post_id, raw.file, raw.line)
         yield from problems
         yield post

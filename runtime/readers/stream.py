@@ -19,7 +19,7 @@ def count_posts(
     image_root: Path | str | None = None,
     columns: dict[str, str] | None = None,
 ) -> int:
-    """How many posts a read of `inputs` gives (one pass, nothing kept but the reader's ids)."""
+    """How many posts a read of `inputs` gives (one pass; nothing kept in memory)."""
     return sum(isinstance(item, Post) for item in iter_posts(inputs, image_root=image_root, columns=columns))
 
 

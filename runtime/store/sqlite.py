@@ -10,7 +10,7 @@ import re
 import shutil
 import sqlite3
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -142,9 +142,6 @@ class TriageStore:
     def __exit__(self, *exc: Any) -> None:
         self.close()
 
-    def done_ids(self) -> set[str]:
-        return {row[0] for row in self.db.execute("SELECT post_id FROM predictions")}
-
     def set_meta(self, key: str, value: Any) -> None:
         try:
             self.db.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, json.dumps(value)))
@@ -224,13 +221,15 @@ class TriageStore:
                 raise _write_error(self.path, exc) from None
             raise
 
-    def identities(self) -> list[Identity]:
-        """Who each stored prediction is (rows stored before identities were kept: id only)."""
+    def identities(self) -> Iterator[Identity]:
+        """Who each stored prediction is (rows stored before identities were kept: id only), read
+        from the store as they are consumed."""
         rows = self.db.execute(
             "SELECT p.post_id, i.input_id, i.place, i.fingerprint FROM predictions p "
-            "LEFT JOIN identities i ON i.post_id = p.post_id"
+            "LEFT JOIN identities i ON i.post_id = p.post_id ORDER BY p.rowid"
         )
-        return [Identity(pid, input_id or pid, place, fp) for pid, input_id, place, fp in rows]
+        for pid, input_id, place, fp in rows:
+            yield Identity(pid, input_id or pid, place, fp)
 
     def count(self) -> int:
         return int(self.db.execute("SELECT COUNT(*) FROM predictions").fetchone()[0])
