@@ -42,6 +42,15 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any, Protocol
 
+from crisislens.evaluation.bench_scale import (
+    COLD_ROUNDS,
+    MEMORY_POSTS,
+    available_peers,
+    child_env,
+    cold_start,
+    memory_scale,
+    peer_turn,
+)
 from crisislens.evaluation.metrics.classification import classification_report
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.schema import Post
@@ -213,8 +222,16 @@ def batch1_latency(runner: Runner, posts: Sequence[Post], *, single: int, warmup
 
 def run_row(spec: dict[str, Any]) -> dict[str, Any]:
     """Child side: build the runner named in `spec` and measure it (with "latency_only", just its
-    batch-1 text+image latency: one turn of the alternating speed-up rounds)."""
+    batch-1 text+image latency: one turn of the alternating speed-up rounds; with "end_to_end",
+    just every test post, the process timed whole by the parent: a peer's end-to-end turn)."""
     runner = make_runner(spec["row"], spec["bundle"], spec.get("threads"), spec.get("options", {}))
+    if spec.get("end_to_end"):  # a peer's whole run: its process is timed by the bench (bench_scale)
+        from crisislens.runtime.store.run import bucketed
+
+        posts = load_test_posts(Path(spec["data_root"]))[0]
+        for batch in bucketed(posts, spec.get("batch", 32)):  # the batches crisislens triage makes
+            runner.predict(batch)
+        return {"name": spec["row"], "posts": len(posts)}
     test, text_posts, image_posts = load_test_posts(Path(spec["data_root"]))
     if spec.get("latency_only"):
         lat = batch1_latency(runner, image_posts, single=spec.get("single", 100), warmup=spec.get("warmup", 5))
@@ -236,7 +253,7 @@ def spawn_row(spec: dict[str, Any], timeout: float = 1800) -> dict[str, Any]:
     spec = {**spec, "spawned_at": time.time()}
     cmd = [sys.executable, "-m", "crisislens.runtime", "bench-row", json.dumps(spec)]
     load_before = load_average()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=child_env())
     load = [load_before, load_average()]
     if out.returncode != 0:
         error = out.stderr.strip().splitlines()[-1:] or ["?"]
@@ -330,7 +347,9 @@ def triage_turn(args: Sequence[str], inputs: Sequence[str], bundle: str, store: 
     cmd = [sys.executable, "-m", "crisislens.runtime", "triage", *inputs, "--bundle", bundle, "--store", str(store)]
     load_before = load_average()
     t0 = time.perf_counter()
-    child = subprocess.Popen([*cmd, "--quiet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [*cmd, "--quiet", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=child_env()
+    )
     assert child.stderr is not None
     err = child.stderr.read()  # --quiet: a few lines at most
     _, status, usage = os.wait4(child.pid, 0)  # its own peak RSS, not the bench's
@@ -361,33 +380,49 @@ def triage_rounds(
     rounds: int,
     compete: int = 0,
     turn: Callable[..., dict[str, Any]] | None = None,
+    peers: dict[str, dict[str, Any]] | None = None,
+    peer: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """`crisislens triage` under each of `settings` ({name: extra arguments}) in `rounds` alternated
     rounds, beside `compete` busy processes; posts/s per round and each setting's ratio to the
-    first setting (the baseline), round by round, with its spread."""
+    first setting (the baseline), round by round, with its spread. `peers` ({name: bench-row
+    spec}) run end to end in the same rounds (`bench_scale.peer_turn`), and each setting but the
+    baseline gets its ratio to each peer, round by round."""
     turn = turn or triage_turn
-    names = list(settings)
+    peer = peer or (lambda spec: peer_turn(spec, load_average))
+    peers = peers or {}
+    names = [*settings, *peers]
     per: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
     busy = [subprocess.Popen([sys.executable, "-c", BUSY]) for _ in range(compete)]
     try:
         for r in range(rounds):
             for name in names if r % 2 == 0 else names[::-1]:
                 print(f"bench: triage round {r + 1}/{rounds}: {name} ...", file=sys.stderr, flush=True)
-                per[name].append(turn(settings[name], inputs, bundle, workdir / "bench-triage.sqlite"))
+                if name in peers:
+                    per[name].append(peer(peers[name]))
+                else:
+                    per[name].append(turn(settings[name], inputs, bundle, workdir / "bench-triage.sqlite"))
     finally:
         for p in busy:
             p.kill()
             p.wait()
     rate = {n: [t["posts_per_s"] if t.get("status") == "ok" else None for t in per[n]] for n in names}
     base = names[0]
-    ratios = {n: [a / b if a and b else None for a, b in zip(rate[n], rate[base])] for n in names[1:]}
+
+    def ratios(a: list[float | None], b: list[float | None]) -> dict[str, Any]:
+        per_round = [x / y if x and y else None for x, y in zip(a, b)]
+        return {"per_round": per_round, **(spread(per_round) or {})}
+
+    mine = [n for n in settings if n != base]
     return {
         "settings": settings,
         "baseline": base,
         "rounds": rounds,
         "compete": compete,
         "posts_per_s": rate,
-        "ratio_to_baseline": {n: {"per_round": r, **(spread(r) or {})} for n, r in ratios.items()},
+        "ratio_to_baseline": {n: ratios(rate[n], rate[base]) for n in mine},
+        "peers": {n: {k: v for k, v in spec.items() if k in ("row", "threads")} for n, spec in peers.items()},
+        "ratio_to_peers": {n: {p: ratios(rate[n], rate[p]) for p in peers} for n in mine},
         "load": {n: [t.get("load") for t in per[n]] for n in names},
         "errors": {n: [t.get("error") for t in per[n] if t.get("status") != "ok"] for n in names},
     }
@@ -438,10 +473,17 @@ def run_bench(
     triage_settings: dict[str, list[str]] | None = None,
     compete: Sequence[int] = (),
     workdir: Path | None = None,
+    peers: Sequence[str] | None = None,
+    memory_posts: Sequence[int] = MEMORY_POSTS,
+    cold_rounds: int = COLD_ROUNDS,
 ) -> dict[str, Any]:
     """Every row in `rounds` alternated rounds at `threads` threads each (peers too); then, with
     `triage_settings`, `crisislens triage` on the test posts under each setting, in alternated
-    rounds, once per number of competing busy processes in `compete`."""
+    rounds, once per number of competing busy processes in `compete`, the end-to-end `peers`
+    (default: `bench_scale.available_peers()`) in the first of them, each on as many threads as
+    the triage defaults use in all (one per core); then `crisislens triage`'s cold start on one
+    post (`cold_rounds` turns) and its peak RSS on each number of synthetic posts in `memory_posts`
+    (`bench_scale`; 0 turns or no sizes: skipped)."""
     base = {
         "bundle": str(bundle_dir),
         "data_root": str(data_root),
@@ -476,18 +518,33 @@ def run_bench(
     triage_runs = []
     if triage_settings:
         from crisislens.evaluation.datasets import dataset_inputs
+        from crisislens.runtime.parallel import cores
 
         inputs, image_root = dataset_inputs("crisismmd:test", data_root)
         args = [*map(str, inputs), "--image-root", str(image_root)]
-        for n in compete:
+        peer_specs = {
+            name: {**base, "row": name, "threads": cores(), "options": {"bundle": str(bundle_dir)}}
+            for name in (available_peers() if peers is None else peers)
+        }
+        for i, n in enumerate(compete):
             with tempfile.TemporaryDirectory() as tmp:
                 triage_runs.append(
                     triage_rounds(
-                        triage_settings, args, str(bundle_dir), Path(workdir or tmp), rounds=rounds, compete=n
+                        triage_settings,
+                        args,
+                        str(bundle_dir),
+                        Path(workdir or tmp),
+                        rounds=rounds,
+                        compete=n,
+                        peers=peer_specs if i == 0 else None,
                     )
                 )
+    with tempfile.TemporaryDirectory() as tmp:
+        cold = cold_start(str(bundle_dir), Path(tmp), cold_rounds, triage_turn) if cold_rounds > 0 else None
+        memory = memory_scale(memory_posts, str(bundle_dir), Path(tmp), triage_turn) if memory_posts else None
     loads = [x for r in results for pair in r.get("load", []) if pair for x in pair]
     loads += [x for t in triage_runs for per in t["load"].values() for pair in per if pair for x in pair]
+    loads += [x for part in (cold, memory) if part for pair in part["load"] if pair for x in pair if x is not None]
     env = machine()
     return {
         "rows": results,
@@ -498,5 +555,7 @@ def run_bench(
         "throughput_posts": throughput_posts,
         "alternating": alternating,
         "triage": triage_runs,
+        "cold_start": cold,
+        "memory": memory,
         "load": {**(spread(loads) or {}), "moved": load_moved(loads, int(env.get("cpu_count") or 1))},
     }

@@ -136,6 +136,8 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
             )
     for run in result.get("triage") or []:
         lines += triage_section(run)
+    lines += cold_start_section(result.get("cold_start"))
+    lines += memory_section(result.get("memory"))
     alt = result.get("alternating")
     if alt and speedups(result):
         lines += [
@@ -197,6 +199,79 @@ def triage_section(run: dict[str, Any]) -> list[str]:
             f"| {name} | {' / '.join('–' if x is None else f'{x:.1f}' for x in rates)} | {per} | {med} | {spread} | "
             f"{loads} |"
         )
+    if run.get("peers"):
+        lines += [
+            "",
+            "Peers, in the same rounds, each a whole process on the same posts (start, imports, model load, "
+            "reading, every post in the batches `crisislens triage` makes; no store written): "
+            + "; ".join(f"{n} on {p.get('threads')} thread(s)" for n, p in run["peers"].items())
+            + ". Ratio = the setting's posts/s over the peer's, within each round.",
+            "",
+            "| setting | peer | ratio per round | ratio (median) | spread |",
+            "|---|---|---|---|---|",
+        ]
+        for name, per_peer in run.get("ratio_to_peers", {}).items():
+            for peer, ratio in per_peer.items():
+                per = " / ".join("–" if x is None else f"{x:.2f}x" for x in ratio.get("per_round", [])) or "–"
+                med, rng = "–", "–"
+                if ratio.get("median") is not None:
+                    med, rng = f"{ratio['median']:.2f}x", f"{ratio['min']:.2f}-{ratio['max']:.2f}x"
+                lines.append(f"| {name} | {peer} | {per} | {med} | {rng} |")
+    errors = {n: e for n, e in run.get("errors", {}).items() if e}
+    if errors:
+        lines += ["", "Failed turns: " + "; ".join(f"{n}: {e}" for n, e in errors.items()) + "."]
+    return lines
+
+
+def cold_start_section(cold: dict[str, Any] | None) -> list[str]:
+    """`crisislens triage` on one post, whole processes (bench_scale.cold_start)."""
+    if not cold or cold.get("median") is None:
+        return []
+    each = " / ".join("–" if s is None else f"{s:.2f}" for s in cold["seconds"])
+    loads = " / ".join("–" if not p or None in p else f"{p[0]:.1f}->{p[1]:.1f}" for p in cold["load"])
+    return [
+        "",
+        "## Cold start: crisislens triage on one post",
+        "",
+        "A whole `crisislens triage` process on one text post into a new store, at its defaults: start, imports, "
+        "model load, reading, the prediction, the store written, exit; after one warm-up turn (not counted), with "
+        "Python's bytecode cache on as an installed package has it.",
+        "",
+        "| turns | seconds per turn | median | min-max | peak RSS MB (median) | load per turn |",
+        "|---|---|---|---|---|---|",
+        f"| {len(cold['seconds'])} | {each} | {cold['median']:.2f} | {cold['min']:.2f}-{cold['max']:.2f} | "
+        f"{cold['peak_rss_mb']:.0f} | {loads} |",
+    ]
+
+
+def memory_section(memory: dict[str, Any] | None) -> list[str]:
+    """Peak RSS of `crisislens triage` as the number of posts grows (bench_scale.memory_scale)."""
+    if not memory:
+        return []
+    lines = [
+        "",
+        "## Peak memory against the number of posts",
+        "",
+        "`crisislens triage` at its defaults on synthetic text posts (6-24 words from a fixed word list), a fresh "
+        "process and a new store for each size; peak RSS of the process.",
+        "",
+        "| posts | stored | peak RSS MB | posts/s | load |",
+        "|---|---|---|---|---|",
+    ]
+    for n, stored, rss, rate, load in zip(
+        memory["posts"], memory["stored"], memory["peak_rss_mb"], memory["posts_per_s"], memory["load"]
+    ):
+        lines.append(
+            f"| {n:,} | {'–' if stored is None else f'{stored:,}'} | {'–' if rss is None else f'{rss:.1f}'} | "
+            f"{'–' if rate is None else f'{rate:.1f}'} | "
+            f"{'–' if not load or None in load else f'{load[0]:.1f}->{load[1]:.1f}'} |"
+        )
+    if memory.get("growth") is not None:
+        lines += [
+            "",
+            f"Growth of the peak RSS from the smallest to the largest run: {memory['growth'] * 100:.1f}% "
+            "(largest less smallest, over the smallest).",
+        ]
     return lines
 
 
