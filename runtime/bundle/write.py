@@ -34,7 +34,14 @@ from crisislens.runtime.bundle.manifest import (
 from crisislens.runtime.files import atomic_write
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, TextConfig
-from crisislens.runtime.reports import provenance
+
+
+def provenance(command: str) -> dict[str, Any]:
+    """`runtime.reports.provenance`, imported when a bundle is written: it reads the installed
+    packages' metadata, which a run that only loads a bundle need not import at its start."""
+    from crisislens.runtime.reports import provenance as made
+
+    return made(command)
 
 
 def write_bundle(

@@ -122,10 +122,12 @@ class TextEncoder:
     batch's longest text or to a fixed `pad_to`.
     """
 
-    def __init__(self, tokenizer: Tokenizer, config: TextConfig | None = None):
+    def __init__(self, tokenizer: Tokenizer, config: TextConfig | None = None, *, copy: bool = True):
+        """`copy=False` takes `tokenizer` over (its padding and truncation are switched off in place)."""
         self.config = config or TextConfig()
         stored_padding = tokenizer.padding
-        self.tokenizer = Tokenizer.from_str(tokenizer.to_str())  # a copy: the caller's object is left as it was
+        # a copy: the caller's object is left as it was (`from_file` hands over one of its own)
+        self.tokenizer = Tokenizer.from_str(tokenizer.to_str()) if copy else tokenizer
         self.tokenizer.no_padding()
         self.tokenizer.no_truncation()
         pad_id = stored_padding["pad_id"] if stored_padding else self.tokenizer.token_to_id("[PAD]")
@@ -149,7 +151,7 @@ class TextEncoder:
             tokenizer = Tokenizer.from_file(str(path))
         except Exception as exc:  # the Rust side raises a bare Exception
             raise ValueError(f"{path}: not a readable tokenizer.json ({exc})") from None
-        return cls(tokenizer, config)
+        return cls(tokenizer, config, copy=False)
 
     def encode_batch(self, texts: Sequence[str | None], pad_to: int | None = None) -> TextBatch:
         """Clean, tokenise, truncate and pad `texts`.
