@@ -15,14 +15,18 @@ Built to hold on a shared machine:
   it moved during the run;
 - `crisislens triage` itself is timed end to end, whole processes, its defaults against a
   baseline setting in the same alternated rounds (`triage_rounds`), optionally beside a competing
-  busy process.
+  busy process; the end-to-end peers (the student in PyTorch eager, a transformers pipeline) run
+  whole in the same rounds, on as many threads as the triage defaults use in all;
+- `crisislens triage`'s cold start on one post and its peak RSS from 1k to 100k posts are measured
+  as whole processes too (`bench_scale`).
 (Timing rows in one process instead is unfair: ONNX Runtime's spinning threads slow a PyTorch
 peer down.)
 
 Rows come from *runners*. The runtime brings the ONNX Runtime rows (no torch). Other stages add
 rows through the `crisislens.bench` entry-point group (the PyTorch teacher/student and the
-"peer": the student run the way a user without CrisisLens would, transformers + PyTorch eager,
-one post at a time); `--runtime-only` skips them, and this module never imports torch.
+"peer" from their checkpoints, and the end-to-end peers, which are not rows); `--runtime-only`
+skips the PyTorch rows, and this module never imports torch (the end-to-end peers, when PyTorch
+is installed, run in processes of their own).
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ from typing import Any, Protocol
 from crisislens.evaluation.bench_scale import (
     COLD_ROUNDS,
     MEMORY_POSTS,
+    PEERS,
     available_peers,
     child_env,
     cold_start,
@@ -124,15 +129,17 @@ class OnnxRunner:
         return [p.label for p in self.engine.predict(posts)]
 
 
-def plugin_runners() -> dict[str, Callable[..., Runner]]:
-    """Row factories other stages register under the `crisislens.bench` entry-point group."""
+def plugin_runners(with_peers: bool = False) -> dict[str, Callable[..., Runner]]:
+    """Row factories other stages register under the `crisislens.bench` entry-point group; the
+    end-to-end peers (`bench_scale.PEERS`) only `with_peers`: they run whole, in the triage rounds,
+    not as rows."""
     found: dict[str, Callable[..., Runner]] = {}
     for ep in entry_points(group="crisislens.bench"):
         try:
             found.update(ep.load()())
         except ImportError as exc:  # e.g. torch not installed: those rows are simply absent
             print(f"bench: rows of '{ep.name}' unavailable: {exc}", file=sys.stderr)
-    return found
+    return found if with_peers else {k: v for k, v in found.items() if k not in PEERS}
 
 
 def measure(
@@ -211,7 +218,7 @@ def make_runner(row: str, bundle: str, threads: int | None, options: dict[str, A
         runner = OnnxRunner(Path(options.get("bundle", bundle)), variant, threads)
         runner.name = row
         return runner
-    factories = plugin_runners()
+    factories = plugin_runners(with_peers=True)
     if row not in factories:
         raise ValueError(f"unknown bench row {row!r}; available: ort-<variant>, {', '.join(factories)}")
     return factories[row](**{"threads": threads, **options})

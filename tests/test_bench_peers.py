@@ -178,3 +178,17 @@ def test_a_peer_row_runs_end_to_end_in_a_child(tmp_path, monkeypatch):
     out = bench.run_row({"row": "x", "bundle": "B", "data_root": "D", "end_to_end": True})
     assert out == {"name": "x", "posts": len(posts)} and sum(predicted) == len(posts)
     assert json.dumps(out)
+
+
+def test_the_end_to_end_peers_are_not_bench_rows(monkeypatch):
+    """`crisislens bench` lists plugin rows for its per-row table; the end-to-end peers run whole
+    in the triage rounds instead, and only the child that runs one builds it."""
+    from types import SimpleNamespace
+
+    from crisislens.evaluation import bench
+
+    factories = {"pytorch-student": object, "pytorch-eager-student": object, "transformers-minilm-pipeline": object}
+    ep = SimpleNamespace(name="distill", load=lambda: lambda: factories)
+    monkeypatch.setattr(bench, "entry_points", lambda group: [ep])
+    assert list(bench.plugin_runners()) == ["pytorch-student"]
+    assert list(bench.plugin_runners(with_peers=True)) == list(factories)
