@@ -18,7 +18,7 @@ $(BIN)/python:
 
 # Reinstall only when the dependency list changes.
 $(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e ".[distill,export,tui,dev]"
+	$(BIN)/python -m pip install --quiet -e ".[distill,export,tui,cluster,dev]"
 	touch $(STAMP)
 
 DOCS_STAMP := $(VENV)/.docs-stamp

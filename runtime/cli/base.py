@@ -55,7 +55,10 @@ def require(module: str, extra: str) -> None:
 
 # The help of a group that several stages add commands to, so that it does not depend on which
 # stage registers first.
-GROUP_HELP = {"eval": "evaluate a model bundle or a predictions file, or (subcommands) train+evaluate models"}
+GROUP_HELP = {
+    "eval": "evaluate a model bundle or a predictions file, or (subcommands) train+evaluate models",
+    "store": "work on triage stores (import: bring a cluster run's Parquet shards into one)",
+}
 
 
 class Cli:

@@ -24,6 +24,7 @@ from crisislens.runtime.cli.base import (
     comma_list,
     printable,
 )
+from crisislens.runtime.cli.engines import add_engine_choice, run_on_engine
 from crisislens.runtime.cli.inputs import INPUT_HELP, add_column_options, column_names
 from crisislens.runtime.readers import ReadError, ReadReport, read_posts
 from crisislens.runtime.settings import BUNDLE_HELP, STORE_HELP, SettingsError, settings
@@ -96,6 +97,7 @@ def register(cli: Cli) -> None:
         "on a CPU, one on a GPU)",
     )
     add_column_options(t)
+    add_engine_choice(t)
     t.add_argument("--quiet", action="store_true", help="no progress bar")
     x = cli.command(
         "export-results",
@@ -157,6 +159,9 @@ def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.readers.stream import count_posts, gathered
     from crisislens.runtime.store import StoreError, triage
 
+    elsewhere = run_on_engine(args)  # --engine ray: a Ray cluster writes Parquet shards instead
+    if elsewhere is not None:
+        return elsewhere
     providers = comma_list(args.providers)
     conf = settings()
     try:
