@@ -14,12 +14,14 @@ from crisislens.runtime.cli import (
     EXIT_OK,
     EXIT_PROBLEMS,
     EXIT_STORE,
+    EXIT_TERMINATED,
     Cli,
     CliError,
     comma_list,
     printable,
     require,
 )
+from crisislens.runtime.cli.commands import sigterm_as_interrupt
 from crisislens.runtime.cli.inputs import column_names
 from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.settings import settings
@@ -104,7 +106,9 @@ def triage_on_ray(args: argparse.Namespace) -> int:
                 flush=True,
             )
 
-        result = run_job(job, None if args.quiet else progress)
+        terminated: list[int] = []
+        with sigterm_as_interrupt(terminated):  # `kill`, a stopped service: like Ctrl-C, resumable
+            result = run_job(job, None if args.quiet else progress)
     except (SettingsError, BundleError, CrisisLensError, OSError, ValueError) as exc:
         raise CliError(printable(str(exc), keep_newlines=True)) from None
     if not args.quiet:
@@ -119,8 +123,9 @@ def triage_on_ray(args: argparse.Namespace) -> int:
         f"shards in {printable(str(args.parquet))}"
     )
     if result.interrupted:
-        print("interrupted: run the same command again to resume", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        why = "terminated (SIGTERM)" if terminated else "interrupted"
+        print(f"{why}: run the same command again to resume", file=sys.stderr)
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     written = result.predicted + result.errors
     return EXIT_PROBLEMS if result.errors or (not written and not result.shards_skipped) else EXIT_OK
 

@@ -195,7 +195,7 @@ def _triage(args: argparse.Namespace) -> int:
     read_errors = [(p.post_id, f"{p.file}:{p.line}" if p.line else p.file, p.message) for p in report.errors]
     store.add_image_roots(_image_roots(args.inputs, args.image_root))  # export-feedback copies from these only
     terminated: list[int] = []
-    with store, _sigterm_as_interrupt(terminated):
+    with store, sigterm_as_interrupt(terminated):
         earlier = {(e["post_id"], e["where"], e["message"]) for e in store.errors()}
         try:
             result = triage(
@@ -284,7 +284,7 @@ def _writable_store(path: Path) -> TriageStore:
 
 
 @contextmanager
-def _sigterm_as_interrupt(seen: list[int]) -> Iterator[None]:
+def sigterm_as_interrupt(seen: list[int]) -> Iterator[None]:
     """SIGTERM (`kill`, a service stop) ends a run like Ctrl-C: the batch in flight is rolled
     back and the run says so; `seen` gets the signal."""
 
