@@ -33,6 +33,22 @@ def register(cli: Cli) -> None:
     p.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
     p.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default: reports)")
     p.add_argument("--json", action="store_true", help="print the test metrics as JSON")
+    r = evaluate.command(
+        "rationales",
+        "a bundle's word rationale: vs the held-out human rationales, and ERASER faithfulness -> <reports>/rationales.*",
+        _eval_rationales,
+        description=(
+            "Through the runtime: the bundle's highlighted words (score >= 0.5, at least 2) against the\n"
+            "human rationales of Typhoon Hagupit (never trained on), and comprehensiveness/sufficiency on\n"
+            "CrisisMMD test texts against random words of the same number. Needs the distill extra (the\n"
+            "rationale files are read by distill.data); the model runs torch-free."
+        ),
+    )
+    r.add_argument("--bundle", type=Path, default=None, metavar="DIR", help="model bundle (default: the installed one)")
+    r.add_argument("--variant", default=None, help="bundle variant (default: the bundle's default)")
+    r.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    r.add_argument("--threads", type=int, default=None, help="ONNX Runtime intra-op threads")
+    r.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
 
     distill = cli.group("distill", "train the teacher and distil the student")
     t = distill.command(
@@ -154,6 +170,66 @@ def register(cli: Cli) -> None:
     v.add_argument("--no-faithfulness", action="store_true", help="skip the (slow) faithfulness runs")
     v.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
     _register_teacher_v2(distill)
+    _register_student_v2(distill)
+
+
+def _eval_rationales(args: argparse.Namespace) -> int:
+    from crisislens.distill.bundle_rationales import bundle_rationales, to_markdown
+    from crisislens.distill.data import cli_data_root
+    from crisislens.runtime.reports import provenance, write_report
+    from crisislens.runtime.settings import settings
+
+    result = bundle_rationales(settings().bundle_dir(args.bundle), cli_data_root(args.data_root),
+                               variant=args.variant, threads=args.threads)
+    prov = provenance()
+    _, md = write_report("rationales", {**result, "provenance": prov}, to_markdown(result, prov), args.reports)
+    p, f = result["plausibility"], result["faithfulness"]
+    print(f"token F1 vs human rationales {p['token']['macro_f1']:.4f}; comprehensiveness "
+          f"{f['rationale']['comprehensiveness']:.4f} vs random {f['random']['comprehensiveness']:.4f} -> {md}")
+    return 0
+
+
+def _register_student_v2(distill: Cli) -> None:
+    v2 = distill.group("student-v2", "student v2: full-depth MiniLM + EfficientNet-Lite0, distilled from the teacher v2")
+    t = v2.command(
+        "train", "distil the teacher v2's outputs into the student v2 (cached frozen features; CPU)", _v2_student_train,
+        description=(
+            "Trains the student v2 (distill/student_v2.py) on the gold labels, the teacher v2's class\n"
+            "distributions, word rationales and transferred patch scores (from --teacher-run), with CrisisMMD\n"
+            "dev selecting the epoch. Writes <out>/best.pt (a student checkpoint `export onnx` takes),\n"
+            "<out>/last.pt (resumable) and <out>/train_summary.json (scores on CrisisMMD dev/test, their\n"
+            "rows with a photo read three ways, and the held-out kerala_flood_2018 photos).\n"
+            "Unset options take StudentV2Config's defaults."
+        ),
+    )
+    t.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    t.add_argument("--teacher-run", type=Path, default=None,
+                   help="teacher v2 run folder: outputs-*.npz and keys.json (default artifacts/teacher-v2-run1)")
+    t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default artifacts/student-v2)")
+    t.add_argument("--cache", type=Path, default=None, help="feature cache folder (default artifacts/cache-v2)")
+    t.add_argument("--seed", type=int, default=None)
+    t.add_argument("--epochs", type=int, default=None)
+    t.add_argument("--kd", type=float, default=None, help="weight of the teacher's class distribution")
+    t.add_argument("--class-weight-power", type=float, default=None,
+                   help="0: no class weights; 1: inverse square-root class frequency")
+    t.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
+    t.add_argument("--fresh", action="store_true", help="start over instead of resuming from <out>/last.pt")
+
+
+def _v2_student_train(args: argparse.Namespace) -> int:
+    from crisislens.distill.data import cli_data_root
+    from crisislens.distill.student_v2 import LossWeights, StudentV2Config, train
+
+    given = {"teacher_run": args.teacher_run, "out": args.out, "cache": args.cache, "seed": args.seed,
+             "epochs": args.epochs, "class_weight_power": args.class_weight_power, "max_minutes": args.max_minutes}
+    config = StudentV2Config(data_root=str(cli_data_root(args.data_root)),
+                             **{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None})
+    if args.kd is not None:
+        config.loss = LossWeights(kd=args.kd)
+    summary = train(config, resume=not args.fresh)
+    test = summary["eval"]["crisismmd:test"]
+    print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {config.out}/best.pt")
+    return 0
 
 
 def _register_teacher_v2(distill: Cli) -> None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from crisislens.runtime.errors import DataRootError
-from crisislens.runtime.labels import LABEL_NAMES, to_humanitarian5
+from crisislens.runtime.labels import LABEL_NAMES, MEDIC_TO_5, medic_label, to_humanitarian5  # noqa: F401 (re-exported)
 from crisislens.runtime.settings import ENV_DATA_ROOT  # noqa: F401  (re-exported: the variable the data root is read from)
 
 if TYPE_CHECKING:
@@ -76,14 +76,6 @@ RATIONALE_TO_5: dict[str, str] = {
     "not_related_or_irrelevant": "not_humanitarian",
 }
 
-# MEDIC's 4 humanitarian image classes -> the 5 CrisisMMD classes (MEDIC has no "other").
-MEDIC_TO_5: dict[str, str] = {
-    "affected_injured_or_dead_people": "affected_individuals",
-    "infrastructure_and_utility_damage": "infrastructure_and_utility_damage",
-    "rescue_volunteering_or_donation_effort": "rescue_volunteering_or_donation_effort",
-    "not_humanitarian": "not_humanitarian",
-}
-
 # CrisisLexT26 "Information Type" (keys compared lower-cased) -> the 5 CrisisMMD classes.
 # "Not labeled" is resolved by the Informativeness column in `crisislex_label`: "Not related"
 # -> not_humanitarian, anything else -> None (unlabelled: kept, but out of training/eval).
@@ -107,11 +99,6 @@ def humaid_label(raw: str) -> str | None:
 def rationale_label(raw: str) -> str:
     """The 5-class label of a rationale-set `corrected_label`; KeyError if unknown."""
     return RATIONALE_TO_5[raw.strip().lower()]
-
-
-def medic_label(raw: str) -> str:
-    """The 5-class label of a MEDIC humanitarian image label; KeyError if unknown."""
-    return MEDIC_TO_5[raw.strip().lower()]
 
 
 def crisislex_label(information_type: str, informativeness: str) -> str | None:

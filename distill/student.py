@@ -81,6 +81,10 @@ class StudentConfig:
     transfer_dim: int = 384  # patch head = one-step transfer over the tokens (0: MLP/linear head)
     transfer_temperature: float = 0.05  # initial softmax temperature of the transfer (learned)
     patch_head_hidden: int = 192  # MLP patch head width when transfer_dim=0 (0: linear)
+    # A post with a photo and no words has nothing to transfer from: with `photo_head`, its
+    # patches are scored by their own attention head (trained on the photos' labels), so the
+    # photo carries the decision and shows where it looked. Posts with words keep the transfer.
+    photo_head: bool = False
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -233,6 +237,7 @@ class RationaleStudent(nn.Module):
         else:
             h = config.patch_head_hidden
             self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
+        self.photo_head = nn.Linear(d, 1) if config.photo_head else None
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
                                         nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
         grid = torch.arange(config.patch_grid)
@@ -310,6 +315,13 @@ class RationaleStudent(nn.Module):
         else:
             patch_logits = self.patch_head(patch_states).squeeze(-1)
             patch_scores = torch.sigmoid(patch_logits) * patch_mask
+        if self.photo_head is not None:
+            # Without words the transfer has nothing to carry: the photo's own attention scores
+            # its patches (a float switch, so the exported graph has no branch).
+            words = content.any(1, keepdim=True).to(patch_scores.dtype)
+            own = torch.sigmoid(self.photo_head(patch_states).squeeze(-1)) * patch_mask
+            patch_scores = words * patch_scores + (1 - words) * own
+            patch_logits = torch.logit(patch_scores.clamp(1e-6, 1 - 1e-6))
 
         # The class sees only rationale-weighted summaries of the tokens and the patches.
         eps = self.config.pool_eps
@@ -368,6 +380,16 @@ def student_from_teacher(teacher: CrossModalRationaleTeacher, config: StudentCon
     for mine, theirs in zip((student.fusion, *student.fusion_more), enc.fusion.layers):
         mine.load_state_dict(theirs.state_dict())
     return student
+
+
+def student_from_pretrained(config: StudentConfig, image_tower: nn.Module | None = None) -> RationaleStudent:
+    """A student started from the pretrained encoders alone (all-MiniLM-L6-v2's first
+    `text_layers` layers; the image tower is frozen ImageNet weights), its fusion and heads new:
+    the student v2 is distilled from the teacher v2's outputs, whose MPNet has no layer to copy."""
+    from crisislens.distill.teacher import load_minilm
+
+    return RationaleStudent(config, truncated_bert(load_minilm(), config.text_layers), image_tower,
+                            tuned_image_top(config))
 
 
 def build_student(config: StudentConfig, bert_config: dict[str, Any], image_tower: nn.Module | None = None) -> RationaleStudent:
@@ -527,4 +549,4 @@ def count_parameters(model: nn.Module) -> int:
 
 __all__ = ["DistillWeights", "ImageTower", "RationaleStudent", "StudentConfig", "StudentExport", "StudentOutput",
            "TeacherTargets", "build_student", "distill_loss", "frozen_image_blocks", "load_student", "save_student",
-           "student_from_teacher", "student_image_config", "student_image_tower", "tuned_image_top"]
+           "student_from_pretrained", "student_from_teacher", "student_image_config", "student_image_tower", "tuned_image_top"]

@@ -29,6 +29,8 @@ def register(cli: Cli) -> None:
     p.add_argument("--student", type=Path, default=Path("artifacts/student/best.pt"), help="student checkpoint")
     p.add_argument("--out", type=Path, default=Path("artifacts/export"), help="ONNX files (default: artifacts/export)")
     p.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    p.add_argument("--variants", default=None,
+                   help=f"comma-separated variants to build and score (FP32 always; default every one: {variants_help()})")
 
 
     b = export.command(
@@ -212,7 +214,11 @@ def _onnx(args: argparse.Namespace) -> int:
     if not args.student.is_file():
         raise CliError(f"{args.student}: no student checkpoint; run `crisislens distill student` first")
     root = cli_data_root(args.data_root)
-    result = run(ExportConfig(data_root=str(root), student=str(args.student), out=str(args.out)))
+    chosen = tuple(v.strip() for v in (args.variants or "").split(",") if v.strip())
+    try:
+        result = run(ExportConfig(data_root=str(root), student=str(args.student), out=str(args.out), variants=chosen))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
     prov = provenance()
     payload = {**result, "provenance": prov}
     json_path, md_path = write_report("export", payload, to_markdown(result, prov), args.reports)

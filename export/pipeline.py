@@ -39,6 +39,14 @@ class ExportConfig:
     batch_size: int = 32
     calibration_posts: int = 256  # CrisisMMD dev posts for the static (QDQ) ranges
     seed: int = 13
+    variants: tuple[str, ...] = ()  # the variants to build and score (fp32 always); () = every one
+
+    def chosen(self) -> list[ExportVariant]:
+        unknown = sorted(set(self.variants) - {v.name for v in EXPORT_VARIANTS})
+        if unknown:
+            raise ValueError(f"unknown export variant(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(v.name for v in EXPORT_VARIANTS)}")
+        return [v for v in EXPORT_VARIANTS if not self.variants or v.name == "fp32" or v.name in self.variants]
 
 
 def feeds_for(rows: Sequence[Any], encoder: TextEncoder, image_config: ImageConfig, *, text: bool = True,
@@ -97,6 +105,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     from crisislens.distill.train_teacher import TrainConfig, minilm_encoder
 
     started = time.perf_counter()
+    config.chosen()  # an unknown variant name fails before the export starts
     torch.manual_seed(config.seed)
     root = D.resolve_data_root(config.data_root)
     out = Path(config.out)
@@ -131,7 +140,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     timings = {"export_fp32": export_seconds}
     t0 = time.perf_counter()
     fused: dict[str, int] = {}
-    for v in EXPORT_VARIANTS:
+    for v in config.chosen():
         if v.builder == "onnx":
             continue
         t0 = time.perf_counter()
@@ -143,7 +152,7 @@ def run(config: ExportConfig) -> dict[str, Any]:
     print("scoring variants on CrisisMMD test ...", file=sys.stderr)
     variants: dict[str, Any] = {}
     reference = None
-    for v in EXPORT_VARIANTS:
+    for v in config.chosen():
         name, path = v.name, out / v.file
         rep, logits = score(ort_session(path, quantization=v.quantization), mixed, gold,
                             per_post=batch_dependent(v.quantization))

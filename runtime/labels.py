@@ -103,6 +103,20 @@ def to_humanitarian5(raw: str) -> str:
         ) from None
 
 
+# MEDIC's 4 humanitarian image classes -> the 5 CrisisMMD classes (MEDIC has no "other").
+MEDIC_TO_5: dict[str, str] = {
+    "affected_injured_or_dead_people": "affected_individuals",
+    "infrastructure_and_utility_damage": "infrastructure_and_utility_damage",
+    "rescue_volunteering_or_donation_effort": "rescue_volunteering_or_donation_effort",
+    "not_humanitarian": "not_humanitarian",
+}
+
+
+def medic_label(raw: str) -> str:
+    """The 5-class label of a MEDIC humanitarian image label; KeyError if unknown."""
+    return MEDIC_TO_5[raw.strip().lower()]
+
+
 def parse_classes(spec: str | None) -> tuple[str, ...]:
     """Parse a `--classes a,b,...` option into label names in canonical order."""
     if not spec:

@@ -1,0 +1,442 @@
+"""Student v2: the small student distilled from the teacher v2's outputs, trainable on two CPU cores.
+
+The student is `student.RationaleStudent` at full depth: all six all-MiniLM-L6-v2 layers (the
+lower `frozen_text_layers` frozen and cached, the top one fine-tuned), a frozen EfficientNet-Lite0
+tower (cached), one fusion layer, the token head, the one-step transfer to the patches and the
+photo head for posts without words (`StudentConfig.photo_head`). It starts from the pretrained
+encoders (`student_from_pretrained`): the teacher v2 is an MPNet with nothing to copy.
+
+What it learns from, per training row (`gather` groups; CrisisMMD dev selects the epoch, and
+CrisisMMD test, the Hagupit rationales, CrisisLexT26 and every kerala_flood_2018 photo stay out):
+
+- the gold label (cross-entropy): CrisisMMD train, a fresh HumAID sample each epoch, the Nepal
+  rationale set, the labelled photos (photo only) and CrisisMMD training photos shown without
+  their text (`text_drop`), labelled with their CrisisMMD image label;
+- the teacher v2's class distribution (`kd`, temperature-softened KL) where the teacher saw the row;
+- the teacher v2's word rationale (`token_teacher`), its MPNet word pieces mapped onto MiniLM's
+  by character overlap (`map_token_scores`), and the human rationales where they exist;
+- the teacher v2's IPOT-transferred patch scores on posts with words and a photo
+  (`patch_teacher`, and `patch_rank` for their order).
+
+`crisislens distill student-v2 train` writes `best.pt` (loadable by `student.load_student`, so
+the export, the bundle and the runtime take it as they take any student) and `train_summary.json`.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from crisislens.distill import data as D
+from crisislens.distill.features import (
+    MINILM_ID,
+    Features,
+    build_image_cache,
+    build_text_cache,
+    example_key,
+    image_key,
+    minilm_encoder,
+    text_key,
+)
+from crisislens.distill.loop import (
+    EpochLoop,
+    WarmupLinear,
+    class_weights,
+    length_batches,
+    make_optimizer,
+    mean_parts,
+    new_state,
+    resume_from,
+    run_epochs,
+    run_summary,
+    set_seed,
+)
+from crisislens.distill.student import (
+    RationaleStudent,
+    StudentConfig,
+    save_student,
+    student_from_pretrained,
+    student_image_config,
+    student_image_tower,
+)
+from crisislens.evaluation.metrics import classification_report
+from crisislens.runtime.labels import LABEL_NAMES, label_index
+from crisislens.runtime.preprocessing import TextEncoder, clean_text
+
+EMPTY_KEY = "empty:0"  # the cached states of a post without words ([CLS] [SEP])
+
+
+def v2_student_config() -> StudentConfig:
+    """The student v2's shape: full-depth MiniLM, the whole Lite0 tower at 224 px, photo head."""
+    return StudentConfig(text_layers=6, frozen_text_layers=5, image_size=224, image_blocks=None, image_channels=1280,
+                         photo_head=True)
+
+
+@dataclass
+class LossWeights:
+    temperature: float = 2.0
+    ce: float = 1.0
+    kd: float = 0.5
+    token_teacher: float = 0.5
+    token_human: float = 0.5
+    human_pos_weight: float = 3.0
+    patch_teacher: float = 1.0
+    patch_rank: float = 0.5
+    patch_rank_temperature: float = 0.02
+
+
+@dataclass
+class StudentV2Config:
+    data_root: str = "../shared/data"
+    teacher_run: str = "artifacts/teacher-v2-run1"  # outputs-*.npz and keys.json of the teacher v2
+    out: str = "artifacts/student-v2"
+    cache: str = "artifacts/cache-v2"
+    seed: int = 13  # initialisation, batch order, the HumAID draw of each epoch
+    data_seed: int = 13  # the data split (HumAID pool, held-out photos): the same for every seed
+    epochs: int = 6
+    patience: int = 2
+    batch_size: int = 32
+    lr_new: float = 3e-4
+    lr_text: float = 3e-5
+    weight_decay: float = 0.01
+    humaid_per_epoch: int = 8000
+    text_drop: float = 1.0  # share of the CrisisMMD training photos also shown alone, with their image label
+    class_weight_power: float = 0.0  # 0: no class weights; 1: inverse square-root frequency
+    max_minutes: float = 0.0
+    loss: LossWeights = field(default_factory=LossWeights)
+    model: StudentConfig = field(default_factory=v2_student_config)
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class Rows:
+    """The student v2's rows by group (`teacher_v2_data.gather`) and the extra photo-only rows."""
+
+    groups: dict[str, list[D.Example]]
+    photo_only: list[D.Example]  # CrisisMMD training photos without their text, image-labelled
+
+    def train_epoch(self, config: StudentV2Config, epoch: int) -> list[D.Example]:
+        rng = random.Random(config.seed * 1000 + epoch)
+        humaid = self.groups["humaid:train"]
+        rows = (self.groups["crisismmd:train"] + self.groups["rationales:train"] + self.groups["images:train"]
+                + rng.sample(humaid, min(config.humaid_per_epoch, len(humaid))))
+        rows += rng.sample(self.photo_only, round(len(self.photo_only) * min(config.text_drop, 1.0)))
+        rng.shuffle(rows)
+        return rows
+
+
+def gather_rows(root: Path, seed: int) -> Rows:
+    from crisislens.distill.teacher_v2_data import gather
+
+    groups = gather(root, seed=seed)
+    groups.pop("humaid:rest", None)
+    groups.pop("crisislex:all", None)  # scored through the runtime, not cached here
+    photo_only = []
+    for e in groups["crisismmd:train"]:
+        raw = e.meta.get("label_image")
+        if e.image is not None and raw:
+            photo_only.append(D.Example(id=f"{e.id}#photo", text=None, image=e.image, label=D.to_humanitarian5(raw),
+                                        source="crisismmd", event=e.event, meta={"text_key": EMPTY_KEY}))
+    return Rows(groups, photo_only)
+
+
+def photo_only_view(rows: Sequence[D.Example]) -> list[D.Example]:
+    """The same rows with their words removed (photo only; same label)."""
+    return [D.Example(id=f"{e.id}#photo", text=None, image=e.image, label=e.label, source=e.source, event=e.event,
+                      meta={**e.meta, "text_key": EMPTY_KEY}) for e in rows]
+
+
+def text_only_view(rows: Sequence[D.Example]) -> list[D.Example]:
+    return [D.Example(id=e.id, text=e.text, image=None, label=e.label, source=e.source, event=e.event, meta=e.meta)
+            for e in rows]
+
+
+def build_v2_features(rows: Rows, root: Path, config: StudentV2Config, model: RationaleStudent) -> Features:
+    cache = Path(config.cache)
+    seen: dict[str, D.Example] = {EMPTY_KEY: D.Example(id="0", text=None, image=None, label=None, source="empty")}
+    for group in rows.groups.values():
+        for e in group:
+            seen.setdefault(example_key(e), e)
+    image_config = student_image_config(config.model)
+    photos = [e.image for e in seen.values() if e.image is not None]
+    images = build_image_cache(root, photos, cache / f"images_{image_config.size}px_{config.model.image_blocks}",
+                               student_image_tower(config.model), config=image_config)
+    text = build_text_cache(list(seen.values()), cache / f"text_l{config.model.frozen_text_layers}", minilm_encoder(),
+                            model.text, model_id=MINILM_ID)
+    return Features(text, images, root)
+
+
+# ----------------------------------------------------------------------------- teacher v2 targets
+
+
+def map_token_scores(scores: np.ndarray, teacher_offsets: Sequence[tuple[int, int]],
+                     student_offsets: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Per student word piece, the highest score of the teacher pieces whose characters it
+    overlaps (0 for special tokens: empty spans)."""
+    out = np.zeros(len(student_offsets), np.float32)
+    spans = [(a, b, float(s)) for (a, b), s in zip(teacher_offsets, scores) if b > a]
+    for i, (a, b) in enumerate(student_offsets):
+        if b <= a:
+            continue
+        best = [s for ta, tb, s in spans if ta < b and a < tb]
+        out[i] = max(best) if best else 0.0
+    return out
+
+
+@dataclass
+class TeacherV2:
+    """The teacher v2's outputs, per example key: logits, word scores on MiniLM pieces, patches."""
+
+    index: dict[str, int]
+    logits: np.ndarray  # [R, C]
+    tokens: dict[str, np.ndarray]  # key -> [student pieces] mapped scores
+    patches: dict[str, np.ndarray]  # key -> [49] transferred scores (posts with words and a photo)
+
+    @classmethod
+    def load(cls, run: Path, rows: Sequence[D.Example], encoder: TextEncoder, cache: Path) -> TeacherV2:
+        keys = json.loads((run / "keys.json").read_text())
+        index = {k: i for i, k in enumerate(keys)}
+        logits = np.load(run / "outputs-logits.npz")
+        z = np.load(run / "outputs-patches.npz")
+        patches = {keys[int(r)]: z["patches"][j].astype(np.float32) for j, r in enumerate(z["photo_rows"])}
+        mapped = cache / "teacher-v2-tokens.npz"
+        if mapped.is_file():
+            with np.load(mapped) as m:  # each m[name] reads the array again: once each
+                keys_m, flat, starts, lengths = m["keys"].tolist(), m["scores"], m["starts"], m["lengths"]
+            tokens = {k: flat[s : s + n] for k, s, n in zip(keys_m, starts, lengths)}
+        else:
+            tokens = map_teacher_tokens(run, index, rows, encoder)
+            order = list(tokens)
+            lengths = np.array([len(tokens[k]) for k in order], np.int64)
+            np.savez(mapped, keys=np.array(order), scores=np.concatenate([tokens[k] for k in order]) if order else
+                     np.zeros(0, np.float32), starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
+                     lengths=lengths)
+        return cls(index, logits["logits"], tokens, patches)
+
+
+def map_teacher_tokens(run: Path, index: dict[str, int], rows: Sequence[D.Example],
+                       encoder: TextEncoder) -> dict[str, np.ndarray]:
+    """The teacher v2's word scores (MPNet pieces, cleaned text, 64 pieces) on the student's pieces."""
+    from crisislens.distill.pretrained import mpnet_dir
+    from crisislens.distill.teacher_v2_data import mpnet_tokenizer
+
+    scores = np.load(run / "outputs-tokens.npz")["tokens"]
+    tok = mpnet_tokenizer(mpnet_dir())
+    todo = [e for e in rows if e.text and example_key(e) in index]
+    cleaned = [clean_text(e.text)[0] for e in todo]
+    teacher = tok.encode_batch(cleaned)  # type: ignore[attr-defined]
+    out: dict[str, np.ndarray] = {}
+    for lo in range(0, len(todo), 256):
+        batch = encoder.encode_batch([e.text or "" for e in todo[lo : lo + 256]])
+        for j, e in enumerate(todo[lo : lo + 256]):
+            n = int(batch.attention_mask[j].sum())
+            t = teacher[lo + j]
+            out[example_key(e)] = map_token_scores(scores[index[example_key(e)], : len(t.ids)], t.offsets,
+                                                   batch.offsets[j][:n])
+    return out
+
+
+# ----------------------------------------------------------------------------- loss
+
+
+def _bce(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight: torch.Tensor | None = None) -> torch.Tensor | None:
+    if not bool(mask.any()):
+        return None
+    w = None if weight is None else weight[mask]
+    return F.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6)[mask], target[mask], weight=w)
+
+
+def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Features, teacher: TeacherV2,
+               weights: LossWeights, cw: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+    inputs, human, has_human = features.batch(batch)
+    out = model(inputs)
+    b, n = inputs.input_ids.shape
+    content = model.content_mask(inputs.input_ids, inputs.attention_mask)
+    labels = torch.tensor([-100 if e.label is None else label_index(e.label) for e in batch])
+    t_logits = torch.zeros(b, len(LABEL_NAMES))
+    has_logits = torch.zeros(b, dtype=torch.bool)
+    t_tokens = torch.zeros(b, n)
+    has_tokens = torch.zeros(b, dtype=torch.bool)
+    t_patches = torch.zeros(b, out.patch_scores.shape[1])
+    has_patches = torch.zeros(b, dtype=torch.bool)
+    for i, e in enumerate(batch):
+        key = example_key(e)
+        if text_key(e) != key:
+            continue  # a view without its words: the teacher did not see it so
+        if key in teacher.index:
+            t_logits[i], has_logits[i] = torch.from_numpy(teacher.logits[teacher.index[key]]), True
+        tokens = teacher.tokens.get(key)
+        if tokens is not None and len(tokens) == int(inputs.attention_mask[i].sum()):
+            t_tokens[i, : len(tokens)], has_tokens[i] = torch.from_numpy(tokens), True
+        patches = teacher.patches.get(key)
+        if patches is not None and bool(inputs.image_present[i]):
+            t_patches[i], has_patches[i] = torch.from_numpy(patches), True
+
+    parts: dict[str, float] = {}
+    total = out.logits.new_zeros(())
+
+    def add(name: str, weight: float, value: torch.Tensor | None) -> None:
+        nonlocal total
+        parts[name] = 0.0 if value is None else float(value.detach())
+        if value is not None and weight:
+            total = total + weight * value
+
+    gold = labels >= 0
+    add("ce", weights.ce, F.cross_entropy(out.logits[gold], labels[gold], weight=cw) if bool(gold.any()) else None)
+    t = weights.temperature
+    kd = None
+    if bool(has_logits.any()):
+        kd = F.kl_div(F.log_softmax(out.logits[has_logits] / t, -1), F.softmax(t_logits[has_logits] / t, -1),
+                      reduction="batchmean") * t * t
+    add("kd", weights.kd, kd)
+    add("token_teacher", weights.token_teacher, _bce(out.token_scores, t_tokens, content & has_tokens[:, None]))
+    rows = has_human.bool()[:, None] & content
+    add("token_human", weights.token_human,
+        _bce(out.token_scores, human, rows, torch.where(human > 0.5, weights.human_pos_weight, 1.0)))
+    valid = inputs.image_present.bool()[:, None].expand_as(out.patch_scores) & (has_patches & content.any(1))[:, None]
+    add("patch_teacher", weights.patch_teacher, _bce(out.patch_scores, t_patches, valid))
+    rows_p = valid.any(1)
+    rank = None
+    if bool(rows_p.any()):
+        tt = weights.patch_rank_temperature
+        neg = -1e4
+        target = F.softmax((t_patches / tt).masked_fill(~valid, neg), -1)[rows_p]
+        logq = F.log_softmax((out.patch_scores / tt).masked_fill(~valid, neg), -1)[rows_p]
+        rank = (target * (target.clamp_min(1e-12).log() - logq)).masked_fill(~valid[rows_p], 0.0).sum(-1).mean()
+    add("patch_rank", weights.patch_rank, rank)
+    return total, parts
+
+
+# ----------------------------------------------------------------------------- evaluation
+
+
+@torch.no_grad()
+def predict(model: RationaleStudent, features: Features, rows: Sequence[D.Example], batch_size: int = 64) -> np.ndarray:
+    """[N, C] class probabilities."""
+    model.eval()
+    out = np.zeros((len(rows), len(LABEL_NAMES)), np.float32)
+    order = sorted(range(len(rows)), key=lambda i: int(features.text.lengths[features.text.index[text_key(rows[i])]]))
+    for lo in range(0, len(order), batch_size):
+        idx = order[lo : lo + batch_size]
+        inputs, _, _ = features.batch([rows[i] for i in idx])
+        out[idx] = model(inputs).logits.softmax(-1).numpy()
+    return out
+
+
+def scores(model: RationaleStudent, features: Features, rows: Sequence[D.Example],
+           labels: Sequence[str] | None = None) -> dict[str, Any]:
+    probs = predict(model, features, rows)
+    pred = [LABEL_NAMES[i] for i in probs.argmax(1)]
+    gold = list(labels) if labels is not None else [e.label or "" for e in rows]
+    # Macro-F1 over the classes present in the gold labels (a held-out event may lack one); a
+    # prediction of an absent class still counts as an error.
+    present = [name for name in LABEL_NAMES if name in set(gold)]
+    rep = classification_report(gold, pred, LABEL_NAMES)
+    f1 = {name: rep.per_class[name].f1 for name in present}
+    return {"n": len(gold), "macro_f1": float(np.mean(list(f1.values()))), "accuracy": rep.accuracy, "per_class_f1": f1}
+
+
+def evaluate(model: RationaleStudent, features: Features, rows: Rows) -> dict[str, Any]:
+    g = rows.groups
+    result: dict[str, Any] = {}
+    for split in ("crisismmd:dev", "crisismmd:test"):
+        result[split] = scores(model, features, g[split])
+        photo = [e for e in g[split] if e.image is not None and image_key(features.root, e.image) in features.images.index]
+        result[f"{split} with a photo: text + photo"] = scores(model, features, photo)
+        result[f"{split} with a photo: text only"] = scores(model, features, text_only_view(photo))
+        result[f"{split} with a photo: photo only"] = scores(model, features, photo_only_view(photo))
+    kerala = [e for e in g["images:kerala"] if image_key(features.root, e.image) in features.images.index]  # type: ignore[arg-type]
+    result["images:kerala photo only"] = scores(model, features, kerala)
+    return result
+
+
+# ----------------------------------------------------------------------------- loop
+
+
+def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
+    started = time.perf_counter()
+    root = D.resolve_data_root(config.data_root)
+    out = Path(config.out)
+    out.mkdir(parents=True, exist_ok=True)
+    Path(config.cache).mkdir(parents=True, exist_ok=True)
+    set_seed(config.seed)
+    print("gathering rows ...", file=sys.stderr)
+    rows = gather_rows(root, config.data_seed)
+    model = student_from_pretrained(config.model)
+    features = build_v2_features(rows, root, config, model)
+    every = [e for group in rows.groups.values() for e in group]
+    teacher = TeacherV2.load(Path(config.teacher_run), every, minilm_encoder(), Path(config.cache))
+    optimizer = make_optimizer(model, model.text, config)
+    train_labels = [e.label for e in rows.train_epoch(config, 0) if e.label]
+    cw = class_weights(train_labels) ** config.class_weight_power if config.class_weight_power else None  # type: ignore[arg-type]
+    last = out / "last.pt"
+    state = (resume_from(last, model, optimizer) if resume else None) or new_state()
+    steps = (len(rows.train_epoch(config, 0)) + config.batch_size - 1) // config.batch_size
+
+    def batches(epoch: int) -> list[list[D.Example]]:
+        epoch_rows = rows.train_epoch(config, epoch)
+        out_batches: list[list[D.Example]] = []
+        for with_image in (False, True):
+            group = [e for e in epoch_rows if (e.image is not None) == with_image]
+            out_batches += length_batches(group, lambda e: int(features.text.lengths[features.text.index[text_key(e)]]),
+                                          config.batch_size)
+        random.Random(config.seed + epoch).shuffle(out_batches)
+        return out_batches
+
+    def dev() -> dict[str, float]:
+        s = scores(model, features, rows.groups["crisismmd:dev"])
+        return {"macro_f1": s["macro_f1"], "accuracy": s["accuracy"]}
+
+    loop = EpochLoop(
+        model=model, optimizer=optimizer, schedule=WarmupLinear(optimizer, steps, config.epochs), last=last,
+        batches=batches, step_loss=lambda batch: batch_loss(model, batch, features, teacher, config.loss, cw),
+        dev=dev, save_best=lambda epoch, s: save_student(model, out / "best.pt", {"epoch": epoch, "dev": s,
+                                                                                   "trainer": "student_v2"}),
+        progress=lambda sums: mean_parts(sums, ("ce", "kd", "token_teacher", "token_human", "patch_teacher",
+                                                "patch_rank")),
+        progress_every=20)
+    stopped = run_epochs(loop, state, epochs=config.epochs, patience=config.patience, batch_size=config.batch_size,
+                         started=started, max_minutes=config.max_minutes)
+    from crisislens.distill.student import load_student
+
+    best = load_student(out / "best.pt")
+    summary = run_summary(config, state, stopped, started) | {"eval": evaluate(best, features, rows)}
+    (out / "train_summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", default=StudentV2Config.out)
+    p.add_argument("--seed", type=int, default=StudentV2Config.seed)
+    p.add_argument("--epochs", type=int, default=StudentV2Config.epochs)
+    p.add_argument("--kd", type=float, default=LossWeights.kd)
+    p.add_argument("--class-weight-power", type=float, default=StudentV2Config.class_weight_power)
+    p.add_argument("--fresh", action="store_true")
+    a = p.parse_args(argv)
+    config = StudentV2Config(out=a.out, seed=a.seed, epochs=a.epochs, class_weight_power=a.class_weight_power,
+                             loss=LossWeights(kd=a.kd))
+    summary = train(config, resume=not a.fresh)
+    print(json.dumps(summary["eval"], indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
+
+
+__all__ = ["LossWeights", "StudentV2Config", "TeacherV2", "asdict", "map_token_scores", "train", "v2_student_config"]

@@ -1,0 +1,157 @@
+"""Student v2 pieces on tiny models: the photo head for posts without words, the teacher's word
+scores carried from its word pieces to the student's, and the photo evidence metrics."""
+
+from __future__ import annotations
+
+import csv
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("transformers")
+
+from crisislens.distill.student import load_student, save_student  # noqa: E402
+from crisislens.distill.student_v2 import map_token_scores  # noqa: E402
+from crisislens.evaluation import photos  # noqa: E402
+from tests.test_student import tiny_student  # noqa: E402
+from tests.test_teacher import batch  # noqa: E402
+
+
+def test_a_photo_without_words_gets_its_own_patch_scores_and_its_label_from_the_photo():
+    blind, seeing = tiny_student().eval(), tiny_student(photo_head=True).eval()
+    seeing.load_state_dict(blind.state_dict(), strict=False)  # same weights but the new head
+    inputs = batch()  # post 0: words + photo, 1: words, 2: photo only
+    with torch.no_grad():
+        a, b = blind(inputs), seeing(inputs)
+        assert float(a.patch_scores[2].abs().max()) == 0.0  # v1: nothing to transfer from
+        assert float(b.patch_scores[2].min()) > 0.0 and int(b.patch_rationale[2].sum()) == 2
+        # with words the patches still come from the transfer, unchanged
+        assert torch.allclose(a.patch_scores[:2], b.patch_scores[:2])
+        assert torch.allclose(a.logits[:2], b.logits[:2], atol=1e-6)
+        other = batch()
+        other.image_features = inputs.image_features.clone()
+        other.image_features[2] = torch.randn(9, 16) * 3
+        blind_again, seeing_again = blind(other), seeing(other)
+    assert torch.allclose(a.logits[2], blind_again.logits[2])  # v1: the class prior whatever the photo
+    assert not torch.allclose(b.logits[2], seeing_again.logits[2])  # v2: the photo decides
+
+
+def test_photo_head_trains_through_the_class_and_travels_in_the_checkpoint(tmp_path):
+    model = tiny_student(photo_head=True).train()
+    out = model(batch())
+    torch.nn.functional.cross_entropy(out.logits[2:], torch.tensor([1])).backward()
+    assert model.photo_head.weight.grad is not None and float(model.photo_head.weight.grad.abs().sum()) > 0
+    save_student(model, tmp_path / "s.pt")
+    loaded = load_student(tmp_path / "s.pt")
+    assert loaded.config.photo_head and torch.equal(loaded.photo_head.weight, model.photo_head.weight)
+
+
+def test_teacher_word_scores_move_to_the_student_pieces_by_character_overlap():
+    # teacher pieces: <s> "flood"(0-5) "ed"(5-7) " road"(8-12) </s>; student: [CLS] "flooded"(0-7) "road"(8-12) [SEP]
+    teacher = [(0, 0), (0, 5), (5, 7), (8, 12), (0, 0)]
+    scores = np.array([0.9, 0.2, 0.8, 0.1, 0.9])
+    student = [(0, 0), (0, 7), (8, 12), (0, 0)]
+    assert map_token_scores(scores, teacher, student).tolist() == pytest.approx([0.0, 0.8, 0.1, 0.0])
+
+
+def test_top_k_iou_and_greying_out_cells():
+    sets = photos.top_k(np.array([[0.9, 0.1, 0.8, 0.7], [0.1, 0.9, 0.8, 0.0]]), k=2)
+    assert sets == [frozenset({0, 2}), frozenset({1, 2})]
+    assert photos.iou(*sets) == pytest.approx(1 / 3)
+    pixels = np.ones((3, 6, 6), np.float32)
+    out = photos.grey_out(pixels, [0, 8], grid=3)
+    assert out[:, :2, :2].sum() == 0 and out[:, 4:, 4:].sum() == 0 and out.sum() == 3 * (36 - 8)
+    assert pixels.sum() == 3 * 36  # the input is left as it was
+    same = np.tile(np.array([[0.9, 0.8, 0.1, 0.0]]), (10, 1))
+    assert photos.unrelated_iou(same, pairs=20, k=2) == 1.0
+
+
+def test_deletion_compares_the_top_patches_with_random_ones():
+    """A fake model whose class-0 logit is the sum of the pixels of patch 0 and 1: greying out
+    the top patches drops it; random patches rarely do."""
+    grid = 3
+
+    def run(feeds):
+        px = feeds["pixel_values"]
+        logit = px[:, :, :2, :4].sum(axis=(1, 2, 3))
+        b = len(feeds["input_ids"])
+        logits = np.zeros((b, 5))
+        logits[:, 0] = logit[np.maximum(feeds["image_index"], 0)] / 10
+        patches = np.tile(np.array([0.9, 0.8, 0.1, 0, 0, 0, 0, 0, 0.2]), (b, 1))
+        return logits, np.zeros((b, 4)), patches
+
+    engine = SimpleNamespace(grid=grid, temperature=1.0, run=run)
+    feeds = {"input_ids": np.ones((2, 4), np.int64), "attention_mask": np.ones((2, 4), np.int64),
+             "pixel_values": np.ones((2, 3, 6, 6), np.float32), "image_index": np.array([0, 1])}
+    logits, _, patches = run(feeds)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    scored = photos.Scored(probs, patches, np.array([True, True]), [feeds])
+    d = photos.deletion(engine, scored, k=2, draws=20)
+    assert d["posts"] == 2 and d["mean_drop_top_k"] > 0 and d["ratio"] > 3
+
+
+def test_event_photos_reads_the_label_file_and_names_a_bad_row(tmp_path):
+    images = tmp_path / "images" / "aidr" / "kerala"
+    images.mkdir(parents=True)
+    (images / "a.jpg").write_bytes(b"x")
+    rows = [{"relpath": "aidr/kerala/a.jpg", "event": "kerala_flood_2018", "medic_humanitarian": "not_humanitarian"},
+            {"relpath": "aidr/other/b.jpg", "event": "other", "medic_humanitarian": "not_humanitarian"}]
+    path = tmp_path / "images" / "image_labels.tsv"
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]), delimiter="\t")
+        w.writeheader()
+        w.writerows(rows)
+    posts = photos.event_photos(tmp_path, "kerala_flood_2018")
+    assert [(p.id, p.label, p.text) for p in posts] == [("aidr/kerala/a.jpg", "not_humanitarian", "")]
+    with path.open("a") as f:
+        f.write("aidr/kerala/a.jpg\tkerala_flood_2018\tcute_cats\n")
+    with pytest.raises(ValueError, match=r"image_labels.tsv:4: unknown MEDIC label 'cute_cats'"):
+        photos.event_photos(tmp_path, "kerala_flood_2018")
+
+
+def test_the_photo_head_exports_to_onnx_and_matches_pytorch(tmp_path):
+    pytest.importorskip("onnxscript")
+    transformers = pytest.importorskip("transformers")
+    from crisislens.distill.student import RationaleStudent, truncated_bert
+    from crisislens.export.onnx_export import compare, ort_session, run_ort, run_torch
+    from tests.test_export import feeds
+    from tests.test_student import PixelTower, tiny_student_config
+    from tests.tiny_bundle import MAX_LEN, SIZE
+
+    torch.manual_seed(0)
+    bert = transformers.BertModel(transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
+                                                          num_attention_heads=4, intermediate_size=64,
+                                                          max_position_embeddings=64))
+    model = RationaleStudent(tiny_student_config(photo_head=True), truncated_bert(bert, 2), PixelTower()).eval()
+    from crisislens.export.onnx_export import export_onnx
+
+    path = export_onnx(model, tmp_path / "m.onnx", max_length=MAX_LEN, image_size=SIZE)
+    rng = np.random.default_rng(3)
+    batches = [feeds(rng, 3, 2, [True] * 3, text=False), feeds(rng, 4, 9, [True, False, True, False])]
+    session = ort_session(path)
+    ref = [run_torch(model, f) for f in batches]
+    cand = [run_ort(session, f) for f in batches]
+    parity = compare(ref, cand, batches, ["image_only", "mixed"], top_k=2)
+    assert parity.max_abs_logit_diff < 1e-4 and parity.patch_topk_agreement == 1.0
+    assert float(cand[0][2].min()) > 0.0  # photo-only posts: patch scores from the photo head
+
+
+def test_export_builds_only_the_variants_asked_for_and_refuses_unknown_ones():
+    from crisislens.export.pipeline import ExportConfig
+
+    assert [v.name for v in ExportConfig(variants=("int8-text",)).chosen()] == ["fp32", "int8-text"]
+    assert len(ExportConfig().chosen()) > 2
+    with pytest.raises(ValueError, match="unknown export variant"):
+        ExportConfig(variants=("int9",)).chosen()
+
+
+def test_highlighted_words_follow_the_models_rule():
+    from crisislens.distill.bundle_rationales import content_positions, highlighted
+
+    assert highlighted(np.array([0.9, 0.2, 0.6, 0.1])).tolist() == [True, False, True, False]
+    assert highlighted(np.array([0.1, 0.3, 0.2])).tolist() == [False, True, True]  # at least 2
+    assert highlighted(np.array([0.1])).tolist() == [True]
+    ids = np.array([101, 2000, 2001, 102, 0])
+    assert content_positions(ids, np.array([1, 1, 1, 1, 0])).tolist() == [1, 2]
