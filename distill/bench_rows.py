@@ -6,7 +6,7 @@
   `AutoTokenizer` and a plain PIL -> tensor transform, PyTorch eager, one post per call.
   These three need the PyTorch checkpoints (`artifacts/`), which a release does not ship.
 - `pytorch-eager-student`: the shipped bundle's student in PyTorch eager, with no checkpoint: the
-  bundle's ONNX graph run node by node with PyTorch operators (`eager_graph`), its weights the
+  bundle's ONNX graph run node by node with PyTorch operators (`EagerGraph`), its weights the
   graph's initializers (an FP32 or weight-only variant: FP32 compute), behind the runtime's own
   engine (same preprocessing and post-processing as `crisislens triage`, another executor).
 - `transformers-minilm-pipeline`: `transformers.pipeline("text-classification")` over MiniLM-L6
@@ -256,7 +256,6 @@ class EagerGraph:
         self.torch = torch
         model = onnx.load(str(path))
         self.consts: dict[str, Any] = {}
-        self.inputs = [i.name for i in model.graph.input]
         self.outputs = [o.name for o in model.graph.output]
 
         def tensors(graph: Any) -> None:
