@@ -158,6 +158,26 @@ def test_tampered_file_is_refused_by_name(tmp_path, sources):
     assert verify_bundle(out, hashes=False) == [] and len(verify_bundle(out)) == 1
 
 
+def test_a_run_hashes_only_the_variant_it_uses(tmp_path, sources):
+    """`hash_for`: the variant a run loads is hashed; another variant's file only size-checked."""
+    from crisislens.runtime.bundle.verify import DEFAULT
+
+    out = make(tmp_path / "b", sources)
+    default = load_bundle(out).default_variant
+    other = next(name for name in load_bundle(out).variants if name != default)
+    model = load_bundle(out).variant(other).path
+    data = bytearray(model.read_bytes())
+    data[10] ^= 0x01
+    model.write_bytes(bytes(data))
+    assert load_bundle(out, hash_for=DEFAULT).variant().name == default  # the tampered file is never read
+    for asked in (other, None, "no-such-variant"):  # the tampered variant, or every variant: refused
+        with pytest.raises(BundleError, match="sha256 mismatch"):
+            load_bundle(out, hash_for=asked)
+    model.write_bytes(bytes(data[:-1]))  # a size change is seen even where nothing is hashed
+    with pytest.raises(BundleError, match="size mismatch"):
+        load_bundle(out, hash_for=DEFAULT)
+
+
 def test_truncated_file_is_a_size_mismatch(tmp_path, sources):
     out = make(tmp_path / "b", sources)
     (out / "model.fp32.onnx").write_bytes(b"short")

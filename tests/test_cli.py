@@ -38,6 +38,37 @@ def test_group_without_subcommand_prints_help_and_exits_2(capsys):
     assert "baseline" in capsys.readouterr().err
 
 
+def test_a_runtime_command_starts_without_the_other_stages():
+    """`crisislens triage ...` builds only the runtime's commands (their imports cost a one-post
+    run's start); every other command line, and `--help`, sees every stage."""
+    import subprocess
+    import sys
+
+    from crisislens.runtime.cli.parser import build_parser
+
+    def commands(parser: argparse.ArgumentParser) -> set[str]:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return set(sub.choices)
+
+    alone = commands(build_parser(["triage", "posts.jsonl"]))
+    assert {"triage", "validate"} <= alone and not alone & {"eval", "distill", "store", "tui"}
+    for argv in (["eval", "baseline"], ["store", "import"], ["--help"], []):
+        assert {"triage", "eval", "distill", "store", "tui"} <= commands(build_parser(argv))
+    probe = (
+        "import sys; from crisislens.runtime.cli.parser import build_parser; build_parser(['triage', 'x']); "
+        "print(sorted(m for m in sys.modules if m.startswith(('crisislens.distill', 'crisislens.evaluation', "
+        "'crisislens.tui', 'crisislens.cluster', 'importlib.metadata'))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
+
+
+def test_version_is_read_only_when_asked(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("crisislens ")
+
+
 def test_require_names_the_extra():
     with pytest.raises(CliError, match=r"crisislens\[tui\]") as info:
         require("surely_not_installed_module_xyz", "tui")

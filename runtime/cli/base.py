@@ -92,6 +92,11 @@ class Cli:
         self._children[name] = Cli(parser)
         return parser
 
+    def is_command(self, name: str) -> bool:
+        """Whether `name` is a command (a leaf, not a group) directly below this node."""
+        child = self._children.get(name)
+        return child is not None and not child._children and child.parser.get_default("_handler") is not None
+
     def group(self, name: str, help: str, description: str | None = None) -> Cli:
         """Get or create a group `name` (e.g. `eval`) that holds subcommands of its own."""
         if name not in self._children:

@@ -153,6 +153,7 @@ resume)."""
 def _triage(args: argparse.Namespace) -> int:
     from crisislens.runtime.backends.engines import EngineMismatch
     from crisislens.runtime.bundle import BundleError, load_bundle
+    from crisislens.runtime.bundle.verify import DEFAULT
     from crisislens.runtime.engine import Engine
     from crisislens.runtime.parallel import choose, for_backend
     from crisislens.runtime.readers import iter_posts
@@ -170,7 +171,11 @@ def _triage(args: argparse.Namespace) -> int:
         store = _writable_store(store_path)  # before the model loads
         cores = choose(args.workers, args.threads)
         engine = Engine(
-            load_bundle(bundle), args.variant, threads=cores.threads, providers=providers, prefer=args.backend
+            load_bundle(bundle, hash_for=args.variant or DEFAULT),
+            args.variant,
+            threads=cores.threads,
+            providers=providers,
+            prefer=args.backend,
         )
         cores = for_backend(cores, getattr(engine.backend, "providers", ()), args.workers is not None)
         # Read as the run goes, a window at a time; a first pass counts the posts for the progress bar.

@@ -7,7 +7,6 @@ of them and a base install needs none of their libraries.
 from __future__ import annotations
 
 import argparse
-from importlib.metadata import entry_points
 from pathlib import Path
 
 from crisislens.runtime.cli.base import EXIT_MISSING_DEPENDENCY, CliError, require
@@ -49,6 +48,8 @@ def run_on_engine(args: argparse.Namespace) -> int | None:
         if given:
             raise CliError(f"{', '.join(given)}: only with --engine ray")
         return None
+    from importlib.metadata import entry_points  # only here: its import costs every local run's start
+
     module, extra = NEEDS[args.engine]
     require(module, extra)
     found = [ep for ep in entry_points(group=ENGINE_GROUP) if ep.name == args.engine]

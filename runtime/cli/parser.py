@@ -14,23 +14,44 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
-from importlib.metadata import PackageNotFoundError, entry_points, version
 
 from crisislens.runtime.cli.base import EXIT_BROKEN_PIPE, EXIT_INTERRUPTED, EXIT_USAGE, Cli, CliError, printable
 from crisislens.runtime.cli.commands import register as register_runtime
 from crisislens.runtime.errors import CrisisLensError
 
 
-def build_parser() -> argparse.ArgumentParser:
+class _VersionAction(argparse.Action):
+    """`--version`, reading the installed distribution's version only when asked."""
+
+    def __init__(self, option_strings: Sequence[str], dest: str = argparse.SUPPRESS, **kwargs: object) -> None:
+        super().__init__(
+            option_strings, dest=dest, default=argparse.SUPPRESS, nargs=0, help="show program's version number and exit"
+        )
+
+    def __call__(
+        self, parser: argparse.ArgumentParser, namespace: object, values: object, option: str | None = None
+    ) -> None:
+        print(f"crisislens {_version()}")
+        parser.exit()
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The whole command tree; given the command line `argv` that names one of the runtime's own
+    commands (`crisislens triage ...`), the other stages' commands are not loaded: their
+    imports cost a one-post run a noticeable part of its start."""
     parser = argparse.ArgumentParser(
         prog="crisislens",
         description="Explainable, offline triage of crisis social-media posts (text + photo).",
         epilog="Run 'crisislens COMMAND --help' for the options of a command.",
     )
-    parser.add_argument("--version", action="version", version=f"crisislens {_version()}")
+    parser.add_argument("--version", action=_VersionAction)
     parser.set_defaults(_handler=None, _group_parser=parser)
     cli = Cli(parser)
     register_runtime(cli)
+    if argv and cli.is_command(argv[0]):
+        return parser  # a runtime command: a leaf no stage adds to
+    from importlib.metadata import entry_points
+
     for ep in sorted(entry_points(group="crisislens.cli"), key=lambda e: e.name):
         try:
             register = ep.load()
@@ -43,6 +64,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _version() -> str:
     """The installed distribution's version (a checkout run without an install: unknown)."""
+    from importlib.metadata import PackageNotFoundError, version
+
     try:
         return version("crisislens")
     except PackageNotFoundError:
@@ -50,7 +73,9 @@ def _version() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    if argv is None:
+        argv = sys.argv[1:]
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     handler = getattr(args, "_handler", None)
     if handler is None:
