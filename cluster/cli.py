@@ -66,6 +66,16 @@ def register(cli: Cli) -> None:
     b.add_argument("--bundle", type=Path, default=None, metavar="DIR", help="model bundle (default: the installed one)")
     b.add_argument("--work", type=Path, default=Path("artifacts/cluster-bench"), metavar="DIR", help="scratch folder")
     b.add_argument("--reports", type=Path, default=None, metavar="DIR", help="report folder (default: reports/)")
+    b.add_argument(
+        "--own-instance",
+        action="store_true",
+        help="each cluster run starts its own local Ray instance (default: join a head the bench starts first)",
+    )
+    b.add_argument(
+        "--update",
+        action="store_true",
+        help="keep the report's rows this run does not measure (e.g. --posts 0: re-measure the photo rows only)",
+    )
 
 
 def triage_on_ray(args: argparse.Namespace) -> int:
@@ -183,6 +193,8 @@ def _bench(args: argparse.Namespace) -> int:
         bundle=conf.bundle_dir(args.bundle),
         work=args.work,
         reports=args.reports or conf.reports,
+        own_instance=args.own_instance,
+        update=args.update,
     )
     json_path, md_path = run_bench(config)
     print(f"wrote {json_path} and {md_path}")
