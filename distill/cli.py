@@ -205,6 +205,10 @@ def _register_student_v2(distill: Cli) -> None:
     t.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
     t.add_argument("--teacher-run", type=Path, default=None,
                    help="teacher v2 run folder: outputs-*.npz and keys.json (default artifacts/teacher-v2-run1)")
+    t.add_argument("--no-teacher", action="store_true",
+                   help="train on the gold labels and the human rationales only (no teacher outputs)")
+    t.add_argument("--humaid-per-epoch", type=int, default=None,
+                   help="HumAID posts drawn each epoch (0: CrisisMMD, rationale and image rows only)")
     t.add_argument("--out", type=Path, default=None, help="checkpoint folder (default artifacts/student-v2)")
     t.add_argument("--cache", type=Path, default=None, help="feature cache folder (default artifacts/cache-v2)")
     t.add_argument("--seed", type=int, default=None)
@@ -214,6 +218,9 @@ def _register_student_v2(distill: Cli) -> None:
                    help="0: no class weights; 1: inverse square-root class frequency")
     t.add_argument("--max-minutes", type=float, default=None, help="stop after the epoch that passes this")
     t.add_argument("--fresh", action="store_true", help="start over instead of resuming from <out>/last.pt")
+    t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
+                   help="any other setting of StudentV2Config, loss.FIELD or model.FIELD (repeatable), "
+                        "e.g. --set model.frozen_text_layers=6 --set loss.token_human=0.1")
 
 
 def _v2_student_train(args: argparse.Namespace) -> int:
@@ -221,11 +228,22 @@ def _v2_student_train(args: argparse.Namespace) -> int:
     from crisislens.distill.student_v2 import LossWeights, StudentV2Config, train
 
     given = {"teacher_run": args.teacher_run, "out": args.out, "cache": args.cache, "seed": args.seed,
-             "epochs": args.epochs, "class_weight_power": args.class_weight_power, "max_minutes": args.max_minutes}
+             "epochs": args.epochs, "class_weight_power": args.class_weight_power, "max_minutes": args.max_minutes,
+             "humaid_per_epoch": args.humaid_per_epoch}
+    if args.no_teacher:
+        given["teacher_run"] = ""
     config = StudentV2Config(data_root=str(cli_data_root(args.data_root)),
                              **{k: (str(v) if isinstance(v, Path) else v) for k, v in given.items() if v is not None})
-    if args.kd is not None:
+    if args.no_teacher:
+        config.loss = LossWeights(kd=0.0, token_teacher=0.0, patch_teacher=0.0, patch_rank=0.0)
+    elif args.kd is not None:
         config.loss = LossWeights(kd=args.kd)
+    from crisislens.distill.student_v2 import apply_settings
+
+    try:
+        apply_settings(config, args.set)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
     summary = train(config, resume=not args.fresh)
     test = summary["eval"]["crisismmd:test"]
     print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {config.out}/best.pt")

@@ -85,6 +85,11 @@ class StudentConfig:
     # patches are scored by their own attention head (trained on the photos' labels), so the
     # photo carries the decision and shows where it looked. Posts with words keep the transfer.
     photo_head: bool = False
+    # Training sources whose class mix differs from CrisisMMD's (HumAID, the rationale set, the
+    # labelled photos) each get a learned offset on the logits in the training loss only, so the
+    # model's own prior stays CrisisMMD's; the offsets are not part of the forward pass (nor of
+    # the exported graph). 0: none.
+    source_offsets: int = 0
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -238,6 +243,8 @@ class RationaleStudent(nn.Module):
             h = config.patch_head_hidden
             self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
         self.photo_head = nn.Linear(d, 1) if config.photo_head else None
+        self.source_offset = (nn.Parameter(torch.zeros(config.source_offsets, config.num_labels))
+                              if config.source_offsets else None)  # training loss only: see StudentConfig
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
                                         nn.Dropout(config.dropout), nn.Linear(d, config.num_labels))
         grid = torch.arange(config.patch_grid)

@@ -74,6 +74,9 @@ from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.runtime.preprocessing import TextEncoder, clean_text
 
 EMPTY_KEY = "empty:0"  # the cached states of a post without words ([CLS] [SEP])
+# The training sources with a class offset of their own (StudentConfig.source_offsets); CrisisMMD
+# rows, their photo-only views included, are the reference.
+OFFSET_SOURCES = ("humaid", "rationales", "images")
 
 
 def v2_student_config() -> StudentConfig:
@@ -98,7 +101,7 @@ class LossWeights:
 @dataclass
 class StudentV2Config:
     data_root: str = "../shared/data"
-    teacher_run: str = "artifacts/teacher-v2-run1"  # outputs-*.npz and keys.json of the teacher v2
+    teacher_run: str = "artifacts/teacher-v2-run1"  # outputs-*.npz and keys.json of the teacher v2 ("": none)
     out: str = "artifacts/student-v2"
     cache: str = "artifacts/cache-v2"
     seed: int = 13  # initialisation, batch order, the HumAID draw of each epoch
@@ -112,9 +115,45 @@ class StudentV2Config:
     humaid_per_epoch: int = 8000
     text_drop: float = 1.0  # share of the CrisisMMD training photos also shown alone, with their image label
     class_weight_power: float = 0.0  # 0: no class weights; 1: inverse square-root frequency
+    # Linear probing, then fine-tuning: the fine-tuned MiniLM layer stays frozen for the first
+    # epochs, so the new fusion layer and heads are fitted before their gradients reach it.
+    text_frozen_epochs: int = 0
     max_minutes: float = 0.0
     loss: LossWeights = field(default_factory=LossWeights)
     model: StudentConfig = field(default_factory=v2_student_config)
+
+
+def apply_settings(config: StudentV2Config, settings: Sequence[str]) -> StudentV2Config:
+    """`FIELD=VALUE` settings on the config, its loss weights (`loss.kd=0`) or its model
+    (`model.frozen_text_layers=6`); the value is parsed as the field's type. A clear error
+    names an unknown field or a value that does not parse."""
+    import dataclasses
+
+    for item in settings:
+        name, sep, raw = item.partition("=")
+        if not sep:
+            raise ValueError(f"--set {item!r}: give FIELD=VALUE")
+        target: Any = config
+        *path, leaf = name.split(".")
+        for part in path:
+            if part not in ("loss", "model"):
+                raise ValueError(f"--set {item!r}: {part!r} is not loss or model")
+            target = getattr(target, part)
+        fields = {f.name: f for f in dataclasses.fields(target)}
+        if leaf not in fields:
+            raise ValueError(f"--set {item!r}: no field {leaf!r} (one of: {', '.join(sorted(fields))})")
+        current = getattr(target, leaf)
+        try:
+            if isinstance(current, bool):
+                value: Any = {"true": True, "1": True, "false": False, "0": False}[raw.lower()]
+            elif current is None:
+                value = None if raw.lower() == "none" else (int(raw) if raw.lstrip("-").isdigit() else raw)
+            else:
+                value = type(current)(raw)
+        except (KeyError, ValueError) as exc:
+            raise ValueError(f"--set {item!r}: {raw!r} is not a {type(current).__name__}") from exc
+        setattr(target, leaf, value)
+    return config
 
 
 # ----------------------------------------------------------------------------- data
@@ -205,6 +244,11 @@ class TeacherV2:
     patches: dict[str, np.ndarray]  # key -> [49] transferred scores (posts with words and a photo)
 
     @classmethod
+    def empty(cls) -> TeacherV2:
+        """No teacher outputs: training on the gold labels and the human rationales only."""
+        return cls({}, np.zeros((0, len(LABEL_NAMES)), np.float32), {}, {})
+
+    @classmethod
     def load(cls, run: Path, rows: Sequence[D.Example], encoder: TextEncoder, cache: Path) -> TeacherV2:
         keys = json.loads((run / "keys.json").read_text())
         index = {k: i for i, k in enumerate(keys)}
@@ -246,6 +290,28 @@ def map_teacher_tokens(run: Path, index: dict[str, int], rows: Sequence[D.Exampl
             out[example_key(e)] = map_token_scores(scores[index[example_key(e)], : len(t.ids)], t.offsets,
                                                    batch.offsets[j][:n])
     return out
+
+
+def prior_offsets(rows: Rows) -> torch.Tensor:
+    """[len(OFFSET_SOURCES), C]: where the source offsets start: the log ratio of each source's
+    class frequencies to CrisisMMD training's (add-one smoothed), which a CrisisMMD-calibrated
+    model needs to fit that source's class mix."""
+
+    def log_prior(examples: Sequence[D.Example]) -> torch.Tensor:
+        counts = torch.ones(len(LABEL_NAMES))
+        for e in examples:
+            if e.label:
+                counts[label_index(e.label)] += 1
+        return (counts / counts.sum()).log()
+
+    every = [e for name, group in rows.groups.items() if name.endswith(":train") for e in group]
+    reference = log_prior([e for e in every if e.source == "crisismmd"])
+    offsets = torch.zeros(len(OFFSET_SOURCES), len(LABEL_NAMES))
+    for i, source in enumerate(OFFSET_SOURCES):
+        mine = [e for e in every if e.source == source]
+        if mine:
+            offsets[i] = log_prior(mine) - reference
+    return offsets
 
 
 # ----------------------------------------------------------------------------- loss
@@ -294,7 +360,15 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
             total = total + weight * value
 
     gold = labels >= 0
-    add("ce", weights.ce, F.cross_entropy(out.logits[gold], labels[gold], weight=cw) if bool(gold.any()) else None)
+    logits = out.logits
+    if model.source_offset is not None:  # each source's own class mix (CrisisMMD: none)
+        which = torch.tensor([OFFSET_SOURCES.index(e.source) if e.source in OFFSET_SOURCES else -1 for e in batch])
+        has = which >= 0
+        if bool(has.any()):
+            shift = torch.zeros_like(logits)
+            shift[has] = model.source_offset[which[has]]
+            logits = logits + shift
+    add("ce", weights.ce, F.cross_entropy(logits[gold], labels[gold], weight=cw) if bool(gold.any()) else None)
     t = weights.temperature
     kd = None
     if bool(has_logits.any()):
@@ -377,15 +451,28 @@ def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
     model = student_from_pretrained(config.model)
     features = build_v2_features(rows, root, config, model)
     every = [e for group in rows.groups.values() for e in group]
-    teacher = TeacherV2.load(Path(config.teacher_run), every, minilm_encoder(), Path(config.cache))
+    if config.teacher_run:
+        teacher = TeacherV2.load(Path(config.teacher_run), every, minilm_encoder(), Path(config.cache))
+    else:
+        print("no teacher run: gold labels and human rationales only", file=sys.stderr)
+        teacher = TeacherV2.empty()
     optimizer = make_optimizer(model, model.text, config)
     train_labels = [e.label for e in rows.train_epoch(config, 0) if e.label]
     cw = class_weights(train_labels) ** config.class_weight_power if config.class_weight_power else None  # type: ignore[arg-type]
+    if model.source_offset is not None:
+        with torch.no_grad():
+            model.source_offset.copy_(prior_offsets(rows))
     last = out / "last.pt"
     state = (resume_from(last, model, optimizer) if resume else None) or new_state()
     steps = (len(rows.train_epoch(config, 0)) + config.batch_size - 1) // config.batch_size
 
+    tuned_text = [p for p in model.text.parameters() if p.requires_grad]
+
     def batches(epoch: int) -> list[list[D.Example]]:
+        for p in tuned_text:  # frozen during the first text_frozen_epochs (no gradient: AdamW skips it)
+            p.requires_grad_(epoch >= config.text_frozen_epochs)
+            if epoch < config.text_frozen_epochs:
+                p.grad = None
         epoch_rows = rows.train_epoch(config, epoch)
         out_batches: list[list[D.Example]] = []
         for with_image in (False, True):

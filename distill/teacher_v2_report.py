@@ -131,9 +131,15 @@ def to_markdown(result: dict[str, Any], baselines: dict[str, Any], tfidf: dict[s
     if towers:
         lines += ["## Image tower", "",
                   f"Logistic-regression probe on each photo's mean patch feature: {towers['train_photos']} training "
-                  f"photos, scored on {towers['dev_photos']} dev photos.", ""]
-        lines += md_table(["tower", "dev Macro-F1", "dev accuracy"],
-                          [[n, f"{towers[n]['dev_macro_f1']:.4f}", f"{towers[n]['dev_accuracy']:.4f}"]
+                  f"photos, scored on {towers['dev_photos']} dev photos (C chosen there), then once on the "
+                  f"{towers.get('kerala_photos', 0)} kerala_flood_2018 photos (never trained on or selected with).", ""]
+
+        def kerala(t: dict, key: str) -> str:
+            return f"{t[key]:.4f}" if key in t else "–"
+
+        lines += md_table(["tower", "dev Macro-F1", "dev accuracy", "kerala accuracy", "kerala Macro-F1"],
+                          [[n, f"{towers[n]['dev_macro_f1']:.4f}", f"{towers[n]['dev_accuracy']:.4f}",
+                            kerala(towers[n], "kerala_accuracy"), kerala(towers[n], "kerala_macro_f1")]
                            for n in ("lite0", "lite1", "lite2") if n in towers])
         lines += ["", f"This run used `{run['tower']}`." if "tower" in run else ""]
     lines += ["## Training", ""]

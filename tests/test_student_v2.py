@@ -155,3 +155,42 @@ def test_highlighted_words_follow_the_models_rule():
     assert highlighted(np.array([0.1])).tolist() == [True]
     ids = np.array([101, 2000, 2001, 102, 0])
     assert content_positions(ids, np.array([1, 1, 1, 1, 0])).tolist() == [1, 2]
+
+
+def test_settings_reach_the_config_its_loss_and_its_model():
+    from crisislens.distill.student_v2 import StudentV2Config, apply_settings
+
+    config = apply_settings(StudentV2Config(), ["humaid_per_epoch=0", "loss.token_human=0.1",
+                                                "model.frozen_text_layers=6", "teacher_run="])
+    assert config.humaid_per_epoch == 0 and config.loss.token_human == 0.1
+    assert config.model.frozen_text_layers == 6 and config.teacher_run == ""
+    for bad, says in (("epochs", "FIELD=VALUE"), ("nope=1", "no field 'nope'"), ("epochs=six", "not a int"),
+                      ("optimizer.lr=1", "not loss or model")):
+        with pytest.raises(ValueError, match=says):
+            apply_settings(StudentV2Config(), [bad])
+
+
+def test_source_offsets_shift_only_the_training_loss_and_start_from_the_class_mix():
+    from crisislens.distill import data as D
+    from crisislens.distill.student_v2 import OFFSET_SOURCES, Rows, prior_offsets
+
+    plain, offset = tiny_student().eval(), tiny_student(source_offsets=len(OFFSET_SOURCES)).eval()
+    assert offset.load_state_dict(plain.state_dict(), strict=False).missing_keys == ["source_offset"]
+    with torch.no_grad():
+        offset.source_offset.fill_(3.0)
+        inputs = batch()
+        assert torch.equal(plain(inputs).logits, offset(inputs).logits)  # not in the forward pass (nor the export)
+
+    def rows(source: str, labels: dict[str, int]) -> list:
+        return [D.Example(id=f"{source}{i}", text="x", image=None, label=name, source=source)
+                for name, n in labels.items() for i in range(n)]
+
+    groups = {"crisismmd:train": rows("crisismmd", {"not_humanitarian": 98, "affected_individuals": 1}),
+              "humaid:train": rows("humaid", {"not_humanitarian": 49, "affected_individuals": 50}),
+              "crisismmd:test": rows("crisismmd", {"affected_individuals": 500})}  # not a training group
+    start = prior_offsets(Rows(groups, []))
+    aff, nh = 0, 4  # LABEL_NAMES order
+    assert start.shape == (len(OFFSET_SOURCES), 5)
+    assert float(start[0, aff]) == pytest.approx(np.log(51 / 104) - np.log(2 / 104))  # add-one smoothed
+    assert float(start[0, nh]) == pytest.approx(np.log(50 / 104) - np.log(99 / 104))
+    assert torch.equal(start[1:], torch.zeros(2, 5))  # sources without rows: no offset
