@@ -465,3 +465,44 @@ def test_calibration_measures_each_split_as_shipped_and_with_the_dev_temperature
                           "bundles": {"tiny": result}},
                          {"command": "python research/studies/calibration.py", "git_commit": "0" * 40, "created": "now"})
     assert text.count("| tiny | ") == 2 * len(C.SPLITS) and "Reliability of tiny with T = " in text
+
+
+def test_student_v2_runs_reads_each_runs_summary_and_names_its_settings(tmp_path: Path):
+    import student_v2_runs
+
+    run = tmp_path / "run"
+    run.mkdir()
+    score = {"n": 10, "macro_f1": 0.5, "accuracy": 0.7, "per_class_f1": {"affected_individuals": 0.25}}
+    (run / "train_summary.json").write_text(json.dumps({
+        "config": {"seed": 7, "epochs": 5, "humaid_per_epoch": 8000, "teacher_run": "", "loss": {"token_human": 0.5},
+                   "model": {"frozen_text_layers": 6, "source_offsets": 0, "image_size": 224}},
+        "history": [{"dev": {"macro_f1": 0.4}}, {"dev": {"macro_f1": 0.5}}], "best_dev_macro_f1": 0.5,
+        "train_minutes": 3.0, "eval": {"crisismmd:dev": score, "images:kerala photo only": score}}))
+    r = student_v2_runs.measure(run)
+    assert r["recipe"] == "seed=7, epochs=5, no teacher, model.frozen_text_layers=6"
+    text = student_v2_runs.render({"runs": {"a": r}, "seconds": 0.1},
+                                  {"command": "c", "git_commit": "abcdef0", "created": "now"})
+    assert "| a | seed=7, epochs=5, no teacher, model.frozen_text_layers=6 | 0.400 / 0.500 | 3.0 |" in text
+    assert "| a | kerala photos alone | 10 | 0.5000 | 0.7000 | 0.250 |" in text
+    with pytest.raises(SystemExit):
+        student_v2_runs.main(["--run", f"b={tmp_path / 'missing'}", "--out", str(tmp_path)])
+
+
+def test_photo_towers_probe_scores_the_unseen_event_once_with_the_dev_choice(tmp_path: Path):
+    import photo_towers_unseen_event as study
+
+    rng = np.random.default_rng(0)
+    names = ["infrastructure_and_utility_damage", "not_humanitarian"]
+    keys, grids, rows = [], [], {"train": [], "dev": [], "unseen": []}
+    for split, n in (("train", 40), ("dev", 20), ("unseen", 20)):
+        for i in range(n):
+            label = names[i % 2]
+            keys.append(f"{split}{i}.jpg")
+            grids.append(rng.normal(3.0 if label == names[0] else -3.0, 1.0, (4, 8)))
+            rows[split].append((keys[-1], label, "e", "images" if i % 4 < 2 else "crisismmd"))
+    np.savez(tmp_path / "photos-lite0.npz", keys=np.array(keys), grid=np.array(grids, np.float16))
+    out = study.probe("lite0", tmp_path, rows["train"], rows["dev"], rows["unseen"])
+    assert set(out) == {"all training photos", "all training photos, balanced class weights", "MEDIC photos only"}
+    for r in out.values():  # separable: right on every unseen photo
+        assert r["kerala_accuracy"] == 1.0 and r["kerala_macro_f1"] == 1.0 and r["kerala_errors"] == {}
+    assert out["MEDIC photos only"]["train_photos"] == 20
