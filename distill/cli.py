@@ -276,6 +276,22 @@ def _register_teacher_v2(distill: Cli) -> None:
                    _v2_baselines)
     b.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
     b.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="feature and embedding cache")
+    q = v2.command(
+        "probe-teacher", "a teacher run of the frozen-encoder probe's class distributions (CPU; no rationales)",
+        _v2_probe_teacher,
+        description=(
+            "Fits the linear probe on frozen all-mpnet-base-v2 (or MiniLM) embeddings of CrisisMMD training\n"
+            "posts (C picked on dev) and writes its class distributions as a teacher run folder the student\n"
+            "v2 reads with --teacher-run: out-of-fold for CrisisMMD training rows, the full probe's for\n"
+            "HumAID and the rationale set. <out>/summary.json records its dev and test scores."
+        ),
+    )
+    q.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
+    q.add_argument("--encoder", default="mpnet", choices=("minilm", "mpnet"))
+    q.add_argument("--folds", type=int, default=5, help="out-of-fold probes for CrisisMMD training rows (default 5)")
+    q.add_argument("--seed", type=int, default=13, help="the data split, as the student v2's data_seed (default 13)")
+    q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
+    q.add_argument("--out", type=Path, default=Path("artifacts/probe-teacher"), help="teacher run folder to write")
     r = v2.command("report", "score a teacher v2 run against the baselines -> <out>/teacher_v2.{json,md}",
                    _v2_report)
     r.add_argument("--payload", type=Path, default=Path(".gpu/data"), help="the payload the run trained on")
@@ -283,6 +299,23 @@ def _register_teacher_v2(distill: Cli) -> None:
     r.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="where `baselines` left baselines.json")
     r.add_argument("--out", type=Path, default=Path("research/results"),
                    help="report folder (default research/results until the teacher v2 ships)")
+
+
+def _v2_probe_teacher(args: argparse.Namespace) -> int:
+    from crisislens.distill.data import cli_data_root
+    from crisislens.distill.probe_teacher import build
+    from crisislens.distill.teacher_v2_data import gather
+
+    root = cli_data_root(args.data_root)
+    try:
+        summary = build(gather(root, seed=args.seed), args.out, args.cache, encoder=args.encoder, folds=args.folds,
+                        seed=args.seed)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    test = summary["crisismmd:test"]
+    print(f"probe teacher ({args.encoder}, C={summary['C']}): CrisisMMD test Macro-F1 {test['macro_f1']:.4f}, "
+          f"accuracy {test['accuracy']:.4f} -> {args.out}")
+    return 0
 
 
 def _v2_photo_features(args: argparse.Namespace) -> int:

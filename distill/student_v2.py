@@ -29,7 +29,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,14 @@ class StudentV2Config:
     lr_text: float = 3e-5
     weight_decay: float = 0.01
     humaid_per_epoch: int = 8000
+    # Comma-separated class names: HumAID rows are drawn only from these classes ("": every
+    # class). HumAID's class mix and wording differ from CrisisMMD's; drawn whole it costs
+    # CrisisMMD accuracy, while its many posts about injured, dead and missing people are
+    # the extra examples CrisisMMD's rarest class lacks.
+    humaid_labels: str = ""
+    # False: HumAID rows train without their own labels, only through the teacher's class
+    # distribution (`kd`), i.e. CrisisMMD's reading of them (e.g. the probe teacher's).
+    humaid_gold: bool = True
     text_drop: float = 1.0  # share of the CrisisMMD training photos also shown alone, with their image label
     class_weight_power: float = 0.0  # 0: no class weights; 1: inverse square-root frequency
     # Linear probing, then fine-tuning: the fine-tuned MiniLM layer stays frozen for the first
@@ -169,8 +177,16 @@ class Rows:
     def train_epoch(self, config: StudentV2Config, epoch: int) -> list[D.Example]:
         rng = random.Random(config.seed * 1000 + epoch)
         humaid = self.groups["humaid:train"]
-        rows = (self.groups["crisismmd:train"] + self.groups["rationales:train"] + self.groups["images:train"]
-                + rng.sample(humaid, min(config.humaid_per_epoch, len(humaid))))
+        if config.humaid_labels:
+            keep = {name.strip() for name in config.humaid_labels.split(",")}
+            unknown = sorted(keep - set(LABEL_NAMES))
+            if unknown:
+                raise ValueError(f"humaid_labels: unknown class {', '.join(unknown)} (one of: {', '.join(LABEL_NAMES)})")
+            humaid = [e for e in humaid if e.label in keep]
+        drawn = rng.sample(humaid, min(config.humaid_per_epoch, len(humaid)))
+        if not config.humaid_gold:
+            drawn = [replace(e, label=None) for e in drawn]
+        rows = self.groups["crisismmd:train"] + self.groups["rationales:train"] + self.groups["images:train"] + drawn
         rows += rng.sample(self.photo_only, round(len(self.photo_only) * min(config.text_drop, 1.0)))
         rng.shuffle(rows)
         return rows
@@ -255,8 +271,12 @@ class TeacherV2:
         logits = np.load(run / "outputs-logits.npz")
         z = np.load(run / "outputs-patches.npz")
         patches = {keys[int(r)]: z["patches"][j].astype(np.float32) for j, r in enumerate(z["photo_rows"])}
-        mapped = cache / "teacher-v2-tokens.npz"
-        if mapped.is_file():
+        # The mapped word scores are cached per teacher run (a run without word scores, such as
+        # the probe teacher's, has none to map).
+        mapped = cache / f"teacher-v2-tokens-{run.resolve().name}.npz"
+        if not (run / "outputs-tokens.npz").is_file():
+            tokens: dict[str, np.ndarray] = {}
+        elif mapped.is_file():
             with np.load(mapped) as m:  # each m[name] reads the array again: once each
                 keys_m, flat, starts, lengths = m["keys"].tolist(), m["scores"], m["starts"], m["lengths"]
             tokens = {k: flat[s : s + n] for k, s, n in zip(keys_m, starts, lengths)}

@@ -194,3 +194,64 @@ def test_source_offsets_shift_only_the_training_loss_and_start_from_the_class_mi
     assert float(start[0, aff]) == pytest.approx(np.log(51 / 104) - np.log(2 / 104))  # add-one smoothed
     assert float(start[0, nh]) == pytest.approx(np.log(50 / 104) - np.log(99 / 104))
     assert torch.equal(start[1:], torch.zeros(2, 5))  # sources without rows: no offset
+
+
+def test_humaid_rows_can_be_drawn_from_chosen_classes_only():
+    from crisislens.distill import data as D
+    from crisislens.distill.student_v2 import Rows, StudentV2Config
+
+    def rows(source: str, labels: dict[str, int]) -> list:
+        return [D.Example(id=f"{source}{name}{i}", text="x", image=None, label=name, source=source)
+                for name, n in labels.items() for i in range(n)]
+
+    groups = {"crisismmd:train": rows("crisismmd", {"not_humanitarian": 5}), "rationales:train": [],
+              "images:train": [], "humaid:train": rows("humaid", {"affected_individuals": 3, "not_humanitarian": 40})}
+    drawn = Rows(groups, []).train_epoch(StudentV2Config(humaid_per_epoch=10, humaid_labels="affected_individuals"), 0)
+    assert sorted(e.label for e in drawn if e.source == "humaid") == ["affected_individuals"] * 3
+    assert len([e for e in Rows(groups, []).train_epoch(StudentV2Config(humaid_per_epoch=10), 0)
+                if e.source == "humaid"]) == 10
+    unlabelled = Rows(groups, []).train_epoch(StudentV2Config(humaid_per_epoch=10, humaid_gold=False), 0)
+    assert [e.label for e in unlabelled if e.source == "humaid"] == [None] * 10  # the teacher's reading only
+    assert all(e.label for e in unlabelled if e.source == "crisismmd")
+    with pytest.raises(ValueError, match="unknown class injured"):
+        Rows(groups, []).train_epoch(StudentV2Config(humaid_labels="injured"), 0)
+
+
+def test_the_probe_teacher_writes_a_run_the_student_reads_with_out_of_fold_training_rows(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    from crisislens.distill import data as D
+    from crisislens.distill import probe_teacher
+    from crisislens.distill.student_v2 import TeacherV2
+    from crisislens.runtime.labels import LABEL_NAMES
+
+    calls: list[int] = []
+
+    def fake_embed(name: str, texts: list[str]) -> np.ndarray:  # a class direction per keyword, plus noise
+        calls.append(len(texts))
+        out = np.random.default_rng(len(texts)).normal(0, 0.3, (len(texts), 8)).astype(np.float32)
+        for i, t in enumerate(texts):
+            out[i, LABEL_NAMES.index(t.split()[0])] += 2.0
+        return out
+
+    monkeypatch.setattr(probe_teacher, "embed", fake_embed)
+
+    def rows(source: str, n: int, split: str) -> list:
+        return [D.Example(id=f"{source}-{split}-{name}-{i}", text=f"{name} post {i}", image=None, label=name,
+                          source=source) for name in LABEL_NAMES for i in range(n)]
+
+    groups = {"crisismmd:train": rows("crisismmd", 10, "train"), "crisismmd:dev": rows("crisismmd", 4, "dev"),
+              "crisismmd:test": rows("crisismmd", 4, "test"), "humaid:train": rows("humaid", 3, "train"),
+              "rationales:train": []}
+    summary = probe_teacher.build(groups, tmp_path / "run", tmp_path / "cache", encoder="minilm", folds=5)
+    assert summary["crisismmd:test"]["macro_f1"] > 0.9 and summary["rows"]["other training rows"] == 15
+    teacher = TeacherV2.load(tmp_path / "run", [], None, tmp_path / "cache")  # no word scores: no encoder needed
+    assert not teacher.tokens and not teacher.patches
+    assert len(teacher.index) == 50 + 15 and teacher.logits.shape == (65, 5)
+    assert np.allclose(np.exp(teacher.logits).sum(1), 1, atol=1e-4)  # log-probabilities
+    first = teacher.logits[teacher.index["crisismmd:crisismmd-train-affected_individuals-0"]]
+    assert int(first.argmax()) == LABEL_NAMES.index("affected_individuals")
+    # A rerun reads the embeddings from the cache; a bad setting is refused by name.
+    probe_teacher.build(groups, tmp_path / "run2", tmp_path / "cache", encoder="minilm", folds=5)
+    assert calls == [50 + 20 + 20 + 15]
+    with pytest.raises(ValueError, match="folds 1"):
+        probe_teacher.build(groups, tmp_path / "run3", tmp_path / "cache", encoder="minilm", folds=1)

@@ -22,7 +22,8 @@ from typing import Any
 from crisislens.runtime.markdown import md_table
 from _report import publish, run_line  # research/studies/_report.py
 
-DEFAULTS = {"seed": 13, "epochs": 6, "humaid_per_epoch": 8000, "class_weight_power": 0.0, "text_drop": 1.0}
+DEFAULTS = {"seed": 13, "epochs": 6, "humaid_per_epoch": 8000, "humaid_labels": "", "humaid_gold": True,
+            "class_weight_power": 0.0, "text_drop": 1.0}
 SETS = [("crisismmd:dev", "dev"), ("crisismmd:test", "test"),
         ("crisismmd:test with a photo: text + photo", "test, photo rows: text + photo"),
         ("crisismmd:test with a photo: text only", "test, photo rows: text only"),
@@ -35,6 +36,8 @@ def recipe(config: dict[str, Any]) -> str:
     parts = [f"{k}={config[k]}" for k in DEFAULTS if k in config and config[k] != DEFAULTS[k]]
     if not config.get("teacher_run"):
         parts.append("no teacher")
+    else:
+        parts.append(f"teacher {Path(config['teacher_run']).name}")
     loss = config.get("loss", {})
     parts += [f"loss.{k}={v}" for k, v in loss.items() if k in ("kd", "token_human", "patch_teacher") and v != 0.5
               and (config.get("teacher_run") or k == "token_human")]

@@ -480,6 +480,9 @@ def test_student_v2_runs_reads_each_runs_summary_and_names_its_settings(tmp_path
         "train_minutes": 3.0, "eval": {"crisismmd:dev": score, "images:kerala photo only": score}}))
     r = student_v2_runs.measure(run)
     assert r["recipe"] == "seed=7, epochs=5, no teacher, model.frozen_text_layers=6"
+    assert student_v2_runs.recipe({"humaid_per_epoch": 4000, "humaid_gold": False, "teacher_run": "a/probe-teacher",
+                                   "loss": {"kd": 1.0}}) == (
+        "humaid_per_epoch=4000, humaid_gold=False, teacher probe-teacher, loss.kd=1.0")
     text = student_v2_runs.render({"runs": {"a": r}, "seconds": 0.1},
                                   {"command": "c", "git_commit": "abcdef0", "created": "now"})
     assert "| a | seed=7, epochs=5, no teacher, model.frozen_text_layers=6 | 0.400 / 0.500 | 3.0 |" in text

@@ -1,0 +1,130 @@
+"""A text teacher that needs no GPU: the frozen-encoder linear probe's class distributions.
+
+The linear probe on frozen all-mpnet-base-v2 embeddings (`probes`) is the strongest text model
+this project can train on two CPU cores. Written as a teacher run folder (`keys.json`,
+`outputs-logits.npz`, an empty `outputs-patches.npz`, no word scores), the student v2 learns
+its class distributions (`kd`) as it would learn the teacher v2's:
+
+- CrisisMMD training rows get out-of-fold distributions (`folds` probes, each fitted without the
+  row), so the soft label is not the gold label read back;
+- HumAID and the rationale set get the distribution of the probe fitted on all CrisisMMD
+  training rows: CrisisMMD's reading of posts whose own labels follow another scheme.
+
+C is picked by Macro-F1 on CrisisMMD dev, as in `probes.run_probe`; dev and test are scored and
+recorded in `summary.json`, never trained on. It carries no word or patch rationale: those still
+come from the human rationales (and from the teacher v2 where one is given).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from crisislens.distill import data as D
+from crisislens.distill.features import example_key
+from crisislens.distill.probes import C_GRID, ENCODERS, embed
+from crisislens.evaluation.metrics import classification_report
+from crisislens.runtime.files import atomic_write
+from crisislens.runtime.labels import LABEL_NAMES
+
+LABELLED_GROUPS = ("crisismmd:train", "humaid:train", "rationales:train")
+
+
+def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path) -> np.ndarray:
+    """[len(rows), D] probe embeddings of the rows' texts, cached per example key in `cache`."""
+    path = cache / f"probe-teacher-{encoder}.npz"
+    known: dict[str, np.ndarray] = {}
+    if path.is_file():
+        with np.load(path) as z:
+            known = dict(zip(z["keys"].tolist(), z["embeddings"]))
+    keys = [example_key(e) for e in rows]
+    todo = [i for i, k in enumerate(keys) if k not in known]
+    if todo:
+        print(f"embedding {len(todo)} texts with {encoder} ...", file=sys.stderr)
+        fresh = embed(encoder, [rows[i].text or "" for i in todo])
+        known.update({keys[i]: fresh[j] for j, i in enumerate(todo)})
+        cache.mkdir(parents=True, exist_ok=True)
+        order = list(known)
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez(tmp, keys=np.array(order), embeddings=np.stack([known[k] for k in order]))
+        tmp.replace(path)
+    return np.stack([known[k] for k in keys])
+
+
+def pick_c(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str]) -> tuple[float, dict[float, float]]:
+    """The C of `C_GRID` with the best dev Macro-F1, and every C's score."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    scores = {c: float(f1_score(y_dev, LogisticRegression(C=c, max_iter=3000).fit(x, y).predict(x_dev),
+                                average="macro")) for c in C_GRID}
+    return max(scores, key=lambda c: scores[c]), scores
+
+
+def log_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
+    """[N, C] log-probabilities in LABEL_NAMES order (a class the model never saw: -30)."""
+    out = np.full((len(x), len(LABEL_NAMES)), -30.0, np.float32)
+    logp = model.predict_log_proba(x)
+    for j, name in enumerate(model.classes_):
+        out[:, LABEL_NAMES.index(name)] = np.maximum(logp[:, j], -30.0)
+    return out
+
+
+def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int) -> np.ndarray:
+    """[N, C] log-probabilities of each row from the probe fitted on the other folds (stratified)."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import StratifiedKFold
+
+    out = np.zeros((len(x), len(LABEL_NAMES)), np.float32)
+    labels = np.asarray(y)
+    for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels):
+        model = LogisticRegression(C=c, max_iter=3000).fit(x[fit], labels[fit])
+        out[held] = log_probabilities(model, x[held])
+    return out
+
+
+def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
+          seed: int = 13) -> dict[str, Any]:
+    """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`."""
+    from sklearn.linear_model import LogisticRegression
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder {encoder!r}: one of {', '.join(ENCODERS)}")
+    if folds < 2:
+        raise ValueError(f"folds {folds}: at least 2")
+    started = time.perf_counter()
+    train = [e for e in groups["crisismmd:train"] if e.text and e.label]
+    dev = [e for e in groups["crisismmd:dev"] if e.label]
+    test = [e for e in groups["crisismmd:test"] if e.label]
+    others = [e for name in LABELLED_GROUPS[1:] for e in groups.get(name, []) if e.text]
+    x = cached_rows_embeddings(encoder, train + dev + test + others, cache)
+    x_train, x_dev, x_test = x[: len(train)], x[len(train): len(train) + len(dev)], x[len(train) + len(dev):][: len(test)]
+    x_others = x[len(train) + len(dev) + len(test):]
+    y_train = [e.label or "" for e in train]
+    c, dev_scores = pick_c(x_train, y_train, x_dev, [e.label or "" for e in dev])
+    full = LogisticRegression(C=c, max_iter=3000).fit(x_train, y_train)
+    logits = np.concatenate([out_of_fold(x_train, y_train, c, folds, seed), log_probabilities(full, x_others)])
+    keys = [example_key(e) for e in train + others]
+    agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_train)))
+    summary = {
+        "encoder": encoder, "C": c, "folds": folds, "seed": seed, "dev_macro_f1_by_C": dev_scores,
+        "rows": {"crisismmd:train (out of fold)": len(train), "other training rows": len(others)},
+        "crisismmd:train out-of-fold accuracy": agree_oof,
+        "crisismmd:dev": classification_report([e.label or "" for e in dev], list(full.predict(x_dev)),
+                                               labels=LABEL_NAMES).to_dict(),
+        "crisismmd:test": classification_report([e.label or "" for e in test], list(full.predict(x_test)),
+                                                labels=LABEL_NAMES).to_dict(),
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    np.savez(out / "outputs-logits.npz", logits=logits)
+    np.savez(out / "outputs-patches.npz", patches=np.zeros((0, 49), np.float16), photo_rows=np.zeros(0, np.int64))
+    atomic_write(out / "keys.json", json.dumps(keys))
+    atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary
