@@ -83,6 +83,10 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
                         "top-5 IoU with another seed"], photos), "",
              "## Word rationales", "",
              *md_table(["bundle", "Hagupit token F1", "comprehensiveness", "random", "ratio"], words)]
+    kept = [(n, r["kept_from"]) for n, r in result["bundles"].items() if "kept_from" in r]
+    if kept:
+        lines += ["", "Kept from an earlier run of this study (not re-measured): " + "; ".join(
+            f"{n} (commit {k.get('git_commit')}, {k.get('created')})" for n, k in kept) + "."]
     for name, r in result["bundles"].items():
         if "training" in r:
             tr = r["training"]
@@ -102,10 +106,22 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", type=Path, default=None)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("research/results"))
+    p.add_argument("--keep", action="append", default=[], metavar="NAME",
+                   help="keep this bundle's numbers from the existing student_v2.json (not re-measured; "
+                        "its commit and date are kept beside it)")
     a = p.parse_args(argv)
     root = data_root(a.data_root)
     started = time.perf_counter()
     bundles = {}
+    if a.keep:
+        earlier = json.loads((a.out / "student_v2.json").read_text()) if (a.out / "student_v2.json").is_file() else {}
+        for name in a.keep:
+            if name not in earlier.get("bundles", {}):
+                p.error(f"--keep {name!r}: not in {a.out / 'student_v2.json'}")
+            prov = earlier["provenance"]
+            bundles[name] = {**earlier["bundles"][name],
+                             "kept_from": earlier["bundles"][name].get("kept_from")
+                             or {"git_commit": prov.get("git_commit"), "created": prov.get("created")}}
     with tempfile.TemporaryDirectory() as tmp:  # the CrisisLexT26 tweets never stay on disk
         lex = crisislex_file(root, Path(tmp))[0] if a.crisislex else None
         for value in a.bundle:

@@ -39,7 +39,8 @@ def recipe(config: dict[str, Any]) -> str:
     else:
         parts.append(f"teacher {Path(config['teacher_run']).name}")
     loss = config.get("loss", {})
-    parts += [f"loss.{k}={v}" for k, v in loss.items() if k in ("kd", "token_human", "patch_teacher") and v != 0.5
+    loss_defaults = {"kd": 0.5, "token_human": 0.5, "patch_teacher": 1.0}
+    parts += [f"loss.{k}={v}" for k, v in loss.items() if k in loss_defaults and v != loss_defaults[k]
               and (config.get("teacher_run") or k == "token_human")]
     model = config.get("model", {})
     parts += [f"model.{k}={model[k]}" for k in ("frozen_text_layers", "source_offsets", "image_size")
