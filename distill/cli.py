@@ -283,13 +283,19 @@ def _register_teacher_v2(distill: Cli) -> None:
             "Fits the linear probe on frozen all-mpnet-base-v2 (or MiniLM) embeddings of CrisisMMD training\n"
             "posts (C picked on dev) and writes its class distributions as a teacher run folder the student\n"
             "v2 reads with --teacher-run: out-of-fold for CrisisMMD training rows, the full probe's for\n"
-            "HumAID and the rationale set. <out>/summary.json records its dev and test scores."
+            "HumAID and the rationale set. --humaid-weight W > 0 adds HumAID's own labels to the fit (each\n"
+            "HumAID row weighing W; its rows out of fold too). <out>/summary.json records dev, test and\n"
+            "(--crisislex N) a sample of CrisisLexT26 scored zero-shot."
         ),
     )
     q.add_argument("--data-root", type=Path, default=None, help=DATA_ROOT_HELP)
     q.add_argument("--encoder", default="mpnet", choices=("minilm", "mpnet"))
     q.add_argument("--folds", type=int, default=5, help="out-of-fold probes for CrisisMMD training rows (default 5)")
     q.add_argument("--seed", type=int, default=13, help="the data split, as the student v2's data_seed (default 13)")
+    q.add_argument("--humaid-weight", type=float, default=0.0,
+                   help="weight of a HumAID row's own label in the fit (default 0: CrisisMMD's reading only)")
+    q.add_argument("--crisislex", type=int, default=2000, metavar="N",
+                   help="score a seeded sample of N CrisisLexT26 posts zero-shot (default 2000; 0: none)")
     q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
     q.add_argument("--out", type=Path, default=Path("artifacts/probe-teacher"), help="teacher run folder to write")
     r = v2.command("report", "score a teacher v2 run against the baselines -> <out>/teacher_v2.{json,md}",
@@ -309,12 +315,14 @@ def _v2_probe_teacher(args: argparse.Namespace) -> int:
     root = cli_data_root(args.data_root)
     try:
         summary = build(gather(root, seed=args.seed), args.out, args.cache, encoder=args.encoder, folds=args.folds,
-                        seed=args.seed)
+                        seed=args.seed, humaid_weight=args.humaid_weight, crisislex=args.crisislex)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     test = summary["crisismmd:test"]
-    print(f"probe teacher ({args.encoder}, C={summary['C']}): CrisisMMD test Macro-F1 {test['macro_f1']:.4f}, "
-          f"accuracy {test['accuracy']:.4f} -> {args.out}")
+    lex = next((v for k, v in summary.items() if k.startswith("crisislex_t26")), None)
+    print(f"probe teacher ({args.encoder}, C={summary['C']}, HumAID weight {args.humaid_weight:g}): CrisisMMD test "
+          f"Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f}"
+          + (f"; CrisisLexT26 sample Macro-F1 {lex['macro_f1']:.4f}" if lex else "") + f" -> {args.out}")
     return 0
 
 

@@ -9,6 +9,13 @@ its class distributions (`kd`) as it would learn the teacher v2's:
   row), so the soft label is not the gold label read back;
 - HumAID and the rationale set get the distribution of the probe fitted on all CrisisMMD
   training rows: CrisisMMD's reading of posts whose own labels follow another scheme.
+- With `humaid_weight` > 0, HumAID's own labels join the fit (each HumAID row weighing that
+  much against a CrisisMMD row) and HumAID rows are scored out of fold too. CrisisMMD's reading
+  alone loses what HumAID's labels carry to other collections (CrisisLexT26's
+  `affected_individuals` and `other_relevant_information`); the weight trades the two.
+
+With `crisislex` > 0, a seeded sample of that many labelled CrisisLexT26 posts (never trained
+on) is scored zero-shot and recorded beside dev and test.
 
 C is picked by Macro-F1 on CrisisMMD dev, as in `probes.run_probe`; dev and test are scored and
 recorded in `summary.json`, never trained on. It carries no word or patch rationale: those still
@@ -36,34 +43,40 @@ from crisislens.runtime.labels import LABEL_NAMES
 LABELLED_GROUPS = ("crisismmd:train", "humaid:train", "rationales:train")
 
 
-def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path) -> np.ndarray:
-    """[len(rows), D] probe embeddings of the rows' texts, cached per example key in `cache`."""
+def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path, chunk: int = 2048) -> np.ndarray:
+    """[len(rows), D] probe embeddings of the rows' texts, cached per example key in `cache` (saved
+    every `chunk` texts, so a killed run starts again where it stopped)."""
     path = cache / f"probe-teacher-{encoder}.npz"
     known: dict[str, np.ndarray] = {}
     if path.is_file():
         with np.load(path) as z:
             known = dict(zip(z["keys"].tolist(), z["embeddings"]))
     keys = [example_key(e) for e in rows]
-    todo = [i for i, k in enumerate(keys) if k not in known]
+    first = {k: i for i, k in reversed(list(enumerate(keys)))}  # each key's first row
+    todo = sorted(i for k, i in first.items() if k not in known)
     if todo:
         print(f"embedding {len(todo)} texts with {encoder} ...", file=sys.stderr)
-        fresh = embed(encoder, [rows[i].text or "" for i in todo])
-        known.update({keys[i]: fresh[j] for j, i in enumerate(todo)})
+    for start in range(0, len(todo), chunk):  # saved after each chunk: a killed run keeps what it did
+        part = todo[start: start + chunk]
+        fresh = embed(encoder, [rows[i].text or "" for i in part])
+        known.update({keys[i]: fresh[j] for j, i in enumerate(part)})
         cache.mkdir(parents=True, exist_ok=True)
         order = list(known)
         tmp = path.with_suffix(".tmp.npz")
         np.savez(tmp, keys=np.array(order), embeddings=np.stack([known[k] for k in order]))
         tmp.replace(path)
+        print(f"  {min(start + chunk, len(todo))} / {len(todo)} embedded, cached in {path}", file=sys.stderr)
     return np.stack([known[k] for k in keys])
 
 
-def pick_c(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str]) -> tuple[float, dict[float, float]]:
+def pick_c(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str],
+           weights: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
     """The C of `C_GRID` with the best dev Macro-F1, and every C's score."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    scores = {c: float(f1_score(y_dev, LogisticRegression(C=c, max_iter=3000).fit(x, y).predict(x_dev),
-                                average="macro")) for c in C_GRID}
+    scores = {c: float(f1_score(y_dev, LogisticRegression(C=c, max_iter=3000).fit(x, y, sample_weight=weights)
+                                .predict(x_dev), average="macro")) for c in C_GRID}
     return max(scores, key=lambda c: scores[c]), scores
 
 
@@ -76,7 +89,8 @@ def log_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
     return out
 
 
-def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int) -> np.ndarray:
+def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int,
+                weights: np.ndarray | None = None) -> np.ndarray:
     """[N, C] log-probabilities of each row from the probe fitted on the other folds (stratified)."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold
@@ -84,44 +98,66 @@ def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int
     out = np.zeros((len(x), len(LABEL_NAMES)), np.float32)
     labels = np.asarray(y)
     for fit, held in StratifiedKFold(folds, shuffle=True, random_state=seed).split(x, labels):
-        model = LogisticRegression(C=c, max_iter=3000).fit(x[fit], labels[fit])
+        model = LogisticRegression(C=c, max_iter=3000).fit(
+            x[fit], labels[fit], sample_weight=None if weights is None else weights[fit])
         out[held] = log_probabilities(model, x[held])
     return out
 
 
 def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
-          seed: int = 13) -> dict[str, Any]:
+          seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0) -> dict[str, Any]:
     """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`."""
+    import random
+
     from sklearn.linear_model import LogisticRegression
 
     if encoder not in ENCODERS:
         raise ValueError(f"encoder {encoder!r}: one of {', '.join(ENCODERS)}")
     if folds < 2:
         raise ValueError(f"folds {folds}: at least 2")
+    if not humaid_weight >= 0:
+        raise ValueError(f"humaid_weight {humaid_weight}: 0 or more")
+    if crisislex < 0:
+        raise ValueError(f"crisislex {crisislex}: 0 or more")
     started = time.perf_counter()
     train = [e for e in groups["crisismmd:train"] if e.text and e.label]
     dev = [e for e in groups["crisismmd:dev"] if e.label]
     test = [e for e in groups["crisismmd:test"] if e.label]
-    others = [e for name in LABELLED_GROUPS[1:] for e in groups.get(name, []) if e.text]
-    x = cached_rows_embeddings(encoder, train + dev + test + others, cache)
-    x_train, x_dev, x_test = x[: len(train)], x[len(train): len(train) + len(dev)], x[len(train) + len(dev):][: len(test)]
-    x_others = x[len(train) + len(dev) + len(test):]
-    y_train = [e.label or "" for e in train]
-    c, dev_scores = pick_c(x_train, y_train, x_dev, [e.label or "" for e in dev])
-    full = LogisticRegression(C=c, max_iter=3000).fit(x_train, y_train)
-    logits = np.concatenate([out_of_fold(x_train, y_train, c, folds, seed), log_probabilities(full, x_others)])
-    keys = [example_key(e) for e in train + others]
-    agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_train)))
-    summary = {
-        "encoder": encoder, "C": c, "folds": folds, "seed": seed, "dev_macro_f1_by_C": dev_scores,
-        "rows": {"crisismmd:train (out of fold)": len(train), "other training rows": len(others)},
+    humaid = [e for e in groups.get("humaid:train", []) if e.text]
+    gold = [e for e in humaid if e.label] if humaid_weight > 0 else []
+    fitted = {id(e) for e in gold}
+    others = [e for e in humaid if id(e) not in fitted] + [e for e in groups.get("rationales:train", []) if e.text]
+    lex = [e for e in groups.get("crisislex:all", []) if e.text and e.label]
+    lex = random.Random(seed).sample(lex, min(crisislex, len(lex)))
+    fit = train + gold
+    x = cached_rows_embeddings(encoder, fit + dev + test + others + lex, cache)
+    cuts = np.cumsum([len(fit), len(dev), len(test), len(others)])
+    x_fit, x_dev, x_test, x_others, x_lex = np.split(x, cuts)
+    y_fit = [e.label or "" for e in fit]
+    weights = np.array([1.0] * len(train) + [humaid_weight] * len(gold)) if gold else None
+    c, dev_scores = pick_c(x_fit, y_fit, x_dev, [e.label or "" for e in dev], weights)
+    full = LogisticRegression(C=c, max_iter=3000).fit(x_fit, y_fit, sample_weight=weights)
+    logits = out_of_fold(x_fit, y_fit, c, folds, seed, weights)
+    if others:
+        logits = np.concatenate([logits, log_probabilities(full, x_others)])
+    keys = [example_key(e) for e in fit + others]
+    agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_fit[: len(train)])))
+
+    def report(rows: Sequence[D.Example], xs: np.ndarray) -> dict[str, Any]:
+        return classification_report([e.label or "" for e in rows], list(full.predict(xs)), labels=LABEL_NAMES).to_dict()
+
+    summary: dict[str, Any] = {
+        "encoder": encoder, "C": c, "folds": folds, "seed": seed, "humaid_weight": humaid_weight,
+        "dev_macro_f1_by_C": dev_scores,
+        "rows": {"crisismmd:train (out of fold)": len(train), "humaid:train with its labels (out of fold)": len(gold),
+                 "other training rows": len(others)},
         "crisismmd:train out-of-fold accuracy": agree_oof,
-        "crisismmd:dev": classification_report([e.label or "" for e in dev], list(full.predict(x_dev)),
-                                               labels=LABEL_NAMES).to_dict(),
-        "crisismmd:test": classification_report([e.label or "" for e in test], list(full.predict(x_test)),
-                                                labels=LABEL_NAMES).to_dict(),
-        "seconds": round(time.perf_counter() - started, 1),
+        "crisismmd:dev": report(dev, x_dev),
+        "crisismmd:test": report(test, x_test),
     }
+    if lex:
+        summary[f"crisislex_t26 sample of {len(lex)} (zero-shot)"] = report(lex, x_lex)
+    summary["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs-logits.npz", logits=logits)
     np.savez(out / "outputs-patches.npz", patches=np.zeros((0, 49), np.float16), photo_rows=np.zeros(0, np.int64))

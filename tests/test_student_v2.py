@@ -4,6 +4,7 @@ scores carried from its word pieces to the student's, and the photo evidence met
 from __future__ import annotations
 
 import csv
+import json
 from types import SimpleNamespace
 
 import numpy as np
@@ -255,3 +256,69 @@ def test_the_probe_teacher_writes_a_run_the_student_reads_with_out_of_fold_train
     assert calls == [50 + 20 + 20 + 15]
     with pytest.raises(ValueError, match="folds 1"):
         probe_teacher.build(groups, tmp_path / "run3", tmp_path / "cache", encoder="minilm", folds=1)
+
+
+def test_the_probe_teacher_can_fit_humaid_labels_beside_crisismmd_and_scores_crisislex(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    from crisislens.distill import data as D
+    from crisislens.distill import probe_teacher
+    from crisislens.runtime.labels import LABEL_NAMES
+
+    def fake_embed(name: str, texts: list[str]) -> np.ndarray:
+        out = np.random.default_rng(len(texts)).normal(0, 0.3, (len(texts), 8)).astype(np.float32)
+        for i, t in enumerate(texts):
+            out[i, LABEL_NAMES.index(t.split()[0])] += 2.0
+        return out
+
+    monkeypatch.setattr(probe_teacher, "embed", fake_embed)
+
+    def rows(source: str, n: int, split: str, relabel: dict[str, str] | None = None) -> list:
+        relabel = relabel or {}
+        return [D.Example(id=f"{source}-{split}-{name}-{i}", text=f"{name} post {i}", image=None,
+                          label=relabel.get(name, name), source=source) for name in LABEL_NAMES for i in range(n)]
+
+    # HumAID (and CrisisLexT26) call what CrisisMMD calls other_relevant_information affected_individuals.
+    other_is_affected = {"other_relevant_information": "affected_individuals"}
+    groups = {"crisismmd:train": rows("crisismmd", 10, "train"), "crisismmd:dev": rows("crisismmd", 4, "dev"),
+              "crisismmd:test": rows("crisismmd", 4, "test"),
+              "humaid:train": rows("humaid", 12, "train", other_is_affected),
+              "rationales:train": rows("rationales", 2, "train"),
+              "crisislex:all": rows("crisislex_t26", 6, "all", other_is_affected)}
+    alone = probe_teacher.build(groups, tmp_path / "a", tmp_path / "cache", encoder="minilm", crisislex=20)
+    mixed = probe_teacher.build(groups, tmp_path / "b", tmp_path / "cache", encoder="minilm", crisislex=20,
+                                humaid_weight=5.0)
+    assert alone["rows"] == {"crisismmd:train (out of fold)": 50, "humaid:train with its labels (out of fold)": 0,
+                             "other training rows": 70}
+    assert mixed["rows"] == {"crisismmd:train (out of fold)": 50, "humaid:train with its labels (out of fold)": 60,
+                             "other training rows": 10}
+    key = "crisislex_t26 sample of 20 (zero-shot)"
+    assert mixed[key]["accuracy"] > alone[key]["accuracy"]
+    keys = json.loads((tmp_path / "b" / "keys.json").read_text())
+    logits = np.load(tmp_path / "b" / "outputs-logits.npz")["logits"]
+    assert len(keys) == len(logits) == 120 and keys[50].startswith("humaid:")
+    with pytest.raises(ValueError, match="humaid_weight -1"):
+        probe_teacher.build(groups, tmp_path / "c", tmp_path / "cache", encoder="minilm", humaid_weight=-1)
+
+
+def test_probe_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_resumes(tmp_path, monkeypatch):
+    from crisislens.distill import data as D
+    from crisislens.distill import probe_teacher
+
+    calls: list[list[str]] = []
+
+    def fake_embed(name: str, texts: list[str]) -> np.ndarray:
+        if len(calls) == 2:
+            raise KeyboardInterrupt  # killed in the third chunk
+        calls.append(list(texts))
+        return np.array([[float(t.split()[1])] * 3 for t in texts], np.float32)
+
+    monkeypatch.setattr(probe_teacher, "embed", fake_embed)
+    rows = [D.Example(id=f"p{i}", text=f"post {i}", image=None, label=None, source="humaid") for i in range(10)]
+    rows.append(rows[3])  # the same post twice is embedded once
+    with pytest.raises(KeyboardInterrupt):
+        probe_teacher.cached_rows_embeddings("minilm", rows, tmp_path, chunk=4)
+    assert [len(c) for c in calls] == [4, 4]
+    calls.clear()
+    x = probe_teacher.cached_rows_embeddings("minilm", rows, tmp_path, chunk=4)
+    assert calls == [["post 8", "post 9"]]  # only what the killed run had not cached
+    assert x.shape == (11, 3) and x[:, 0].tolist() == [*range(10), 3]

@@ -509,3 +509,29 @@ def test_photo_towers_probe_scores_the_unseen_event_once_with_the_dev_choice(tmp
     for r in out.values():  # separable: right on every unseen photo
         assert r["kerala_accuracy"] == 1.0 and r["kerala_macro_f1"] == 1.0 and r["kerala_errors"] == {}
     assert out["MEDIC photos only"]["train_photos"] == 20
+
+
+def test_probe_teacher_humaid_reads_each_weights_summary_and_renders():
+    import probe_teacher_humaid
+
+    def report(f1: float) -> dict:
+        per = {name: {"precision": f1, "recall": f1, "f1": f1, "support": 3}
+               for name in ("affected_individuals", "other_relevant_information")}
+        return {"n": 6, "macro_f1": f1, "accuracy": f1 + 0.1, "per_class": per}
+
+    summary = {"C": 2.0, "crisismmd:dev": report(0.7), "crisismmd:test": report(0.72),
+               "crisislex_t26 sample of 6 (zero-shot)": report(0.4)}
+    r = probe_teacher_humaid.row(0.3, summary)
+    assert r["crisislex"]["n"] == 6 and r["test_affected_f1"] == 0.72
+    assert probe_teacher_humaid.row(0.0, {k: v for k, v in summary.items() if "crisislex" not in k})["crisislex"] is None
+    text = probe_teacher_humaid.render({"encoder": "mpnet", "humaid_rows": 10, "rows": [r], "seconds": 0.1},
+                                       {"command": "c", "git_commit": "abcdef0", "created": "now"})
+    assert "| 0.3 | 2 | 0.7000 | 0.7200 | 0.8200 | 0.720 | 0.4000 / 0.5000 | 0.400 | 0.400 |" in text
+    with pytest.raises(SystemExit):
+        probe_teacher_humaid.main(["--weights", "a,b"])
+    groups = {"humaid:train": list(range(10)), "rationales:train": [1], "crisismmd:train": [2]}
+    small = probe_teacher_humaid.subsample(groups, 4, 13)
+    assert len(small["humaid:train"]) == 4 and set(small["humaid:train"]) <= set(range(10))
+    assert "rationales:train" not in small and small["crisismmd:train"] == [2]
+    assert probe_teacher_humaid.subsample(groups, 4, 13) == small  # seeded
+    assert probe_teacher_humaid.subsample(groups, 0, 13)["humaid:train"] == groups["humaid:train"]
