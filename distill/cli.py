@@ -294,6 +294,8 @@ def _register_teacher_v2(distill: Cli) -> None:
     q.add_argument("--seed", type=int, default=13, help="the data split, as the student v2's data_seed (default 13)")
     q.add_argument("--humaid-weight", type=float, default=0.0,
                    help="weight of a HumAID row's own label in the fit (default 0: CrisisMMD's reading only)")
+    q.add_argument("--humaid", type=int, default=0, metavar="N",
+                   help="read a seeded sample of N HumAID training posts (default 0: all 24,000)")
     q.add_argument("--crisislex", type=int, default=2000, metavar="N",
                    help="score a seeded sample of N CrisisLexT26 posts zero-shot (default 2000; 0: none)")
     q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
@@ -315,7 +317,8 @@ def _v2_probe_teacher(args: argparse.Namespace) -> int:
     root = cli_data_root(args.data_root)
     try:
         summary = build(gather(root, seed=args.seed), args.out, args.cache, encoder=args.encoder, folds=args.folds,
-                        seed=args.seed, humaid_weight=args.humaid_weight, crisislex=args.crisislex)
+                        seed=args.seed, humaid_weight=args.humaid_weight, crisislex=args.crisislex,
+                        humaid=args.humaid)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     test = summary["crisismmd:test"]

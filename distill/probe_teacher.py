@@ -14,6 +14,10 @@ its class distributions (`kd`) as it would learn the teacher v2's:
   alone loses what HumAID's labels carry to other collections (CrisisLexT26's
   `affected_individuals` and `other_relevant_information`); the weight trades the two.
 
+With `humaid` > 0, only a seeded sample of that many HumAID training posts is read (embedding
+all 24,000 with MPNet takes hours on two CPU cores); the student v2 then draws its HumAID posts
+from the ones this teacher read (`humaid_gold=false`).
+
 With `crisislex` > 0, a seeded sample of that many labelled CrisisLexT26 posts (never trained
 on) is scored zero-shot and recorded beside dev and test.
 
@@ -25,6 +29,7 @@ come from the human rationales (and from the teacher v2 where one is given).
 from __future__ import annotations
 
 import json
+import random
 import sys
 import time
 from collections.abc import Sequence
@@ -41,6 +46,16 @@ from crisislens.runtime.files import atomic_write
 from crisislens.runtime.labels import LABEL_NAMES
 
 LABELLED_GROUPS = ("crisismmd:train", "humaid:train", "rationales:train")
+
+
+def sample_humaid(groups: dict[str, list[D.Example]], n: int, seed: int) -> dict[str, list[D.Example]]:
+    """`groups` with a seeded sample of `n` of its HumAID training posts (0: all of them)."""
+    if n < 0:
+        raise ValueError(f"humaid {n}: 0 or more")
+    pool = groups.get("humaid:train", [])
+    if not n:
+        return dict(groups)
+    return {**groups, "humaid:train": random.Random(seed).sample(pool, min(n, len(pool)))}
 
 
 def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path, chunk: int = 2048) -> np.ndarray:
@@ -105,10 +120,8 @@ def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int
 
 
 def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
-          seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0) -> dict[str, Any]:
+          seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0, humaid: int = 0) -> dict[str, Any]:
     """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`."""
-    import random
-
     from sklearn.linear_model import LogisticRegression
 
     if encoder not in ENCODERS:
@@ -119,14 +132,15 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         raise ValueError(f"humaid_weight {humaid_weight}: 0 or more")
     if crisislex < 0:
         raise ValueError(f"crisislex {crisislex}: 0 or more")
+    groups = sample_humaid(groups, humaid, seed)
     started = time.perf_counter()
     train = [e for e in groups["crisismmd:train"] if e.text and e.label]
     dev = [e for e in groups["crisismmd:dev"] if e.label]
     test = [e for e in groups["crisismmd:test"] if e.label]
-    humaid = [e for e in groups.get("humaid:train", []) if e.text]
-    gold = [e for e in humaid if e.label] if humaid_weight > 0 else []
+    humaid_rows = [e for e in groups.get("humaid:train", []) if e.text]
+    gold = [e for e in humaid_rows if e.label] if humaid_weight > 0 else []
     fitted = {id(e) for e in gold}
-    others = [e for e in humaid if id(e) not in fitted] + [e for e in groups.get("rationales:train", []) if e.text]
+    others = [e for e in humaid_rows if id(e) not in fitted] + [e for e in groups.get("rationales:train", []) if e.text]
     lex = [e for e in groups.get("crisislex:all", []) if e.text and e.label]
     lex = random.Random(seed).sample(lex, min(crisislex, len(lex)))
     fit = train + gold
@@ -148,7 +162,7 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
 
     summary: dict[str, Any] = {
         "encoder": encoder, "C": c, "folds": folds, "seed": seed, "humaid_weight": humaid_weight,
-        "dev_macro_f1_by_C": dev_scores,
+        "humaid_sample": humaid or None, "dev_macro_f1_by_C": dev_scores,
         "rows": {"crisismmd:train (out of fold)": len(train), "humaid:train with its labels (out of fold)": len(gold),
                  "other training rows": len(others)},
         "crisismmd:train out-of-fold accuracy": agree_oof,

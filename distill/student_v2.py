@@ -119,7 +119,8 @@ class StudentV2Config:
     # the extra examples CrisisMMD's rarest class lacks.
     humaid_labels: str = ""
     # False: HumAID rows train without their own labels, only through the teacher's class
-    # distribution (`kd`), i.e. CrisisMMD's reading of them (e.g. the probe teacher's).
+    # distribution (`kd`), i.e. CrisisMMD's reading of them (e.g. the probe teacher's); the
+    # HumAID rows the teacher did not read are left out.
     humaid_gold: bool = True
     text_drop: float = 1.0  # share of the CrisisMMD training photos also shown alone, with their image label
     class_weight_power: float = 0.0  # 0: no class weights; 1: inverse square-root frequency
@@ -190,6 +191,14 @@ class Rows:
         rows += rng.sample(self.photo_only, round(len(self.photo_only) * min(config.text_drop, 1.0)))
         rng.shuffle(rows)
         return rows
+
+
+    def read_by(self, teacher: TeacherV2) -> Rows:
+        """The same rows with only the HumAID posts `teacher` read: without their own labels
+        (`humaid_gold=false`) the others would carry no target."""
+        humaid = [e for e in self.groups["humaid:train"] if example_key(e) in teacher.index]
+        print(f"HumAID: {len(humaid)} of {len(self.groups['humaid:train'])} posts read by the teacher", file=sys.stderr)
+        return Rows({**self.groups, "humaid:train": humaid}, self.photo_only)
 
 
 def gather_rows(root: Path, seed: int) -> Rows:
@@ -476,6 +485,8 @@ def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
     else:
         print("no teacher run: gold labels and human rationales only", file=sys.stderr)
         teacher = TeacherV2.empty()
+    if not config.humaid_gold and teacher.index:
+        rows = rows.read_by(teacher)
     optimizer = make_optimizer(model, model.text, config)
     train_labels = [e.label for e in rows.train_epoch(config, 0) if e.label]
     cw = class_weights(train_labels) ** config.class_weight_power if config.class_weight_power else None  # type: ignore[arg-type]

@@ -217,6 +217,17 @@ def test_humaid_rows_can_be_drawn_from_chosen_classes_only():
     with pytest.raises(ValueError, match="unknown class injured"):
         Rows(groups, []).train_epoch(StudentV2Config(humaid_labels="injured"), 0)
 
+    # Without their own labels, HumAID rows the teacher did not read would carry no target: left out.
+    from crisislens.distill.features import example_key
+    from crisislens.distill.student_v2 import TeacherV2
+
+    read = groups["humaid:train"][:4]
+    teacher = TeacherV2({example_key(e): i for i, e in enumerate(read)}, np.zeros((4, 5), np.float32), {}, {})
+    narrowed = Rows(groups, []).read_by(teacher)
+    assert narrowed.groups["humaid:train"] == read and narrowed.groups["crisismmd:train"] == groups["crisismmd:train"]
+    drawn = narrowed.train_epoch(StudentV2Config(humaid_per_epoch=10, humaid_gold=False), 0)
+    assert sorted(e.id for e in drawn if e.source == "humaid") == sorted(e.id for e in read)
+
 
 def test_the_probe_teacher_writes_a_run_the_student_reads_with_out_of_fold_training_rows(tmp_path, monkeypatch):
     pytest.importorskip("sklearn")
@@ -298,6 +309,16 @@ def test_the_probe_teacher_can_fit_humaid_labels_beside_crisismmd_and_scores_cri
     assert len(keys) == len(logits) == 120 and keys[50].startswith("humaid:")
     with pytest.raises(ValueError, match="humaid_weight -1"):
         probe_teacher.build(groups, tmp_path / "c", tmp_path / "cache", encoder="minilm", humaid_weight=-1)
+    # A seeded sample of HumAID: only those posts are embedded, fitted and written.
+    sampled = probe_teacher.build(groups, tmp_path / "d", tmp_path / "cache", encoder="minilm", humaid_weight=5.0,
+                                  humaid=7)
+    assert sampled["rows"]["humaid:train with its labels (out of fold)"] == 7 and sampled["humaid_sample"] == 7
+    keys_d = [k for k in json.loads((tmp_path / "d" / "keys.json").read_text()) if k.startswith("humaid:")]
+    again = probe_teacher.sample_humaid(groups, 7, 13)["humaid:train"]
+    assert sorted(keys_d) == sorted(f"humaid:{e.id}" for e in again) and len(set(keys_d)) == 7
+    assert probe_teacher.sample_humaid(groups, 0, 13)["humaid:train"] == groups["humaid:train"]
+    with pytest.raises(ValueError, match="humaid -2"):
+        probe_teacher.build(groups, tmp_path / "e", tmp_path / "cache", encoder="minilm", humaid=-2)
 
 
 def test_probe_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_resumes(tmp_path, monkeypatch):

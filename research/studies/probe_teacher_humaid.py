@@ -43,11 +43,9 @@ def row(weight: float, summary: dict[str, Any]) -> dict[str, Any]:
 
 def subsample(groups: dict[str, list[Any]], humaid: int, seed: int) -> dict[str, list[Any]]:
     """`groups` with a seeded sample of `humaid` HumAID training posts (0: all) and no rationale set."""
-    out = {k: v for k, v in groups.items() if k != "rationales:train"}
-    pool = groups.get("humaid:train", [])
-    if humaid:
-        out["humaid:train"] = random.Random(seed).sample(pool, min(humaid, len(pool)))
-    return out
+    from crisislens.distill.probe_teacher import sample_humaid
+
+    return {k: v for k, v in sample_humaid(groups, humaid, seed).items() if k != "rationales:train"}
 
 
 def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
