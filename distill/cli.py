@@ -296,6 +296,9 @@ def _register_teacher_v2(distill: Cli) -> None:
                    help="weight of a HumAID row's own label in the fit (default 0: CrisisMMD's reading only)")
     q.add_argument("--humaid", type=int, default=0, metavar="N",
                    help="read a seeded sample of N HumAID training posts (default 0: all 24,000)")
+    q.add_argument("--photos", type=Path, default=None, metavar="FILE",
+                   help="photo features (teacher-v2 photo-features, e.g. artifacts/v2/photos-lite0.npz): CrisisMMD "
+                        "training rows with a photo get text and photo read together")
     q.add_argument("--crisislex", type=int, default=2000, metavar="N",
                    help="score a seeded sample of N CrisisLexT26 posts zero-shot (default 2000; 0: none)")
     q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
@@ -318,7 +321,7 @@ def _v2_probe_teacher(args: argparse.Namespace) -> int:
     try:
         summary = build(gather(root, seed=args.seed), args.out, args.cache, encoder=args.encoder, folds=args.folds,
                         seed=args.seed, humaid_weight=args.humaid_weight, crisislex=args.crisislex,
-                        humaid=args.humaid)
+                        humaid=args.humaid, photos=args.photos, root=root)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     test = summary["crisismmd:test"]
@@ -326,6 +329,13 @@ def _v2_probe_teacher(args: argparse.Namespace) -> int:
     print(f"probe teacher ({args.encoder}, C={summary['C']}, HumAID weight {args.humaid_weight:g}): CrisisMMD test "
           f"Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f}"
           + (f"; CrisisLexT26 sample Macro-F1 {lex['macro_f1']:.4f}" if lex else "") + f" -> {args.out}")
+    if "photos" in summary:
+        ph = summary["photos"]
+        for split in ("dev", "test"):
+            row = ph[f"crisismmd:{split} posts with a photo"]
+            print(f"  {split} posts with a photo ({row['n']}, photo weight {ph['weight']:g}): "
+                  + ", ".join(f"{k} {row['text'][k]:.4f} -> {row['text + photo'][k]:.4f}"
+                              for k in ("macro_f1", "accuracy", "log_loss")))
     return 0
 
 

@@ -21,6 +21,13 @@ from the ones this teacher read (`humaid_gold=false`).
 With `crisislex` > 0, a seeded sample of that many labelled CrisisLexT26 posts (never trained
 on) is scored zero-shot and recorded beside dev and test.
 
+With `photos` (the frozen EfficientNet-Lite features of `photo_features`), a photo probe is
+trained on the labelled training photos (CrisisMMD image labels, MEDIC photos of other events)
+and a CrisisMMD training row with a photo gets its text and photo read together: the text
+probe's log-probabilities plus a weight times what the photo probe adds to its class prior (both
+out of fold), the weight picked by log loss on the CrisisMMD dev posts with a photo. The text-only teacher
+teaches the student that the photo never matters; this one does not.
+
 C is picked by Macro-F1 on CrisisMMD dev, as in `probes.run_probe`; dev and test are scored and
 recorded in `summary.json`, never trained on. It carries no word or patch rationale: those still
 come from the human rationales (and from the teacher v2 where one is given).
@@ -85,13 +92,13 @@ def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path,
 
 
 def pick_c(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str],
-           weights: np.ndarray | None = None) -> tuple[float, dict[float, float]]:
-    """The C of `C_GRID` with the best dev Macro-F1, and every C's score."""
+           weights: np.ndarray | None = None, grid: Sequence[float] = C_GRID) -> tuple[float, dict[float, float]]:
+    """The C of `grid` with the best dev Macro-F1, and every C's score."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
     scores = {c: float(f1_score(y_dev, LogisticRegression(C=c, max_iter=3000).fit(x, y, sample_weight=weights)
-                                .predict(x_dev), average="macro")) for c in C_GRID}
+                                .predict(x_dev), average="macro")) for c in grid}
     return max(scores, key=lambda c: scores[c]), scores
 
 
@@ -119,9 +126,115 @@ def out_of_fold(x: np.ndarray, y: Sequence[str], c: float, folds: int, seed: int
     return out
 
 
+# ----------------------------------------------------------------------------- the photo probe
+
+PHOTO_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
+PHOTO_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0)
+
+
+def photo_labelled(groups: dict[str, list[D.Example]], names: Sequence[str], root: Path,
+                   index: dict[str, int]) -> list[tuple[D.Example, str, int]]:
+    """(row, 5-class photo label, feature row) of every labelled photo in the groups: CrisisMMD
+    rows by their image label, the other photo collections by their own."""
+    from crisislens.distill.teacher_v2_data import _photo_key
+
+    out = []
+    for name in names:
+        for e in groups.get(name, []):
+            key = _photo_key(e, root)
+            raw = e.meta.get("label_image") if e.source == "crisismmd" else e.label
+            if key in index and raw:
+                out.append((e, D.to_humanitarian5(raw) if e.source == "crisismmd" else raw, index[key]))
+    return out
+
+
+def fuse(text: np.ndarray, photo: np.ndarray, prior: np.ndarray, weight: float) -> np.ndarray:
+    """Log-probabilities of text and photo read together: the text's, plus `weight` times what the
+    photo adds to its own class prior (a product of experts), renormalised."""
+    z = text + weight * (photo - prior)
+    return (z - np.logaddexp.reduce(z, axis=1, keepdims=True)).astype(np.float32)
+
+
+def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path, text_full: Any,
+                  text: dict[str, tuple[list[D.Example], np.ndarray]], folds: int,
+                  seed: int) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+    """The photo probe (logistic regression on the mean EfficientNet-Lite patch feature, trained on
+    the labelled training photos, C picked on the dev photos) and its weight in the fusion, picked
+    by log loss on the CrisisMMD dev posts with a photo. `text` holds, per CrisisMMD split, the
+    text probe's rows and their log-probabilities (out of fold for "crisismmd:train"). Returns the
+    fused out-of-fold log-probabilities of the training rows with a photo (by their position in
+    `text["crisismmd:train"]`) and a summary."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    from crisislens.distill.teacher_v2_data import _photo_key
+
+    with np.load(features, allow_pickle=False) as z:
+        keys, ok = z["keys"].tolist(), z["ok"]
+        pooled = z["grid"].astype(np.float32).mean(1)
+    index = {k: i for i, k in enumerate(keys) if ok[i]}
+    train = photo_labelled(groups, ("crisismmd:train", "images:train"), root, index)
+    dev = photo_labelled(groups, ("crisismmd:dev", "images:heldout"), root, index)
+    if not train or not dev:
+        raise ValueError(f"{features}: no labelled training or dev photo among its {len(index)} photos")
+    rows = [r for _, _, r in train]
+    mu, sd = pooled[rows].mean(0), pooled[rows].std(0) + 1e-6
+
+    def x(items: Sequence[tuple[Any, Any, int]]) -> np.ndarray:
+        return (pooled[[r for _, _, r in items]] - mu) / sd
+
+    y_train = [label for _, label, _ in train]
+    c, by_c = pick_c(x(train), y_train, x(dev), [label for _, label, _ in dev], grid=PHOTO_C_GRID)
+    full = LogisticRegression(C=c, max_iter=3000).fit(x(train), y_train)
+    oof = out_of_fold(x(train), y_train, c, folds, seed)
+    counts = np.array([y_train.count(name) + 1 for name in LABEL_NAMES], np.float64)
+    prior = np.log(counts / counts.sum()).astype(np.float32)
+
+    def posts(name: str) -> tuple[list[D.Example], np.ndarray, np.ndarray]:
+        """A split's labelled posts with words and a photo: the rows, their text and photo log-probabilities."""
+        rows_, logp = text[name]
+        keep = [i for i, e in enumerate(rows_) if e.label and e.text and _photo_key(e, root) in index]
+        photos = (pooled[[index[_photo_key(rows_[i], root) or ""] for i in keep]] - mu) / sd
+        return [rows_[i] for i in keep], logp[keep], log_probabilities(full, photos)
+
+    def scores(rows_: list[D.Example], logp: np.ndarray) -> dict[str, float]:
+        gold = [e.label for e in rows_]
+        pred = np.asarray(LABEL_NAMES)[logp.argmax(1)]
+        return {"log_loss": float(-np.mean(logp[np.arange(len(gold)), [LABEL_NAMES.index(g or "") for g in gold]])),
+                "accuracy": float(np.mean(pred == np.asarray(gold))),
+                "macro_f1": float(f1_score(gold, pred, average="macro"))}
+
+    dev_rows, dev_text, dev_photo = posts("crisismmd:dev")
+    if not dev_rows:
+        raise ValueError(f"{features}: no CrisisMMD dev post with a photo to weigh the photo by")
+    # Picked by log loss: the distribution is what the student learns, and Macro-F1 on ~150 posts
+    # turns on the one or two posts of the rarest classes.
+    by_weight = {w: scores(dev_rows, fuse(dev_text, dev_photo, prior, w)) for w in PHOTO_WEIGHTS}
+    weight = min(PHOTO_WEIGHTS, key=lambda w: (by_weight[w]["log_loss"], w))  # ties: the smaller weight
+    test_rows, test_text, test_photo = posts("crisismmd:test")
+    train_rows, train_oof = text["crisismmd:train"]
+    position = {id(e): i for i, e in enumerate(train_rows)}
+    fused = {position[id(e)]: fuse(train_oof[position[id(e)]][None], oof[j][None], prior, weight)[0]
+             for j, (e, _, _) in enumerate(train) if id(e) in position}
+    summary = {
+        "features": str(features), "C": c, "dev_photo_macro_f1_by_C": by_c, "training photos": len(train),
+        "weight": weight, "dev_by_weight": by_weight,
+        "crisismmd:dev posts with a photo": {"n": len(dev_rows), "text": by_weight[0.0],
+                                             "text + photo": by_weight[weight]},
+        "crisismmd:test posts with a photo": {"n": len(test_rows), "text": scores(test_rows, test_text),
+                                              "text + photo": scores(test_rows, fuse(test_text, test_photo, prior,
+                                                                                     weight))},
+        "crisismmd:train rows given the fused reading": len(fused),
+    }
+    return fused, summary
+
+
 def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
-          seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0, humaid: int = 0) -> dict[str, Any]:
-    """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`."""
+          seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0, humaid: int = 0,
+          photos: Path | None = None, root: Path | None = None) -> dict[str, Any]:
+    """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`;
+    with `photos` (`photo_features.extract`'s file for data root `root`), CrisisMMD training rows
+    with a photo get the text and the photo read together (`photo_teacher`)."""
     from sklearn.linear_model import LogisticRegression
 
     if encoder not in ENCODERS:
@@ -132,6 +245,10 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         raise ValueError(f"humaid_weight {humaid_weight}: 0 or more")
     if crisislex < 0:
         raise ValueError(f"crisislex {crisislex}: 0 or more")
+    if photos is not None and not photos.is_file():
+        raise ValueError(f"{photos}: no such photo feature file (crisislens distill teacher-v2 photo-features)")
+    if photos is not None and root is None:
+        raise ValueError("photos: needs the data root the features were taken from")
     groups = sample_humaid(groups, humaid, seed)
     started = time.perf_counter()
     train = [e for e in groups["crisismmd:train"] if e.text and e.label]
@@ -155,6 +272,15 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
     if others:
         logits = np.concatenate([logits, log_probabilities(full, x_others)])
     keys = [example_key(e) for e in fit + others]
+    photo_summary = None
+    if photos is not None and root is not None:
+        fused, photo_summary = photo_teacher(
+            groups, root, photos, full, {"crisismmd:train": (train, logits[: len(train)]),
+                                         "crisismmd:dev": (dev, log_probabilities(full, x_dev)),
+                                         "crisismmd:test": (test, log_probabilities(full, x_test))}, folds, seed)
+        logits = logits.copy()
+        for i, row in fused.items():
+            logits[i] = row
     agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_fit[: len(train)])))
 
     def report(rows: Sequence[D.Example], xs: np.ndarray) -> dict[str, Any]:
@@ -169,6 +295,8 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         "crisismmd:dev": report(dev, x_dev),
         "crisismmd:test": report(test, x_test),
     }
+    if photo_summary is not None:
+        summary["photos"] = photo_summary
     if lex:
         summary[f"crisislex_t26 sample of {len(lex)} (zero-shot)"] = report(lex, x_lex)
     summary["seconds"] = round(time.perf_counter() - started, 1)

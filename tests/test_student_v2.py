@@ -321,6 +321,66 @@ def test_the_probe_teacher_can_fit_humaid_labels_beside_crisismmd_and_scores_cri
         probe_teacher.build(groups, tmp_path / "e", tmp_path / "cache", encoder="minilm", humaid=-2)
 
 
+def test_the_probe_teacher_reads_the_photo_where_the_words_say_little(tmp_path, monkeypatch):
+    pytest.importorskip("sklearn")
+    from crisislens.distill import data as D
+    from crisislens.distill import probe_teacher
+    from crisislens.runtime.labels import LABEL_NAMES
+
+    # Half the posts say their class in words; the other half say nothing useful ("vague ...")
+    # and carry their class in the photo only.
+    def fake_embed(name: str, texts: list[str]) -> np.ndarray:
+        out = np.random.default_rng(len(texts)).normal(0, 0.3, (len(texts), 8)).astype(np.float32)
+        for i, t in enumerate(texts):
+            if t.split()[0] in LABEL_NAMES:
+                out[i, LABEL_NAMES.index(t.split()[0])] += 2.0
+        return out
+
+    monkeypatch.setattr(probe_teacher, "embed", fake_embed)
+    root = tmp_path / "data"
+    keys, grids = [], []
+    rng = np.random.default_rng(0)
+
+    def rows(split: str, n: int) -> list:
+        out = []
+        for name in LABEL_NAMES:
+            for i in range(n):
+                rel = f"crisismmd/{split}-{name}-{i}.jpg"
+                grid = rng.normal(0, 0.3, (49, 16))
+                grid[:, LABEL_NAMES.index(name)] += 1.5
+                keys.append(rel)
+                grids.append(grid)
+                text = f"{name} post" if i % 2 == 0 else "vague post"
+                out.append(D.Example(id=f"{split}-{name}-{i}", text=f"{text} {i}", image=str(root / "images" / rel),
+                                     label=name, source="crisismmd", meta={"label_image": name}))
+        return out
+
+    groups = {"crisismmd:train": rows("train", 12), "crisismmd:dev": rows("dev", 6), "crisismmd:test": rows("test", 6),
+              "humaid:train": [], "rationales:train": []}
+    features = tmp_path / "photos-lite0.npz"
+    np.savez(features, keys=np.array(keys), grid=np.stack(grids).astype(np.float16), ok=np.ones(len(keys), bool))
+    text_only = probe_teacher.build(groups, tmp_path / "t", tmp_path / "cache", encoder="minilm", folds=3)
+    both = probe_teacher.build(groups, tmp_path / "p", tmp_path / "cache", encoder="minilm", folds=3,
+                               photos=features, root=root)
+    photos = both["photos"]
+    assert photos["weight"] > 0 and photos["crisismmd:train rows given the fused reading"] == 60
+    test = photos["crisismmd:test posts with a photo"]
+    assert test["n"] == 30 and test["text + photo"]["macro_f1"] > test["text"]["macro_f1"] + 0.2
+    assert test["text + photo"]["log_loss"] < test["text"]["log_loss"]
+    assert test["text"]["macro_f1"] == pytest.approx(text_only["crisismmd:test"]["macro_f1"])  # text probe unchanged
+    # A training row whose words say nothing now gets its photo's class as the teacher's reading.
+    keys_p = json.loads((tmp_path / "p" / "keys.json").read_text())
+    fused = np.load(tmp_path / "p" / "outputs-logits.npz")["logits"]
+    plain = np.load(tmp_path / "t" / "outputs-logits.npz")["logits"]
+    vague = [i for i, k in enumerate(keys_p) if int(k.rsplit("-", 1)[1]) % 2]
+    right = [LABEL_NAMES.index(keys_p[i].split("-")[1]) for i in vague]
+    assert np.mean(fused[vague].argmax(1) == right) > np.mean(plain[vague].argmax(1) == right) + 0.3
+    assert np.allclose(np.exp(fused).sum(1), 1, atol=1e-4)
+    with pytest.raises(ValueError, match="no such photo feature file"):
+        probe_teacher.build(groups, tmp_path / "x", tmp_path / "cache", encoder="minilm", photos=tmp_path / "none.npz",
+                            root=root)
+
+
 def test_probe_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_resumes(tmp_path, monkeypatch):
     from crisislens.distill import data as D
     from crisislens.distill import probe_teacher
