@@ -59,9 +59,9 @@ def sample_humaid(groups: dict[str, list[D.Example]], n: int, seed: int) -> dict
     """`groups` with a seeded sample of `n` of its HumAID training posts (0: all of them)."""
     if n < 0:
         raise ValueError(f"humaid {n}: 0 or more")
-    pool = groups.get("humaid:train", [])
     if not n:
         return dict(groups)
+    pool = groups.get("humaid:train", [])
     return {**groups, "humaid:train": random.Random(seed).sample(pool, min(n, len(pool)))}
 
 
@@ -193,9 +193,10 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     def posts(name: str) -> tuple[list[D.Example], np.ndarray, np.ndarray]:
         """A split's labelled posts with words and a photo: the rows, their text and photo log-probabilities."""
         rows_, logp = text[name]
-        keep = [i for i, e in enumerate(rows_) if e.label and e.text and _photo_key(e, root) in index]
-        photos = (pooled[[index[_photo_key(rows_[i], root) or ""] for i in keep]] - mu) / sd
-        return [rows_[i] for i in keep], logp[keep], log_probabilities(full, photos)
+        found = [(i, index.get(_photo_key(e, root) or "")) for i, e in enumerate(rows_) if e.label and e.text]
+        keep = [(i, r) for i, r in found if r is not None]
+        photos = (pooled[[r for _, r in keep]] - mu) / sd
+        return [rows_[i] for i, _ in keep], logp[[i for i, _ in keep]], log_probabilities(full, photos)
 
     def scores(rows_: list[D.Example], logp: np.ndarray) -> dict[str, float]:
         gold = [e.label for e in rows_]
@@ -278,7 +279,6 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
             groups, root, photos, full, {"crisismmd:train": (train, logits[: len(train)]),
                                          "crisismmd:dev": (dev, log_probabilities(full, x_dev)),
                                          "crisismmd:test": (test, log_probabilities(full, x_test))}, folds, seed)
-        logits = logits.copy()
         for i, row in fused.items():
             logits[i] = row
     agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_fit[: len(train)])))

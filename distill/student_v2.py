@@ -192,7 +192,6 @@ class Rows:
         rng.shuffle(rows)
         return rows
 
-
     def read_by(self, teacher: TeacherV2) -> Rows:
         """The same rows with only the HumAID posts `teacher` read: without their own labels
         (`humaid_gold=false`) the others would carry no target."""
