@@ -132,19 +132,27 @@ PHOTO_C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
 PHOTO_WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.25, 0.5, 0.75, 1.0)
 
 
+def photo_label(e: D.Example) -> str | None:
+    """A row's 5-class photo label: a CrisisMMD row's image label, another photo collection's own
+    label; None when it has none."""
+    raw = e.meta.get("label_image") if e.source == "crisismmd" else e.label
+    if not raw:
+        return None
+    return D.to_humanitarian5(raw) if e.source == "crisismmd" else raw
+
+
 def photo_labelled(groups: dict[str, list[D.Example]], names: Sequence[str], root: Path,
                    index: dict[str, int]) -> list[tuple[D.Example, str, int]]:
-    """(row, 5-class photo label, feature row) of every labelled photo in the groups: CrisisMMD
-    rows by their image label, the other photo collections by their own."""
+    """(row, 5-class photo label, feature row) of every labelled photo in the groups that `index`
+    holds features of."""
     from crisislens.distill.teacher_v2_data import _photo_key
 
     out = []
     for name in names:
         for e in groups.get(name, []):
-            key = _photo_key(e, root)
-            raw = e.meta.get("label_image") if e.source == "crisismmd" else e.label
-            if key in index and raw:
-                out.append((e, D.to_humanitarian5(raw) if e.source == "crisismmd" else raw, index[key]))
+            key, label = _photo_key(e, root), photo_label(e)
+            if key in index and label:
+                out.append((e, label, index[key]))
     return out
 
 

@@ -90,6 +90,11 @@ class StudentConfig:
     # model's own prior stays CrisisMMD's; the offsets are not part of the forward pass (nor of
     # the exported graph). 0: none.
     source_offsets: int = 0
+    # What the class reads of the photo: False, the rationale-weighted fused patch states (each has
+    # attended to every patch and word, so any subset carries the whole photo); True, the
+    # rationale-weighted patch features as they enter the fusion (each patch's own content), so
+    # the answer depends on the patches the rationale names.
+    local_patch_pool: bool = False
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -333,7 +338,8 @@ class RationaleStudent(nn.Module):
         # The class sees only rationale-weighted summaries of the tokens and the patches.
         eps = self.config.pool_eps
         text_pool = (token_scores.unsqueeze(-1) * tokens).sum(1) / (token_scores.sum(1, keepdim=True) + eps)
-        image_pool = (patch_scores.unsqueeze(-1) * patch_states).sum(1) / (patch_scores.sum(1, keepdim=True) + eps)
+        pooled = self.norm(patches) if self.config.local_patch_pool else patch_states
+        image_pool = (patch_scores.unsqueeze(-1) * pooled).sum(1) / (patch_scores.sum(1, keepdim=True) + eps)
         logits = self.classifier(torch.cat([text_pool, image_pool], dim=-1))
 
         token_rationale = self.select_tokens(token_scores.detach(), content)

@@ -112,7 +112,8 @@ def test_event_photos_reads_the_label_file_and_names_a_bad_row(tmp_path):
         photos.event_photos(tmp_path, "kerala_flood_2018")
 
 
-def test_the_photo_head_exports_to_onnx_and_matches_pytorch(tmp_path):
+@pytest.mark.parametrize("local_pool", [False, True])
+def test_the_photo_head_exports_to_onnx_and_matches_pytorch(tmp_path, local_pool):
     pytest.importorskip("onnxscript")
     transformers = pytest.importorskip("transformers")
     from crisislens.distill.student import RationaleStudent, truncated_bert
@@ -125,7 +126,7 @@ def test_the_photo_head_exports_to_onnx_and_matches_pytorch(tmp_path):
     bert = transformers.BertModel(transformers.BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2,
                                                           num_attention_heads=4, intermediate_size=64,
                                                           max_position_embeddings=64))
-    model = RationaleStudent(tiny_student_config(photo_head=True), truncated_bert(bert, 2), PixelTower()).eval()
+    model = RationaleStudent(tiny_student_config(photo_head=True, local_patch_pool=local_pool), truncated_bert(bert, 2), PixelTower()).eval()
     from crisislens.export.onnx_export import export_onnx
 
     path = export_onnx(model, tmp_path / "m.onnx", max_length=MAX_LEN, image_size=SIZE)
@@ -403,3 +404,35 @@ def test_probe_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_resumes(tmp_
     x = probe_teacher.cached_rows_embeddings("minilm", rows, tmp_path, chunk=4)
     assert calls == [["post 8", "post 9"]]  # only what the killed run had not cached
     assert x.shape == (11, 3) and x[:, 0].tolist() == [*range(10), 3]
+
+
+def test_a_rows_photo_label_is_its_image_label_or_its_collections_own():
+    from crisislens.distill import data as D
+    from crisislens.distill.probe_teacher import photo_label
+
+    tweet = D.Example("1", "roads cut", None, "rescue_volunteering_or_donation_effort", "crisismmd",
+                      meta={"label_image": "vehicle_damage"})
+    assert photo_label(tweet) == "infrastructure_and_utility_damage"  # the 8 CrisisMMD labels merged into 5
+    assert photo_label(D.Example("2", "no photo label", None, "not_humanitarian", "crisismmd")) is None
+    assert photo_label(D.Example("3", None, None, "affected_individuals", "images")) == "affected_individuals"
+    assert photo_label(D.Example("4", None, None, None, "images")) is None
+
+
+def test_a_local_patch_pool_gives_the_class_the_named_patches_own_features():
+    model = tiny_student(photo_head=True, local_patch_pool=True).eval()
+    seen = {}
+    model.classifier.register_forward_hook(lambda _m, args, _out: seen.update(x=args[0]))
+    inputs = batch()  # post 0: words + photo, 1: words, 2: photo only
+    with torch.no_grad():
+        out = model(inputs)
+        own = model.norm(model.patch_proj(inputs.image_features) + model.row_embed(model._rows)
+                         + model.col_embed(model._cols) + model.modality.weight[1])
+        s = out.patch_scores
+        expected = (s.unsqueeze(-1) * own).sum(1) / (s.sum(1, keepdim=True) + model.config.pool_eps)
+    d = model.config.hidden
+    assert torch.allclose(seen["x"][:, d:], expected, atol=1e-5)
+    assert float(seen["x"][1, d:].abs().max()) == 0.0  # no photo, nothing pooled
+    fused = tiny_student(photo_head=True).eval()
+    fused.load_state_dict(model.state_dict())
+    with torch.no_grad():
+        assert not torch.allclose(fused(inputs).logits[0], out.logits[0])  # the fused states, pooled

@@ -27,22 +27,20 @@ import numpy as np
 
 from crisislens.distill import data as D
 from crisislens.distill import teacher_v2_data as T
+from crisislens.distill.probe_teacher import PHOTO_C_GRID, photo_label
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.settings import data_root
 from _report import publish, run_line  # research/studies/_report.py
 
-C_GRID = (0.01, 0.03, 0.1, 0.3, 1.0)
-
-
 def labelled(groups: dict[str, list[D.Example]], names: list[str], root: Path) -> list[tuple[str, str, str, str]]:
-    """(photo key, 5-class label, event, source) of every labelled photo in the groups."""
+    """(photo key, 5-class label, event, source) of every labelled photo in the groups (the
+    probe teacher's photo labels)."""
     rows = []
     for name in names:
         for e in groups[name]:
-            key = T._photo_key(e, root)
-            raw = e.meta.get("label_image") if e.source == "crisismmd" else e.label
-            if key and raw:
-                rows.append((key, D.to_humanitarian5(raw) if e.source == "crisismmd" else raw, e.event or "?", e.source))
+            key, label = T._photo_key(e, root), photo_label(e)
+            if key and label:
+                rows.append((key, label, e.event or "?", e.source))
     return rows
 
 
@@ -68,7 +66,7 @@ def probe(tower: str, cache: Path, train: list, dev: list, unseen: list) -> dict
         mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
         scores = {c: float(f1_score(ydev, LogisticRegression(C=c, max_iter=3000, class_weight=weights)
                                     .fit((xtr - mu) / sd, ytr).predict((xdev - mu) / sd), average="macro"))
-                  for c in C_GRID}
+                  for c in PHOTO_C_GRID}
         c = max(scores, key=lambda k: scores[k])
         pred = LogisticRegression(C=c, max_iter=3000, class_weight=weights).fit((xtr - mu) / sd, ytr).predict((xk - mu) / sd)
         present = sorted(set(yk))
