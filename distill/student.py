@@ -95,9 +95,6 @@ class StudentConfig:
     # rationale-weighted patch features as they enter the fusion (each patch's own content), so
     # the answer depends on the patches the rationale names.
     local_patch_pool: bool = False
-    # With `local_patch_pool`, a LayerNorm of the pool's own (False: the one the fusion's input
-    # goes through, so the class's gradient through the photo also moves how the words enter it).
-    local_pool_norm: bool = False
     dropout: float = 0.1
     num_labels: int = len(LABEL_NAMES)
     cls_id: int = 101
@@ -251,7 +248,6 @@ class RationaleStudent(nn.Module):
             h = config.patch_head_hidden
             self.patch_head = nn.Sequential(nn.Linear(d, h), nn.GELU(), nn.Linear(h, 1)) if h else nn.Linear(d, 1)
         self.photo_head = nn.Linear(d, 1) if config.photo_head else None
-        self.local_norm = nn.LayerNorm(d) if config.local_patch_pool and config.local_pool_norm else None
         self.source_offset = (nn.Parameter(torch.zeros(config.source_offsets, config.num_labels))
                               if config.source_offsets else None)  # training loss only: see StudentConfig
         self.classifier = nn.Sequential(nn.Dropout(config.dropout), nn.Linear(2 * d, d), nn.GELU(),
@@ -342,10 +338,7 @@ class RationaleStudent(nn.Module):
         # The class sees only rationale-weighted summaries of the tokens and the patches.
         eps = self.config.pool_eps
         text_pool = (token_scores.unsqueeze(-1) * tokens).sum(1) / (token_scores.sum(1, keepdim=True) + eps)
-        if self.config.local_patch_pool:
-            pooled = (self.local_norm or self.norm)(patches)
-        else:
-            pooled = patch_states
+        pooled = self.norm(patches) if self.config.local_patch_pool else patch_states
         image_pool = (patch_scores.unsqueeze(-1) * pooled).sum(1) / (patch_scores.sum(1, keepdim=True) + eps)
         logits = self.classifier(torch.cat([text_pool, image_pool], dim=-1))
 

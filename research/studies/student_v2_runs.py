@@ -43,8 +43,8 @@ def recipe(config: dict[str, Any]) -> str:
     parts += [f"loss.{k}={v}" for k, v in loss.items() if k in loss_defaults and v != loss_defaults[k]
               and (config.get("teacher_run") or k == "token_human")]
     model = config.get("model", {})
-    parts += [f"model.{k}={model[k]}" for k in ("frozen_text_layers", "source_offsets", "image_size")
-              if k in model and model[k] != {"frozen_text_layers": 5, "source_offsets": 0, "image_size": 224}[k]]
+    model_defaults = {"frozen_text_layers": 5, "source_offsets": 0, "image_size": 224, "local_patch_pool": False}
+    parts += [f"model.{k}={model[k]}" for k in model_defaults if k in model and model[k] != model_defaults[k]]
     return ", ".join(parts) or "defaults"
 
 
@@ -75,16 +75,37 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         "the teacher v2's outputs when a teacher run is given, HumAID 8,000 posts an epoch, no class weights). "
         "Macro-F1 over the classes present (kerala_flood_2018: 4).", "",
         *md_table(["run", "settings", "dev Macro-F1 per epoch", "minutes"], recipes), "",
-        *md_table(["run", "set", "n", "Macro-F1", "accuracy", "affected_individuals F1"], scores)])
+        *md_table(["run", "set", "n", "Macro-F1", "accuracy", "affected_individuals F1"], scores),
+        *kept_note(runs)])
+
+
+def kept_note(runs: dict[str, Any]) -> list[str]:
+    kept = [(n, r["kept_from"]) for n, r in runs.items() if "kept_from" in r]
+    if not kept:
+        return []
+    return ["", "Kept from an earlier run of this study (folders not re-read): " + "; ".join(
+        f"{n} (commit {str(k.get('git_commit'))[:7]}, {k.get('created')})" for n, k in kept) + "."]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", required=True, metavar="NAME=DIR", help="a training run folder")
     p.add_argument("--out", type=Path, default=Path("research/results"))
+    p.add_argument("--keep", action="append", default=[], metavar="NAME",
+                   help="keep this run's numbers from the existing student_v2_runs.json (its folder may be gone; "
+                        "its commit and date are kept beside it)")
     a = p.parse_args(argv)
     started = time.perf_counter()
     runs = {}
+    if a.keep:
+        path = a.out / "student_v2_runs.json"
+        earlier = json.loads(path.read_text()) if path.is_file() else {}
+        for name in a.keep:
+            if name not in earlier.get("runs", {}):
+                p.error(f"--keep {name!r}: not in {path}")
+            prov = earlier["provenance"]
+            runs[name] = {**earlier["runs"][name], "kept_from": earlier["runs"][name].get("kept_from")
+                          or {"git_commit": prov.get("git_commit"), "created": prov.get("created")}}
     for item in a.run:
         name, _, folder = item.partition("=")
         if not (Path(folder) / "train_summary.json").is_file():

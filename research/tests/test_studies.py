@@ -489,6 +489,24 @@ def test_student_v2_runs_reads_each_runs_summary_and_names_its_settings(tmp_path
     assert "| a | kerala photos alone | 10 | 0.5000 | 0.7000 | 0.250 |" in text
     with pytest.raises(SystemExit):
         student_v2_runs.main(["--run", f"b={tmp_path / 'missing'}", "--out", str(tmp_path)])
+    assert student_v2_runs.recipe({"teacher_run": "t", "model": {"local_patch_pool": True, "source_offsets": 0}}) == (
+        "teacher t, model.local_patch_pool=True")
+    # --keep: an earlier run's numbers stay (its folder gone), with the commit that measured them
+    student_v2_runs.main(["--run", f"a={run}", "--out", str(tmp_path)])
+    import shutil
+
+    shutil.rmtree(run)
+    run.mkdir()
+    (run / "train_summary.json").write_text(json.dumps({
+        "config": {"seed": 13, "teacher_run": "t", "model": {"local_patch_pool": True}},
+        "history": [{"dev": {"macro_f1": 0.6}}], "best_dev_macro_f1": 0.6, "train_minutes": 1.0,
+        "eval": {"crisismmd:dev": score}}))
+    student_v2_runs.main(["--keep", "a", "--run", f"local={run}", "--out", str(tmp_path)])
+    saved = json.loads((tmp_path / "student_v2_runs.json").read_text())
+    assert list(saved["runs"]) == ["a", "local"] and saved["runs"]["a"]["best_dev_macro_f1"] == 0.5
+    assert "Kept from an earlier run of this study" in (tmp_path / "student_v2_runs.md").read_text()
+    with pytest.raises(SystemExit):
+        student_v2_runs.main(["--keep", "nope", "--run", f"local={run}", "--out", str(tmp_path)])
 
 
 def test_photo_towers_probe_scores_the_unseen_event_once_with_the_dev_choice(tmp_path: Path):
