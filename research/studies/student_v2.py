@@ -27,7 +27,7 @@ from crisislens.evaluation.evaluate import evaluate_bundle
 from crisislens.evaluation.photos import photo_evidence
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.settings import data_root
-from _report import publish, run_line  # research/studies/_report.py
+from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
 from zero_shot_bundles import crisislex_file  # research/studies/zero_shot_bundles.py
 
 
@@ -49,6 +49,14 @@ def measure(bundle: Path, run: Path | None, root: Path, threads: int, against: P
     return out
 
 
+def deletion_cell(d: dict[str, Any]) -> str:
+    """The top-k / random deletion ratio; where there is none (greying out random patches does not
+    lower the probability), the two mean drops themselves."""
+    if d["ratio"] is not None:
+        return f"{d['ratio']:.2f}"
+    return f"n/a (drops {d['mean_drop_top_k']:+.4f} / {d['mean_drop_random_k']:+.4f})"
+
+
 def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
     rows, photos, words = [], [], []
     for name, r in result["bundles"].items():
@@ -63,7 +71,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         seeds = p["agreement"].get("same_posts_top_k_iou")
         photos.append((name, f"{w['text_and_photo']['macro_f1']:.4f}", f"{w['text_only']['macro_f1']:.4f}",
                        f"{w['gain_macro_f1']:+.4f}", f"{h['accuracy']:.4f}", f"{h['macro_f1']:.4f}",
-                       "n/a" if d["ratio"] is None else f"{d['ratio']:.2f}",
+                       deletion_cell(d),
                        f"{p['agreement']['unrelated_photos_top_k_iou']:.3f}", "–" if seeds is None else f"{seeds:.3f}"))
         q = r["rationales"]
         ratio = q["faithfulness"]["comprehensiveness_ratio"]
@@ -100,7 +108,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--bundle", action="append", required=True,
+    p.add_argument("--bundle", action="append", default=[],
                    help="NAME=DIR, NAME=DIR@TRAINING_RUN or NAME=DIR@TRAINING_RUN%%OTHER_SEED_BUNDLE")
     p.add_argument("--crisislex", action="store_true", help="also CrisisLexT26 zero-shot (27k posts, minutes)")
     p.add_argument("--data-root", type=Path, default=None)
@@ -109,7 +117,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--keep", action="append", default=[], metavar="NAME",
                    help="keep this bundle's numbers from the existing student_v2.json (not re-measured; "
                         "its commit and date are kept beside it)")
+    add_render_only(p)
     a = p.parse_args(argv)
+    if a.render_only:
+        return render_only("student_v2", a.out, render)
+    if not a.bundle:
+        p.error("--bundle: at least one (or --render-only)")
     root = data_root(a.data_root)
     started = time.perf_counter()
     bundles = {}

@@ -553,3 +553,13 @@ def test_probe_teacher_humaid_reads_each_weights_summary_and_renders():
     assert "rationales:train" not in small and small["crisismmd:train"] == [2]
     assert probe_teacher_humaid.subsample(groups, 4, 13) == small  # seeded
     assert probe_teacher_humaid.subsample(groups, 0, 13)["humaid:train"] == groups["humaid:train"]
+
+
+def test_student_v2_shows_the_deletion_drops_where_there_is_no_ratio(tmp_path: Path):
+    import student_v2
+
+    assert student_v2.deletion_cell({"ratio": 3.456, "mean_drop_top_k": 0.3, "mean_drop_random_k": 0.1}) == "3.46"
+    assert student_v2.deletion_cell({"ratio": None, "mean_drop_top_k": -0.0015, "mean_drop_random_k": -0.0055}) == (
+        "n/a (drops -0.0015 / -0.0055)")
+    with pytest.raises(SystemExit):
+        student_v2.main(["--out", str(tmp_path)])  # neither a bundle nor --render-only
