@@ -65,6 +65,12 @@ def sample_humaid(groups: dict[str, list[D.Example]], n: int, seed: int) -> dict
     return {**groups, "humaid:train": random.Random(seed).sample(pool, min(n, len(pool)))}
 
 
+def crisislex_sample(groups: dict[str, list[D.Example]], n: int, seed: int) -> list[D.Example]:
+    """A seeded sample of `n` labelled CrisisLexT26 posts with words (the zero-shot check's)."""
+    lex = [e for e in groups.get("crisislex:all", []) if e.text and e.label]
+    return random.Random(seed).sample(lex, min(n, len(lex)))
+
+
 def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path, chunk: int = 2048) -> np.ndarray:
     """[len(rows), D] probe embeddings of the rows' texts, cached per example key in `cache` (saved
     every `chunk` texts, so a killed run starts again where it stopped)."""
@@ -267,8 +273,7 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
     gold = [e for e in humaid_rows if e.label] if humaid_weight > 0 else []
     fitted = {id(e) for e in gold}
     others = [e for e in humaid_rows if id(e) not in fitted] + [e for e in groups.get("rationales:train", []) if e.text]
-    lex = [e for e in groups.get("crisislex:all", []) if e.text and e.label]
-    lex = random.Random(seed).sample(lex, min(crisislex, len(lex)))
+    lex = crisislex_sample(groups, crisislex, seed)
     fit = train + gold
     x = cached_rows_embeddings(encoder, fit + dev + test + others + lex, cache)
     cuts = np.cumsum([len(fit), len(dev), len(test), len(others)])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -34,3 +35,28 @@ def render_only(name: str, out: Path, render: Callable[[dict[str, Any], dict[str
     render_again(name, out, lambda payload: render(payload, payload["provenance"]))
     print(f"rewrote {out / (name + '.md')}")
     return 0
+
+
+def kept(out: Path, name: str, section: str, names: list[str], error: Callable[[str], Any]) -> dict[str, Any]:
+    """The `names` entries of <out>/<name>.json's `section`, each with the commit and date that
+    measured it (`kept_from`, carried over when it was itself kept); `error` is called on a name
+    that is not there (an argparse parser's `error`)."""
+    path = out / f"{name}.json"
+    earlier = json.loads(path.read_text()) if path.is_file() else {}
+    found = {}
+    for key in names:
+        if key not in earlier.get(section, {}):
+            error(f"--keep {key!r}: not in {path}")
+        prov, entry = earlier["provenance"], earlier[section][key]
+        found[key] = {**entry, "kept_from": entry.get("kept_from")
+                      or {"git_commit": prov.get("git_commit"), "created": prov.get("created")}}
+    return found
+
+
+def kept_lines(entries: dict[str, Any], how: str) -> list[str]:
+    """The report's line naming the entries kept from an earlier run (`how`: what was not redone)."""
+    kept_from = [(n, r["kept_from"]) for n, r in entries.items() if "kept_from" in r]
+    if not kept_from:
+        return []
+    return ["", f"Kept from an earlier run of this study ({how}): " + "; ".join(
+        f"{n} (commit {str(k.get('git_commit'))[:7]}, {k.get('created')})" for n, k in kept_from) + "."]

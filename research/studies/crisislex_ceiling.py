@@ -24,7 +24,6 @@ fits: `--humaid 8000 --crisislex 2000` reuse what
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 import time
 from pathlib import Path
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--weights {a.weights!r}: comma-separated numbers")
     if a.confusion_weight not in weights:
         p.error(f"--confusion-weight {a.confusion_weight:g}: not one of --weights")
-    from crisislens.distill.probe_teacher import cached_rows_embeddings, sample_humaid
+    from crisislens.distill.probe_teacher import cached_rows_embeddings, crisislex_sample, sample_humaid
     from crisislens.distill.teacher_v2_data import gather
     from crisislens.runtime.labels import LABEL_NAMES
 
@@ -154,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     dev = [e for e in groups["crisismmd:dev"] if e.label]
     test = [e for e in groups["crisismmd:test"] if e.label]
     humaid = [e for e in groups.get("humaid:train", []) if e.text and e.label]
-    lex = [e for e in groups.get("crisislex:all", []) if e.text and e.label]
-    lex = random.Random(a.seed).sample(lex, min(a.crisislex, len(lex)))  # the probe teacher's sample
+    lex = crisislex_sample(groups, a.crisislex, a.seed)  # the probe teacher's sample
     parts = [train, humaid, dev, test, lex]
     x = cached_rows_embeddings("mpnet", [e for part in parts for e in part], a.cache)
     xs = np.split(x, np.cumsum([len(part) for part in parts])[:-1])

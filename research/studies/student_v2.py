@@ -27,7 +27,7 @@ from crisislens.evaluation.evaluate import evaluate_bundle
 from crisislens.evaluation.photos import photo_evidence
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.settings import data_root
-from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
+from _report import add_render_only, kept, kept_lines, publish, render_only, run_line  # research/studies/_report.py
 from zero_shot_bundles import crisislex_file  # research/studies/zero_shot_bundles.py
 
 
@@ -91,10 +91,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
                         "top-5 IoU with another seed"], photos), "",
              "## Word rationales", "",
              *md_table(["bundle", "Hagupit token F1", "comprehensiveness", "random", "ratio"], words)]
-    kept = [(n, r["kept_from"]) for n, r in result["bundles"].items() if "kept_from" in r]
-    if kept:
-        lines += ["", "Kept from an earlier run of this study (not re-measured): " + "; ".join(
-            f"{n} (commit {k.get('git_commit')}, {k.get('created')})" for n, k in kept) + "."]
+    lines += kept_lines(result["bundles"], "not re-measured")
     for name, r in result["bundles"].items():
         if "training" in r:
             tr = r["training"]
@@ -125,16 +122,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--bundle: at least one (or --render-only)")
     root = data_root(a.data_root)
     started = time.perf_counter()
-    bundles = {}
-    if a.keep:
-        earlier = json.loads((a.out / "student_v2.json").read_text()) if (a.out / "student_v2.json").is_file() else {}
-        for name in a.keep:
-            if name not in earlier.get("bundles", {}):
-                p.error(f"--keep {name!r}: not in {a.out / 'student_v2.json'}")
-            prov = earlier["provenance"]
-            bundles[name] = {**earlier["bundles"][name],
-                             "kept_from": earlier["bundles"][name].get("kept_from")
-                             or {"git_commit": prov.get("git_commit"), "created": prov.get("created")}}
+    bundles = kept(a.out, "student_v2", "bundles", a.keep, p.error)
     with tempfile.TemporaryDirectory() as tmp:  # the CrisisLexT26 tweets never stay on disk
         lex = crisislex_file(root, Path(tmp))[0] if a.crisislex else None
         for value in a.bundle:

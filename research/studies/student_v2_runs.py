@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.markdown import md_table
-from _report import publish, run_line  # research/studies/_report.py
+from _report import kept, kept_lines, publish, run_line  # research/studies/_report.py
 
 DEFAULTS = {"seed": 13, "epochs": 6, "humaid_per_epoch": 8000, "humaid_labels": "", "humaid_gold": True,
             "class_weight_power": 0.0, "text_drop": 1.0}
@@ -76,15 +76,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         "Macro-F1 over the classes present (kerala_flood_2018: 4).", "",
         *md_table(["run", "settings", "dev Macro-F1 per epoch", "minutes"], recipes), "",
         *md_table(["run", "set", "n", "Macro-F1", "accuracy", "affected_individuals F1"], scores),
-        *kept_note(runs)])
-
-
-def kept_note(runs: dict[str, Any]) -> list[str]:
-    kept = [(n, r["kept_from"]) for n, r in runs.items() if "kept_from" in r]
-    if not kept:
-        return []
-    return ["", "Kept from an earlier run of this study (folders not re-read): " + "; ".join(
-        f"{n} (commit {str(k.get('git_commit'))[:7]}, {k.get('created')})" for n, k in kept) + "."]
+        *kept_lines(runs, "folders not re-read")])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -96,16 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                         "its commit and date are kept beside it)")
     a = p.parse_args(argv)
     started = time.perf_counter()
-    runs = {}
-    if a.keep:
-        path = a.out / "student_v2_runs.json"
-        earlier = json.loads(path.read_text()) if path.is_file() else {}
-        for name in a.keep:
-            if name not in earlier.get("runs", {}):
-                p.error(f"--keep {name!r}: not in {path}")
-            prov = earlier["provenance"]
-            runs[name] = {**earlier["runs"][name], "kept_from": earlier["runs"][name].get("kept_from")
-                          or {"git_commit": prov.get("git_commit"), "created": prov.get("created")}}
+    runs = kept(a.out, "student_v2_runs", "runs", a.keep, p.error)
     for item in a.run:
         name, _, folder = item.partition("=")
         if not (Path(folder) / "train_summary.json").is_file():
