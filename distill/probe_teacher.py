@@ -40,6 +40,7 @@ import random
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +99,42 @@ def cached_rows_embeddings(encoder: str, rows: Sequence[D.Example], cache: Path,
 
 
 def pick_c(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str],
-           weights: np.ndarray | None = None, grid: Sequence[float] = C_GRID) -> tuple[float, dict[float, float]]:
+           weights: np.ndarray | None = None, grid: Sequence[float] = C_GRID,
+           class_weight: str | None = None) -> tuple[float, dict[float, float]]:
     """The C of `grid` with the best dev Macro-F1, and every C's score."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
-    scores = {c: float(f1_score(y_dev, LogisticRegression(C=c, max_iter=3000).fit(x, y, sample_weight=weights)
-                                .predict(x_dev), average="macro")) for c in grid}
+    def fit(c: float) -> Any:
+        return LogisticRegression(C=c, max_iter=3000, class_weight=class_weight).fit(x, y, sample_weight=weights)
+
+    scores = {c: float(f1_score(y_dev, fit(c).predict(x_dev), average="macro")) for c in grid}
     return max(scores, key=lambda c: scores[c]), scores
+
+
+@dataclass
+class PhotoProbe:
+    """Logistic regression on standardised mean patch features, C picked on dev photos."""
+
+    model: Any
+    mu: np.ndarray
+    sd: np.ndarray
+    c: float
+    dev_scores: dict[float, float]
+
+    def x(self, pooled: np.ndarray) -> np.ndarray:
+        return (pooled - self.mu) / self.sd
+
+
+def fit_photo_probe(x: np.ndarray, y: Sequence[str], x_dev: np.ndarray, y_dev: Sequence[str],
+                    class_weight: str | None = None) -> PhotoProbe:
+    """The photo probe: standardise on the training photos, pick C on PHOTO_C_GRID by dev Macro-F1, refit."""
+    from sklearn.linear_model import LogisticRegression
+
+    mu, sd = x.mean(0), x.std(0) + 1e-6
+    c, scores = pick_c((x - mu) / sd, y, (x_dev - mu) / sd, y_dev, grid=PHOTO_C_GRID, class_weight=class_weight)
+    model = LogisticRegression(C=c, max_iter=3000, class_weight=class_weight).fit((x - mu) / sd, y)
+    return PhotoProbe(model, mu, sd, c, scores)
 
 
 def log_probabilities(model: Any, x: np.ndarray) -> np.ndarray:
@@ -178,7 +207,6 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     text probe's rows and their log-probabilities (out of fold for "crisismmd:train"). Returns the
     fused out-of-fold log-probabilities of the training rows with a photo (by their position in
     `text["crisismmd:train"]`) and a summary."""
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import f1_score
 
     from crisislens.distill.teacher_v2_data import _photo_key
@@ -191,15 +219,14 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     dev = photo_labelled(groups, ("crisismmd:dev", "images:heldout"), root, index)
     if not train or not dev:
         raise ValueError(f"{features}: no labelled training or dev photo among its {len(index)} photos")
-    rows = [r for _, _, r in train]
-    mu, sd = pooled[rows].mean(0), pooled[rows].std(0) + 1e-6
+    y_train = [label for _, label, _ in train]
+    probe = fit_photo_probe(pooled[[r for _, _, r in train]], y_train, pooled[[r for _, _, r in dev]],
+                            [label for _, label, _ in dev])
+    c, by_c = probe.c, probe.dev_scores
 
     def x(items: Sequence[tuple[Any, Any, int]]) -> np.ndarray:
-        return (pooled[[r for _, _, r in items]] - mu) / sd
+        return probe.x(pooled[[r for _, _, r in items]])
 
-    y_train = [label for _, label, _ in train]
-    c, by_c = pick_c(x(train), y_train, x(dev), [label for _, label, _ in dev], grid=PHOTO_C_GRID)
-    full = LogisticRegression(C=c, max_iter=3000).fit(x(train), y_train)
     oof = out_of_fold(x(train), y_train, c, folds, seed)
     counts = np.array([y_train.count(name) + 1 for name in LABEL_NAMES], np.float64)
     prior = np.log(counts / counts.sum()).astype(np.float32)
@@ -209,8 +236,8 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
         rows_, logp = text[name]
         found = [(i, index.get(_photo_key(e, root) or "")) for i, e in enumerate(rows_) if e.label and e.text]
         keep = [(i, r) for i, r in found if r is not None]
-        photos = (pooled[[r for _, r in keep]] - mu) / sd
-        return [rows_[i] for i, _ in keep], logp[[i for i, _ in keep]], log_probabilities(full, photos)
+        photos = probe.x(pooled[[r for _, r in keep]])
+        return [rows_[i] for i, _ in keep], logp[[i for i, _ in keep]], log_probabilities(probe.model, photos)
 
     def scores(rows_: list[D.Example], logp: np.ndarray) -> dict[str, float]:
         gold = [e.label for e in rows_]

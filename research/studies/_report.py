@@ -60,3 +60,13 @@ def kept_lines(entries: dict[str, Any], how: str) -> list[str]:
         return []
     return ["", f"Kept from an earlier run of this study ({how}): " + "; ".join(
         f"{n} (commit {str(k.get('git_commit'))[:7]}, {k.get('created')})" for n, k in kept_from) + "."]
+
+
+def numbers(text: str) -> list[float]:
+    """argparse `type=` for a comma-separated list of numbers (`--weights 0,0.1,0.3`)."""
+    import argparse
+
+    try:
+        return [float(w) for w in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: comma-separated numbers") from None

@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from crisislens.runtime.markdown import md_table
-from _report import add_render_only, publish, render_only, run_line  # research/studies/_report.py
+from _report import add_render_only, numbers, publish, render_only, run_line  # research/studies/_report.py
 
 
 def reweight(probs: np.ndarray, source: np.ndarray, target: np.ndarray) -> np.ndarray:
@@ -125,7 +125,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="0,0.1,0.3,1", help="HumAID weights, comma-separated")
+    p.add_argument("--weights", type=numbers, default="0,0.1,0.3,1", help="HumAID weights, comma-separated")
     p.add_argument("--crisislex", type=int, default=2000, help="CrisisLexT26 sample size")
     p.add_argument("--humaid", type=int, default=8000, help="a seeded sample of N HumAID training posts (0: all)")
     p.add_argument("--seed", type=int, default=13, help="the samples' seed")
@@ -137,10 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.render_only:
         return render_only("crisislex_ceiling", a.out, render)
-    try:
-        weights = [float(w) for w in a.weights.split(",")]
-    except ValueError:
-        p.error(f"--weights {a.weights!r}: comma-separated numbers")
+    weights = a.weights
     if a.confusion_weight not in weights:
         p.error(f"--confusion-weight {a.confusion_weight:g}: not one of --weights")
     from crisislens.distill.probe_teacher import cached_rows_embeddings, crisislex_sample, sample_humaid

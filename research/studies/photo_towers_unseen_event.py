@@ -27,7 +27,7 @@ import numpy as np
 
 from crisislens.distill import data as D
 from crisislens.distill import teacher_v2_data as T
-from crisislens.distill.probe_teacher import PHOTO_C_GRID, photo_label
+from crisislens.distill.probe_teacher import fit_photo_probe, photo_label
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.settings import data_root
 from _report import publish, run_line  # research/studies/_report.py
@@ -45,7 +45,6 @@ def labelled(groups: dict[str, list[D.Example]], names: list[str], root: Path) -
 
 
 def probe(tower: str, cache: Path, train: list, dev: list, unseen: list) -> dict[str, Any]:
-    from sklearn.linear_model import LogisticRegression
     from sklearn.metrics import accuracy_score, f1_score
 
     z = np.load(cache / f"photos-{tower}.npz", allow_pickle=False)
@@ -63,15 +62,11 @@ def probe(tower: str, cache: Path, train: list, dev: list, unseen: list) -> dict
         xtr, ytr = xy([r for r in train if r[3] in sources])
         xdev, ydev = xy(dev)
         xk, yk = xy(unseen)
-        mu, sd = xtr.mean(0), xtr.std(0) + 1e-6
-        scores = {c: float(f1_score(ydev, LogisticRegression(C=c, max_iter=3000, class_weight=weights)
-                                    .fit((xtr - mu) / sd, ytr).predict((xdev - mu) / sd), average="macro"))
-                  for c in PHOTO_C_GRID}
-        c = max(scores, key=lambda k: scores[k])
-        pred = LogisticRegression(C=c, max_iter=3000, class_weight=weights).fit((xtr - mu) / sd, ytr).predict((xk - mu) / sd)
+        probe = fit_photo_probe(xtr, ytr, xdev, ydev, class_weight=weights)
+        pred = probe.model.predict(probe.x(xk))
         present = sorted(set(yk))
         confusions = Counter(f"{g} -> {p}" for g, p in zip(yk, pred) if g != p)
-        out[variant] = {"C": c, "train_photos": len(ytr), "dev_macro_f1": scores[c],
+        out[variant] = {"C": probe.c, "train_photos": len(ytr), "dev_macro_f1": probe.dev_scores[probe.c],
                         "kerala_accuracy": float(accuracy_score(yk, pred)),
                         "kerala_macro_f1": float(f1_score(yk, pred, labels=present, average="macro")),
                         "kerala_errors": dict(confusions.most_common(5))}

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from crisislens.runtime.markdown import md_table
-from _report import publish, run_line  # research/studies/_report.py
+from _report import numbers, publish, run_line  # research/studies/_report.py
 
 FOCUS = ("affected_individuals", "other_relevant_information")
 
@@ -69,7 +69,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--weights", default="0,0.1,0.3,1", help="HumAID weights, comma-separated")
+    p.add_argument("--weights", type=numbers, default="0,0.1,0.3,1", help="HumAID weights, comma-separated")
     p.add_argument("--crisislex", type=int, default=2000, help="CrisisLexT26 sample size")
     p.add_argument("--humaid", type=int, default=0, help="a seeded sample of N HumAID training posts (0: all)")
     p.add_argument("--seed", type=int, default=13, help="the samples' seed")
@@ -78,10 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"))
     p.add_argument("--out", type=Path, default=Path("research/results"))
     a = p.parse_args(argv)
-    try:
-        weights = [float(w) for w in a.weights.split(",")]
-    except ValueError:
-        p.error(f"--weights {a.weights!r}: comma-separated numbers")
+    weights = a.weights
     from crisislens.distill.probe_teacher import build
     from crisislens.distill.teacher_v2_data import gather
 
