@@ -99,18 +99,28 @@ def iou(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / max(len(a | b), 1)
 
 
-def grey_out(pixels: np.ndarray, cells: Sequence[int], grid: int) -> np.ndarray:
-    """A copy of one photo's pixels [3, S, S] with the patch-grid `cells` set to 0 (the mean)."""
+FILLS = ("grey", "cell-mean")
+
+
+def grey_out(pixels: np.ndarray, cells: Sequence[int], grid: int, fill: str = "grey") -> np.ndarray:
+    """A copy of one photo's pixels [3, S, S] with the patch-grid `cells` deleted: set to 0 (the
+    preprocessing mean: `fill="grey"`) or each to its own mean colour (`"cell-mean"`: the colour
+    stays, the shapes go; a check on a model trained against grey deletions)."""
+    if fill not in FILLS:
+        raise ValueError(f"fill {fill!r}: one of {', '.join(FILLS)}")
     out = pixels.copy()
     size = pixels.shape[-1]
     edges = np.linspace(0, size, grid + 1).round().astype(int)
     for c in cells:
         r, q = divmod(int(c), grid)
-        out[:, edges[r] : edges[r + 1], edges[q] : edges[q + 1]] = 0.0
+        cell = out[:, edges[r] : edges[r + 1], edges[q] : edges[q + 1]]
+        cell[...] = 0.0 if fill == "grey" else cell.mean(axis=(1, 2), keepdims=True)
     return out
 
 
-def deletion(engine: Engine, scored: Scored, k: int = TOP_K, draws: int = 5, seed: int = 13) -> dict[str, Any]:
+def deletion(
+    engine: Engine, scored: Scored, k: int = TOP_K, draws: int = 5, seed: int = 13, fill: str = "grey"
+) -> dict[str, Any]:
     """Mean drop of the predicted class's probability when the top-k patches are greyed out,
     against k random patches (`draws` seeded draws per post), over the posts with a photo."""
     rng = np.random.default_rng(seed)
@@ -130,7 +140,7 @@ def deletion(engine: Engine, scored: Scored, k: int = TOP_K, draws: int = 5, see
             variants = [sorted(top_k(scored.patches[j : j + 1], k)[0])]
             variants += [sorted(rng.choice(m, k, replace=False).tolist()) for _ in range(draws)]
             one = {name: feeds[name][i : i + 1] for name in ("input_ids", "attention_mask")}
-            pixels = np.stack([grey_out(feeds["pixel_values"][photo], cells, grid) for cells in variants])
+            pixels = np.stack([grey_out(feeds["pixel_values"][photo], cells, grid, fill) for cells in variants])
             batch = {
                 "input_ids": np.repeat(one["input_ids"], len(variants), 0),
                 "attention_mask": np.repeat(one["attention_mask"], len(variants), 0),
@@ -148,6 +158,7 @@ def deletion(engine: Engine, scored: Scored, k: int = TOP_K, draws: int = 5, see
         "posts": len(top_drops),
         "k": k,
         "random_draws": draws,
+        "fill": fill,
         "mean_drop_top_k": top,
         "mean_drop_random_k": rand,
         "ratio": top / rand if rand > 1e-6 else None,
@@ -214,6 +225,9 @@ def photo_evidence(
     result["deletion"] = {
         "crisismmd_test_with_photo": deletion(engine, both, draws=draws),
         f"{event} photo only": deletion(engine, alone, draws=draws),
+        # The same posts with the cells kept at their mean colour: a model trained against grey
+        # deletions (`loss.deletion`) could have learnt grey squares, not its patches.
+        "crisismmd_test_with_photo, cells at their mean colour": deletion(engine, both, draws=draws, fill="cell-mean"),
     }
     shown = both.patches[used]
     result["agreement"] = {"unrelated_photos_top_k_iou": unrelated_iou(shown), "k": TOP_K}
@@ -272,7 +286,8 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
         "## Patch deletion",
         "",
         "Drop of the predicted class's probability when the top-5 rationale patches are greyed out, "
-        "against 5 random patches (mean of the random draws per post).",
+        "against 5 random patches (mean of the random draws per post); the last row deletes them by "
+        "setting each cell to its own mean colour instead of grey.",
         "",
         *md_table(
             ["posts", "n", "mean drop, top-5", "mean drop, random 5", "ratio"],

@@ -68,10 +68,11 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         p = r["photos"]
         w, h = p["crisismmd_test_with_photo"], p["photo_only_unseen_event"]
         d = next(iter(p["deletion"].values()))
+        flat = p["deletion"].get("crisismmd_test_with_photo, cells at their mean colour")
         seeds = p["agreement"].get("same_posts_top_k_iou")
         photos.append((name, f"{w['text_and_photo']['macro_f1']:.4f}", f"{w['text_only']['macro_f1']:.4f}",
                        f"{w['gain_macro_f1']:+.4f}", f"{h['accuracy']:.4f}", f"{h['macro_f1']:.4f}",
-                       deletion_cell(d),
+                       deletion_cell(d), "–" if flat is None else deletion_cell(flat),
                        f"{p['agreement']['unrelated_photos_top_k_iou']:.3f}", "–" if seeds is None else f"{seeds:.3f}"))
         q = r["rationales"]
         ratio = q["faithfulness"]["comprehensiveness_ratio"]
@@ -87,7 +88,8 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
              f"## Photos (CrisisMMD test posts with a photo; {h['event']} photos alone, "
              f"most common class {h['majority_accuracy']:.4f})", "",
              *md_table(["bundle", "text + photo F1", "text only F1", "gain", f"{h['event']} accuracy",
-                        f"{h['event']} Macro-F1", "top-5 / random deletion", "unrelated top-5 IoU",
+                        f"{h['event']} Macro-F1", "top-5 / random deletion", "same, cells at their mean colour",
+                        "unrelated top-5 IoU",
                         "top-5 IoU with another seed"], photos), "",
              "## Word rationales", "",
              *md_table(["bundle", "Hagupit token F1", "comprehensiveness", "random", "ratio"], words)]
