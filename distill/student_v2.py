@@ -28,7 +28,7 @@ import json
 import random
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,7 @@ from crisislens.distill.loop import (
     run_summary,
     set_seed,
 )
+from crisislens.distill.teacher import TeacherInputs
 from crisislens.distill.student import (
     RationaleStudent,
     StudentConfig,
@@ -96,6 +97,15 @@ class LossWeights:
     patch_teacher: float = 1.0
     patch_rank: float = 0.5
     patch_rank_temperature: float = 0.02
+    # Deletion: the named patches must be the ones the answer depends on. Up to `deletion_rows`
+    # posts with a photo per batch are also run with their top-k patches, and with k random
+    # patches, greyed out in the pixels (through the frozen tower: `PixelDeletion`); the hinge
+    # asks the predicted class's probability to fall by at least `deletion_ratio` x the random
+    # deletion's change + `deletion_margin`. 0: off (one forward per batch, cached features only).
+    deletion: float = 0.0
+    deletion_ratio: float = 3.0
+    deletion_margin: float = 0.05
+    deletion_rows: int = 8
 
 
 @dataclass
@@ -352,8 +362,77 @@ def _bce(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight:
     return F.binary_cross_entropy(scores.clamp(1e-6, 1 - 1e-6)[mask], target[mask], weight=w)
 
 
+class PixelDeletion:
+    """Photos with patch-grid cells greyed out, through the student's frozen image tower: the
+    features `evaluation.photos.deletion` measures the runtime on, made during training.
+    (Replacing the cached features of the deleted cells by a grey photo's is no stand-in: on
+    Lite0's 7 x 7 grid it lands further from the greyed-out photo's features than the untouched
+    photo does, because the tower spreads each cell over its neighbours.)"""
+
+    def __init__(self, config: StudentConfig, keep: int = 4096):  # float16 224 px photos: 300 KB each
+        self.image_config = student_image_config(config)
+        self.grid = config.patch_grid
+        self.tower = student_image_tower(config).eval()
+        self.keep = keep
+        self._pixels: dict[str, np.ndarray] = {}
+
+    def pixels(self, image: Path) -> np.ndarray:
+        from crisislens.runtime.preprocessing import load_image
+
+        key = str(image)
+        if key not in self._pixels:
+            if len(self._pixels) >= self.keep:
+                self._pixels.pop(next(iter(self._pixels)))
+            self._pixels[key] = load_image(image, self.image_config)[0].astype(np.float16)
+        return self._pixels[key]
+
+    @torch.no_grad()
+    def __call__(self, images: Sequence[Path], cells: torch.Tensor) -> torch.Tensor:
+        """[B, M, C]: photo `images[i]` with the cells `cells[i]` ([B, M] bool) greyed out."""
+        from crisislens.evaluation.photos import grey_out
+
+        arrays = [grey_out(self.pixels(image).astype(np.float32), row.nonzero().squeeze(1).tolist(), self.grid)
+                  for image, row in zip(images, cells)]
+        return self.tower(torch.from_numpy(np.stack(arrays)).float())
+
+
+def deletion_loss(model: RationaleStudent, inputs: TeacherInputs, out: Any,
+                  delete: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ratio: float, margin: float,
+                  rows: int = 0, generator: torch.Generator | None = None) -> torch.Tensor | None:
+    """Hinge on deletion faithfulness over the posts with a photo (at most `rows` of them, drawn;
+    0: all): the predicted class's probability must fall by at least `ratio` x |its change when k
+    random patches are deleted| + `margin` when the top-k patches (`out.patch_rationale`) are.
+    `delete(idx, cells)` gives the features of photos `idx` [B] with `cells` [B, M] deleted."""
+    has = inputs.image_present.bool() & out.patch_rationale.any(1)
+    if not bool(has.any()):
+        return None
+    idx = has.nonzero().squeeze(1)
+    if rows and len(idx) > rows:
+        idx = idx[torch.randperm(len(idx), generator=generator)[:rows]].sort().values
+    top = out.patch_rationale[idx]
+    b, m = top.shape
+    valid = torch.ones(b, m, dtype=torch.bool) if inputs.patch_mask is None else inputs.patch_mask[idx].bool()
+    noise = torch.rand(b, m, generator=generator).masked_fill(~valid, 2.0)
+    rand = noise.argsort(1).argsort(1) < top.sum(1, keepdim=True)
+
+    def twice(t: torch.Tensor | None) -> torch.Tensor | None:
+        return None if t is None else torch.cat([t[idx]] * 2)
+
+    sub = TeacherInputs(input_ids=twice(inputs.input_ids), attention_mask=twice(inputs.attention_mask),
+                        image_present=twice(inputs.image_present), text_states=twice(inputs.text_states),
+                        image_features=delete(torch.cat([idx, idx]), torch.cat([top, rand])),
+                        patch_mask=twice(inputs.patch_mask))
+    probs = model(sub).logits.softmax(-1)
+    base = out.logits[idx].detach().softmax(-1)
+    pred = base.argmax(1, keepdim=True)
+    p0 = base.gather(1, pred).squeeze(1)
+    p_top, p_rand = probs[:b].gather(1, pred).squeeze(1), probs[b:].gather(1, pred).squeeze(1)
+    return F.relu(ratio * (p0 - p_rand).abs() + margin - (p0 - p_top)).mean()
+
+
 def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Features, teacher: TeacherV2,
-               weights: LossWeights, cw: torch.Tensor | None) -> tuple[torch.Tensor, dict[str, float]]:
+               weights: LossWeights, cw: torch.Tensor | None,
+               deleter: PixelDeletion | None = None) -> tuple[torch.Tensor, dict[str, float]]:
     inputs, human, has_human = features.batch(batch)
     out = model(inputs)
     b, n = inputs.input_ids.shape
@@ -418,6 +497,12 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
         logq = F.log_softmax((out.patch_scores / tt).masked_fill(~valid, neg), -1)[rows_p]
         rank = (target * (target.clamp_min(1e-12).log() - logq)).masked_fill(~valid[rows_p], 0.0).sum(-1).mean()
     add("patch_rank", weights.patch_rank, rank)
+    if weights.deletion:
+        if deleter is None:
+            raise ValueError("loss.deletion needs the photos' pixels (deleter=PixelDeletion(...))")
+        add("deletion", weights.deletion, deletion_loss(
+            model, inputs, out, lambda idx, cells: deleter([batch[int(i)].image for i in idx], cells),  # type: ignore[misc]
+            weights.deletion_ratio, weights.deletion_margin, rows=weights.deletion_rows))
     return total, parts
 
 
@@ -497,6 +582,7 @@ def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
     steps = (len(rows.train_epoch(config, 0)) + config.batch_size - 1) // config.batch_size
 
     tuned_text = [p for p in model.text.parameters() if p.requires_grad]
+    deleter = PixelDeletion(config.model) if config.loss.deletion else None
 
     def batches(epoch: int) -> list[list[D.Example]]:
         for p in tuned_text:  # frozen during the first text_frozen_epochs (no gradient: AdamW skips it)
@@ -518,11 +604,11 @@ def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
 
     loop = EpochLoop(
         model=model, optimizer=optimizer, schedule=WarmupLinear(optimizer, steps, config.epochs), last=last,
-        batches=batches, step_loss=lambda batch: batch_loss(model, batch, features, teacher, config.loss, cw),
+        batches=batches, step_loss=lambda batch: batch_loss(model, batch, features, teacher, config.loss, cw, deleter),
         dev=dev, save_best=lambda epoch, s: save_student(model, out / "best.pt", {"epoch": epoch, "dev": s,
                                                                                    "trainer": "student_v2"}),
         progress=lambda sums: mean_parts(sums, ("ce", "kd", "token_teacher", "token_human", "patch_teacher",
-                                                "patch_rank")),
+                                                "patch_rank", "deletion")),
         progress_every=20)
     stopped = run_epochs(loop, state, epochs=config.epochs, patience=config.patience, batch_size=config.batch_size,
                          started=started, max_minutes=config.max_minutes)

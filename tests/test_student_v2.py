@@ -65,6 +65,12 @@ def test_top_k_iou_and_greying_out_cells():
     out = photos.grey_out(pixels, [0, 8], grid=3)
     assert out[:, :2, :2].sum() == 0 and out[:, 4:, 4:].sum() == 0 and out.sum() == 3 * (36 - 8)
     assert pixels.sum() == 3 * 36  # the input is left as it was
+    varied = np.random.default_rng(0).normal(size=(3, 6, 6)).astype(np.float32)
+    flat = photos.grey_out(varied, [0], grid=3, fill="cell-mean")
+    assert np.allclose(flat[:, :2, :2], varied[:, :2, :2].mean(axis=(1, 2), keepdims=True))  # colour kept, shapes gone
+    assert np.array_equal(flat[:, 2:, :], varied[:, 2:, :])
+    with pytest.raises(ValueError, match="fill 'blur'"):
+        photos.grey_out(varied, [0], grid=3, fill="blur")
     same = np.tile(np.array([[0.9, 0.8, 0.1, 0.0]]), (10, 1))
     assert photos.unrelated_iou(same, pairs=20, k=2) == 1.0
 
@@ -436,3 +442,53 @@ def test_a_local_patch_pool_gives_the_class_the_named_patches_own_features():
     fused.load_state_dict(model.state_dict())
     with torch.no_grad():
         assert not torch.allclose(fused(inputs).logits[0], out.logits[0])  # the fused states, pooled
+
+
+def test_the_deletion_loss_compares_the_top_patches_deleted_with_random_ones_deleted():
+    from crisislens.distill.student_v2 import deletion_loss
+
+    model = tiny_student(photo_head=True).eval()  # no dropout: the two passes compare exactly
+    inputs = batch()  # post 0: words + photo, 1: words, 2: photo only
+
+    def delete(idx, cells):  # a stand-in for PixelDeletion: zero the cells' features
+        return inputs.image_features[idx].masked_fill(cells.unsqueeze(-1), 0.0)
+
+    out = model(inputs)
+    loss = deletion_loss(model, inputs, out, delete, ratio=0.0, margin=1.0, generator=torch.Generator().manual_seed(0))
+    # by hand, with ratio 0: mean of margin - (p0 - p_top) over the two posts with a photo
+    again = batch()
+    again.image_features = inputs.image_features.masked_fill(out.patch_rationale.unsqueeze(-1), 0.0)
+    with torch.no_grad():
+        p, q = out.logits.softmax(-1), model(again).logits.softmax(-1)
+    pred = p.argmax(1)
+    expected = torch.stack([1.0 - (p[i, pred[i]] - q[i, pred[i]]) for i in (0, 2)]).mean()
+    assert torch.allclose(loss.detach(), expected, atol=1e-5)
+    loss.backward()
+    assert float(model.patch_proj[1].weight.grad.abs().sum()) > 0  # it trains what reads the photo
+    one = deletion_loss(model, inputs, model(inputs), delete, 3.0, 0.05, rows=1)
+    assert one is not None and torch.isfinite(one)
+    no_photo = batch()
+    no_photo.image_present = torch.zeros(3, dtype=torch.bool)
+    assert deletion_loss(model, no_photo, model(no_photo), delete, 3.0, 0.05) is None
+
+
+def test_pixel_deletion_greys_out_the_cells_before_the_tower(tmp_path):
+    from PIL import Image
+
+    from crisislens.distill.student import StudentConfig
+    from crisislens.distill.student_v2 import PixelDeletion
+    from crisislens.runtime.preprocessing import load_image
+
+    config = StudentConfig(image_size=64, image_blocks=2, image_channels=24)
+    rng = np.random.default_rng(0)
+    path = tmp_path / "photo.png"
+    Image.fromarray(rng.integers(0, 255, (80, 80, 3), dtype=np.uint8)).save(path)
+    deleter = PixelDeletion(config)
+    m = config.patch_grid**2
+    none, some = torch.zeros(1, m, dtype=torch.bool), torch.zeros(1, m, dtype=torch.bool)
+    some[0, :5] = True
+    a, b = deleter([path, path], torch.cat([none, some]))
+    pixels = torch.from_numpy(load_image(path, deleter.image_config)[0])[None]
+    with torch.no_grad():
+        assert torch.allclose(a, deleter.tower(pixels)[0], atol=1e-5)
+    assert a.shape == (m, 24) and not torch.allclose(a, b)
