@@ -563,3 +563,46 @@ def test_student_v2_shows_the_deletion_drops_where_there_is_no_ratio(tmp_path: P
         "n/a (drops -0.0015 / -0.0055)")
     with pytest.raises(SystemExit):
         student_v2.main(["--out", str(tmp_path)])  # neither a bundle nor --render-only
+
+
+def test_patch_token_deletion_measures_both_deletions_and_where_greying_lands(tmp_path: Path):
+    from types import SimpleNamespace
+
+    import patch_token_deletion as ptd
+
+    from crisislens.distill import data as D
+    from crisislens.distill.student import save_student
+    from tests.test_student import tiny_student
+    from tests.test_teacher import batch
+
+    class Local:  # a tower whose greyed cells change only themselves
+        grid = 3
+
+        def __call__(self, images, cells):
+            return torch.ones(len(images), 9, 16).masked_fill(cells.unsqueeze(-1), 0.0)
+
+    s = ptd.spread(Local(), [tmp_path / "a.jpg"] * 3, np.random.default_rng(0), k=2)
+    assert s["photos"] == 3 and s["share_on_greyed_cells"] == pytest.approx(1.0) and s["even_share"] == pytest.approx(2 / 9)
+
+    run = tmp_path / "run"
+    run.mkdir()
+    save_student(tiny_student(photo_head=True), run / "best.pt")
+    inputs = batch()  # post 0: words + photo, 1: words, 2: photo only
+    posts = [D.Example(id=str(i), text="x", image=tmp_path / f"{i}.jpg", label=None, source="crisismmd") for i in (0, 2)]
+    features = SimpleNamespace(
+        root=tmp_path, images=SimpleNamespace(index={"0.jpg": 0, "2.jpg": 1}),
+        batch=lambda rows: (type(inputs)(**{k: None if v is None else v[[int(e.id) for e in rows]]
+                                            for k, v in inputs.__dict__.items()}), None, None))
+
+    def grey(images, cells):
+        return inputs.image_features[[int(Path(i).stem) for i in images]].masked_fill(cells.unsqueeze(-1), 0.0)
+
+    out = ptd.drops(run, {"both": posts}, features, grey, draws=3, seed=0)["both"]
+    assert out["posts"] == 2
+    for how in ("pixels", "tokens"):
+        d = out[how]
+        assert np.isfinite(d["mean_drop_top_k"]) and np.isfinite(d["mean_drop_random_k"])
+        assert d["ratio"] is None or d["ratio"] == pytest.approx(d["mean_drop_top_k"] / d["mean_drop_random_k"])
+    text = ptd.render({"spread": s, "draws": 3, "runs": {"run": {"both": out}}, "seconds": 1.0},
+                      {"command": "c", "git_commit": "abcdef0", "created": "now"})
+    assert "100.0% of the change" in text and "| run | both (2) |" in text
