@@ -101,6 +101,38 @@ def drops(run: Path, rows: Any, features: Any, deleter: Any, draws: int, seed: i
     return out
 
 
+def agreement(a: Path, b: Path, rows: Any, features: Any) -> dict[str, Any]:
+    """Mean top-k IoU between two runs' patches on the same posts (e.g. two seeds), and between
+    unrelated posts' patches within run `a` (random pairs)."""
+    import torch
+
+    from crisislens.distill.features import image_key
+    from crisislens.distill.student import load_student
+
+    models = [load_student(r / "best.pt").eval() for r in (a, b)]
+    out: dict[str, Any] = {}
+    rng = np.random.default_rng(13)
+    for name, examples in rows.items():
+        examples = [e for e in examples if image_key(features.root, e.image) in features.images.index]
+        tops: list[list[Any]] = [[], []]
+        for lo in range(0, len(examples), 16):
+            inputs, _, _ = features.batch(examples[lo : lo + 16])
+            with torch.no_grad():
+                for j, model in enumerate(models):
+                    tops[j].append(model(inputs).patch_rationale)
+        ta, tb = torch.cat(tops[0]), torch.cat(tops[1])
+
+        def iou(x: Any, y: Any) -> Any:
+            return (x & y).sum(-1).double() / (x | y).sum(-1).clamp_min(1).double()
+
+        pairs = rng.choice(len(ta), (2000, 2))
+        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
+        out[name] = {"posts": len(ta), "same_posts": float(iou(ta, tb).mean()),
+                     "unrelated_posts": float(iou(ta[pairs[:, 0]], ta[pairs[:, 1]]).mean())}
+        print(f"{a.name} vs {b.name} {name}: {out[name]}", file=sys.stderr)
+    return out
+
+
 def cell(d: dict[str, Any]) -> str:
     r = "n/a" if d["ratio"] is None else f"{d['ratio']:.2f}x"
     return f"{d['mean_drop_top_k']:+.4f} / {d['mean_drop_random_k']:+.4f} ({r})"
@@ -122,12 +154,24 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         "## Mean drop of the predicted class's probability: top-5 patches / 5 random ones (ratio)", "",
         f"Random: {result['draws']} seeded draws per post. Pixels: the cells greyed out, the tower run again. "
         "Tokens: the cells masked out of the fusion's attention and the rationale pool.", "",
-        *md_table(["student run", "posts", "pixels greyed out", "patch tokens removed"], rows), ""])
+        *md_table(["student run", "posts", "pixels greyed out", "patch tokens removed"], rows), "",
+        *agreement_lines(result.get("agreement", {}))])
+
+
+def agreement_lines(found: dict[str, Any]) -> list[str]:
+    if not found:
+        return []
+    rows = [(pair, f"{name} ({d['posts']})", f"{d['same_posts']:.3f}", f"{d['unrelated_posts']:.3f}")
+            for pair, sets in found.items() for name, d in sets.items()]
+    return ["## Top-5 patches: two seeds on the same posts, and unrelated posts", "",
+            *md_table(["runs", "posts", "same posts, mean IoU", "unrelated posts (first run), mean IoU"], rows), ""]
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--run", action="append", type=Path, default=[], help="student v2 run folder (best.pt)")
+    p.add_argument("--pair", action="append", default=[], metavar="RUN_A:RUN_B",
+                   help="two runs (e.g. seeds) whose top-5 patches are compared on the same posts")
     p.add_argument("--draws", type=int, default=5)
     p.add_argument("--seed", type=int, default=13)
     p.add_argument("--data-root", type=Path, default=Path("../shared/data"))
@@ -136,8 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     if a.render_only:
         return render_only("patch_token_deletion", a.out, render)
-    if not a.run:
-        p.error("give at least one --run")
+    if not a.run and not a.pair:
+        p.error("give at least one --run or --pair")
     import torch
 
     from crisislens.distill.student import load_student
@@ -148,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     root = resolve_data_root(str(a.data_root))
     rows = gather_rows(root, 13)
-    first = load_student(a.run[0] / "best.pt")
+    first = load_student((a.run[0] if a.run else Path(a.pair[0].partition(":")[0])) / "best.pt")
     config = StudentV2Config(model=first.config)
     features = build_v2_features(rows, root, config, first)
     deleter = PixelDeletion(first.config)
@@ -159,6 +203,13 @@ def main(argv: list[str] | None = None) -> int:
         "draws": a.draws,
         "runs": {str(r.name): drops(r, sets, features, deleter, a.draws, a.seed) for r in a.run},
     }
+    result["agreement"] = {}
+    for pair in a.pair:
+        first_run, sep, second_run = pair.partition(":")
+        if not sep:
+            p.error(f"--pair {pair!r}: give RUN_A:RUN_B")
+        result["agreement"][f"{Path(first_run).name} vs {Path(second_run).name}"] = agreement(
+            Path(first_run), Path(second_run), sets, features)
     result["seconds"] = round(time.perf_counter() - started, 1)
     publish("patch_token_deletion", " ".join(["python", "research/studies/patch_token_deletion.py", *(argv or sys.argv[1:])]),
             result, render, a.out)

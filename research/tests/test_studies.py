@@ -603,6 +603,10 @@ def test_patch_token_deletion_measures_both_deletions_and_where_greying_lands(tm
         d = out[how]
         assert np.isfinite(d["mean_drop_top_k"]) and np.isfinite(d["mean_drop_random_k"])
         assert d["ratio"] is None or d["ratio"] == pytest.approx(d["mean_drop_top_k"] / d["mean_drop_random_k"])
-    text = ptd.render({"spread": s, "draws": 3, "runs": {"run": {"both": out}}, "seconds": 1.0},
+    same = ptd.agreement(run, run, {"both": posts}, features)["both"]
+    assert same["posts"] == 2 and same["same_posts"] == 1.0  # a run agrees with itself
+    text = ptd.render({"spread": s, "draws": 3, "runs": {"run": {"both": out}}, "seconds": 1.0,
+                       "agreement": {"run vs run": {"both": same}}},
                       {"command": "c", "git_commit": "abcdef0", "created": "now"})
     assert "100.0% of the change" in text and "| run | both (2) |" in text
+    assert "| run vs run | both (2) | 1.000 |" in text
