@@ -365,9 +365,8 @@ def _bce(scores: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, weight:
 class PixelDeletion:
     """Photos with patch-grid cells greyed out, through the student's frozen image tower: the
     features `evaluation.photos.deletion` measures the runtime on, made during training.
-    (Replacing the cached features of the deleted cells by a grey photo's is no stand-in: on
-    Lite0's 7 x 7 grid it lands further from the greyed-out photo's features than the untouched
-    photo does, because the tower spreads each cell over its neighbours.)"""
+    (Replacing the cached features of the deleted cells by a grey photo's is no stand-in: the
+    tower spreads each cell over the whole 7 x 7 grid; research/results/patch_token_deletion.md.)"""
 
     def __init__(self, config: StudentConfig, keep: int = 4096):  # float16 224 px photos: 300 KB each
         self.image_config = student_image_config(config)
