@@ -395,6 +395,15 @@ class PixelDeletion:
         return self.tower(torch.from_numpy(np.stack(arrays)).float())
 
 
+def random_cells(top: torch.Tensor, generator: torch.Generator | None = None,
+                 valid: torch.Tensor | None = None) -> torch.Tensor:
+    """[B, M] bool: per row, as many random cells as `top` [B, M] marks, never one `valid` rules out."""
+    noise = torch.rand(top.shape, generator=generator)
+    if valid is not None:
+        noise = noise.masked_fill(~valid, 2.0)
+    return noise.argsort(1).argsort(1) < top.sum(1, keepdim=True)
+
+
 def deletion_loss(model: RationaleStudent, inputs: TeacherInputs, out: Any,
                   delete: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], ratio: float, margin: float,
                   rows: int = 0, generator: torch.Generator | None = None) -> torch.Tensor | None:
@@ -409,10 +418,8 @@ def deletion_loss(model: RationaleStudent, inputs: TeacherInputs, out: Any,
     if rows and len(idx) > rows:
         idx = idx[torch.randperm(len(idx), generator=generator)[:rows]].sort().values
     top = out.patch_rationale[idx]
-    b, m = top.shape
-    valid = torch.ones(b, m, dtype=torch.bool) if inputs.patch_mask is None else inputs.patch_mask[idx].bool()
-    noise = torch.rand(b, m, generator=generator).masked_fill(~valid, 2.0)
-    rand = noise.argsort(1).argsort(1) < top.sum(1, keepdim=True)
+    b = len(top)
+    rand = random_cells(top, generator, None if inputs.patch_mask is None else inputs.patch_mask[idx].bool())
 
     def twice(t: torch.Tensor | None) -> torch.Tensor | None:
         return None if t is None else torch.cat([t[idx]] * 2)

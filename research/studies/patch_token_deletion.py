@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -52,43 +53,49 @@ def spread(deleter: Any, images: list[Path], rng: np.random.Generator, k: int = 
     return {"photos": len(shares), "share_on_greyed_cells": float(np.mean(shares)), "even_share": k / m}
 
 
+def with_photo(examples: list[Any], features: Any) -> list[Any]:
+    from crisislens.distill.features import image_key
+
+    return [e for e in examples if image_key(features.root, e.image) in features.images.index]
+
+
+def batches(examples: list[Any], features: Any) -> Any:
+    """(posts, model inputs) 16 at a time."""
+    for lo in range(0, len(examples), 16):
+        yield examples[lo : lo + 16], features.batch(examples[lo : lo + 16])[0]
+
+
 def drops(run: Path, rows: Any, features: Any, deleter: Any, draws: int, seed: int) -> dict[str, Any]:
     import torch
 
     from crisislens.distill.student import load_student
-    from crisislens.distill.features import image_key
+    from crisislens.distill.student_v2 import random_cells
 
     model = load_student(run / "best.pt").eval()
     out: dict[str, Any] = {}
     for name, examples in rows.items():
-        examples = [e for e in examples if image_key(features.root, e.image) in features.images.index]
+        examples = with_photo(examples, features)
         gen = torch.Generator().manual_seed(seed)
         top_px, rand_px, top_tok, rand_tok = [], [], [], []
-        for lo in range(0, len(examples), 16):
-            batch = examples[lo : lo + 16]
-            inputs, _, _ = features.batch(batch)
+        for batch, inputs in batches(examples, features):
             with torch.no_grad():
                 base = model(inputs)
                 p = base.logits.softmax(-1)
                 pred = p.argmax(1, keepdim=True)
                 p0 = p.gather(1, pred).squeeze(1)
                 top = base.patch_rationale
-                b, m = top.shape
 
-                def prob(feats: Any = None, keep: Any = None) -> Any:
-                    x = inputs if feats is None else type(inputs)(**{**inputs.__dict__, "image_features": feats})
-                    if keep is not None:
-                        x = type(inputs)(**{**x.__dict__, "patch_mask": keep})
-                    return model(x).logits.softmax(-1).gather(1, pred).squeeze(1)
+                def prob(**changed: Any) -> Any:
+                    return model(replace(inputs, **changed)).logits.softmax(-1).gather(1, pred).squeeze(1)
 
                 images = [e.image for e in batch]
-                top_px.append(p0 - prob(feats=deleter(images, top)))
-                top_tok.append(p0 - prob(keep=~top))
+                top_px.append(p0 - prob(image_features=deleter(images, top)))
+                top_tok.append(p0 - prob(patch_mask=~top))
                 rp, rt = [], []
                 for _ in range(draws):
-                    rand = torch.rand(b, m, generator=gen).argsort(1).argsort(1) < top.sum(1, keepdim=True)
-                    rp.append(p0 - prob(feats=deleter(images, rand)))
-                    rt.append(p0 - prob(keep=~rand))
+                    rand = random_cells(top, gen)
+                    rp.append(p0 - prob(image_features=deleter(images, rand)))
+                    rt.append(p0 - prob(patch_mask=~rand))
                 rand_px.append(torch.stack(rp).mean(0))
                 rand_tok.append(torch.stack(rt).mean(0))
 
@@ -103,32 +110,26 @@ def drops(run: Path, rows: Any, features: Any, deleter: Any, draws: int, seed: i
 
 def agreement(a: Path, b: Path, rows: Any, features: Any) -> dict[str, Any]:
     """Mean top-k IoU between two runs' patches on the same posts (e.g. two seeds), and between
-    unrelated posts' patches within run `a` (random pairs)."""
+    unrelated posts' patches within run `a` (random pairs): `evaluation.photos`' measures, as the
+    runtime's `crisislens eval photos --against` takes them."""
     import torch
 
-    from crisislens.distill.features import image_key
     from crisislens.distill.student import load_student
+    from crisislens.evaluation.photos import iou, top_k, unrelated_iou
 
     models = [load_student(r / "best.pt").eval() for r in (a, b)]
+    k = models[0].config.top_k_patches
     out: dict[str, Any] = {}
-    rng = np.random.default_rng(13)
     for name, examples in rows.items():
-        examples = [e for e in examples if image_key(features.root, e.image) in features.images.index]
-        tops: list[list[Any]] = [[], []]
-        for lo in range(0, len(examples), 16):
-            inputs, _, _ = features.batch(examples[lo : lo + 16])
+        examples = with_photo(examples, features)
+        scores: list[list[Any]] = [[], []]
+        for _, inputs in batches(examples, features):
             with torch.no_grad():
                 for j, model in enumerate(models):
-                    tops[j].append(model(inputs).patch_rationale)
-        ta, tb = torch.cat(tops[0]), torch.cat(tops[1])
-
-        def iou(x: Any, y: Any) -> Any:
-            return (x & y).sum(-1).double() / (x | y).sum(-1).clamp_min(1).double()
-
-        pairs = rng.choice(len(ta), (2000, 2))
-        pairs = pairs[pairs[:, 0] != pairs[:, 1]]
-        out[name] = {"posts": len(ta), "same_posts": float(iou(ta, tb).mean()),
-                     "unrelated_posts": float(iou(ta[pairs[:, 0]], ta[pairs[:, 1]]).mean())}
+                    scores[j].append(model(inputs).patch_scores.numpy())
+        sa, sb = np.concatenate(scores[0]), np.concatenate(scores[1])
+        out[name] = {"posts": len(sa), "same_posts": float(np.mean([iou(x, y) for x, y in zip(top_k(sa, k), top_k(sb, k))])),
+                     "unrelated_posts": unrelated_iou(sa, k=k)}
         print(f"{a.name} vs {b.name} {name}: {out[name]}", file=sys.stderr)
     return out
 
