@@ -434,13 +434,14 @@ def load_student(path: Any, image_tower: nn.Module | None = None) -> RationaleSt
 
 class StudentExport(nn.Module):
     """Tensor-in, tensor-out wrapper the ONNX export and latency runs use:
-    (input_ids [B, S], attention_mask [B, S], pixel_values [K, 3, H, W], image_index [B])
-    -> (logits, token_scores, patch_scores).
+    (input_ids [B, S], attention_mask [B, S], pixel_values [K, 3, H, W], image_index [B],
+    patch_keep [B, M]) -> (logits, token_scores, patch_scores).
 
     The photos come as their own batch of K (only the posts that have one): `image_index[i]` is
     the row of post i's photo in `pixel_values`, or -1 without one. So a batch of text-only
     posts runs the image tower on one placeholder image (K = 1, all indices -1), not on B blank
-    pictures."""
+    pictures. `patch_keep` 0 removes a patch as a token (out of the fusion's attention and the
+    rationale pool: the deletion test); all ones (the default) keeps every patch."""
 
     def __init__(self, student: RationaleStudent):
         super().__init__()
@@ -449,11 +450,13 @@ class StudentExport(nn.Module):
         self.student = student
         self.student.skip_empty_image = False
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, image_index: Tensor):
+    def forward(self, input_ids: Tensor, attention_mask: Tensor, pixel_values: Tensor, image_index: Tensor,
+                patch_keep: Tensor | None = None):
         features = self.student.image(pixel_values)  # [K, M, C]
         present = image_index >= 0
         gathered = features[image_index.clamp(min=0)]  # [B, M, C]; rows without a photo are masked
-        out = self.student(TeacherInputs(input_ids, attention_mask, present, image_features=gathered))
+        keep = None if patch_keep is None else patch_keep > 0
+        out = self.student(TeacherInputs(input_ids, attention_mask, present, image_features=gathered, patch_mask=keep))
         return out.logits, out.token_scores, out.patch_scores
 
 

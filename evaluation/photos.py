@@ -6,9 +6,11 @@
   `kerala_flood_2018`, which no model trains on or is selected with), without words; accuracy and
   Macro-F1 over the classes present, beside always answering the most common one.
 - **Patch deletion**: for posts with a photo, the predicted class's probability with the photo as
-  it is, with its top-k rationale patches greyed out (their pixels set to the preprocessing mean:
-  0 after normalisation), and with k random patches greyed out (several seeded draws); the ratio
-  of the mean drops says whether the shown patches are the ones the answer depends on.
+  it is, with its top-k rationale patches deleted, and with k random patches deleted (several
+  seeded draws); the ratio of the mean drops says whether the shown patches are the ones the
+  answer depends on. Deleted in the pixels (greyed out: the preprocessing mean, 0 after
+  normalisation; or each cell at its mean colour) and, where the graph takes `patch_keep`,
+  removed as tokens.
 - **Patch agreement**: mean top-k IoU between this bundle and `--against` (another seed) on the
   same posts, and between unrelated photos within this bundle (random pairs of different posts):
   the same photo should get the same patches, different photos different ones.
@@ -33,6 +35,7 @@ from crisislens.runtime.engine import Engine, softmax
 from crisislens.runtime.labels import LABEL_NAMES, medic_label
 from crisislens.runtime.markdown import md_table
 from crisislens.runtime.schema import Post
+from crisislens.runtime.signature import PATCH_KEEP
 
 TOP_K = 5
 HELD_OUT_EVENT = "kerala_flood_2018"
@@ -99,7 +102,7 @@ def iou(a: frozenset[int], b: frozenset[int]) -> float:
     return len(a & b) / max(len(a | b), 1)
 
 
-FILLS = ("grey", "cell-mean")
+FILLS = ("grey", "cell-mean")  # pixel deletions; `deletion` also takes "token"
 
 
 def grey_out(pixels: np.ndarray, cells: Sequence[int], grid: int, fill: str = "grey") -> np.ndarray:
@@ -118,11 +121,30 @@ def grey_out(pixels: np.ndarray, cells: Sequence[int], grid: int, fill: str = "g
     return out
 
 
+def takes_patch_keep(engine: Engine) -> bool:
+    """Whether the engine's model can remove patches as tokens (a graph exported with `patch_keep`)."""
+    return PATCH_KEEP in getattr(engine.backend, "input_names", ())
+
+
 def deletion(
     engine: Engine, scored: Scored, k: int = TOP_K, draws: int = 5, seed: int = 13, fill: str = "grey"
 ) -> dict[str, Any]:
-    """Mean drop of the predicted class's probability when the top-k patches are greyed out,
-    against k random patches (`draws` seeded draws per post), over the posts with a photo."""
+    """Mean drop of the predicted class's probability when the top-k patches are deleted, against
+    k random patches (`draws` seeded draws per post), over the posts with a photo. `fill` "grey"
+    or "cell-mean" deletes them in the pixels (`grey_out`); "token" removes them as tokens
+    (`patch_keep` 0: out of the fusion's attention and the rationale pool), on a graph that takes
+    `patch_keep` (otherwise no numbers, with the reason)."""
+    if fill == "token" and not takes_patch_keep(engine):
+        return {
+            "posts": 0,
+            "k": k,
+            "random_draws": draws,
+            "fill": fill,
+            "mean_drop_top_k": None,
+            "mean_drop_random_k": None,
+            "ratio": None,
+            "note": "the bundle's graph takes no patch_keep input (exported before it)",
+        }
     rng = np.random.default_rng(seed)
     grid = engine.grid
     m = grid * grid
@@ -140,13 +162,25 @@ def deletion(
             variants = [sorted(top_k(scored.patches[j : j + 1], k)[0])]
             variants += [sorted(rng.choice(m, k, replace=False).tolist()) for _ in range(draws)]
             one = {name: feeds[name][i : i + 1] for name in ("input_ids", "attention_mask")}
-            pixels = np.stack([grey_out(feeds["pixel_values"][photo], cells, grid, fill) for cells in variants])
             batch = {
                 "input_ids": np.repeat(one["input_ids"], len(variants), 0),
                 "attention_mask": np.repeat(one["attention_mask"], len(variants), 0),
-                "pixel_values": pixels.astype(np.float32),
-                "image_index": np.arange(len(variants), dtype=np.int64),
             }
+            if fill == "token":
+                keep = np.ones((len(variants), m), np.int64)
+                for v, cells in enumerate(variants):
+                    keep[v, cells] = 0
+                batch |= {
+                    "pixel_values": feeds["pixel_values"][photo : photo + 1],
+                    "image_index": np.zeros(len(variants), np.int64),
+                    PATCH_KEEP: keep,
+                }
+            else:
+                pixels = np.stack([grey_out(feeds["pixel_values"][photo], cells, grid, fill) for cells in variants])
+                batch |= {
+                    "pixel_values": pixels.astype(np.float32),
+                    "image_index": np.arange(len(variants), dtype=np.int64),
+                }
             logits = engine.run(batch)[0]
             p = softmax(logits.astype(np.float64) / engine.temperature)[:, pred]
             top_drops.append(base - p[0])
@@ -228,6 +262,10 @@ def photo_evidence(
         # The same posts with the cells kept at their mean colour: a model trained against grey
         # deletions (`loss.deletion`) could have learnt grey squares, not its patches.
         "crisismmd_test_with_photo, cells at their mean colour": deletion(engine, both, draws=draws, fill="cell-mean"),
+        # Removed as tokens: the deletion a patch-token model makes (the CNN tower spreads a greyed
+        # cell over the whole grid; research/results/patch_token_deletion.md).
+        "crisismmd_test_with_photo, patches removed as tokens": deletion(engine, both, draws=draws, fill="token"),
+        f"{event} photo only, patches removed as tokens": deletion(engine, alone, draws=draws, fill="token"),
     }
     shown = both.patches[used]
     result["agreement"] = {"unrelated_photos_top_k_iou": unrelated_iou(shown), "k": TOP_K}
@@ -285,9 +323,11 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
         "",
         "## Patch deletion",
         "",
-        "Drop of the predicted class's probability when the top-5 rationale patches are greyed out, "
-        "against 5 random patches (mean of the random draws per post); the last row deletes them by "
-        "setting each cell to its own mean colour instead of grey.",
+        "Drop of the predicted class's probability when the top-5 rationale patches are deleted, "
+        "against 5 random patches (mean of the random draws per post): greyed out in the pixels; "
+        "set each to its own mean colour; or removed as tokens (out of the fusion's attention and "
+        "the rationale pool, the deletion a patch-token model makes; the image tower, a CNN, spreads "
+        "a greyed cell over the whole grid).",
         "",
         *md_table(
             ["posts", "n", "mean drop, top-5", "mean drop, random 5", "ratio"],
@@ -295,9 +335,9 @@ def to_markdown(result: dict[str, Any], provenance: dict[str, Any]) -> str:
                 (
                     name,
                     d["posts"],
-                    f"{d['mean_drop_top_k']:.4f}",
-                    f"{d['mean_drop_random_k']:.4f}",
-                    "n/a" if d["ratio"] is None else f"{d['ratio']:.2f}",
+                    "n/a" if d["mean_drop_top_k"] is None else f"{d['mean_drop_top_k']:.4f}",
+                    "n/a" if d["mean_drop_random_k"] is None else f"{d['mean_drop_random_k']:.4f}",
+                    d.get("note") or ("n/a" if d["ratio"] is None else f"{d['ratio']:.2f}"),
                 )
                 for name, d in result["deletion"].items()
             ],

@@ -125,7 +125,8 @@ def _tensorrt(args: argparse.Namespace) -> int:
     try:
         buckets = tuple(int(b) for b in args.batch_buckets.split(","))
         # the photo side fixed in the graph (the student's resolution)
-        profiles = T.make_profiles(batch_buckets=buckets, image_size=T.profile_image_size(onnx))
+        profiles = T.make_profiles(batch_buckets=buckets, image_size=T.profile_image_size(onnx),
+                                   inputs=T.student_inputs(onnx))
     except ValueError as exc:
         raise CliError(f"--batch-buckets: {exc}") from None
     script = T.write_trtexec_script(onnx, args.precision, profiles, workspace_gb=args.workspace_gb)

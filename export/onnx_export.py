@@ -9,8 +9,10 @@ bundle's `max_length`), as declared in `crisislens.runtime.signature`:
 | `attention_mask` | int64 | [batch, seq] |
 | `pixel_values` | float32 | [images, 3, S, S]: the photos of the posts that have one (S = the student's resolution, 192) |
 | `image_index` | int64 | [batch]: row of each post's photo in `pixel_values`, -1 without |
+| `patch_keep` | int64 | [batch, patches]: 0 removes a patch as a token (the deletion test), 1 keeps it |
 
-A batch without any photo passes one placeholder image and all indices -1.
+A batch without any photo passes one placeholder image and all indices -1; a caller that does
+not make `patch_keep` gets all ones (`crisislens.runtime.backends.feeds.model_feeds`).
 
 Outputs: `logits` [batch, 5], `token_scores` [batch, seq], `patch_scores` [batch, 49].
 The hard rationales (threshold/top-k) are cheap post-processing done by the runtime.
@@ -26,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.backends.feeds import model_feeds
 from crisislens.runtime.signature import BATCH, IMAGES, INPUT_NAMES, INPUTS, OUTPUT_NAMES, SEQ
 
 DEFAULT_OPSET = 18
@@ -49,13 +52,16 @@ def export_onnx(student: Any, path: Path, *, max_length: int = 64, opset: int = 
     mask[1, n // 2 :] = 0
     pixels = torch.randn(2, 3, image_size, image_size, generator=g)  # K = 2 photos for b = 3 posts
     index = torch.tensor([1, -1, 0])
+    patches = patch_count(student)
+    keep = torch.ones(b, patches, dtype=torch.long)
+    keep[2, :2] = 0  # the example removes two patches, so the mask is not folded away
     dims = {BATCH: torch.export.Dim(BATCH, min=1, max=4096), IMAGES: torch.export.Dim(IMAGES, min=1, max=4096),
             SEQ: torch.export.Dim(SEQ, min=2, max=max_length)}
     dynamic = {t.name: {axis: dims[symbol] for axis, symbol in t.dynamic_axes.items()} for t in INPUTS}
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with torch.no_grad():
-        torch.onnx.export(wrapper, (ids, mask, pixels, index), str(path), dynamo=True, external_data=False,
+        torch.onnx.export(wrapper, (ids, mask, pixels, index, keep), str(path), dynamo=True, external_data=False,
                           opset_version=opset, input_names=list(INPUT_NAMES), output_names=list(OUTPUT_NAMES),
                           dynamic_shapes=dynamic, verbose=False)
     return path
@@ -92,6 +98,12 @@ def topk_sets(scores: np.ndarray, present: np.ndarray, k: int) -> list[frozenset
     return out
 
 
+def patch_count(student: Any) -> int:
+    """The student's patch-grid cells (`patch_keep`'s fixed axis)."""
+    grid = int(getattr(getattr(student, "config", None), "patch_grid", 7))
+    return grid * grid
+
+
 def run_torch(student: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     import torch
 
@@ -99,7 +111,7 @@ def run_torch(student: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
 
     wrapper = StudentExport(student).eval()
     with torch.no_grad():
-        out = wrapper(*(torch.from_numpy(feeds[k]) for k in INPUT_NAMES))
+        out = wrapper(*(torch.from_numpy(v) for v in model_feeds(feeds, INPUT_NAMES, patch_count(student)).values()))
     return [o.numpy() for o in out]
 
 
@@ -145,7 +157,9 @@ def ort_session(path: Path, threads: int | None = None, quantization: str | None
 
 
 def run_ort(session: Any, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
-    return session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in INPUT_NAMES})
+    from crisislens.runtime.backends.ort import session_feeds
+
+    return session.run(list(OUTPUT_NAMES), session_feeds(session, feeds))
 
 
 def check_parity(student: Any, onnx_path: Path, feeds: Sequence[dict[str, np.ndarray]], kinds: Sequence[str],

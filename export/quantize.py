@@ -29,6 +29,8 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.signature import PATCH_KEEP
+
 CPU_TARGETS = ("avx512_vnni", "avx2", "arm64")
 TEXT_OPERATORS = ("MatMul", "Gather", "Attention", "EmbedLayerNormalization")  # no Conv: see pipeline.VARIANTS
 
@@ -113,6 +115,17 @@ def quantize_dynamic(onnx_path: Path, out_path: Path, target: str = "avx512_vnni
         return _move_result(Path(tmp) / "out" / "model_int8.onnx", out_path)
 
 
+def with_patch_keep(onnx_path: Path, calibration: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
+    """The calibration feeds with `patch_keep` all ones (no batch dimension) where the graph takes
+    it and a feed lacks it: the ranges are those of triage, every patch kept."""
+    from crisislens.export.tensorrt import onnx_patch_count
+
+    patches = onnx_patch_count(onnx_path)
+    if patches is None:
+        return list(calibration)
+    return [f if PATCH_KEEP in f else {**f, PATCH_KEEP: np.ones(patches, np.int64)} for f in calibration]
+
+
 def quantize_static_qdq(onnx_path: Path, out_path: Path, calibration: Sequence[dict[str, np.ndarray]],
                         operators: Sequence[str] = ("MatMul", "Conv", "Gemm"), keep_gelu_projections: bool = True,
                         exclude: Sequence[str] = (), only: Sequence[str] | None = None) -> Path:
@@ -125,6 +138,7 @@ def quantize_static_qdq(onnx_path: Path, out_path: Path, calibration: Sequence[d
 
     if not calibration:
         raise ValueError("static quantisation needs calibration posts")
+    calibration = with_patch_keep(Path(onnx_path), calibration)
     kept = gelu_projections(Path(onnx_path)) if keep_gelu_projections else {}
     excluded = [name for names in kept.values() for name in names] + list(exclude)
     calib = CalibrationConfig(dataset_name="crisismmd-dev", dataset_config_name="humanitarian", dataset_split="dev",

@@ -23,7 +23,8 @@ from typing import Any
 
 import numpy as np
 
-from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.backends.ort import session_feeds
+from crisislens.runtime.signature import OUTPUT_NAMES
 
 COND = "has_photo__skip_tower"
 TOWER_INPUT = "pixel_values"
@@ -150,7 +151,7 @@ def tower_outputs_on_placeholder(model: Any, size: int, session_options: Any = N
         probe.graph.output.append(helper.make_empty_tensor_value_info(t))
         probe.graph.output[-1].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
     session = ort.InferenceSession(probe.SerializeToString(), session_options, providers=["CPUExecutionProvider"])
-    values = session.run(frontier, placeholder_feeds(size))
+    values = session.run(frontier, session_feeds(session, placeholder_feeds(size)))
     return [np.asarray(v) for v in values]
 
 
@@ -162,7 +163,7 @@ def check_same(original: bytes, rewritten: bytes, feeds: Sequence[dict[str, np.n
     b = ort.InferenceSession(rewritten, options, providers=["CPUExecutionProvider"])
     worst = 0.0
     for f in feeds:
-        fa = {k: f[k] for k in INPUT_NAMES}
+        fa = session_feeds(a, f)
         for x, y in zip(a.run(list(OUTPUT_NAMES), fa), b.run(list(OUTPUT_NAMES), fa)):
             if x.shape != y.shape:
                 raise ValueError(f"output shape {y.shape} instead of {x.shape}")
@@ -208,7 +209,8 @@ def rewrite_bundle(bundle_dir: Path, feeds: Sequence[dict[str, np.ndarray]], ato
 
 def check_feeds(bundle_dir: Path, inputs: Sequence[Path], image_root: Path | None, posts: int = 48) -> list[Any]:
     """Feeds the engine builds from real posts: each post alone, and mixed batches of 8, so the
-    text-only branch, the photo branch and their mix are all checked."""
+    text-only branch, the photo branch and their mix are all checked, with and without patches
+    removed (`patch_keep`)."""
     from crisislens.runtime.bundle import load_bundle
     from crisislens.runtime.engine import Engine
     from crisislens.runtime.readers import read_posts
@@ -221,6 +223,13 @@ def check_feeds(bundle_dir: Path, inputs: Sequence[Path], image_root: Path | Non
     feeds = [engine.prepare([p]).feeds for p in mixed]
     feeds += [engine.prepare(mixed[i : i + 8]).feeds for i in range(0, len(mixed), 8)]
     feeds += [engine.prepare(text[i : i + 8]).feeds for i in range(0, len(text), 8)]
+    # and the deletion test's feeds: every other patch removed as a token (graphs that take
+    # `patch_keep`; others ignore it)
+    cells = engine.grid * engine.grid
+    for f in feeds[len(mixed) : len(mixed) + 2]:
+        keep = np.ones((len(f["image_index"]), cells), np.int64)
+        keep[:, ::2] = 0
+        feeds.append({**f, "patch_keep": keep})
     return feeds
 
 

@@ -76,8 +76,10 @@ class InputLayout:
 # The student's ONNX signature (`crisislens.runtime.signature`), in the builder's axes: the
 # photos' axis is sized like the batch (a batch has at most one photo per post).
 _AXES: dict[str | int, str | int] = {S.BATCH: BATCH, S.SEQ: SEQ, S.IMAGES: BATCH, S.IMAGE: IMAGE}
+# The inputs every student graph takes; `patch_keep` [batch, patches] only graphs exported with it
+# (`student_inputs` adds it with the graph's own patch count).
 STUDENT_INPUTS: tuple[InputLayout, ...] = tuple(InputLayout(t.name, tuple(_AXES.get(a, a) for a in t.axes))
-                                                for t in S.INPUTS)
+                                                for t in S.INPUTS if t.name in S.REQUIRED_INPUT_NAMES)
 STUDENT_OUTPUTS: tuple[str, ...] = S.OUTPUT_NAMES
 
 DEFAULT_BATCH_BUCKETS: tuple[int, ...] = (1, 8, 32)
@@ -149,6 +151,33 @@ def onnx_image_size(onnx_path: str | Path) -> int | None:
     return None
 
 
+def onnx_patch_count(onnx_path: str | Path) -> int | None:
+    """The fixed patch count of the graph's `patch_keep` input ([batch, M]), or None when the
+    graph has no such input (exported before it)."""
+    import onnx  # export extra; imported here so this module loads without it
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+    for value in model.graph.input:
+        if value.name == S.PATCH_KEEP:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
+                return int(dims[1].dim_value)
+            raise ValueError(f"{onnx_path}: input {S.PATCH_KEEP!r} has no fixed patch count")
+    return None
+
+
+def student_inputs(onnx_path: str | Path) -> tuple[InputLayout, ...]:
+    """The input layouts of the graph at `onnx_path`: `STUDENT_INPUTS`, plus `patch_keep`
+    [batch, M] when the graph takes it."""
+    try:
+        patches = onnx_patch_count(onnx_path)
+    except Exception:  # no `onnx`, or a graph it cannot parse: TensorRT's parser will say what is wrong
+        patches = None
+    if patches is None:
+        return STUDENT_INPUTS
+    return (*STUDENT_INPUTS, InputLayout(S.PATCH_KEEP, (BATCH, patches)))
+
+
 def profile_image_size(onnx_path: str | Path) -> int:
     """The photo side profiles for `onnx_path` should use: the graph's own, else 224 px."""
     try:
@@ -160,7 +189,7 @@ def profile_image_size(onnx_path: str | Path) -> int:
 
 def _profiles_for(onnx_path: Path) -> list[ProfileSpec]:
     """The default profiles, at the photo size of the graph in `onnx_path`."""
-    return make_profiles(image_size=profile_image_size(onnx_path))
+    return make_profiles(image_size=profile_image_size(onnx_path), inputs=student_inputs(onnx_path))
 
 
 # ----------------------------------------------------------------------------- optimisation profiles
@@ -521,7 +550,7 @@ __all__ = [
     "BATCH", "DEFAULT_STEM", "FIELD_LABELS", "IMAGE", "PRECISIONS", "SEQ", "STUDENT_INPUTS", "STUDENT_OUTPUTS",
     "BuildResult", "EngineBuildError", "EngineFields", "EngineMismatch", "EngineSidecar", "GpuInfo", "GpuProbeError",
     "InputLayout", "NoProfileFits", "ProfileSpec", "ShapeRange", "SidecarError", "TensorRTUnavailable",
-    "TrtexecCommand", "build_engine", "check_profile_inputs", "covering_profile", "differing_fields",
+    "TrtexecCommand", "build_engine", "check_profile_inputs", "onnx_patch_count", "student_inputs", "covering_profile", "differing_fields",
     "engine_filename", "find_cached_engine", "import_tensorrt", "load_timing_cache", "make_profiles",
     "mismatch_message", "network_flags", "onnx_has_qdq", "parse_nvidia_smi", "precision_flags", "probe_gpu",
     "read_sidecar", "save_timing_cache", "select_profile", "shape_spec", "sidecar_path", "trtexec_command",

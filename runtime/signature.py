@@ -6,6 +6,11 @@ input renamed at export is one line here.
 
 Axes are sizes (int) or symbols: `BATCH` posts, `SEQ` word pieces, `IMAGES` posts that have a
 photo (1..batch), `IMAGE` the photo's side, `CLASSES` labels and `PATCHES` patch-grid cells.
+
+`patch_keep` is optional: graphs exported before it do not take it, and a caller that does not
+make it (triage) gets all ones (`crisislens.runtime.backends.feeds.model_feeds`). It removes
+patches as tokens (out of the fusion's attention and the rationale pool), the deletion a
+patch-token model makes; `crisislens eval photos` measures the rationale with it.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ INPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("attention_mask", "int64", (BATCH, SEQ), "1 for a word piece, 0 for padding"),
     TensorSpec("pixel_values", "float32", (IMAGES, 3, IMAGE, IMAGE), "the photos of the posts that have one"),
     TensorSpec("image_index", "int64", (BATCH,), "row of each post's photo in pixel_values, -1 without"),
+    TensorSpec("patch_keep", "int64", (BATCH, PATCHES), "1 keeps a patch, 0 removes it as a token; all 1 in triage"),
 )
 OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("logits", "float32", (BATCH, CLASSES), "class scores, in LABEL_NAMES order"),
@@ -46,6 +52,9 @@ OUTPUTS: tuple[TensorSpec, ...] = (
 INPUT_NAMES: tuple[str, ...] = tuple(t.name for t in INPUTS)
 OUTPUT_NAMES: tuple[str, ...] = tuple(t.name for t in OUTPUTS)
 INPUT_DTYPES: dict[str, str] = {t.name: t.dtype for t in INPUTS}
+PATCH_KEEP = "patch_keep"
+OPTIONAL_INPUT_NAMES: tuple[str, ...] = (PATCH_KEEP,)  # older graphs lack them; defaults fill them
+REQUIRED_INPUT_NAMES: tuple[str, ...] = tuple(n for n in INPUT_NAMES if n not in OPTIONAL_INPUT_NAMES)
 
 
 def dynamic_axes() -> dict[str, dict[int, str]]:
@@ -63,8 +72,11 @@ __all__ = [
     "INPUT_DTYPES",
     "INPUT_NAMES",
     "OUTPUTS",
+    "OPTIONAL_INPUT_NAMES",
     "OUTPUT_NAMES",
     "PATCHES",
+    "PATCH_KEEP",
+    "REQUIRED_INPUT_NAMES",
     "SEQ",
     "TensorSpec",
     "dynamic_axes",

@@ -62,6 +62,31 @@ def test_onnx_matches_pytorch_on_every_input_kind(exported):
     assert float(np.abs(cand[0][2][[1, 3]]).max()) == 0.0
 
 
+def test_patch_keep_removes_patches_as_tokens_in_the_graph_as_in_pytorch(exported):
+    """The exported graph takes `patch_keep`: 0 removes a patch (no score, no part in the answer),
+    the same in ONNX Runtime as in PyTorch; all ones is what a caller that omits it gets."""
+    from crisislens.runtime.backends.feeds import model_feeds
+
+    model, path = exported
+    session = ort_session(path)
+    assert [i.name for i in session.get_inputs()][-1] == "patch_keep"
+    assert session.get_inputs()[-1].shape[1] == GRID * GRID
+    f = feeds(np.random.default_rng(4), 3, 7, [True, True, False])
+    full = run_ort(session, f)
+    assert np.array_equal(run_ort(session, model_feeds(f, ["input_ids", "attention_mask", "pixel_values", "image_index",
+                                                           "patch_keep"], GRID * GRID))[0], full[0])
+    keep = np.ones((3, GRID * GRID), np.int64)
+    keep[0, :4] = 0
+    keep[1, :] = 0  # every patch removed: the photo takes no part
+    cut = {**f, "patch_keep": keep}
+    ref, cand = run_torch(model, cut), run_ort(session, cut)
+    assert np.abs(ref[0] - cand[0]).max() < 1e-4 and np.abs(ref[2] - cand[2]).max() < 1e-4
+    assert float(np.abs(cand[2][0, :4]).max()) == 0.0 and float(cand[2][0, 4:].max()) > 0.0
+    assert float(np.abs(cand[2][1]).max()) == 0.0
+    assert not np.allclose(cand[0][0], full[0][0])  # the answer moved with the removed patches
+    assert np.allclose(cand[0][2], full[0][2], atol=1e-6)  # no photo: nothing to remove
+
+
 def test_quantised_and_half_variants_run_and_stay_close(exported, tmp_path):
     _, path = exported
     rng = np.random.default_rng(2)

@@ -102,6 +102,9 @@ def test_the_tower_behind_an_if_gives_the_same_outputs(tiny_bundle, tmp_path):
     posts = [Post(id=str(i), text=f"bridge collapsed {i}", image=photo if i % 2 else None) for i in range(6)]
     feeds = [engine.prepare(posts[i : i + 1]).feeds for i in range(6)]
     feeds += [engine.prepare(posts).feeds, engine.prepare(posts[0::2]).feeds]
+    keep = np.ones((6, engine.grid**2), np.int64)
+    keep[:, ::2] = 0
+    feeds.append({**feeds[-2], "patch_keep": keep})  # patches removed as tokens (the deletion test)
     result = rewrite_bundle(bundle_dir, feeds, atol=0.0)
     assert result["fp32"]["max_abs_diff"] == 0.0
     rewritten = load_bundle(bundle_dir)  # the manifest's hashes were updated
@@ -119,6 +122,7 @@ def test_a_text_only_call_skips_the_tower(tiny_bundle, tmp_path):
     import onnxruntime as ort
 
     from crisislens.export.skip_tower import placeholder_feeds, rewrite_bundle
+    from crisislens.runtime.backends.ort import session_feeds
     from crisislens.runtime.bundle import load_bundle
 
     bundle_dir = shutil.copytree(tiny_bundle, tmp_path / "bundle")
@@ -128,7 +132,7 @@ def test_a_text_only_call_skips_the_tower(tiny_bundle, tmp_path):
     options.enable_profiling = True
     options.profile_file_prefix = str(tmp_path / "profile")
     session = ort.InferenceSession(str(load_bundle(bundle_dir).variant().path), options)
-    session.run(None, placeholder_feeds(size))
+    session.run(None, session_feeds(session, placeholder_feeds(size)))
     trace = json.loads(Path(session.end_profiling()).read_text())
     ops = {e.get("args", {}).get("op_name") for e in trace if e.get("cat") == "Node"}
     assert "If" in ops and not any(op and "Conv" in op for op in ops)

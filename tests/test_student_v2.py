@@ -99,6 +99,34 @@ def test_deletion_compares_the_top_patches_with_random_ones():
     assert d["posts"] == 2 and d["mean_drop_top_k"] > 0 and d["ratio"] > 3
 
 
+def test_token_deletion_removes_the_top_patches_through_patch_keep():
+    """A fake model whose class-0 logit counts the kept patches among 0 and 1: removing the top
+    patches as tokens drops it, random ones rarely do; a graph without patch_keep gets a reason."""
+    grid = 3
+
+    def run(feeds):
+        b = len(feeds["input_ids"])
+        keep = feeds.get("patch_keep", np.ones((b, grid * grid), np.int64))
+        logits = np.zeros((b, 5))
+        logits[:, 0] = keep[:, :2].sum(1) * (feeds["image_index"] >= 0)
+        patches = np.tile(np.array([0.9, 0.8, 0.1, 0, 0, 0, 0, 0, 0.2]), (b, 1)) * keep
+        return logits, np.zeros((b, 4)), patches
+
+    backend = SimpleNamespace(input_names=["input_ids", "attention_mask", "pixel_values", "image_index", "patch_keep"])
+    engine = SimpleNamespace(grid=grid, temperature=1.0, run=run, backend=backend)
+    feeds = {"input_ids": np.ones((3, 4), np.int64), "attention_mask": np.ones((3, 4), np.int64),
+             "pixel_values": np.ones((2, 3, 6, 6), np.float32), "image_index": np.array([0, -1, 1])}
+    logits, _, patches = run(feeds)
+    probs = np.exp(logits) / np.exp(logits).sum(1, keepdims=True)
+    scored = photos.Scored(probs, patches, feeds["image_index"] >= 0, [feeds])
+    d = photos.deletion(engine, scored, k=2, draws=20, fill="token")
+    assert d["posts"] == 2 and d["fill"] == "token" and d["ratio"] > 3
+    assert d["mean_drop_top_k"] == pytest.approx(probs[0, 0] - 0.2)  # both removed: all five logits 0
+    backend.input_names = backend.input_names[:4]
+    old = photos.deletion(engine, scored, k=2, fill="token")
+    assert old["ratio"] is None and "no patch_keep" in old["note"]
+
+
 def test_event_photos_reads_the_label_file_and_names_a_bad_row(tmp_path):
     images = tmp_path / "images" / "aidr" / "kerala"
     images.mkdir(parents=True)

@@ -582,8 +582,9 @@ def test_fake_timing_cache_is_loaded_and_saved(use_fake, onnx_file, tmp_path):
 # ----------------------------------------------------------------------------- real TensorRT
 
 
-def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path:
-    """A few-node model with the student's ONNX signature (4 inputs, 3 outputs, dynamic batch/seq)."""
+def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224, patch_keep: bool = False) -> Path:
+    """A few-node model with the student's ONNX signature (4 inputs, 3 outputs, dynamic batch/seq);
+    `patch_keep` adds that fifth input ([batch, 49]: 0 zeroes a patch's score)."""
     import numpy as np
     import onnx
     from onnx import TensorProto, helper, numpy_helper
@@ -595,6 +596,8 @@ def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path
         helper.make_tensor_value_info("pixel_values", f32, ["batch", 3, image_size, image_size]),
         helper.make_tensor_value_info("image_index", TensorProto.INT64, ["batch"]),
     ]
+    if patch_keep:
+        inputs.append(helper.make_tensor_value_info("patch_keep", TensorProto.INT64, ["batch", 49]))
     outputs = [helper.make_tensor_value_info("logits", f32, ["batch", 5]),
                helper.make_tensor_value_info("token_scores", f32, ["batch", "seq"]),
                helper.make_tensor_value_info("patch_scores", f32, ["batch", 49])]
@@ -614,7 +617,9 @@ def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path
           else [helper.make_node("Identity", ["pixel_values"], ["px"])]),
         helper.make_node("AveragePool", ["px"], ["pooled"], kernel_shape=[cell, cell], strides=[cell, cell]),
         helper.make_node("ReduceMean", ["pooled"], ["grid"], axes=[1], keepdims=0),
-        helper.make_node("Flatten", ["grid"], ["patch_scores"], axis=1),
+        helper.make_node("Flatten", ["grid"], ["patch_scores_all" if patch_keep else "patch_scores"], axis=1),
+        *([helper.make_node("Cast", ["patch_keep"], ["keep_f"], to=f32),
+           helper.make_node("Mul", ["patch_scores_all", "keep_f"], ["patch_scores"])] if patch_keep else []),
         helper.make_node("ReduceSum", ["token_scores", "axis1"], ["tsum"], keepdims=1),
         helper.make_node("Greater", ["image_index", "minus_one"], ["present"]),
         helper.make_node("Cast", ["present"], ["present_f"], to=f32),
@@ -627,6 +632,19 @@ def make_tiny_onnx(path: Path, qdq: bool = False, image_size: int = 224) -> Path
     onnx.checker.check_model(model)
     onnx.save(model, str(path))
     return path
+
+
+def test_profiles_cover_patch_keep_only_where_the_graph_takes_it(tmp_path):
+    pytest.importorskip("onnx", reason="onnx (export extra) is needed to write the test model")
+    old = make_tiny_onnx(tmp_path / "old.onnx", image_size=28)
+    new = make_tiny_onnx(tmp_path / "new.onnx", image_size=28, patch_keep=True)
+    assert T.onnx_patch_count(old) is None and T.onnx_patch_count(new) == 49
+    assert [layout.name for layout in T.student_inputs(old)] == list(INPUT_NAMES)
+    profiles = T._profiles_for(new)
+    assert profiles[-1].shapes["patch_keep"] == ShapeRange((1, 49), (32, 49), (32, 49))
+    T.check_profile_inputs([*INPUT_NAMES, "patch_keep"], profiles)
+    with pytest.raises(ValueError, match=r"missing \['patch_keep'\]"):
+        T.check_profile_inputs([*INPUT_NAMES, "patch_keep"], T._profiles_for(old))
 
 
 def test_real_tensorrt_build_and_cache(tmp_path):

@@ -442,6 +442,35 @@ def test_engine_with_another_signature_is_refused():
     tensors = {n: B.TensorInfo(n, True, np.dtype(np.int64)) for n in ("input_ids", "attention_mask")}
     with pytest.raises(B.TensorRTRuntimeError, match="not a student engine"):
         B.check_signature(Path("x.engine"), tensors)
+    outputs = {n: B.TensorInfo(n, False, np.dtype(np.float32)) for n in ("logits", "token_scores", "patch_scores")}
+    names = ("input_ids", "attention_mask", "pixel_values", "image_index")
+    student = {n: B.TensorInfo(n, True, np.dtype(np.int64)) for n in names} | outputs
+    B.check_signature(Path("x.engine"), student)  # exported before patch_keep
+    B.check_signature(Path("x.engine"), student | {"patch_keep": B.TensorInfo("patch_keep", True, np.dtype(np.int64))})
+    with pytest.raises(B.TensorRTRuntimeError, match="not a student engine"):
+        B.check_signature(Path("x.engine"), student | {"extra": B.TensorInfo("extra", True, np.dtype(np.int64))})
+
+
+def test_feeds_fill_patch_keep_for_graphs_that_take_it_and_leave_it_out_for_older_ones(tmp_path):
+    from crisislens.runtime.backends.feeds import model_feeds, slice_feeds
+
+    feeds = make_feeds(3, 6)
+    names = ["input_ids", "attention_mask", "pixel_values", "image_index"]
+    assert list(model_feeds(feeds, names, None)) == names
+    filled = model_feeds(feeds, [*names, "patch_keep"], 49)
+    assert filled["patch_keep"].shape == (3, 49) and filled["patch_keep"].dtype == np.int64
+    assert int(filled["patch_keep"].min()) == 1
+    with pytest.raises(KeyError, match="takes input 'token_type_ids'"):
+        model_feeds(feeds, [*names, "token_type_ids"], None)
+    keep = np.arange(3 * 49).reshape(3, 49) % 2
+    part = slice_feeds({**feeds, "patch_keep": keep}, 1, 3)
+    assert np.array_equal(part["patch_keep"], keep[1:3])
+    # the ONNX Runtime backend over a graph with the input: removed patches score 0
+    backend = OnnxBackend(make_tiny_onnx(tmp_path / "m.onnx", image_size=IMAGE, patch_keep=True))
+    assert backend.patches == 49 and backend.input_names[-1] == "patch_keep"
+    whole = backend.run(feeds)[2]
+    cut = backend.run({**feeds, "patch_keep": keep})[2]
+    assert np.array_equal(cut, whole * keep)
 
 
 # ----------------------------------------------------------------------------- real TensorRT

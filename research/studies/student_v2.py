@@ -52,6 +52,8 @@ def measure(bundle: Path, run: Path | None, root: Path, threads: int, against: P
 def deletion_cell(d: dict[str, Any]) -> str:
     """The top-k / random deletion ratio; where there is none (greying out random patches does not
     lower the probability), the two mean drops themselves."""
+    if d.get("note"):
+        return "n/a (graph without patch_keep)"
     if d["ratio"] is not None:
         return f"{d['ratio']:.2f}"
     return f"n/a (drops {d['mean_drop_top_k']:+.4f} / {d['mean_drop_random_k']:+.4f})"
@@ -69,10 +71,13 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
         w, h = p["crisismmd_test_with_photo"], p["photo_only_unseen_event"]
         d = next(iter(p["deletion"].values()))
         flat = p["deletion"].get("crisismmd_test_with_photo, cells at their mean colour")
+        tokens = [p["deletion"].get(k) for k in ("crisismmd_test_with_photo, patches removed as tokens",
+                                                  f"{h['event']} photo only, patches removed as tokens")]
+        token_cell = "–" if None in tokens else " / ".join(deletion_cell(t) for t in tokens)
         seeds = p["agreement"].get("same_posts_top_k_iou")
         photos.append((name, f"{w['text_and_photo']['macro_f1']:.4f}", f"{w['text_only']['macro_f1']:.4f}",
                        f"{w['gain_macro_f1']:+.4f}", f"{h['accuracy']:.4f}", f"{h['macro_f1']:.4f}",
-                       deletion_cell(d), "–" if flat is None else deletion_cell(flat),
+                       deletion_cell(d), "–" if flat is None else deletion_cell(flat), token_cell,
                        f"{p['agreement']['unrelated_photos_top_k_iou']:.3f}", "–" if seeds is None else f"{seeds:.3f}"))
         q = r["rationales"]
         ratio = q["faithfulness"]["comprehensiveness_ratio"]
@@ -89,6 +94,7 @@ def render(result: dict[str, Any], prov: dict[str, Any]) -> str:
              f"most common class {h['majority_accuracy']:.4f})", "",
              *md_table(["bundle", "text + photo F1", "text only F1", "gain", f"{h['event']} accuracy",
                         f"{h['event']} Macro-F1", "top-5 / random deletion", "same, cells at their mean colour",
+                        f"same, removed as tokens (with words / {h['event']} alone)",
                         "unrelated top-5 IoU",
                         "top-5 IoU with another seed"], photos), "",
              "## Word rationales", "",

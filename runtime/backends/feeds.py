@@ -10,6 +10,8 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from crisislens.runtime.signature import PATCH_KEEP
+
 
 def image_inputs(pixels: Sequence[np.ndarray | None], size: int) -> tuple[np.ndarray, np.ndarray]:
     """`pixel_values` [K, 3, size, size] with only the posts that have a photo, and `image_index`
@@ -33,12 +35,29 @@ def slice_feeds(feeds: dict[str, np.ndarray], start: int, stop: int) -> dict[str
     new_index = np.full(len(index), -1, np.int64)
     new_index[used] = np.arange(int(used.sum()))
     pixels = feeds["pixel_values"][index[used]] if used.any() else np.zeros_like(feeds["pixel_values"][:1])
-    return {
+    out = {
         "input_ids": feeds["input_ids"][start:stop],
         "attention_mask": feeds["attention_mask"][start:stop],
         "pixel_values": pixels,
         "image_index": new_index,
     }
+    if PATCH_KEEP in feeds:
+        out[PATCH_KEEP] = feeds[PATCH_KEEP][start:stop]
+    return out
+
+
+def model_feeds(feeds: dict[str, np.ndarray], names: Sequence[str], patches: int | None) -> dict[str, np.ndarray]:
+    """The feeds a graph that takes `names` needs: `patch_keep` is all ones (every patch kept)
+    when the caller did not make it, and left out for a graph exported before it."""
+    out = {}
+    for name in names:
+        if name in feeds:
+            out[name] = feeds[name]
+        elif name == PATCH_KEEP and patches:
+            out[name] = np.ones((len(feeds["image_index"]), patches), np.int64)
+        else:
+            raise KeyError(f"the model takes input {name!r}, which these feeds lack ({', '.join(sorted(feeds))})")
+    return out
 
 
 def batch_dependent(quantization: str | None) -> bool:

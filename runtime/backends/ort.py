@@ -10,7 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.backends.feeds import model_feeds
+from crisislens.runtime.signature import OUTPUT_NAMES, PATCH_KEEP
 
 PROVIDER_ORDER = ("TensorrtExecutionProvider", "CUDAExecutionProvider", "CPUExecutionProvider")
 
@@ -48,6 +49,22 @@ def session_options(quantization: str | None = None, threads: int | None = None)
     return options
 
 
+def graph_inputs(session: Any) -> tuple[list[str], int | None]:
+    """A session's input names, and the patch count of its `patch_keep` input (None without one)."""
+    names, patches = [], None
+    for i in session.get_inputs():
+        names.append(i.name)
+        if i.name == PATCH_KEEP and isinstance(i.shape[-1], int):
+            patches = int(i.shape[-1])
+    return names, patches
+
+
+def session_feeds(session: Any, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """`feeds` as `session`'s graph takes them (`model_feeds`: `patch_keep` filled or left out)."""
+    names, patches = graph_inputs(session)
+    return model_feeds(feeds, names, patches)
+
+
 class OnnxBackend:
     """One ONNX Runtime session over a model file."""
 
@@ -67,7 +84,10 @@ class OnnxBackend:
         self.providers = choose_providers(ort.get_available_providers(), providers)
         self.session = ort.InferenceSession(str(path), options, providers=self.providers)
         self.path = Path(path)
+        self.input_names, self.patches = graph_inputs(self.session)
 
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        logits, tokens, patches = self.session.run(list(OUTPUT_NAMES), {k: feeds[k] for k in INPUT_NAMES})
+        logits, tokens, patches = self.session.run(
+            list(OUTPUT_NAMES), model_feeds(feeds, self.input_names, self.patches)
+        )
         return logits, tokens, patches

@@ -23,12 +23,12 @@ from typing import Any
 import numpy as np
 
 from crisislens.runtime.backends.engines import DEFAULT_STEM, EngineMismatch, EngineTarget, find_engine_for
-from crisislens.runtime.backends.feeds import slice_feeds
+from crisislens.runtime.backends.feeds import model_feeds, slice_feeds
 from crisislens.runtime.backends.gpu import capturing_logger, import_cudart, import_tensorrt, probe_gpu
 from crisislens.runtime.backends.profiles import ProfileSpec, plan_batches
 from crisislens.runtime.bundle.manifest import hash_file
 from crisislens.runtime.errors import CrisisLensError
-from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.signature import OUTPUT_NAMES, PATCH_KEEP, REQUIRED_INPUT_NAMES
 
 RUNTIME_HINT = (
     'meanwhile run the ONNX model with onnxruntime (make_backend(..., prefer="auto") falls back to '
@@ -156,10 +156,11 @@ def check_signature(path: Path, tensors: Mapping[str, TensorInfo]) -> None:
     inputs = sorted(n for n, t in tensors.items() if t.is_input)
     outputs = {n for n, t in tensors.items() if not t.is_input}
     missing = sorted(set(OUTPUT_NAMES) - outputs)
-    if inputs != sorted(INPUT_NAMES) or missing:
+    if sorted(set(inputs) - {PATCH_KEEP}) != sorted(REQUIRED_INPUT_NAMES) or missing:
         raise TensorRTRuntimeError(
             f"{path}: the engine takes {inputs} and gives {sorted(outputs)}; the runtime "
-            f"feeds {sorted(INPUT_NAMES)} and reads {list(OUTPUT_NAMES)}: not a student engine"
+            f"feeds {sorted(REQUIRED_INPUT_NAMES)} (and {PATCH_KEEP!r} where the graph has it) and reads "
+            f"{list(OUTPUT_NAMES)}: not a student engine"
         )
 
 
@@ -206,6 +207,7 @@ class TensorRTBackend:
             raise TensorRTRuntimeError(f"{self.path}: TensorRT could not deserialise the engine{self._log_tail()}")
         self.tensors = engine_tensors(trt, self._engine)
         check_signature(self.path, self.tensors)
+        self.input_names = [n for n, t in self.tensors.items() if t.is_input]
         if self._engine.num_optimization_profiles != len(self.profiles):
             raise TensorRTRuntimeError(
                 f"{self.path}: the engine has {self._engine.num_optimization_profiles} "
@@ -218,6 +220,8 @@ class TensorRTBackend:
             )
         self._stream = cuda_check(cudart, cudart.cudaStreamCreate(), "cudaStreamCreate")
         self._profile: int | None = None
+        # the patch count of an engine built from a graph with `patch_keep` (its fixed last axis)
+        self._patches = int(self._engine.get_tensor_shape(PATCH_KEEP)[-1]) if PATCH_KEEP in self.tensors else None
 
     @classmethod
     def from_cache(
@@ -281,8 +285,8 @@ class TensorRTBackend:
                 raise TensorRTRuntimeError(f"TensorRT refused optimisation profile #{profile}{self._log_tail()}")
             self._profile = profile
         hosts = {}
-        for name in INPUT_NAMES:
-            hosts[name] = to_engine_dtype(name, feeds[name], self.tensors[name].dtype)
+        for name, value in model_feeds(dict(feeds), self.input_names, self._patches).items():
+            hosts[name] = to_engine_dtype(name, value, self.tensors[name].dtype)
             if not context.set_input_shape(name, hosts[name].shape):
                 raise TensorRTRuntimeError(
                     f"TensorRT refused shape {hosts[name].shape} for input {name!r} under "
