@@ -12,7 +12,7 @@ from typing import Any
 
 from crisislens.runtime.bundle import VariantSpec, write_bundle
 from crisislens.runtime.preprocessing import ImageConfig, TextConfig
-from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES
+from crisislens.runtime.signature import INPUT_NAMES, OUTPUT_NAMES, REQUIRED_INPUT_NAMES
 from crisislens.runtime.variants import VARIANTS
 
 METRIC_KEYS = ("size_mb", "size_vs_fp32", "label_agreement_with_fp32", "max_abs_logit_diff_vs_fp32")
@@ -67,4 +67,14 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
     image_config = ImageConfig(size=info["image_size"], patch_grid=info["patch_grid"])
     return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),
                         image_config=image_config, model_info=info, command=command,
-                        default_variant=default_variant, inputs=INPUT_NAMES, outputs=OUTPUT_NAMES, overwrite=overwrite)
+                        default_variant=default_variant, inputs=graph_inputs(specs[default_variant].source),
+                        outputs=OUTPUT_NAMES, overwrite=overwrite)
+
+
+def graph_inputs(onnx_path: Path) -> tuple[str, ...]:
+    """The signature's inputs that the graph at `onnx_path` takes (a graph exported before
+    `patch_keep` lacks it)."""
+    from crisislens.export.tensorrt import onnx_patch_count
+
+    has_keep = onnx_patch_count(onnx_path) is not None
+    return tuple(n for n in INPUT_NAMES if n in REQUIRED_INPUT_NAMES or has_keep)
