@@ -299,6 +299,9 @@ def _register_teacher_v2(distill: Cli) -> None:
     q.add_argument("--photos", type=Path, default=None, metavar="FILE",
                    help="photo features (teacher-v2 photo-features, e.g. artifacts/v2/photos-lite0.npz): CrisisMMD "
                         "training rows with a photo get text and photo read together")
+    q.add_argument("--patch-targets", action="store_true",
+                   help="with --photos: training rows with a photo also get patch targets, the photo probe's "
+                        "evidence for the teacher's class in each cell (a class activation map)")
     q.add_argument("--crisislex", type=int, default=2000, metavar="N",
                    help="score a seeded sample of N CrisisLexT26 posts zero-shot (default 2000; 0: none)")
     q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
@@ -321,7 +324,7 @@ def _v2_probe_teacher(args: argparse.Namespace) -> int:
     try:
         summary = build(gather(root, seed=args.seed), args.out, args.cache, encoder=args.encoder, folds=args.folds,
                         seed=args.seed, humaid_weight=args.humaid_weight, crisislex=args.crisislex,
-                        humaid=args.humaid, photos=args.photos, root=root)
+                        humaid=args.humaid, photos=args.photos, root=root, patch_targets=args.patch_targets)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     test = summary["crisismmd:test"]

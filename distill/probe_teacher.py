@@ -198,22 +198,60 @@ def fuse(text: np.ndarray, photo: np.ndarray, prior: np.ndarray, weight: float) 
     return (z - np.logaddexp.reduce(z, axis=1, keepdims=True)).astype(np.float32)
 
 
+def class_maps(probe: PhotoProbe, cells: np.ndarray, classes: Sequence[int]) -> np.ndarray:
+    """Patch targets from the photo probe: each cell's evidence for the row's class (`classes`:
+    index into LABEL_NAMES), a class activation map. The probe is linear in the mean cell
+    feature, so its logit for class c is the mean over cells of `(w_c - mean_k w_k) . x(cell)`
+    plus a constant: each cell's term is its share. Scaled to 0..1 per photo.
+    `cells` [R, M, D] -> [R, M]."""
+    names = [str(c) for c in probe.model.classes_]
+    coef = np.asarray(probe.model.coef_, np.float64)
+    if coef.shape[0] == 1:  # two classes: sklearn keeps one row (the second class's)
+        coef = np.concatenate([-coef, coef]) / 2
+    contrast = coef - coef.mean(0, keepdims=True)  # [K, D]
+    out = np.zeros(cells.shape[:2], np.float32)
+    for r, c in enumerate(classes):
+        name = LABEL_NAMES[int(c)]
+        if name not in names:  # a class the photo probe never saw: no evidence for it
+            continue
+        s = probe.x(cells[r].astype(np.float64)) @ contrast[names.index(name)]
+        span = s.max() - s.min()
+        out[r] = (s - s.min()) / span if span > 0 else 0.0
+    return out
+
+
+def unrelated_top_k_iou(maps: np.ndarray, k: int = 5, pairs: int = 2000, seed: int = 13) -> float:
+    """Mean top-k IoU between the maps of random pairs of different rows (a fixed pattern: near 1)."""
+    rng = np.random.default_rng(seed)
+    tops = [frozenset(np.argsort(-m, kind="stable")[:k].tolist()) for m in maps]
+    if len(tops) < 2:
+        return float("nan")
+    values = []
+    for _ in range(pairs):
+        a, b = rng.choice(len(tops), 2, replace=False)
+        values.append(len(tops[a] & tops[b]) / len(tops[a] | tops[b]))
+    return float(np.mean(values))
+
+
 def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path, text_full: Any,
                   text: dict[str, tuple[list[D.Example], np.ndarray]], folds: int,
-                  seed: int) -> tuple[dict[int, np.ndarray], dict[str, Any]]:
+                  seed: int, patch_targets: bool = False
+                  ) -> tuple[dict[int, np.ndarray], dict[str, Any], dict[int, np.ndarray]]:
     """The photo probe (logistic regression on the mean EfficientNet-Lite patch feature, trained on
     the labelled training photos, C picked on the dev photos) and its weight in the fusion, picked
     by log loss on the CrisisMMD dev posts with a photo. `text` holds, per CrisisMMD split, the
     text probe's rows and their log-probabilities (out of fold for "crisismmd:train"). Returns the
     fused out-of-fold log-probabilities of the training rows with a photo (by their position in
-    `text["crisismmd:train"]`) and a summary."""
+    `text["crisismmd:train"]`), a summary, and with `patch_targets` those rows' patch targets
+    (`class_maps` for the fused class; otherwise empty)."""
     from sklearn.metrics import f1_score
 
     from crisislens.distill.teacher_v2_data import _photo_key
 
     with np.load(features, allow_pickle=False) as z:
         keys, ok = z["keys"].tolist(), z["ok"]
-        pooled = z["grid"].astype(np.float32).mean(1)
+        grid = z["grid"]
+        pooled = grid.astype(np.float32).mean(1)
     index = {k: i for i, k in enumerate(keys) if ok[i]}
     train = photo_labelled(groups, ("crisismmd:train", "images:train"), root, index)
     dev = photo_labelled(groups, ("crisismmd:dev", "images:heldout"), root, index)
@@ -258,6 +296,11 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     position = {id(e): i for i, e in enumerate(train_rows)}
     fused = {position[id(e)]: fuse(train_oof[position[id(e)]][None], oof[j][None], prior, weight)[0]
              for j, (e, _, _) in enumerate(train) if id(e) in position}
+    maps: dict[int, np.ndarray] = {}
+    if patch_targets:
+        rows_ = [(position[id(e)], r) for e, _, r in train if id(e) in position]
+        found = class_maps(probe, grid[[r for _, r in rows_]], [int(fused[i].argmax()) for i, _ in rows_])
+        maps = {i: found[j] for j, (i, _) in enumerate(rows_)}
     summary = {
         "features": str(features), "C": c, "dev_photo_macro_f1_by_C": by_c, "training photos": len(train),
         "weight": weight, "dev_by_weight": by_weight,
@@ -268,15 +311,22 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
                                                                                      weight))},
         "crisismmd:train rows given the fused reading": len(fused),
     }
-    return fused, summary
+    if maps:
+        summary["patch targets"] = {
+            "rows": len(maps), "what": "the photo probe's per-cell evidence for the fused class, 0..1 per photo",
+            "unrelated photos top-5 IoU": unrelated_top_k_iou(np.stack(list(maps.values())), seed=seed),
+        }
+    return fused, summary, maps
 
 
 def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
           seed: int = 13, humaid_weight: float = 0.0, crisislex: int = 0, humaid: int = 0,
-          photos: Path | None = None, root: Path | None = None) -> dict[str, Any]:
+          photos: Path | None = None, root: Path | None = None, patch_targets: bool = False) -> dict[str, Any]:
     """Write the probe teacher's run folder for `groups` (`teacher_v2_data.gather`'s) into `out`;
     with `photos` (`photo_features.extract`'s file for data root `root`), CrisisMMD training rows
-    with a photo get the text and the photo read together (`photo_teacher`)."""
+    with a photo get the text and the photo read together (`photo_teacher`), and with
+    `patch_targets` also patch targets (`class_maps`), which the student learns as a teacher's
+    transferred patch scores."""
     from sklearn.linear_model import LogisticRegression
 
     if encoder not in ENCODERS:
@@ -291,6 +341,8 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         raise ValueError(f"{photos}: no such photo feature file (crisislens distill teacher-v2 photo-features)")
     if photos is not None and root is None:
         raise ValueError("photos: needs the data root the features were taken from")
+    if patch_targets and photos is None:
+        raise ValueError("patch targets come from the photo probe: they need the photo features (photos)")
     groups = sample_humaid(groups, humaid, seed)
     started = time.perf_counter()
     train = [e for e in groups["crisismmd:train"] if e.text and e.label]
@@ -314,11 +366,13 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         logits = np.concatenate([logits, log_probabilities(full, x_others)])
     keys = [example_key(e) for e in fit + others]
     photo_summary = None
+    maps: dict[int, np.ndarray] = {}
     if photos is not None and root is not None:
-        fused, photo_summary = photo_teacher(
+        fused, photo_summary, maps = photo_teacher(
             groups, root, photos, full, {"crisismmd:train": (train, logits[: len(train)]),
                                          "crisismmd:dev": (dev, log_probabilities(full, x_dev)),
-                                         "crisismmd:test": (test, log_probabilities(full, x_test))}, folds, seed)
+                                         "crisismmd:test": (test, log_probabilities(full, x_test))}, folds, seed,
+            patch_targets)
         for i, row in fused.items():
             logits[i] = row
     agree_oof = float(np.mean(np.asarray(LABEL_NAMES)[logits[: len(train)].argmax(1)] == np.asarray(y_fit[: len(train)])))
@@ -342,7 +396,11 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
     summary["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
     np.savez(out / "outputs-logits.npz", logits=logits)
-    np.savez(out / "outputs-patches.npz", patches=np.zeros((0, 49), np.float16), photo_rows=np.zeros(0, np.int64))
+    rows_with_maps = sorted(maps)
+    np.savez(out / "outputs-patches.npz",
+             patches=np.stack([maps[i] for i in rows_with_maps]).astype(np.float16) if maps
+             else np.zeros((0, 49), np.float16),
+             photo_rows=np.asarray(rows_with_maps, np.int64))
     atomic_write(out / "keys.json", json.dumps(keys))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

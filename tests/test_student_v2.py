@@ -414,6 +414,41 @@ def test_the_probe_teacher_reads_the_photo_where_the_words_say_little(tmp_path, 
     with pytest.raises(ValueError, match="no such photo feature file"):
         probe_teacher.build(groups, tmp_path / "x", tmp_path / "cache", encoder="minilm", photos=tmp_path / "none.npz",
                             root=root)
+    assert len(np.load(tmp_path / "p" / "outputs-patches.npz")["photo_rows"]) == 0  # no patch targets unless asked
+    with pytest.raises(ValueError, match="need the photo features"):
+        probe_teacher.build(groups, tmp_path / "y", tmp_path / "cache", encoder="minilm", patch_targets=True)
+    maps = probe_teacher.build(groups, tmp_path / "m", tmp_path / "cache", encoder="minilm", folds=3,
+                               photos=features, root=root, patch_targets=True)
+    assert maps["photos"]["patch targets"]["rows"] == 60
+    z = np.load(tmp_path / "m" / "outputs-patches.npz")
+    assert z["patches"].shape == (60, 49) and float(z["patches"].min()) == 0.0 and float(z["patches"].max()) == 1.0
+    assert sorted(z["photo_rows"].tolist()) == z["photo_rows"].tolist()
+
+
+def test_patch_targets_are_the_photo_probes_evidence_cell_by_cell():
+    """Photos whose class shows in five cells of their own: the class map's top five are those
+    cells, so unrelated photos get different targets."""
+    pytest.importorskip("sklearn")
+    from crisislens.distill import probe_teacher
+    from crisislens.runtime.labels import LABEL_NAMES
+
+    rng = np.random.default_rng(1)
+    cells, labels, where = [], [], []
+    for i in range(200):
+        c = i % len(LABEL_NAMES)
+        grid = rng.normal(0, 0.3, (49, 8))
+        chosen = rng.choice(49, 5, replace=False)
+        grid[chosen, c] += 3.0
+        cells.append(grid)
+        labels.append(LABEL_NAMES[c])
+        where.append(frozenset(chosen.tolist()))
+    cells_ = np.stack(cells)
+    pooled = cells_.mean(1)
+    probe = probe_teacher.fit_photo_probe(pooled[:150], labels[:150], pooled[150:], labels[150:])
+    maps = probe_teacher.class_maps(probe, cells_[150:], [LABEL_NAMES.index(y) for y in labels[150:]])
+    tops = [frozenset(np.argsort(-m)[:5].tolist()) for m in maps]
+    assert np.mean([a == b for a, b in zip(tops, where[150:])]) > 0.9
+    assert probe_teacher.unrelated_top_k_iou(maps) < 0.2
 
 
 def test_probe_embeddings_are_cached_chunk_by_chunk_so_a_killed_run_resumes(tmp_path, monkeypatch):
