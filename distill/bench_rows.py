@@ -22,9 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.runtime.backends.feeds import model_feeds
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.schema import Post
+from crisislens.runtime.signature import PATCH_KEEP
 
 STUDENT = "artifacts/student/best.pt"
 EAGER_ROW = "pytorch-eager-student"
@@ -169,7 +171,8 @@ class EagerBackend:
 
     def run(self, feeds: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         with self.torch.inference_mode():
-            out = self.graph(**{k: self.torch.from_numpy(np.ascontiguousarray(v)) for k, v in feeds.items()})
+            given = model_feeds(feeds, self.graph.inputs, self.graph.patches)
+            out = self.graph(**{k: self.torch.from_numpy(np.ascontiguousarray(v)) for k, v in given.items()})
         logits, tokens, patches = (o.numpy() for o in out)
         return logits, tokens, patches
 
@@ -257,6 +260,10 @@ class EagerGraph:
         model = onnx.load(str(path))
         self.consts: dict[str, Any] = {}
         self.outputs = [o.name for o in model.graph.output]
+        initialised = {i.name for i in model.graph.initializer}
+        self.inputs = [i.name for i in model.graph.input if i.name not in initialised]
+        keep = [i for i in model.graph.input if i.name == PATCH_KEEP]
+        self.patches = int(keep[0].type.tensor_type.shape.dim[-1].dim_value) if keep else None
 
         def tensors(graph: Any) -> None:
             for init in graph.initializer:
@@ -457,6 +464,7 @@ _OPS: dict[str, Callable[..., Any]] = {
     "Not": lambda t, a, k: ~a[0],
     "Equal": lambda t, a, k: a[0] == a[1],
     "GreaterOrEqual": lambda t, a, k: a[0] >= a[1],
+    "Greater": lambda t, a, k: a[0] > a[1],
     "Where": lambda t, a, k: t.where(a[0], a[1], a[2]),
     "Sigmoid": lambda t, a, k: t.sigmoid(a[0]),
     "Erf": lambda t, a, k: t.erf(a[0]),
