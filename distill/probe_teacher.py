@@ -220,19 +220,6 @@ def class_maps(probe: PhotoProbe, cells: np.ndarray, classes: Sequence[int]) -> 
     return out
 
 
-def unrelated_top_k_iou(maps: np.ndarray, k: int = 5, pairs: int = 2000, seed: int = 13) -> float:
-    """Mean top-k IoU between the maps of random pairs of different rows (a fixed pattern: near 1)."""
-    rng = np.random.default_rng(seed)
-    tops = [frozenset(np.argsort(-m, kind="stable")[:k].tolist()) for m in maps]
-    if len(tops) < 2:
-        return float("nan")
-    values = []
-    for _ in range(pairs):
-        a, b = rng.choice(len(tops), 2, replace=False)
-        values.append(len(tops[a] & tops[b]) / len(tops[a] | tops[b]))
-    return float(np.mean(values))
-
-
 def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path, text_full: Any,
                   text: dict[str, tuple[list[D.Example], np.ndarray]], folds: int,
                   seed: int, patch_targets: bool = False
@@ -247,6 +234,7 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     from sklearn.metrics import f1_score
 
     from crisislens.distill.teacher_v2_data import _photo_key
+    from crisislens.evaluation.photos import unrelated_iou
 
     with np.load(features, allow_pickle=False) as z:
         keys, ok = z["keys"].tolist(), z["ok"]
@@ -314,7 +302,7 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     if maps:
         summary["patch targets"] = {
             "rows": len(maps), "what": "the photo probe's per-cell evidence for the fused class, 0..1 per photo",
-            "unrelated photos top-5 IoU": unrelated_top_k_iou(np.stack(list(maps.values())), seed=seed),
+            "unrelated photos top-5 IoU": unrelated_iou(np.stack(list(maps.values())), seed=seed),
         }
     return fused, summary, maps
 

@@ -67,11 +67,11 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
     image_config = ImageConfig(size=info["image_size"], patch_grid=info["patch_grid"])
     return write_bundle(out_dir, variants=specs, tokenizer_json=tokenizer_json, text_config=TextConfig(),
                         image_config=image_config, model_info=info, command=command,
-                        default_variant=default_variant, inputs=graph_inputs(specs[default_variant].source),
+                        default_variant=default_variant, inputs=onnx_input_names(specs[default_variant].source),
                         outputs=OUTPUT_NAMES, overwrite=overwrite)
 
 
-def graph_inputs(onnx_path: Path) -> tuple[str, ...]:
+def onnx_input_names(onnx_path: Path) -> tuple[str, ...]:
     """The signature's inputs that the graph at `onnx_path` takes (a graph exported before
     `patch_keep` lacks it)."""
     from crisislens.export.tensorrt import onnx_patch_count

@@ -639,9 +639,9 @@ def test_profiles_cover_patch_keep_only_where_the_graph_takes_it(tmp_path):
     old = make_tiny_onnx(tmp_path / "old.onnx", image_size=28)
     new = make_tiny_onnx(tmp_path / "new.onnx", image_size=28, patch_keep=True)
     assert T.onnx_patch_count(old) is None and T.onnx_patch_count(new) == 49
-    from crisislens.export.bundle import graph_inputs  # what a bundle's manifest records
+    from crisislens.export.bundle import onnx_input_names  # what a bundle's manifest records
 
-    assert graph_inputs(old) == INPUT_NAMES and graph_inputs(new) == (*INPUT_NAMES, "patch_keep")
+    assert onnx_input_names(old) == INPUT_NAMES and onnx_input_names(new) == (*INPUT_NAMES, "patch_keep")
     assert [layout.name for layout in T.student_inputs(old)] == list(INPUT_NAMES)
     profiles = T._profiles_for(new)
     assert profiles[-1].shapes["patch_keep"] == ShapeRange((1, 49), (32, 49), (32, 49))
