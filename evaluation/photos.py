@@ -186,17 +186,19 @@ def deletion(
             top_drops.append(base - p[0])
             random_drops.append(float(np.mean(base - p[1:])))
         row += n
-    top, rand = float(np.mean(top_drops)), float(np.mean(random_drops))
-    # No ratio when greying out random patches moves nothing (or raises the probability).
     return {
         "posts": len(top_drops),
         "k": k,
         "random_draws": draws,
         "fill": fill,
-        "mean_drop_top_k": top,
-        "mean_drop_random_k": rand,
-        "ratio": top / rand if rand > 1e-6 else None,
+        **drop_ratio(float(np.mean(top_drops)), float(np.mean(random_drops))),
     }
+
+
+def drop_ratio(top: float, rand: float) -> dict[str, Any]:
+    """The two mean drops and their ratio; no ratio when deleting random patches moves nothing
+    (or raises the probability)."""
+    return {"mean_drop_top_k": top, "mean_drop_random_k": rand, "ratio": top / rand if rand > 1e-6 else None}
 
 
 def unrelated_iou(patches: np.ndarray, pairs: int = 2000, seed: int = 13, k: int = TOP_K) -> float:

@@ -70,6 +70,7 @@ def drops(run: Path, rows: Any, features: Any, deleter: Any, draws: int, seed: i
 
     from crisislens.distill.student import load_student
     from crisislens.distill.student_v2 import random_cells
+    from crisislens.evaluation.photos import drop_ratio
 
     model = load_student(run / "best.pt").eval()
     out: dict[str, Any] = {}
@@ -100,8 +101,7 @@ def drops(run: Path, rows: Any, features: Any, deleter: Any, draws: int, seed: i
                 rand_tok.append(torch.stack(rt).mean(0))
 
         def ratio(top: list[Any], rand: list[Any]) -> dict[str, Any]:
-            t, r = float(torch.cat(top).mean()), float(torch.cat(rand).mean())
-            return {"mean_drop_top_k": t, "mean_drop_random_k": r, "ratio": t / r if r > 1e-6 else None}
+            return drop_ratio(float(torch.cat(top).mean()), float(torch.cat(rand).mean()))
 
         out[name] = {"posts": len(examples), "pixels": ratio(top_px, rand_px), "tokens": ratio(top_tok, rand_tok)}
         print(f"{run.name} {name}: {out[name]}", file=sys.stderr)
