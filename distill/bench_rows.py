@@ -26,7 +26,7 @@ from crisislens.runtime.backends.feeds import model_feeds
 from crisislens.runtime.labels import LABEL_NAMES
 from crisislens.runtime.preprocessing import ImageConfig, ImageError, TextEncoder, load_image
 from crisislens.runtime.schema import Post
-from crisislens.runtime.signature import PATCH_KEEP
+from crisislens.runtime.signature import patch_keep_count
 
 STUDENT = "artifacts/student/best.pt"
 EAGER_ROW = "pytorch-eager-student"
@@ -262,8 +262,7 @@ class EagerGraph:
         self.outputs = [o.name for o in model.graph.output]
         initialised = {i.name for i in model.graph.initializer}
         self.inputs = [i.name for i in model.graph.input if i.name not in initialised]
-        keep = [i for i in model.graph.input if i.name == PATCH_KEEP]
-        self.patches = int(keep[0].type.tensor_type.shape.dim[-1].dim_value) if keep else None
+        self.patches = patch_keep_count(model.graph.input, str(path))
 
         def tensors(graph: Any) -> None:
             for init in graph.initializer:

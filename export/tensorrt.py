@@ -156,14 +156,7 @@ def onnx_patch_count(onnx_path: str | Path) -> int | None:
     graph has no such input (exported before it)."""
     import onnx  # export extra; imported here so this module loads without it
 
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    for value in model.graph.input:
-        if value.name == S.PATCH_KEEP:
-            dims = value.type.tensor_type.shape.dim
-            if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
-                return int(dims[1].dim_value)
-            raise ValueError(f"{onnx_path}: input {S.PATCH_KEEP!r} has no fixed patch count")
-    return None
+    return S.patch_keep_count(onnx.load(str(onnx_path), load_external_data=False).graph.input, str(onnx_path))
 
 
 def student_inputs(onnx_path: str | Path) -> tuple[InputLayout, ...]:

@@ -15,7 +15,9 @@ patch-token model makes; `crisislens eval photos` measures the rationale with it
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 BATCH, SEQ, IMAGES, IMAGE, CLASSES, PATCHES = "batch", "seq", "images", "image", "classes", "patches"
 DYNAMIC = (BATCH, SEQ, IMAGES)  # the axes a graph leaves open; the others are fixed at export
@@ -57,6 +59,20 @@ OPTIONAL_INPUT_NAMES: tuple[str, ...] = (PATCH_KEEP,)  # older graphs lack them;
 REQUIRED_INPUT_NAMES: tuple[str, ...] = tuple(n for n in INPUT_NAMES if n not in OPTIONAL_INPUT_NAMES)
 
 
+def patch_keep_count(graph_inputs: Iterable[Any], where: str = "the graph") -> int | None:
+    """The fixed patch count M of a `patch_keep` [batch, M] input among an ONNX graph's inputs
+    (`model.graph.input`: ValueInfo protos, read by attribute, so the runtime needs no `onnx`),
+    or None when the graph takes no such input (exported before it). A `patch_keep` without a
+    fixed M is an error naming `where`."""
+    for value in graph_inputs:
+        if value.name == PATCH_KEEP:
+            dims = value.type.tensor_type.shape.dim
+            if len(dims) == 2 and dims[1].HasField("dim_value") and dims[1].dim_value > 0:
+                return int(dims[1].dim_value)
+            raise ValueError(f"{where}: input {PATCH_KEEP!r} has no fixed patch count")
+    return None
+
+
 def dynamic_axes() -> dict[str, dict[int, str]]:
     """{tensor name: {axis: symbol}} for every input and output with an open axis."""
     return {t.name: t.dynamic_axes for t in (*INPUTS, *OUTPUTS) if t.dynamic_axes}
@@ -80,4 +96,5 @@ __all__ = [
     "SEQ",
     "TensorSpec",
     "dynamic_axes",
+    "patch_keep_count",
 ]
