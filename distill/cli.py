@@ -221,6 +221,34 @@ def _register_student_v2(distill: Cli) -> None:
     t.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE",
                    help="any other setting of StudentV2Config, loss.FIELD or model.FIELD (repeatable), "
                         "e.g. --set model.frozen_text_layers=6 --set loss.token_human=0.1")
+    m = v2.command(
+        "soup", "mix two student v2 checkpoints of one shape and seed into one (weight interpolation)",
+        _v2_student_soup,
+        description=(
+            "Writes <out>/best.pt: the weights of FIRST and SECOND mixed as (1 - weight) * FIRST + weight * SECOND\n"
+            "(distill/soup.py). Two runs with the same --seed start from the same weights, so their mix is a\n"
+            "working student between the two (e.g. the probe teacher's reading of CrisisMMD and HumAID's own\n"
+            "labels). Pick the weight on development sets: research/studies/student_soup.py."
+        ),
+    )
+    m.add_argument("first", type=Path, help="student checkpoint (best.pt), weight 0")
+    m.add_argument("second", type=Path, help="student checkpoint (best.pt), weight 1")
+    m.add_argument("--weight", type=float, required=True, help="share of SECOND, 0 to 1")
+    m.add_argument("--out", type=Path, required=True, help="folder for the mixed best.pt")
+
+
+def _v2_student_soup(args: argparse.Namespace) -> int:
+    from crisislens.distill.soup import write_mix
+
+    for path in (args.first, args.second):
+        if not path.is_file():
+            raise CliError(f"{path}: no such checkpoint")
+    try:
+        path = write_mix(args.first, args.second, args.weight, args.out)
+    except ValueError as exc:
+        raise CliError(str(exc)) from exc
+    print(f"{1 - args.weight:g} x {args.first} + {args.weight:g} x {args.second} -> {path}")
+    return 0
 
 
 def _v2_student_train(args: argparse.Namespace) -> int:

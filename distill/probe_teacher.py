@@ -223,14 +223,15 @@ def class_maps(probe: PhotoProbe, cells: np.ndarray, classes: Sequence[int]) -> 
 def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path, text_full: Any,
                   text: dict[str, tuple[list[D.Example], np.ndarray]], folds: int,
                   seed: int, patch_targets: bool = False
-                  ) -> tuple[dict[int, np.ndarray], dict[str, Any], dict[int, np.ndarray]]:
+                  ) -> tuple[dict[int, np.ndarray], dict[str, Any], dict[int, np.ndarray], dict[str, np.ndarray]]:
     """The photo probe (logistic regression on the mean EfficientNet-Lite patch feature, trained on
     the labelled training photos, C picked on the dev photos) and its weight in the fusion, picked
     by log loss on the CrisisMMD dev posts with a photo. `text` holds, per CrisisMMD split, the
     text probe's rows and their log-probabilities (out of fold for "crisismmd:train"). Returns the
     fused out-of-fold log-probabilities of the training rows with a photo (by their position in
     `text["crisismmd:train"]`), a summary, and with `patch_targets` those rows' patch targets
-    (`class_maps` for the fused class; otherwise empty)."""
+    (`class_maps` for the fused class) and every labelled training photo's own (`class_maps` for
+    its photo label, by photo key: for the photo read alone); otherwise both empty."""
     from sklearn.metrics import f1_score
 
     from crisislens.distill.teacher_v2_data import _photo_key
@@ -238,8 +239,11 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
 
     with np.load(features, allow_pickle=False) as z:
         keys, ok = z["keys"].tolist(), z["ok"]
-        grid = z["grid"]
-        pooled = grid.astype(np.float32).mean(1)
+        grid = z["grid"]  # [photos, cells, channels] float16
+        pooled = grid.mean(1, dtype=np.float32)
+        # The whole grid (about 370 MB for 3k photos) is kept only for the patch targets.
+        cells = grid if patch_targets else None
+        del grid
     index = {k: i for i, k in enumerate(keys) if ok[i]}
     train = photo_labelled(groups, ("crisismmd:train", "images:train"), root, index)
     dev = photo_labelled(groups, ("crisismmd:dev", "images:heldout"), root, index)
@@ -285,10 +289,14 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
     fused = {position[id(e)]: fuse(train_oof[position[id(e)]][None], oof[j][None], prior, weight)[0]
              for j, (e, _, _) in enumerate(train) if id(e) in position}
     maps: dict[int, np.ndarray] = {}
-    if patch_targets:
+    photo_maps: dict[str, np.ndarray] = {}
+    if cells is not None:
         rows_ = [(position[id(e)], r) for e, _, r in train if id(e) in position]
-        found = class_maps(probe, grid[[r for _, r in rows_]], [int(fused[i].argmax()) for i, _ in rows_])
+        found = class_maps(probe, cells[[r for _, r in rows_]], [int(fused[i].argmax()) for i, _ in rows_])
         maps = {i: found[j] for j, (i, _) in enumerate(rows_)}
+        alone = {keys[r]: (r, LABEL_NAMES.index(label)) for _, label, r in train}  # one map per photo
+        found = class_maps(probe, cells[[r for r, _ in alone.values()]], [c for _, c in alone.values()])
+        photo_maps = {key: found[j] for j, key in enumerate(alone)}
     summary = {
         "features": str(features), "C": c, "dev_photo_macro_f1_by_C": by_c, "training photos": len(train),
         "weight": weight, "dev_by_weight": by_weight,
@@ -303,8 +311,9 @@ def photo_teacher(groups: dict[str, list[D.Example]], root: Path, features: Path
         summary["patch targets"] = {
             "rows": len(maps), "what": "the photo probe's per-cell evidence for the fused class, 0..1 per photo",
             "unrelated photos top-5 IoU": unrelated_iou(np.stack(list(maps.values())), seed=seed),
+            "photos alone": len(photo_maps),
         }
-    return fused, summary, maps
+    return fused, summary, maps, photo_maps
 
 
 def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder: str = "mpnet", folds: int = 5,
@@ -355,8 +364,9 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
     keys = [example_key(e) for e in fit + others]
     photo_summary = None
     maps: dict[int, np.ndarray] = {}
+    photo_maps: dict[str, np.ndarray] = {}
     if photos is not None and root is not None:
-        fused, photo_summary, maps = photo_teacher(
+        fused, photo_summary, maps, photo_maps = photo_teacher(
             groups, root, photos, full, {"crisismmd:train": (train, logits[: len(train)]),
                                          "crisismmd:dev": (dev, log_probabilities(full, x_dev)),
                                          "crisismmd:test": (test, log_probabilities(full, x_test))}, folds, seed,
@@ -389,6 +399,11 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
              patches=np.stack([maps[i] for i in rows_with_maps]).astype(np.float16) if maps
              else np.zeros((0, 49), np.float16),
              photo_rows=np.asarray(rows_with_maps, np.int64))
+    alone = out / "outputs-photo-patches.npz"
+    if photo_maps:  # the photos read alone: targets by photo key (path under images/)
+        np.savez(alone, keys=np.array(list(photo_maps)), patches=np.stack(list(photo_maps.values())).astype(np.float16))
+    else:
+        alone.unlink(missing_ok=True)
     atomic_write(out / "keys.json", json.dumps(keys))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

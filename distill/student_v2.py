@@ -62,6 +62,7 @@ from crisislens.distill.loop import (
     set_seed,
 )
 from crisislens.distill.teacher import TeacherInputs
+from crisislens.distill.teacher_v2_data import _photo_key
 from crisislens.distill.student import (
     RationaleStudent,
     StudentConfig,
@@ -106,6 +107,11 @@ class LossWeights:
     deletion_ratio: float = 3.0
     deletion_margin: float = 0.05
     deletion_rows: int = 8
+    # Photos read alone (no words: the CrisisMMD training photos shown without their text, the
+    # labelled image collections) also learn patch targets, through `patch_teacher` and
+    # `patch_rank`: the teacher run's `outputs-photo-patches.npz` (the probe teacher's
+    # `--patch-targets`: the photo probe's evidence for the photo's own label, cell by cell).
+    photo_alone: bool = False
 
 
 @dataclass
@@ -276,6 +282,8 @@ class TeacherV2:
     logits: np.ndarray  # [R, C]
     tokens: dict[str, np.ndarray]  # key -> [student pieces] mapped scores
     patches: dict[str, np.ndarray]  # key -> [49] transferred scores (posts with words and a photo)
+    # photo key (path under images/) -> [49] targets for the photo read alone (may be empty)
+    photo_patches: dict[str, np.ndarray] = field(default_factory=dict)
 
     @classmethod
     def empty(cls) -> TeacherV2:
@@ -305,7 +313,11 @@ class TeacherV2:
             np.savez(mapped, keys=np.array(order), scores=np.concatenate([tokens[k] for k in order]) if order else
                      np.zeros(0, np.float32), starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
                      lengths=lengths)
-        return cls(index, logits["logits"], tokens, patches)
+        alone: dict[str, np.ndarray] = {}
+        if (run / "outputs-photo-patches.npz").is_file():
+            with np.load(run / "outputs-photo-patches.npz") as a:
+                alone = dict(zip(a["keys"].tolist(), a["patches"].astype(np.float32)))
+        return cls(index, logits["logits"], tokens, patches, alone)
 
 
 def map_teacher_tokens(run: Path, index: dict[str, int], rows: Sequence[D.Example],
@@ -450,8 +462,17 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
     has_tokens = torch.zeros(b, dtype=torch.bool)
     t_patches = torch.zeros(b, out.patch_scores.shape[1])
     has_patches = torch.zeros(b, dtype=torch.bool)
+    alone_rows = torch.zeros(b, dtype=torch.bool)
+    if weights.photo_alone and not teacher.photo_patches:
+        raise ValueError("loss.photo_alone: the teacher run has no outputs-photo-patches.npz "
+                         "(crisislens distill teacher-v2 probe-teacher --patch-targets)")
     for i, e in enumerate(batch):
         key = example_key(e)
+        if weights.photo_alone and not e.text and e.image is not None and bool(inputs.image_present[i]):
+            alone = teacher.photo_patches.get(_photo_key(e, features.root) or "")
+            if alone is not None:
+                t_patches[i], has_patches[i], alone_rows[i] = torch.from_numpy(alone), True, True
+            continue
         if text_key(e) != key:
             continue  # a view without its words: the teacher did not see it so
         if key in teacher.index:
@@ -492,7 +513,8 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
     rows = has_human.bool()[:, None] & content
     add("token_human", weights.token_human,
         _bce(out.token_scores, human, rows, torch.where(human > 0.5, weights.human_pos_weight, 1.0)))
-    valid = inputs.image_present.bool()[:, None].expand_as(out.patch_scores) & (has_patches & content.any(1))[:, None]
+    valid = (inputs.image_present.bool()[:, None].expand_as(out.patch_scores)
+             & (has_patches & (content.any(1) | alone_rows))[:, None])
     add("patch_teacher", weights.patch_teacher, _bce(out.patch_scores, t_patches, valid))
     rows_p = valid.any(1)
     rank = None

@@ -423,6 +423,18 @@ def test_the_probe_teacher_reads_the_photo_where_the_words_say_little(tmp_path, 
     z = np.load(tmp_path / "m" / "outputs-patches.npz")
     assert z["patches"].shape == (60, 49) and float(z["patches"].min()) == 0.0 and float(z["patches"].max()) == 1.0
     assert sorted(z["photo_rows"].tolist()) == z["photo_rows"].tolist()
+    # Every labelled training photo also gets a target for itself read alone, by photo key, for
+    # its own photo label: the class's evidence (channel) is in every cell, so no cell is empty.
+    alone = np.load(tmp_path / "m" / "outputs-photo-patches.npz")
+    assert sorted(alone["keys"].tolist()) == sorted(k for k in keys if k.startswith("crisismmd/train-"))
+    assert alone["patches"].shape == (60, 49) and float(alone["patches"].max()) == 1.0
+    assert maps["photos"]["patch targets"]["photos alone"] == 60
+    assert not (tmp_path / "p" / "outputs-photo-patches.npz").exists()
+    from crisislens.distill.student_v2 import TeacherV2
+
+    teacher = TeacherV2.load(tmp_path / "m", [], None, tmp_path / "cache")
+    assert set(teacher.photo_patches) == set(alone["keys"].tolist())
+    assert TeacherV2.load(tmp_path / "p", [], None, tmp_path / "cache").photo_patches == {}
 
 
 def test_patch_targets_are_the_photo_probes_evidence_cell_by_cell():
@@ -555,3 +567,61 @@ def test_pixel_deletion_greys_out_the_cells_before_the_tower(tmp_path):
     with torch.no_grad():
         assert torch.allclose(a, deleter.tower(pixels)[0], atol=1e-5)
     assert a.shape == (m, 24) and not torch.allclose(a, b)
+
+
+def test_two_students_of_one_start_mix_weight_by_weight_and_refuse_other_shapes(tmp_path, capsys):
+    from crisislens.distill.soup import mixed_state
+    from crisislens.runtime.cli import main
+
+    a, b = tiny_student(photo_head=True), tiny_student(photo_head=True)
+    with torch.no_grad():
+        for p in b.parameters():
+            p.add_(1.0)
+    save_student(a, tmp_path / "a.pt")
+    save_student(b, tmp_path / "b.pt")
+    assert main(["distill", "student-v2", "soup", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--weight", "0.25",
+                 "--out", str(tmp_path / "mix")]) == 0
+    mixed = load_student(tmp_path / "mix" / "best.pt")
+    for (name, pa), pb, pm in zip(a.named_parameters(), b.parameters(), mixed.parameters()):
+        assert torch.allclose(pm, 0.75 * pa + 0.25 * pb, atol=1e-6), name
+    assert torch.equal(mixed_state(a.state_dict(), b.state_dict(), 0.0)["photo_head.weight"], a.photo_head.weight)
+
+    save_student(tiny_student(), tmp_path / "other.pt")  # no photo head: another shape
+    assert main(["distill", "student-v2", "soup", str(tmp_path / "a.pt"), str(tmp_path / "other.pt"), "--weight",
+                 "0.5", "--out", str(tmp_path / "bad")]) != 0
+    assert "only students of one shape mix" in capsys.readouterr().err
+    assert main(["distill", "student-v2", "soup", str(tmp_path / "a.pt"), str(tmp_path / "b.pt"), "--weight", "1.5",
+                 "--out", str(tmp_path / "bad")]) != 0
+    assert "between 0 and 1" in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+
+
+def test_photos_read_alone_learn_their_own_patch_targets_when_asked(tmp_path):
+    from crisislens.distill import data as D
+    from crisislens.distill.student_v2 import LossWeights, TeacherV2, batch_loss
+
+    root = tmp_path / "data"
+    rows = [D.Example(id="a", text="words", image=str(root / "images/x/a.jpg"), label="not_humanitarian",
+                      source="crisismmd"),
+            D.Example(id="b", text="words", image=None, label="not_humanitarian", source="crisismmd"),
+            D.Example(id="c", text=None, image=str(root / "images/x/c.jpg"), label="affected_individuals",
+                      source="images")]
+    inputs = batch()  # rows 0-2 as above: words and a photo, words alone, a photo alone
+    features = SimpleNamespace(root=root, batch=lambda _: (inputs, torch.zeros(3, 7), torch.zeros(3)))
+    target = np.zeros(9, np.float32)
+    target[4] = 1.0
+    teacher = TeacherV2({}, np.zeros((0, 5), np.float32), {}, {}, {"x/c.jpg": target})
+    model = tiny_student(photo_head=True)
+    _, off = batch_loss(model, rows, features, teacher, LossWeights(), None)
+    assert off["patch_teacher"] == 0.0 and off["patch_rank"] == 0.0  # off unless asked
+    weights = LossWeights(ce=0.0, photo_alone=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(30):
+        loss, parts = batch_loss(model, rows, features, teacher, weights, None)
+        assert parts["patch_teacher"] > 0
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    assert int(model.eval()(inputs).patch_scores[2].argmax()) == 4  # the photo alone now names cell 4
+    with pytest.raises(ValueError, match="outputs-photo-patches"):
+        batch_loss(model, rows, features, TeacherV2.empty(), weights, None)
