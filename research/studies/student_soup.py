@@ -38,6 +38,16 @@ NAME = "student_soup"
 CHOICE = ("crisismmd:dev", "humaid:heldout")  # the weight's development sets
 
 
+def choice_score(row: dict[str, Any]) -> float:
+    """What the weight is chosen by: the mean Macro-F1 over the development sets (`CHOICE`)."""
+    return float(np.mean([row[k]["macro_f1"] for k in CHOICE]))
+
+
+def chosen_weight(rows: list[dict[str, Any]]) -> float:
+    """The weight with the best `choice_score` (ties: the smaller weight, the first student's side)."""
+    return min(rows, key=lambda r: (-r["choice"], r["weight"]))["weight"]
+
+
 def measure_weights(first: Path, second: Path, weights: list[float], data_root: str | None, sample: int, seed: int,
                     cache: Path, out_dir: Path | None) -> dict[str, Any]:
     import torch
@@ -45,16 +55,14 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
     from crisislens.distill import data as D
     from crisislens.distill.soup import mix_checkpoints
     from crisislens.distill.student import StudentConfig, build_student
-    from crisislens.distill.student_v2 import (Rows, StudentV2Config, build_v2_features, gather_rows,
-                                               photo_only_view, scores, text_only_view)
+    from crisislens.distill.student_v2 import (Rows, StudentV2Config, build_v2_features, photo_only_view, scores,
+                                               text_only_view)
     from crisislens.distill.teacher_v2_data import gather
 
     root = D.resolve_data_root(data_root)
-    every = gather(root, seed=13)
-    rows = gather_rows(root, 13)
-    g = rows.groups
-    heldout = random.Random(seed).sample([e for e in every["humaid:rest"] if e.text], sample)
-    lex = random.Random(seed).sample([e for e in every["crisislex:all"] if e.text], sample)
+    g = gather(root, seed=StudentV2Config.data_seed)  # the split the students were trained on
+    heldout = random.Random(seed).sample([e for e in g["humaid:rest"] if e.text], sample)
+    lex = random.Random(seed).sample([e for e in g["crisislex:all"] if e.text], sample)
     base = mix_checkpoints(first, second, 0.0)
     config = StudentV2Config(data_root=str(root), cache=str(cache), model=StudentConfig.from_dict(base["config"]))
     model = build_student(config.model, base["bert_config"])
@@ -81,7 +89,7 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
             s = scores(model, features, group)
             row[name] = {"n": s["n"], "macro_f1": s["macro_f1"], "accuracy": s["accuracy"],
                          "affected_individuals_f1": s["per_class_f1"].get("affected_individuals")}
-        row["choice"] = float(np.mean([row[k]["macro_f1"] for k in CHOICE]))
+        row["choice"] = choice_score(row)
         if out_dir is not None:
             folder = out_dir / f"soup-w{w:g}"
             folder.mkdir(parents=True, exist_ok=True)
@@ -91,7 +99,7 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
               f"{row['humaid:heldout']['macro_f1']:.4f}, CrisisLexT26 sample {row['crisislex_t26 sample']['macro_f1']:.4f} "
               f"({time.perf_counter() - started:.0f} s)", file=sys.stderr)
         results.append(row)
-    chosen = max(results, key=lambda r: r["choice"])["weight"]
+    chosen = chosen_weight(results)
     return {"first": str(first), "second": str(second), "sample": sample, "seed": seed, "weights": results,
             "chosen": chosen}
 

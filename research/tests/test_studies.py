@@ -610,3 +610,25 @@ def test_patch_token_deletion_measures_both_deletions_and_where_greying_lands(tm
                       {"command": "c", "git_commit": "abcdef0", "created": "now"})
     assert "100.0% of the change" in text and "| run | both (2) |" in text
     assert "| run vs run | both (2) | 1.000 |" in text
+
+
+def test_student_soup_marks_the_weight_chosen_on_dev_and_needs_two_students(tmp_path: Path):
+    import student_soup
+
+    def s(f1: float, n: int = 10) -> dict:
+        return {"n": n, "macro_f1": f1, "accuracy": f1 + 0.1, "affected_individuals_f1": None}
+
+    rows = [{"weight": w, "crisismmd:dev": s(dev), "humaid:heldout": s(hum), "choice": (dev + hum) / 2,
+             "crisismmd:test": s(0.7), "test with a photo: text + photo": s(0.8, 3),
+             "test with a photo: text only": s(0.75, 3), "kerala photos alone": s(0.3, 4),
+             "crisislex_t26 sample": s(0.5)} for w, dev, hum in ((0.0, 0.76, 0.6), (0.5, 0.74, 0.7))]
+    result = {"first": "a.pt", "second": "b.pt", "sample": 10, "seed": 13, "weights": rows, "chosen": 0.5,
+              "seconds": 1.0}
+    text = student_soup.render(result, {"command": "c", "git_commit": "abcdef0", "created": "now"})
+    assert "| 0.5 (chosen) | 0.7400 / 0.8400 | 0.7000 / 0.8000 | 0.7200 | 0.7000 / 0.8000 | – | +0.0500 |" in text
+    assert "| 0 | 0.7600 / 0.8600 |" in text
+    assert [student_soup.choice_score(r) for r in rows] == pytest.approx([0.68, 0.72])
+    assert student_soup.chosen_weight(rows) == 0.5
+    assert student_soup.chosen_weight([{**rows[1], "weight": 0.8}, rows[1]]) == 0.5  # a tie: the smaller weight
+    with pytest.raises(SystemExit):
+        student_soup.main(["--out", str(tmp_path)])  # no students given
