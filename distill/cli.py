@@ -266,10 +266,11 @@ def _v2_student_train(args: argparse.Namespace) -> int:
         config.loss = LossWeights(kd=0.0, token_teacher=0.0, patch_teacher=0.0, patch_rank=0.0)
     elif args.kd is not None:
         config.loss = LossWeights(kd=args.kd)
-    from crisislens.distill.student_v2 import apply_settings
+    from crisislens.distill.student_v2 import apply_settings, check_settings
 
     try:
         apply_settings(config, args.set)
+        check_settings(config)
     except ValueError as exc:
         raise CliError(str(exc)) from exc
     summary = train(config, resume=not args.fresh)

@@ -580,9 +580,18 @@ def evaluate(model: RationaleStudent, features: Features, rows: Rows) -> dict[st
 # ----------------------------------------------------------------------------- loop
 
 
+def check_settings(config: StudentV2Config) -> None:
+    """Settings that need a file the teacher run may lack, refused before any work starts."""
+    alone = Path(config.teacher_run) / "outputs-photo-patches.npz" if config.teacher_run else None
+    if config.loss.photo_alone and (alone is None or not alone.is_file()):
+        raise ValueError(f"loss.photo_alone: the teacher run {config.teacher_run or '(none)'} has no "
+                         "outputs-photo-patches.npz (crisislens distill teacher-v2 probe-teacher --patch-targets)")
+
+
 def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
     started = time.perf_counter()
     root = D.resolve_data_root(config.data_root)
+    check_settings(config)
     out = Path(config.out)
     out.mkdir(parents=True, exist_ok=True)
     Path(config.cache).mkdir(parents=True, exist_ok=True)

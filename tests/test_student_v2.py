@@ -625,3 +625,15 @@ def test_photos_read_alone_learn_their_own_patch_targets_when_asked(tmp_path):
     assert int(model.eval()(inputs).patch_scores[2].argmax()) == 4  # the photo alone now names cell 4
     with pytest.raises(ValueError, match="outputs-photo-patches"):
         batch_loss(model, rows, features, TeacherV2.empty(), weights, None)
+
+
+def test_photo_alone_targets_are_refused_before_training_when_the_teacher_run_has_none(tmp_path, capsys):
+    from crisislens.runtime.cli import main
+
+    run = tmp_path / "teacher"
+    run.mkdir()
+    out = tmp_path / "student"
+    assert main(["distill", "student-v2", "train", "--teacher-run", str(run), "--out", str(out),
+                 "--set", "loss.photo_alone=true"]) != 0
+    assert "has no outputs-photo-patches.npz" in capsys.readouterr().err
+    assert not out.exists()  # refused before any work
