@@ -74,7 +74,7 @@ def build_bundle(out_dir: Path, *, export_dir: Path, report_path: Path, student_
 def onnx_input_names(onnx_path: Path) -> tuple[str, ...]:
     """The signature's inputs that the graph at `onnx_path` takes (a graph exported before
     `patch_keep` lacks it)."""
-    from crisislens.export.tensorrt import onnx_patch_count
+    from crisislens.export.graph_info import onnx_patch_count
 
     has_keep = onnx_patch_count(onnx_path) is not None
     return tuple(n for n in INPUT_NAMES if n in REQUIRED_INPUT_NAMES or has_keep)

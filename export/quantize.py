@@ -118,7 +118,7 @@ def quantize_dynamic(onnx_path: Path, out_path: Path, target: str = "avx512_vnni
 def with_patch_keep(onnx_path: Path, calibration: Sequence[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
     """The calibration feeds with `patch_keep` all ones (no batch dimension) where the graph takes
     it and a feed lacks it: the ranges are those of triage, every patch kept."""
-    from crisislens.export.tensorrt import onnx_patch_count
+    from crisislens.export.graph_info import onnx_patch_count
 
     patches = onnx_patch_count(onnx_path)
     if patches is None:

@@ -39,6 +39,7 @@ from crisislens.runtime.errors import CrisisLensError
 from crisislens.runtime.bundle import hash_file
 from crisislens.runtime import signature as S
 from crisislens.runtime.files import atomic_write
+from crisislens.export.graph_info import onnx_has_qdq, onnx_image_size, onnx_patch_count  # re-exported: the builder reads them
 from crisislens.runtime.preprocessing import ImageConfig, TextConfig
 from crisislens.runtime.backends.engines import DEFAULT_STEM, FIELD_LABELS, EngineFields, EngineMismatch, EngineSidecar, SidecarError, differing_fields, engine_filename, find_cached_engine, mismatch_message, read_sidecar, sidecar_path
 from crisislens.runtime.backends.gpu import GpuInfo, GpuProbeError, TensorRTUnavailable, capturing_logger, import_tensorrt, parse_nvidia_smi, probe_gpu
@@ -123,40 +124,6 @@ def precision_flags(precision: str, has_qdq: bool) -> tuple[str, ...]:
     if has_qdq:
         raise ValueError(f"this ONNX model is quantised (it has Q/DQ nodes): build it as int8, not {precision}")
     return ("FP16",) if precision == "fp16" else ()
-
-
-def onnx_has_qdq(onnx_path: str | Path) -> bool:
-    """Whether an ONNX file has QuantizeLinear/DequantizeLinear nodes (needs the `onnx` package).
-
-    Only the graph is read (external weights are not loaded).
-    """
-    import onnx  # export extra; imported here so this module loads without it
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    return any(node.op_type in ("QuantizeLinear", "DequantizeLinear") for node in model.graph.node)
-
-
-def onnx_image_size(onnx_path: str | Path) -> int | None:
-    """The photo side fixed in the graph's `pixel_values` input ([images, 3, S, S]: the student's
-    resolution), or None when the graph leaves it dynamic or has no such input. Profiles must
-    use it: TensorRT refuses a profile whose fixed dimensions differ from the graph's."""
-    import onnx  # export extra; imported here so this module loads without it
-
-    model = onnx.load(str(onnx_path), load_external_data=False)
-    for value in model.graph.input:
-        if value.name == "pixel_values":
-            dims = value.type.tensor_type.shape.dim
-            if len(dims) == 4 and dims[2].HasField("dim_value") and dims[2].dim_value > 0:
-                return int(dims[2].dim_value)
-    return None
-
-
-def onnx_patch_count(onnx_path: str | Path) -> int | None:
-    """The fixed patch count of the graph's `patch_keep` input ([batch, M]), or None when the
-    graph has no such input (exported before it)."""
-    import onnx  # export extra; imported here so this module loads without it
-
-    return S.patch_keep_count(onnx.load(str(onnx_path), load_external_data=False).graph.input, str(onnx_path))
 
 
 def student_inputs(onnx_path: str | Path) -> tuple[InputLayout, ...]:
