@@ -37,14 +37,19 @@ def mixed_state(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], weight: 
     return out
 
 
-def mix_checkpoints(first: Path, second: Path, weight: float) -> dict[str, Any]:
-    """A student checkpoint (as `save_student` writes) whose weights are `first`'s and
-    `second`'s mixed at `weight` (0: `first`, 1: `second`). Both must be the same student shape."""
+def load_pair(first: Path, second: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The two student checkpoints, refused unless they are the same student shape."""
     a, b = load_checkpoint(first), load_checkpoint(second)
     for key in ("config", "bert_config"):
         if a.get(key) != b.get(key):
             raise ValueError(f"{first} and {second}: different student {key.replace('_', ' ')}s; "
                              "only students of one shape mix")
+    return a, b
+
+
+def mixed_checkpoint(a: dict[str, Any], b: dict[str, Any], weight: float, first: Path, second: Path) -> dict[str, Any]:
+    """A student checkpoint (as `save_student` writes) whose weights are those of `a` and `b`
+    (`load_pair(first, second)`) mixed at `weight` (0: `a`, 1: `b`)."""
     try:
         state = mixed_state(a["model"], b["model"], weight)
     except ValueError as exc:
@@ -52,6 +57,11 @@ def mix_checkpoints(first: Path, second: Path, weight: float) -> dict[str, Any]:
     return {"model": state, "config": a["config"], "bert_config": a["bert_config"], "trainer": "student_v2 soup",
             "soup": {"first": str(first), "second": str(second), "weight": weight,
                      "first_dev": a.get("dev"), "second_dev": b.get("dev")}}
+
+
+def mix_checkpoints(first: Path, second: Path, weight: float) -> dict[str, Any]:
+    """`first`'s and `second`'s weights mixed at `weight` (0: `first`, 1: `second`), as a checkpoint."""
+    return mixed_checkpoint(*load_pair(first, second), weight, first, second)
 
 
 def write_mix(first: Path, second: Path, weight: float, out: Path) -> Path:
@@ -63,4 +73,4 @@ def write_mix(first: Path, second: Path, weight: float, out: Path) -> Path:
     return path
 
 
-__all__ = ["mix_checkpoints", "mixed_state", "write_mix"]
+__all__ = ["load_pair", "mix_checkpoints", "mixed_checkpoint", "mixed_state", "write_mix"]

@@ -53,7 +53,8 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
     import torch
 
     from crisislens.distill import data as D
-    from crisislens.distill.soup import mix_checkpoints
+    from crisislens.distill.features import image_key
+    from crisislens.distill.soup import load_pair, mixed_checkpoint
     from crisislens.distill.student import StudentConfig, build_student
     from crisislens.distill.student_v2 import (Rows, StudentV2Config, build_v2_features, photo_only_view, scores,
                                                text_only_view)
@@ -63,16 +64,14 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
     g = gather(root, seed=StudentV2Config.data_seed)  # the split the students were trained on
     heldout = random.Random(seed).sample([e for e in g["humaid:rest"] if e.text], sample)
     lex = random.Random(seed).sample([e for e in g["crisislex:all"] if e.text], sample)
-    base = mix_checkpoints(first, second, 0.0)
-    config = StudentV2Config(data_root=str(root), cache=str(cache), model=StudentConfig.from_dict(base["config"]))
-    model = build_student(config.model, base["bert_config"])
-    model.load_state_dict(base["model"], strict=False)  # the frozen lower text layers the cache is built with
+    a, b = load_pair(first, second)  # read once; each weight mixes them in memory
+    config = StudentV2Config(data_root=str(root), cache=str(cache), model=StudentConfig.from_dict(a["config"]))
+    model = build_student(config.model, a["bert_config"])
+    model.load_state_dict(a["model"], strict=False)  # the frozen lower text layers the cache is built with
     sets = {"crisismmd:dev": g["crisismmd:dev"], "crisismmd:test": g["crisismmd:test"], "humaid:heldout": heldout,
             "crisislex_t26 sample": lex}
     features = build_v2_features(Rows({**sets, "images:kerala": g["images:kerala"]}, []), root, config, model)
     index = features.images.index
-    from crisislens.distill.features import image_key
-
     photo = [e for e in g["crisismmd:test"] if e.image is not None and image_key(root, e.image) in index]
     sets |= {"test with a photo: text + photo": photo, "test with a photo: text only": text_only_view(photo),
              "kerala photos alone": photo_only_view([e for e in g["images:kerala"]
@@ -80,7 +79,7 @@ def measure_weights(first: Path, second: Path, weights: list[float], data_root: 
     results = []
     for w in weights:
         started = time.perf_counter()
-        ckpt = mix_checkpoints(first, second, w)
+        ckpt = mixed_checkpoint(a, b, w, first, second)
         missing, unexpected = model.load_state_dict(ckpt["model"], strict=False)
         if unexpected or [k for k in missing if not k.startswith("image.")]:
             raise SystemExit(f"the mix does not fit the student: {unexpected[:3]} {missing[:3]}")
