@@ -183,16 +183,26 @@ class EagerStudentRunner:
     backend = "pytorch"
     precision = "fp32"
 
-    def __init__(self, bundle: str | None = None, threads: int | None = None, **_: Any):
+    def __init__(self, bundle: str | None = None, threads: int | None = None, model: str | None = None, **_: Any):
+        """`model`: an FP32 ONNX export of the bundle's student (`crisislens export onnx`'s
+        model.fp32.onnx), for a bundle that ships only dynamic-INT8 variants."""
         from crisislens.runtime.bundle import load_bundle
         from crisislens.runtime.engine import Engine
         from crisislens.runtime.settings import settings
 
         loaded = load_bundle(settings().bundle_dir(Path(bundle) if bundle else None))
-        variant = eager_variant(loaded)
-        self.engine = Engine(loaded, variant.name, backend=EagerBackend(variant.path, threads))
+        variant_name: str | None
+        if model:
+            path = Path(model)
+            if not path.is_file():
+                raise FileNotFoundError(f"{path}: no such ONNX file (--eager-model)")
+            variant_name = None  # the bundle's default: its tokenizer, preprocessing and outputs
+        else:
+            variant = eager_variant(loaded)
+            path, variant_name = variant.path, variant.name
+        self.engine = Engine(loaded, variant_name, backend=EagerBackend(path, threads))
         self.name = EAGER_ROW
-        self.size_mb = variant.path.stat().st_size / 2**20
+        self.size_mb = path.stat().st_size / 2**20
 
     def predict(self, posts: Sequence[Post]) -> list[str]:
         return [p.label for p in self.engine.predict(posts)]
@@ -235,7 +245,8 @@ def eager_variant(bundle: Any) -> Any:
         for v in bundle.variants.values():
             if v.quantization == quantization and v.precision != "fp16":
                 return v
-    raise ValueError(f"{bundle.path}: no FP32 or weight-only variant to run in PyTorch eager")
+    raise ValueError(f"{bundle.path}: no FP32 or weight-only variant to run in PyTorch eager "
+                     "(give the student's FP32 export with --eager-model)")
 
 
 def _np_dtype_to_torch(onnx_type: int) -> Any:

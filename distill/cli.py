@@ -68,7 +68,7 @@ def register(cli: Cli) -> None:
     t.add_argument("--max-minutes", type=float, default=0.0, help="stop after the epoch that passes this time")
     t.add_argument("--humaid-pool", type=int, default=None,
                    help="HumAID rows to mix in (default 24000; fewer trade CrisisMMD accuracy against zero-shot "
-                        "on unseen crises: reports/teacher_no_humaid.md measures 0)")
+                        "on unseen crises: research/results/v1/teacher_no_humaid.md measures 0)")
     t.add_argument("--restart", action="store_true", help="ignore <out>/last.pt and train from scratch")
     t.add_argument("--skip-unimodal", action="store_true", help="do not train the text-only/image-only models")
     t.add_argument("--only-unimodal", action="store_true", help="train only the text-only/image-only models")
@@ -77,7 +77,7 @@ def register(cli: Cli) -> None:
                         "over padded batches, the recipe of the shipped checkpoint; see README, the teacher)")
     e = distill.command(
         "eval-teacher",
-        "evaluate the teacher -> reports/teacher.{json,md}",
+        "evaluate the first teacher -> research/results/v1/teacher.{json,md}",
         _eval_teacher,
         description=(
             "One run: CrisisMMD test (overall, with image vs text-only) beside the TF-IDF baseline, the\n"
@@ -87,7 +87,9 @@ def register(cli: Cli) -> None:
         ),
     )
     _training_args(e)
-    e.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    e.add_argument("--reports", type=Path, default=Path("research/results/v1"),
+                   help="report folder (default: research/results/v1, the first student's teacher; the shipped "
+                        "student's is `teacher-v2 probe-report`)")
     e.add_argument("--render-only", action="store_true",
                    help="rewrite <reports>/teacher.md from the numbers already in <reports>/teacher.json")
 
@@ -156,7 +158,7 @@ def register(cli: Cli) -> None:
                    help="drop the token/patch rationale terms (out defaults to artifacts/student_no_rationale)")
     v = distill.command(
         "eval-student",
-        "teacher vs student (+ ablation) -> reports/distill.{json,md}",
+        "the first teacher vs its student (+ ablation) -> research/results/v1/distill.{json,md}",
         _eval_student,
         description=(
             "One run: CrisisMMD test per model, agreement with the teacher (labels, token rationales,\n"
@@ -168,7 +170,8 @@ def register(cli: Cli) -> None:
     v.add_argument("--ablation-dir", type=Path, default=Path("artifacts/student_no_rationale"),
                    help="the no-rationale-loss student, reported when present")
     v.add_argument("--no-faithfulness", action="store_true", help="skip the (slow) faithfulness runs")
-    v.add_argument("--reports", type=Path, default=Path("reports"), help="report folder (default: reports)")
+    v.add_argument("--reports", type=Path, default=Path("research/results/v1"),
+                   help="report folder (default: research/results/v1: the first student)")
     _register_teacher_v2(distill)
     _register_student_v2(distill)
 
@@ -335,6 +338,20 @@ def _register_teacher_v2(distill: Cli) -> None:
                    help="score a seeded sample of N CrisisLexT26 posts zero-shot (default 2000; 0: none)")
     q.add_argument("--cache", type=Path, default=Path("artifacts/cache-v2"), help="embedding cache")
     q.add_argument("--out", type=Path, default=Path("artifacts/probe-teacher"), help="teacher run folder to write")
+    t = v2.command(
+        "probe-report", "the shipped student's teacher (a probe-teacher run) against the baselines -> "
+        "<out>/teacher.{json,md}", _v2_probe_report,
+        description=(
+            "Reads the probe-teacher run's summary.json, the baselines `teacher-v2 baselines` left in\n"
+            "<cache>/baselines.json and the TF-IDF report of `crisislens eval baseline`, and writes the\n"
+            "teacher report beside the other release evidence."
+        ),
+    )
+    t.add_argument("--run", type=Path, required=True, help="the probe-teacher run folder (summary.json)")
+    t.add_argument("--cache", type=Path, default=Path("artifacts/v2"), help="where `baselines` left baselines.json")
+    t.add_argument("--tfidf", type=Path, default=Path("reports/baseline.json"),
+                   help="the TF-IDF baseline report (default: reports/baseline.json)")
+    t.add_argument("--out", type=Path, default=Path("reports"), help="report folder (default: reports)")
     r = v2.command("report", "score a teacher v2 run against the baselines -> <out>/teacher_v2.{json,md}",
                    _v2_report)
     r.add_argument("--payload", type=Path, default=Path(".gpu/data"), help="the payload the run trained on")
@@ -415,6 +432,20 @@ def _v2_report(args: argparse.Namespace) -> int:
                           tfidf_report=Path("reports/baseline.json"))
     test = result["crisismmd:test"]["rationale head (the prediction)"]
     print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {args.out}/teacher_v2.md")
+    return 0
+
+
+def _v2_probe_report(args: argparse.Namespace) -> int:
+    from crisislens.distill.probe_report import write_report
+
+    command = " ".join(["crisislens", *sys.argv[1:]]) if sys.argv else "crisislens distill teacher-v2 probe-report"
+    try:
+        result = write_report(args.run, args.cache / "baselines.json", args.tfidf, args.out, command)
+    except (FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    test = result["summary"]["crisismmd:test"]
+    print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {args.out}/teacher.md")
     return 0
 
 

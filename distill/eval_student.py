@@ -1,5 +1,5 @@
 """`crisislens distill eval-student`: teacher vs student (and the no-rationale-loss ablation),
-side by side, from one run -> reports/distill.{json,md}.
+side by side, from one run -> research/results/v1/distill.{json,md}.
 
 Accuracy on CrisisMMD test; agreement with the teacher (labels, token rationales, top-k
 patches); plausibility on the held-out rationale event; faithfulness; size; PyTorch CPU

@@ -57,7 +57,7 @@ class TrainConfig:
     weight_decay: float = 0.01
     # HumAID rows (stratified by class, seeded) mixed into training, mapped to the 5 classes. A
     # measured trade-off: without them CrisisMMD test Macro-F1 rises but zero-shot Macro-F1 on
-    # unseen crises (CrisisLexT26) falls (reports/teacher.md against reports/teacher_no_humaid.md;
+    # unseen crises (CrisisLexT26) falls (research/results/v1/teacher.md against research/results/v1/teacher_no_humaid.md;
     # research/results/teacher_sweep.md). The field meets unseen crises, so the default keeps them.
     humaid_pool: int = 24000
     humaid_per_epoch: int = 8000  # drawn from the pool each epoch

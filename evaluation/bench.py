@@ -543,7 +543,12 @@ def run_bench(
         inputs, image_root = dataset_inputs("crisismmd:test", data_root)
         args = [*map(str, inputs), "--image-root", str(image_root)]
         peer_specs = {
-            name: {**base, "row": name, "threads": cores(), "options": {"bundle": str(bundle_dir)}}
+            name: {
+                **base,
+                "row": name,
+                "threads": cores(),
+                "options": {**(options or {}).get(name, {}), "bundle": str(bundle_dir)},
+            }
             for name in (available_peers() if peers is None else peers)
         }
         for i, n in enumerate(compete):

@@ -34,7 +34,8 @@ MEMORY_POSTS = (1_000, 10_000, 100_000)
 COLD_ROUNDS = 5
 # The end-to-end peers, rows other stages register (`crisislens.bench`): the student in PyTorch
 # eager and a transformers pipeline on MiniLM.
-PEERS = ("pytorch-eager-student", "transformers-minilm-pipeline")
+EAGER_ROW = "pytorch-eager-student"  # `crisislens bench --eager-model` sets this row's model
+PEERS = (EAGER_ROW, "transformers-minilm-pipeline")
 
 _WORDS = (
     "flood water rising bridge road closed rescue team shelter food donation power outage damage houses "
@@ -132,6 +133,7 @@ def peer_turn(spec: dict[str, Any], load: Callable[[], float | None]) -> dict[st
 
 __all__ = [
     "COLD_ROUNDS",
+    "EAGER_ROW",
     "MEMORY_POSTS",
     "PEERS",
     "available_peers",

@@ -140,6 +140,14 @@ def register(cli: Cli) -> None:
         help="time crisislens triage beside N (then M, ...) busy processes (default 0,1; empty: no triage rounds)",
     )
     bn.add_argument("--single", type=int, default=100, help="posts timed one by one per kind (default 100)")
+    bn.add_argument(
+        "--eager-model",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="the student's FP32 ONNX export (crisislens export onnx: model.fp32.onnx) for the "
+        "PyTorch-eager row, when the bundle ships no FP32 or weight-only variant",
+    )
     bn.add_argument("--reports", type=Path, default=DEFAULT_REPORTS, help=f"report folder (default: {DEFAULT_REPORTS})")
     bn.add_argument(
         "--render-only",
@@ -255,6 +263,7 @@ def _photos(args: argparse.Namespace) -> int:
 def _bench(args: argparse.Namespace) -> int:
     from crisislens.evaluation.bench import plugin_runners, run_bench
     from crisislens.evaluation.bench_report import chart, to_markdown
+    from crisislens.evaluation.bench_scale import EAGER_ROW
     from crisislens.runtime.bundle import load_bundle
     from crisislens.runtime.parallel import cores
     from crisislens.runtime.reports import provenance, render_again, write_report
@@ -283,6 +292,10 @@ def _bench(args: argparse.Namespace) -> int:
         rows = [r for pair in zip(rows, against) for r in pair] + rows[len(against) :]
         options = {r: {"bundle": str(args.against)} for r in against}
         settings_ = {"before": [*settings_["one worker"], "--bundle", str(args.against)], "defaults": []}
+    if args.eager_model:
+        if not args.eager_model.is_file():
+            raise CliError(f"--eager-model {args.eager_model}: no such file")
+        options[EAGER_ROW] = {"bundle": str(args.bundle), "model": str(args.eager_model)}
     try:
         compete = [int(n) for n in comma_list(args.compete) or []]
     except ValueError:

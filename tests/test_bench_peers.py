@@ -11,8 +11,6 @@ import numpy as np
 import pytest
 from conftest import REPO
 
-SHIPPED = REPO / "models" / "crisislens-student"
-
 
 def _posts() -> list:
     from crisislens.runtime.readers import read_posts
@@ -32,14 +30,13 @@ def _engines(bundle_dir: Path, threads: int = 1):
     return onnx_engine, eager_engine
 
 
-@pytest.mark.parametrize("which", ["tiny", "shipped"])
-def test_the_eager_student_gives_the_onnx_graphs_outputs(which, request):
+def test_the_eager_student_gives_the_onnx_graphs_outputs(tiny_bundle):
     """The PyTorch-eager peer runs the bundle's graph with PyTorch operators: logits, token and
     patch scores equal ONNX Runtime's on the same variant to float tolerance, posts with and
-    without a photo, so its speed is the same model's."""
+    without a photo, so its speed is the same model's. (The shipped bundle holds only its
+    dynamic-INT8 variant; its bench row runs the FP32 export, `--eager-model`.)"""
     pytest.importorskip("torch")
-    bundle_dir = request.getfixturevalue("tiny_bundle") if which == "tiny" else SHIPPED
-    onnx_engine, eager_engine = _engines(bundle_dir)
+    onnx_engine, eager_engine = _engines(tiny_bundle)
     posts = _posts()
     for batch in (posts[:8], [p for p in posts if p.image is not None][:3], posts[8:9]):
         feeds = onnx_engine.prepare(batch).feeds
@@ -49,6 +46,24 @@ def test_the_eager_student_gives_the_onnx_graphs_outputs(which, request):
     feeds = onnx_engine.prepare(text_only).feeds
     for a, b in zip(onnx_engine.run(feeds), eager_engine.run(feeds)):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_the_eager_row_can_run_the_fp32_export_of_a_bundle_with_only_int8_variants(tiny_bundle, tiny_exported,
+                                                                                     tmp_path):
+    """`bench --eager-model FILE`: the row runs that ONNX file in PyTorch eager behind the bundle's
+    own engine (tokenizer, preprocessing, outputs); its labels are the FP32 graph's."""
+    pytest.importorskip("torch")
+    from crisislens.distill.bench_rows import EagerStudentRunner
+    from crisislens.runtime.bundle import load_bundle
+    from crisislens.runtime.engine import Engine
+
+    posts = _posts()[:8]
+    runner = EagerStudentRunner(bundle=str(tiny_bundle), threads=1, model=str(tiny_exported[1]))
+    expected = [p.label for p in Engine(load_bundle(tiny_bundle), threads=1).predict(posts)]
+    assert runner.predict(posts) == expected
+    assert runner.size_mb == pytest.approx(Path(tiny_exported[1]).stat().st_size / 2**20)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        EagerStudentRunner(bundle=str(tiny_bundle), model=str(tmp_path / "missing.onnx"))
 
 
 def test_an_operator_the_eager_graph_does_not_know_is_an_error(tmp_path):
@@ -83,7 +98,7 @@ def test_the_eager_variant_is_one_that_computes_in_fp32():
     assert eager_variant(SimpleNamespace(variants={"a": dyn, "b": wo}, path="B")) is wo
     fp32 = variant("fp32", None, "fp32")
     assert eager_variant(SimpleNamespace(variants={"a": dyn, "b": wo, "c": fp32}, path="B")) is fp32
-    with pytest.raises(ValueError, match="no FP32"):
+    with pytest.raises(ValueError, match="no FP32.*--eager-model"):
         eager_variant(SimpleNamespace(variants={"a": dyn}, path="B"))
 
 

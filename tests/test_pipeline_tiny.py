@@ -171,7 +171,7 @@ def test_transfer_pairs_draw_training_texts_and_training_photos_only():
 
 
 def test_humaid_pool_is_an_option_of_train_teacher(tmp_path):
-    """HumAID is a measured trade-off (reports/teacher_no_humaid.md): kept by default,
+    """HumAID is a measured trade-off (research/results/v1/teacher_no_humaid.md): kept by default,
     `--humaid-pool 0` leaves it out."""
     from crisislens.distill.cli import _train_config
     from crisislens.runtime.cli import build_parser

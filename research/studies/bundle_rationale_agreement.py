@@ -1,7 +1,7 @@
 """Do the shipped bundle variants explain like the teacher? -> research/results/bundle_rationale.{json,md}
 
 What a responder sees comes from a bundle variant through the runtime (ONNX Runtime, INT8), not
-from the PyTorch student that `reports/distill.md` scores. This runs each variant given over
+from the PyTorch student that `research/results/v1/distill.md` scores. This runs each variant given over
 CrisisMMD test with the runtime's own reader, preprocessing and backend, takes the hard
 rationales by the rules the bundle's manifest records (token score >= threshold, at least N
 tokens; the top-k patches) and compares them with the teacher's stored outputs
@@ -177,7 +177,7 @@ def evaluate_variant(folder: Path, variant: str | None, posts: Sequence[Any], st
 
 
 def pytorch_reference(path: Path) -> dict[str, Any] | None:
-    """The PyTorch student's agreement with the teacher as `reports/distill.json` measured it (None without it)."""
+    """The PyTorch student's agreement with the teacher as `research/results/v1/distill.json` measured it (None without it)."""
     if not path.is_file():
         return None
     d = json.loads(path.read_text())
@@ -215,7 +215,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              run_line(prov, result["seconds"]), "",
              "Through the runtime (the bundle's preprocessing, ONNX Runtime CPU); hard rationales by the rules in "
              "each bundle's manifest; teacher = `models/teacher-outputs/outputs.npz`; definitions as in "
-             "`reports/distill.md` (token P/R/F1 micro over content word pieces, patch IoU over the posts with a "
+             "`research/results/v1/distill.md` (token P/R/F1 micro over content word pieces, patch IoU over the posts with a "
              "photo).", "",
              "| model | posts | Macro-F1 | label agreement | token-rationale P / R / F1 vs teacher | "
              f"patch top-{first['teacher_stored_top_k']['k']} IoU vs teacher (n) |", "|---|---|---|---|---|---|"]
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--outputs", type=Path, default=Path("models/teacher-outputs/outputs.npz"),
                         help="the teacher's stored outputs")
     parser.add_argument("--ks", default=",".join(map(str, DEFAULT_KS)), help="patch top-k sizes, comma-separated")
-    parser.add_argument("--reference", type=Path, default=Path("reports/distill.json"),
+    parser.add_argument("--reference", type=Path, default=Path("research/results/v1/distill.json"),
                         help="the PyTorch student's report, shown as the first row")
     parser.add_argument("--data-root", default=None)
     parser.add_argument("--out", type=Path, default=Path("research/results"))

@@ -56,7 +56,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
              run_line(prov, result["seconds"]), "",
              "Top-5 patch IoU with the teacher's IPOT top-5 on CrisisMMD posts with a photo and text (± standard "
              "error), label agreement with the teacher and Macro-F1 on all posts; the teacher's side is its stored "
-             "outputs (`models/teacher-outputs`), so agreement can differ by a post from `reports/distill.md`, which "
+             "outputs (`models/teacher-outputs`), so agreement can differ by a post from `research/results/v1/distill.md`, which "
              "runs the teacher again.", "",
              "| student | photo px | image tower | patch head | transfer pairs | teacher-state terms | epochs (best) "
              "| dev patch IoU | test patch IoU | test label agreement | test Macro-F1 |",

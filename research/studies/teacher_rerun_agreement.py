@@ -1,6 +1,6 @@
 """How far does another run of the teacher's recipe agree with the shipped teacher? -> research/results/teacher_rerun.{json,md}
 
-The student's agreement targets (`reports/distill.md`) compare it with one run of the teacher,
+The student's agreement targets (`research/results/v1/distill.md`) compare it with one run of the teacher,
 whose outputs are stored (`models/teacher-outputs/outputs.npz`). This scores other teacher
 checkpoints against those stored outputs by the same definitions (`eval_student.agreement`:
 label agreement, token-rationale F1, top-5 patch IoU; the patch IoU at other k as in
@@ -100,7 +100,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     lines = ["# Another run of the teacher's recipe vs the shipped teacher (stored outputs)", "",
              run_line(prov, result["seconds"]), "",
              f"Reference: the shipped teacher's stored outputs (`{result['outputs']}`, teacher checkpoint sha256 "
-             f"{(result['reference_sha256'] or '?')[:12]}). Definitions as in `reports/distill.md` (token-rationale F1 "
+             f"{(result['reference_sha256'] or '?')[:12]}). Definitions as in `research/results/v1/distill.md` (token-rationale F1 "
              "micro over content word pieces; top-5 patch IoU over the posts with a photo) and "
              "`research/results/bundle_rationale.md` (IoU at k: top-k of the stored 16-bit scores, posts where both used a "
              "photo). The student's targets: token F1 >= 0.80, patch IoU >= 0.60.", ""]

@@ -7,7 +7,7 @@ same teacher (`build_teacher`, `teacher_loss`, the same optimizer, schedule and 
 and test; a recipe's test score is the one of its best dev epoch. Photos are left out (the
 payload carries no image features: too large for the device machine), so every row is read as
 text only, which is how 875 of the 955 test rows are read anyway; compare recipes with each
-other, and with the same-run replica of the CPU recipe, not with reports/teacher.md.
+other, and with the same-run replica of the CPU recipe, not with research/results/v1/teacher.md.
 
 Three steps, the middle one on a machine with a GPU:
 
