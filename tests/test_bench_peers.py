@@ -207,3 +207,13 @@ def test_the_end_to_end_peers_are_not_bench_rows(monkeypatch):
     monkeypatch.setattr(bench, "entry_points", lambda group: [ep])
     assert list(bench.plugin_runners()) == ["pytorch-student"]
     assert list(bench.plugin_runners(with_peers=True)) == list(factories)
+
+
+def test_bench_names_a_missing_eager_model(tiny_bundle, tmp_path, capsys):
+    from crisislens.runtime.cli import main
+
+    code = main(["bench", "--bundle", str(tiny_bundle), "--eager-model", str(tmp_path / "gone.onnx"),
+                 "--reports", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert code != 0 and "--eager-model" in err and "gone.onnx" in err, err
+    assert not (tmp_path / "bench.json").exists()
