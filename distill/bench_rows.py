@@ -197,6 +197,7 @@ class EagerStudentRunner:
             if not path.is_file():
                 raise FileNotFoundError(f"{path}: no such ONNX file (--eager-model)")
             variant_name = None  # the bundle's default: its tokenizer, preprocessing and outputs
+            same_inputs(path, loaded.variant().path)
         else:
             variant = eager_variant(loaded)
             path, variant_name = variant.path, variant.name
@@ -235,6 +236,23 @@ class PipelineRunner:
 
 
 # -- the bundle's graph in PyTorch eager ----------------------------------------------------------
+
+
+def _input_shapes(path: Path) -> dict[str, list[int]]:
+    import onnx
+
+    graph = onnx.load(str(path)).graph
+    initialised = {i.name for i in graph.initializer}
+    return {i.name: [d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input if i.name not in initialised}
+
+
+def same_inputs(model: Path, variant: Path) -> None:
+    """A ValueError unless `model` takes the inputs `variant` takes, with the same fixed sizes (the
+    photo's size among them): the check that an --eager-model is the bundle's student."""
+    ours, theirs = _input_shapes(model), _input_shapes(variant)
+    if ours != theirs:
+        raise ValueError(f"{model}: its inputs {ours} are not those of the bundle's {variant.name} {theirs} "
+                         "(--eager-model must be the FP32 export of the bundle's student)")
 
 
 def eager_variant(bundle: Any) -> Any:

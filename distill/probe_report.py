@@ -24,6 +24,7 @@ from crisislens.runtime.reports import write_report as write_files
 
 AFFECTED = "affected_individuals"
 CRISISLEX_PREFIX = "crisislex_t26 sample"
+ENCODERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}
 
 
 def _read(path: Path, what: str) -> dict[str, Any]:
@@ -54,13 +55,13 @@ def collect(run: Path, baselines_path: Path, tfidf_path: Path) -> dict[str, Any]
         if key not in summary:
             raise ValueError(f"{run / 'summary.json'}: no {key!r} scores (not a probe-teacher run?)")
     baselines = _read(baselines_path, "baselines (crisislens distill teacher-v2 baselines)")
-    tfidf = _read(tfidf_path, "TF-IDF baseline report (crisislens eval baseline)")["test"]
+    tfidf_report = _read(tfidf_path, "TF-IDF baseline report (crisislens eval baseline)")
+    if "test" not in tfidf_report:
+        raise ValueError(f"{tfidf_path}: no 'test' scores (not the report of `crisislens eval baseline`?)")
+    tfidf = tfidf_report["test"]
     return {"run": str(run), "summary": summary, "baselines": baselines,
             "tfidf": {"n": tfidf["n"], "macro_f1": tfidf["macro_f1"], "accuracy": tfidf["accuracy"],
                       "affected_f1": tfidf["per_class"][AFFECTED]["f1"]}}
-
-
-ENCODERS = {"mpnet": "all-mpnet-base-v2", "minilm": "all-MiniLM-L6-v2"}
 
 
 def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
@@ -92,7 +93,7 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     table = [_split_row("crisismmd:dev", s["crisismmd:dev"])]
     lex = _crisislex_key(s)
     if lex:
-        table.append(_split_row(f"{lex} (unseen crises)", s[lex]))
+        table.append(_split_row(f"{lex}, unseen crises", s[lex]))
     lines += md_table(["set", "n", "Macro-F1", "accuracy", "affected_individuals F1"], table)
     if photos:
         lines += ["", "## Photos", "", "CrisisMMD posts with a photo, text alone and text with the photo probe:", ""]

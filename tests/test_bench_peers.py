@@ -66,6 +66,23 @@ def test_the_eager_row_can_run_the_fp32_export_of_a_bundle_with_only_int8_varian
         EagerStudentRunner(bundle=str(tiny_bundle), model=str(tmp_path / "missing.onnx"))
 
 
+def test_an_eager_model_with_other_inputs_is_refused(tiny_bundle, tmp_path):
+    """Another model than the bundle's student (here: a photo of another size) is named, not timed."""
+    pytest.importorskip("torch")
+    import onnx
+
+    from crisislens.distill.bench_rows import EagerStudentRunner
+    from crisislens.runtime.bundle import load_bundle
+
+    model = onnx.load(str(load_bundle(tiny_bundle).variant().path))
+    pixels = next(i for i in model.graph.input if i.name == "pixel_values")
+    pixels.type.tensor_type.shape.dim[2].dim_value += 1
+    other = tmp_path / "other.onnx"
+    onnx.save(model, str(other))
+    with pytest.raises(ValueError, match="other.onnx.*not those of the bundle"):
+        EagerStudentRunner(bundle=str(tiny_bundle), model=str(other))
+
+
 def test_an_operator_the_eager_graph_does_not_know_is_an_error(tmp_path):
     pytest.importorskip("torch")
     import onnx

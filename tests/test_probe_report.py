@@ -51,7 +51,7 @@ def test_the_report_puts_the_probe_teacher_beside_the_baselines(tmp_path):
     assert "| TF-IDF + logistic regression | 955 | 0.6086 | 0.7581 | 0.200 |" in md
     assert "| mpnet linear probe (frozen, C=2.0) | 955 | 0.7340 | 0.8366 | 0.429 |" in md
     assert "| probe teacher (text, and photo where there is one) | 955 | 0.7443 | 0.8293 | 0.500 |" in md
-    assert "crisislex_t26 sample of 2000 (zero-shot) (unseen crises) | 2000 | 0.4413" in md
+    assert "crisislex_t26 sample of 2000 (zero-shot), unseen crises | 2000 | 0.4413" in md
     assert "crisismmd:test posts with a photo: text + photo | 158 | 0.8100" in md
     assert "| lite1 | 0.7166 | 0.8390 | – | – |" in md
     data = json.loads((tmp_path / "out" / "teacher.json").read_text())
@@ -74,6 +74,10 @@ def test_missing_or_wrong_files_are_named(tmp_path):
     run, baselines, tfidf = _files(tmp_path)
     with pytest.raises(FileNotFoundError, match="baselines"):
         collect(run, tmp_path / "nope.json", tfidf)
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({"dev": {}}))
+    with pytest.raises(ValueError, match="other.json: no 'test' scores"):
+        collect(run, baselines, other)
     (run / "summary.json").write_text("{not json")
     with pytest.raises(ValueError, match="summary.json: not JSON"):
         collect(run, baselines, tfidf)
