@@ -138,6 +138,10 @@ class StudentV2Config:
     # distribution (`kd`), i.e. CrisisMMD's reading of them (e.g. the probe teacher's); the
     # HumAID rows the teacher did not read are left out.
     humaid_gold: bool = True
+    # A teacher-outputs file of the first teacher (`crisislens distill teacher-outputs`, e.g.
+    # models/teacher-outputs/outputs.npz): its word scores, already on MiniLM's pieces, become the
+    # `token_teacher` targets of the rows the teacher run gives none (the probe teacher gives none).
+    token_outputs: str = ""
     text_drop: float = 1.0  # share of the CrisisMMD training photos also shown alone, with their image label
     class_weight_power: float = 0.0  # 0: no class weights; 1: inverse square-root frequency
     # Linear probing, then fine-tuning: the fine-tuned MiniLM layer stays frozen for the first
@@ -318,6 +322,22 @@ class TeacherV2:
             with np.load(run / "outputs-photo-patches.npz") as a:
                 alone = dict(zip(a["keys"].tolist(), a["patches"].astype(np.float32)))
         return cls(index, logits["logits"], tokens, patches, alone)
+
+
+    def add_token_outputs(self, path: Path, rows: Sequence[D.Example]) -> int:
+        """Word scores from a teacher-outputs file (MiniLM pieces, as the student's) for the rows
+        that have none yet; returns how many were added. A row whose text is tokenised otherwise
+        now is skipped at training time (its length differs)."""
+        from crisislens.distill.teacher_outputs import TeacherOutputStore
+
+        store = TeacherOutputStore.load(path)
+        added = 0
+        for e in rows:
+            key = example_key(e)
+            if e.text and key not in self.tokens and key in store:
+                self.tokens[key] = store.row(key)["token_scores"]
+                added += 1
+        return added
 
 
 def map_teacher_tokens(run: Path, index: dict[str, int], rows: Sequence[D.Example],
@@ -586,6 +606,9 @@ def check_settings(config: StudentV2Config) -> None:
     if config.loss.photo_alone and (alone is None or not alone.is_file()):
         raise ValueError(f"loss.photo_alone: the teacher run {config.teacher_run or '(none)'} has no "
                          "outputs-photo-patches.npz (crisislens distill teacher-v2 probe-teacher --patch-targets)")
+    if config.token_outputs and not Path(config.token_outputs).is_file():
+        raise ValueError(f"token_outputs: {config.token_outputs}: no such teacher-outputs file "
+                         "(crisislens distill teacher-outputs)")
 
 
 def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
@@ -606,6 +629,9 @@ def train(config: StudentV2Config, resume: bool = True) -> dict[str, Any]:
     else:
         print("no teacher run: gold labels and human rationales only", file=sys.stderr)
         teacher = TeacherV2.empty()
+    if config.token_outputs:
+        added = teacher.add_token_outputs(Path(config.token_outputs), every)
+        print(f"word scores of {added} rows from {config.token_outputs}", file=sys.stderr)
     if not config.humaid_gold and teacher.index:
         rows = rows.read_by(teacher)
     optimizer = make_optimizer(model, model.text, config)

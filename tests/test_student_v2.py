@@ -637,3 +637,40 @@ def test_photo_alone_targets_are_refused_before_training_when_the_teacher_run_ha
                  "--set", "loss.photo_alone=true"]) != 0
     assert "has no outputs-photo-patches.npz" in capsys.readouterr().err
     assert not out.exists()  # refused before any work
+
+
+def test_the_first_teachers_word_scores_fill_the_rows_the_teacher_run_has_none_for(tmp_path):
+    """`token_outputs`: a teacher-outputs file's word scores (MiniLM pieces) become token targets
+    for rows with words that the teacher run gives none; rows it covers and photos alone are kept."""
+    from crisislens.distill import data as D
+    from crisislens.distill.student_v2 import TeacherV2
+    from crisislens.distill.teacher_outputs import TeacherOutputStore
+
+    def out(scores):
+        return {"probs": np.full(5, 0.2), "token_scores": np.array(scores, np.float32),
+                "token_rationale": np.array(scores) >= 0.5, "has_image": False,
+                "patch_scores": np.zeros(49), "patch_rationale": np.zeros(49, bool)}
+
+    path = tmp_path / "outputs.npz"
+    TeacherOutputStore.from_rows(["crisismmd:a", "crisismmd:b", "images:c"],
+                                 [out([0.1, 0.9, 0.2]), out([0.5, 0.5]), out([0.3])], {"teacher": "t"}).save(path)
+    rows = [D.Example("a", "roads cut", None, "not_humanitarian", "crisismmd"),
+            D.Example("b", "bridge down", None, "not_humanitarian", "crisismmd"),
+            D.Example("c", None, "x.jpg", "affected_individuals", "images"),
+            D.Example("d", "not in the file", None, "not_humanitarian", "crisismmd")]
+    own = np.array([1.0, 0.0], np.float32)
+    teacher = TeacherV2({}, np.zeros((0, 5), np.float32), {"crisismmd:b": own}, {})
+    assert teacher.add_token_outputs(path, rows) == 1
+    np.testing.assert_allclose(teacher.tokens["crisismmd:a"], [0.1, 0.9, 0.2], atol=1e-3)
+    assert teacher.tokens["crisismmd:b"] is own  # the teacher run's own scores win
+    assert "images:c" not in teacher.tokens and "crisismmd:d" not in teacher.tokens
+
+
+def test_a_missing_token_outputs_file_is_refused_before_training(tmp_path, capsys):
+    from crisislens.runtime.cli import main
+
+    out = tmp_path / "student"
+    assert main(["distill", "student-v2", "train", "--no-teacher", "--out", str(out),
+                 "--set", f"token_outputs={tmp_path / 'none.npz'}"]) != 0
+    assert "none.npz: no such teacher-outputs file" in capsys.readouterr().err
+    assert not out.exists()
