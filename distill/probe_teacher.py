@@ -47,6 +47,7 @@ from typing import Any
 import numpy as np
 
 from crisislens.distill import data as D
+from crisislens.distill import teacher_run as R
 from crisislens.distill.features import example_key
 from crisislens.distill.probes import C_GRID, ENCODERS, embed
 from crisislens.evaluation.metrics import classification_report
@@ -393,17 +394,17 @@ def build(groups: dict[str, list[D.Example]], out: Path, cache: Path, *, encoder
         summary[f"crisislex_t26 sample of {len(lex)} (zero-shot)"] = report(lex, x_lex)
     summary["seconds"] = round(time.perf_counter() - started, 1)
     out.mkdir(parents=True, exist_ok=True)
-    np.savez(out / "outputs-logits.npz", logits=logits)
+    np.savez(out / R.LOGITS, logits=logits)
     rows_with_maps = sorted(maps)
-    np.savez(out / "outputs-patches.npz",
+    np.savez(out / R.PATCHES,
              patches=np.stack([maps[i] for i in rows_with_maps]).astype(np.float16) if maps
              else np.zeros((0, 49), np.float16),
              photo_rows=np.asarray(rows_with_maps, np.int64))
-    alone = out / "outputs-photo-patches.npz"
+    alone = out / R.PHOTO_PATCHES
     if photo_maps:  # the photos read alone: targets by photo key (path under images/)
         np.savez(alone, keys=np.array(list(photo_maps)), patches=np.stack(list(photo_maps.values())).astype(np.float16))
     else:
         alone.unlink(missing_ok=True)
-    atomic_write(out / "keys.json", json.dumps(keys))
+    atomic_write(out / R.KEYS, json.dumps(keys))
     atomic_write(out / "summary.json", json.dumps(summary, indent=2, default=str))
     return summary

@@ -38,6 +38,7 @@ import torch
 from torch.nn import functional as F
 
 from crisislens.distill import data as D
+from crisislens.distill import teacher_run as R
 from crisislens.distill.features import (
     MINILM_ID,
     Features,
@@ -61,8 +62,6 @@ from crisislens.distill.loop import (
     run_summary,
     set_seed,
 )
-from crisislens.distill.teacher import TeacherInputs
-from crisislens.distill.teacher_v2_data import _photo_key
 from crisislens.distill.student import (
     RationaleStudent,
     StudentConfig,
@@ -71,6 +70,8 @@ from crisislens.distill.student import (
     student_image_config,
     student_image_tower,
 )
+from crisislens.distill.teacher import TeacherInputs
+from crisislens.distill.teacher_v2_data import _photo_key
 from crisislens.evaluation.metrics import classification_report
 from crisislens.runtime.labels import LABEL_NAMES, label_index
 from crisislens.runtime.preprocessing import TextEncoder, clean_text
@@ -296,15 +297,15 @@ class TeacherV2:
 
     @classmethod
     def load(cls, run: Path, rows: Sequence[D.Example], encoder: TextEncoder, cache: Path) -> TeacherV2:
-        keys = json.loads((run / "keys.json").read_text())
+        keys = json.loads((run / R.KEYS).read_text())
         index = {k: i for i, k in enumerate(keys)}
-        logits = np.load(run / "outputs-logits.npz")
-        z = np.load(run / "outputs-patches.npz")
+        logits = np.load(run / R.LOGITS)
+        z = np.load(run / R.PATCHES)
         patches = {keys[int(r)]: z["patches"][j].astype(np.float32) for j, r in enumerate(z["photo_rows"])}
         # The mapped word scores are cached per teacher run (a run without word scores, such as
         # the probe teacher's, has none to map).
         mapped = cache / f"teacher-v2-tokens-{run.resolve().name}.npz"
-        if not (run / "outputs-tokens.npz").is_file():
+        if not (run / R.TOKENS).is_file():
             tokens: dict[str, np.ndarray] = {}
         elif mapped.is_file():
             with np.load(mapped) as m:  # each m[name] reads the array again: once each
@@ -318,8 +319,8 @@ class TeacherV2:
                      np.zeros(0, np.float32), starts=np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64),
                      lengths=lengths)
         alone: dict[str, np.ndarray] = {}
-        if (run / "outputs-photo-patches.npz").is_file():
-            with np.load(run / "outputs-photo-patches.npz") as a:
+        if (run / R.PHOTO_PATCHES).is_file():
+            with np.load(run / R.PHOTO_PATCHES) as a:
                 alone = dict(zip(a["keys"].tolist(), a["patches"].astype(np.float32)))
         return cls(index, logits["logits"], tokens, patches, alone)
 
@@ -346,7 +347,7 @@ def map_teacher_tokens(run: Path, index: dict[str, int], rows: Sequence[D.Exampl
     from crisislens.distill.pretrained import mpnet_dir
     from crisislens.distill.teacher_v2_data import mpnet_tokenizer
 
-    scores = np.load(run / "outputs-tokens.npz")["tokens"]
+    scores = np.load(run / R.TOKENS)["tokens"]
     tok = mpnet_tokenizer(mpnet_dir())
     todo = [e for e in rows if e.text and example_key(e) in index]
     cleaned = [clean_text(e.text)[0] for e in todo]
@@ -484,7 +485,7 @@ def batch_loss(model: RationaleStudent, batch: Sequence[D.Example], features: Fe
     has_patches = torch.zeros(b, dtype=torch.bool)
     alone_rows = torch.zeros(b, dtype=torch.bool)
     if weights.photo_alone and not teacher.photo_patches:
-        raise ValueError("loss.photo_alone: the teacher run has no outputs-photo-patches.npz "
+        raise ValueError(f"loss.photo_alone: the teacher run has no {R.PHOTO_PATCHES} "
                          "(crisislens distill teacher-v2 probe-teacher --patch-targets)")
     for i, e in enumerate(batch):
         key = example_key(e)
@@ -602,10 +603,10 @@ def evaluate(model: RationaleStudent, features: Features, rows: Rows) -> dict[st
 
 def check_settings(config: StudentV2Config) -> None:
     """Settings that need a file the teacher run may lack, refused before any work starts."""
-    alone = Path(config.teacher_run) / "outputs-photo-patches.npz" if config.teacher_run else None
+    alone = Path(config.teacher_run) / R.PHOTO_PATCHES if config.teacher_run else None
     if config.loss.photo_alone and (alone is None or not alone.is_file()):
         raise ValueError(f"loss.photo_alone: the teacher run {config.teacher_run or '(none)'} has no "
-                         "outputs-photo-patches.npz (crisislens distill teacher-v2 probe-teacher --patch-targets)")
+                         f"{R.PHOTO_PATCHES} (crisislens distill teacher-v2 probe-teacher --patch-targets)")
     if config.token_outputs and not Path(config.token_outputs).is_file():
         raise ValueError(f"token_outputs: {config.token_outputs}: no such teacher-outputs file "
                          "(crisislens distill teacher-outputs)")

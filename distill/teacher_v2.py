@@ -40,6 +40,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from crisislens.distill import teacher_run as R
 from crisislens.distill.ipot import TransferConfig, ipot_align, top_patches, transfer_rationale
 
 NUM_LABELS = 5
@@ -506,14 +507,14 @@ def write_outputs(model: TeacherV2, p: Payload, out: Path, device: torch.device)
     photo_rows = np.flatnonzero(p.photo >= 0)
     text_only = predict(model, p, photo_rows, device, drop_photo=True)
     photo_only = predict(model, p, photo_rows, device, drop_text=True)
-    np.savez_compressed(out / "outputs-logits.npz", logits=full["logits"].astype(np.float32),
+    np.savez_compressed(out / R.LOGITS, logits=full["logits"].astype(np.float32),
                         full=full["full"].astype(np.float32), photo=full["photo"].astype(np.float32),
                         photo_rows=photo_rows,
                         text_only_logits=text_only["logits"], text_only_full=text_only["full"],
                         photo_only_logits=photo_only["logits"], photo_only_full=photo_only["full"],
                         photo_only_photo=photo_only["photo"])
-    np.savez_compressed(out / "outputs-tokens.npz", tokens=full["tokens"])
-    np.savez_compressed(out / "outputs-patches.npz", patches=full["patches"][photo_rows],
+    np.savez_compressed(out / R.TOKENS, tokens=full["tokens"])
+    np.savez_compressed(out / R.PATCHES, patches=full["patches"][photo_rows],
                         keep=full["keep"][photo_rows], photo_only_patches=photo_only["patches"],
                         photo_only_keep=photo_only["keep"], photo_rows=photo_rows)
 

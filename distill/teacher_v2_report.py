@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from crisislens.distill import teacher_run as R
 from crisislens.evaluation.metrics import token_f1
 from crisislens.evaluation.score import ScoredPost, score
 from crisislens.runtime.files import atomic_write
@@ -38,8 +39,8 @@ def _scores(gold: np.ndarray, logits: np.ndarray, labels: list[str] | None = Non
 def evaluate_run(payload: Path, run: Path) -> dict[str, Any]:
     rows = np.load(payload / "rows.npz", allow_pickle=False)
     group, label, photo = rows["group"], rows["label"].astype(int), rows["photo"]
-    logits = np.load(run / "outputs-logits.npz", allow_pickle=False)
-    tokens = np.load(run / "outputs-tokens.npz", allow_pickle=False)["tokens"].astype(np.float32)
+    logits = np.load(run / R.LOGITS, allow_pickle=False)
+    tokens = np.load(run / R.TOKENS, allow_pickle=False)["tokens"].astype(np.float32)
     result: dict[str, Any] = {"run": json.loads((run / "teacher.json").read_text())}
     keys = payload.parent / f"{payload.name}-keys.json"
     if keys.is_file():  # what the payload was packed with
