@@ -438,12 +438,10 @@ def _v2_report(args: argparse.Namespace) -> int:
 def _v2_probe_report(args: argparse.Namespace) -> int:
     from crisislens.distill.probe_report import write_report
 
-    command = " ".join(["crisislens", *sys.argv[1:]]) if sys.argv else "crisislens distill teacher-v2 probe-report"
     try:
-        result = write_report(args.run, args.cache / "baselines.json", args.tfidf, args.out, command)
-    except (FileNotFoundError, ValueError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        result = write_report(args.run, args.cache / "baselines.json", args.tfidf, args.out)
+    except (FileNotFoundError, ValueError) as exc:
+        raise CliError(str(exc)) from exc
     test = result["summary"]["crisismmd:test"]
     print(f"CrisisMMD test: Macro-F1 {test['macro_f1']:.4f}, accuracy {test['accuracy']:.4f} -> {args.out}/teacher.md")
     return 0

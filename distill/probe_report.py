@@ -128,8 +128,10 @@ def to_markdown(result: dict[str, Any], prov: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(run: Path, baselines_path: Path, tfidf_path: Path, out: Path, command: str) -> dict[str, Any]:
-    """`<out>/teacher.{json,md}`; `command` is the command line the provenance records."""
+def write_report(run: Path, baselines_path: Path, tfidf_path: Path, out: Path,
+                 command: str | None = None) -> dict[str, Any]:
+    """`<out>/teacher.{json,md}`; the provenance records `command` (default: this process's
+    `crisislens ...` command line)."""
     result = collect(run, baselines_path, tfidf_path)
     prov = provenance(command)
     write_files("teacher", {**result, "provenance": prov}, to_markdown(result, prov), out)

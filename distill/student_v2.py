@@ -324,7 +324,6 @@ class TeacherV2:
                 alone = dict(zip(a["keys"].tolist(), a["patches"].astype(np.float32)))
         return cls(index, logits["logits"], tokens, patches, alone)
 
-
     def add_token_outputs(self, path: Path, rows: Sequence[D.Example]) -> int:
         """Word scores from a teacher-outputs file (MiniLM pieces, as the student's) for the rows
         that have none yet; returns how many were added. A row whose text is tokenised otherwise
